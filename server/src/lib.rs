@@ -1,0 +1,5 @@
+//! Porthole: a self-hosted web gateway to AWS Session Manager shells.
+//!
+//! The library holds everything; `main.rs` only parses the command line.
+
+pub mod ssm;

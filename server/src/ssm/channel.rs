@@ -1,0 +1,1559 @@
+//! The data-channel state machine, sans IO, for both roles: the client (Porthole's gateway, like
+//! the official session-manager-plugin) and the agent (the emulator's side).
+//!
+//! The machine owns everything a session needs on the wire: per-direction sequence counters, the
+//! buffer of unacknowledged messages with its retransmission timer, the bounded out-of-order
+//! buffer, acknowledgements (including re-acks of duplicates), both start flows (plain shell
+//! without a handshake; handshake with or without KMS and its challenge), input and output
+//! chunking, publication pause, `channel_closed`, and the socket-replacement step used by
+//! `ResumeSession`. It never touches a socket, a task or a clock: the IO layer feeds it frames,
+//! user data and the current [`Instant`], then drains [`Channel::poll_transmit`] and
+//! [`Channel::poll_event`] and sleeps until [`Channel::poll_timeout`].
+//!
+//! The machine never drops user data: input or output it cannot send yet (session not ready,
+//! publication paused, send window full) waits in a queue whose size the IO layer reads through
+//! [`Channel::pending_bytes`] to apply backpressure.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use uuid::Uuid;
+
+use super::codec::{self, DecodeError, FLAG_FIN, FLAG_SYN, Header, MessageType, PayloadType};
+use super::crypto::{self, KeySide, PayloadCipher};
+use super::payload::{self, action_status, action_type};
+use super::rto::RttEstimator;
+use super::utf8::Utf8Chunker;
+
+/// The most bytes of user data in one stream payload (keystrokes or output).
+pub const MAX_STREAM_PAYLOAD: usize = 1024;
+/// Out-of-order messages buffered before further ones are dropped unacknowledged (the
+/// official client's capacity).
+pub const DEFAULT_REORDER_CAPACITY: usize = 10_000;
+/// Unacknowledged messages in flight before new data waits (the official client's capacity).
+pub const DEFAULT_SEND_WINDOW: usize = 10_000;
+/// Resends of one message before the channel gives up (the official client's limit).
+pub const DEFAULT_MAX_RESENDS: u32 = 3_000;
+/// How long the agent waits for each handshake reply before failing the session.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The client version reported in OpenDataChannel and HandshakeResponse: a realistic 4-part
+/// version above every feature threshold the agent checks.
+pub const DEFAULT_CLIENT_VERSION: &str = "1.2.814.0";
+/// The agent version reported in HandshakeRequest (re-acks, RandomChallenge, heartbeat).
+pub const DEFAULT_AGENT_VERSION: &str = "3.3.2299.0";
+
+/// Encryption-context key naming the session.
+pub const CONTEXT_SESSION_ID: &str = "aws:ssm:SessionId";
+/// Encryption-context key naming the target.
+pub const CONTEXT_TARGET_ID: &str = "aws:ssm:TargetId";
+/// Encryption-context key carrying the agent's random challenge.
+pub const CONTEXT_RANDOM_CHALLENGE: &str = "aws:ssm:RandomChallenge";
+
+/// Which side of the data channel this machine plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends `input_stream_data`, receives `output_stream_data`.
+    Client,
+    /// Sends `output_stream_data`, receives `input_stream_data`.
+    Agent,
+}
+
+/// What the agent asks for in its HandshakeRequest. Without one, the agent runs the plain
+/// flow: no handshake, output straight away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentHandshake {
+    /// `Standard_Stream`, `InteractiveCommands`, …
+    pub session_type: String,
+    /// The document's plugin properties (null for shells).
+    pub properties: serde_json::Value,
+    /// Turn on KMS encryption with this key.
+    pub kms_key_id: Option<String>,
+    /// Send a RandomChallenge with the KMS action (agents ≥ 3.3.808.0).
+    pub random_challenge: bool,
+}
+
+/// Settings of one channel.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// Client or agent.
+    pub role: Role,
+    /// The SSM session id (for the KMS encryption context and `channel_closed`).
+    pub session_id: String,
+    /// The target as passed to StartSession (for the KMS encryption context).
+    pub target_id: String,
+    /// The client's id, reused on every reconnect.
+    pub client_id: Uuid,
+    /// Our version string (ClientVersion or AgentVersion).
+    pub version: String,
+    /// Agent role only: the handshake to run, or `None` for the plain flow.
+    pub handshake: Option<AgentHandshake>,
+    /// Out-of-order messages kept at most.
+    pub reorder_capacity: usize,
+    /// Unacknowledged messages in flight at most.
+    pub send_window: usize,
+    /// Resends of one message before giving up.
+    pub max_resends: u32,
+    /// Seed of the machine's generator (message ids, nonces, challenges); `None` draws one from
+    /// the operating system. Tests fix it for reproducible runs.
+    pub seed: Option<u64>,
+}
+
+impl ChannelConfig {
+    /// Defaults for a client of `session_id` on `target_id`.
+    pub fn client(session_id: impl Into<String>, target_id: impl Into<String>) -> Self {
+        Self {
+            role: Role::Client,
+            session_id: session_id.into(),
+            target_id: target_id.into(),
+            client_id: Uuid::new_v4(),
+            version: DEFAULT_CLIENT_VERSION.to_owned(),
+            handshake: None,
+            reorder_capacity: DEFAULT_REORDER_CAPACITY,
+            send_window: DEFAULT_SEND_WINDOW,
+            max_resends: DEFAULT_MAX_RESENDS,
+            seed: None,
+        }
+    }
+
+    /// Defaults for an agent of `session_id` on `target_id`, plain flow.
+    pub fn agent(session_id: impl Into<String>, target_id: impl Into<String>) -> Self {
+        Self {
+            role: Role::Agent,
+            version: DEFAULT_AGENT_VERSION.to_owned(),
+            ..Self::client(session_id, target_id)
+        }
+    }
+}
+
+/// A frame for the IO layer to write to the WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// A text frame (OpenDataChannel).
+    Text(String),
+    /// A binary frame (one data-channel message).
+    Binary(Bytes),
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeSummary {
+    /// The session type the agent named.
+    pub session_type: String,
+    /// The peer's version as it reported it (agent version on the client, client version on
+    /// the agent).
+    pub peer_version: String,
+    /// HandshakeComplete's CustomerMessage, possibly empty.
+    pub customer_message: String,
+    /// Whether payloads are KMS-encrypted.
+    pub encrypted: bool,
+}
+
+/// Why the channel is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The service sent `channel_closed`; `output` is its text (empty for a normal exit).
+    Remote {
+        /// The `Output` field.
+        output: String,
+    },
+    /// Closed locally with [`Channel::close`].
+    Local {
+        /// The reason given.
+        reason: String,
+    },
+    /// One message went unacknowledged through the resend limit.
+    RetransmissionGaveUp {
+        /// The message's sequence number.
+        sequence_number: i64,
+        /// Resends made.
+        attempts: u32,
+    },
+    /// The handshake failed.
+    HandshakeFailed {
+        /// What went wrong, for a person.
+        reason: String,
+    },
+    /// An encrypted payload did not decrypt.
+    DecryptionFailed {
+        /// The message's sequence number.
+        sequence_number: i64,
+    },
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Remote { output } if output.is_empty() => f.write_str("session ended"),
+            Self::Remote { output } => write!(f, "session ended: {output}"),
+            Self::Local { reason } => write!(f, "closed: {reason}"),
+            Self::RetransmissionGaveUp {
+                sequence_number,
+                attempts,
+            } => write!(
+                f,
+                "gave up after {attempts} resends of message {sequence_number} without an acknowledgement"
+            ),
+            Self::HandshakeFailed { reason } => write!(f, "handshake failed: {reason}"),
+            Self::DecryptionFailed { sequence_number } => {
+                write!(f, "message {sequence_number} failed to decrypt")
+            }
+        }
+    }
+}
+
+/// Something the IO layer must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The session takes user data now: the handshake completed (`Some`) or, without one, the
+    /// first output arrived (client) or the socket opened (agent).
+    Ready {
+        /// The handshake's outcome, if there was one.
+        handshake: Option<HandshakeSummary>,
+    },
+    /// Client: terminal output (PayloadType 1), decrypted.
+    Output(Vec<u8>),
+    /// Client: stderr output (PayloadType 11), decrypted.
+    StdErr(Vec<u8>),
+    /// Client: the command's exit code (PayloadType 12).
+    ExitCode(i32),
+    /// Agent: keystrokes, decrypted.
+    Input(Vec<u8>),
+    /// Agent: the client's terminal size.
+    Resize(payload::Size),
+    /// A Flag payload (PayloadType 10).
+    Flag(u32),
+    /// Client: call `kms:GenerateDataKey` (64 bytes, this key and context), then
+    /// [`Channel::provide_data_key`] or [`Channel::data_key_failed`].
+    DataKeyNeeded {
+        /// The KMS key id.
+        key_id: String,
+        /// The encryption context.
+        encryption_context: BTreeMap<String, String>,
+    },
+    /// Agent: call `kms:Decrypt` on the blob with this context, then
+    /// [`Channel::provide_decrypted_key`] or [`Channel::decrypt_failed`].
+    DecryptNeeded {
+        /// The CiphertextBlob the client sent.
+        ciphertext_blob: Vec<u8>,
+        /// The encryption context.
+        encryption_context: BTreeMap<String, String>,
+    },
+    /// The service paused (`true`) or restarted (`false`) publication.
+    Publication {
+        /// Whether sending is paused.
+        paused: bool,
+    },
+    /// The channel is over; nothing more will be sent or delivered.
+    Closed(CloseReason),
+}
+
+/// Why an incoming frame was not processed. The channel state is unchanged unless noted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncomingError {
+    /// The frame did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A MessageType this channel does not handle (e.g. `agent_session_state`): ignored.
+    #[error("ignored message of unknown type {0:?}")]
+    UnknownMessageType(String),
+    /// Stream data travelling the wrong way (e.g. `input_stream_data` sent to the client).
+    #[error("ignored {0} sent to the wrong side")]
+    WrongDirection(&'static str),
+    /// The out-of-order buffer is full; the frame was dropped without an acknowledgement.
+    #[error("out-of-order buffer full ({capacity} messages); dropped message {sequence_number}")]
+    ReorderBufferFull {
+        /// The dropped message.
+        sequence_number: i64,
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+    /// A control payload was not valid.
+    #[error("malformed {what} payload: {error}")]
+    MalformedPayload {
+        /// Which payload.
+        what: &'static str,
+        /// The parser's message.
+        error: String,
+    },
+    /// The channel is closed; the frame was ignored.
+    #[error("channel is closed")]
+    Closed,
+}
+
+/// A call that does not fit the channel's current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The call belongs to the other role.
+    #[error("{0} is not available in this role")]
+    WrongRole(&'static str),
+    /// Nothing is waiting for this answer.
+    #[error("{0} was not requested")]
+    NotRequested(&'static str),
+    /// The key material was unusable.
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    /// The channel is closed.
+    #[error("channel is closed")]
+    Closed,
+}
+
+/// Counters for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Stream messages sent (first transmissions).
+    pub messages_sent: u64,
+    /// Resends by timeout.
+    pub resends: u64,
+    /// Stream messages delivered in order.
+    pub messages_delivered: u64,
+    /// Duplicates received (and re-acknowledged).
+    pub duplicates: u64,
+    /// Messages that arrived ahead of order.
+    pub out_of_order: u64,
+    /// User bytes delivered (output on the client, input on the agent), after decryption.
+    pub bytes_delivered: u64,
+    /// User bytes queued for sending (input on the client, output on the agent).
+    pub bytes_queued: u64,
+    /// Sockets opened.
+    pub sockets: u64,
+}
+
+#[derive(Debug)]
+struct Unacked {
+    frame: Bytes,
+    last_sent: Instant,
+    resends: u32,
+}
+
+#[derive(Debug)]
+struct Buffered {
+    payload_type: PayloadType,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Client: nothing received yet; the flow is not known.
+    AwaitingFirst,
+    /// Client: HandshakeResponse sent (or being built), waiting for HandshakeComplete.
+    Handshaking {
+        session_type: String,
+        peer_version: String,
+    },
+    /// Client: waiting for the IO layer's GenerateDataKey result.
+    AwaitingDataKey {
+        session_type: String,
+        peer_version: String,
+        actions: Vec<payload::ProcessedClientAction>,
+        kms_index: usize,
+        challenge: bool,
+    },
+    /// Agent: HandshakeRequest not sent yet (no socket so far).
+    AgentIdle,
+    /// Agent: waiting for the HandshakeResponse.
+    AwaitingResponse { since: Instant },
+    /// Agent: waiting for the IO layer's Decrypt result.
+    AwaitingDecrypt {
+        since: Instant,
+        peer_version: String,
+    },
+    /// Agent: EncChallengeRequest sent, waiting for the response.
+    AwaitingChallenge {
+        since: Instant,
+        deadline: Instant,
+        challenge: Vec<u8>,
+        peer_version: String,
+    },
+    /// User data flows.
+    Ready,
+    /// Over.
+    Closed,
+}
+
+/// One side of one data channel. See the module documentation.
+#[derive(Debug)]
+pub struct Channel {
+    config: ChannelConfig,
+    rng: StdRng,
+    origin: Instant,
+    origin_unix_ms: u64,
+    phase: Phase,
+    next_seq: i64,
+    expected_seq: i64,
+    unacked: BTreeMap<i64, Unacked>,
+    reorder: BTreeMap<i64, Buffered>,
+    pending: VecDeque<(PayloadType, Vec<u8>)>,
+    pending_bytes: usize,
+    transmit: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    rtt: RttEstimator,
+    paused: bool,
+    cipher: Option<PayloadCipher>,
+    chunker: Utf8Chunker,
+    scratch: String,
+    /// Agent: the RandomChallenge sent in the HandshakeRequest.
+    sent_challenge: Option<String>,
+    stats: ChannelStats,
+}
+
+impl Channel {
+    /// A new channel. `now` and `unix_ms` anchor the monotonic clock the IO layer passes in to
+    /// wall-clock time, for the CreatedDate of frames.
+    pub fn new(config: ChannelConfig, now: Instant, unix_ms: u64) -> Self {
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_rng(&mut rand::rng()),
+        };
+        let phase = match (config.role, &config.handshake) {
+            (Role::Client, _) => Phase::AwaitingFirst,
+            (Role::Agent, _) => Phase::AgentIdle,
+        };
+        Self {
+            config,
+            rng,
+            origin: now,
+            origin_unix_ms: unix_ms,
+            phase,
+            next_seq: 0,
+            expected_seq: 0,
+            unacked: BTreeMap::new(),
+            reorder: BTreeMap::new(),
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            rtt: RttEstimator::default(),
+            paused: false,
+            cipher: None,
+            chunker: Utf8Chunker::default(),
+            scratch: String::with_capacity(256),
+            sent_challenge: None,
+            stats: ChannelStats::default(),
+        }
+    }
+
+    // ----- queries -----
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.config.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ChannelConfig {
+        &self.config
+    }
+
+    /// Whether user data flows (handshake done or not needed).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// Whether the channel is over.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether publication is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Whether payloads are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// User bytes waiting to be sent (not yet sequenced). The IO layer stops reading its
+    /// source (browser or PTY) while this is above its bound.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes + self.chunker.carried()
+    }
+
+    /// Stream messages sent and not yet acknowledged.
+    pub fn unacked_len(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Out-of-order messages buffered.
+    pub fn reorder_len(&self) -> usize {
+        self.reorder.len()
+    }
+
+    /// Whether everything queued was sent and acknowledged.
+    pub fn is_drained(&self) -> bool {
+        self.unacked.is_empty() && self.pending.is_empty() && self.chunker.carried() == 0
+    }
+
+    /// The next sequence number this side will send.
+    pub fn next_sequence_number(&self) -> i64 {
+        self.next_seq
+    }
+
+    /// The sequence number expected next from the peer.
+    pub fn expected_sequence_number(&self) -> i64 {
+        self.expected_seq
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ChannelStats {
+        self.stats
+    }
+
+    // ----- IO-layer outputs -----
+
+    /// The next frame to write, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmit.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Channel::handle_timeout`] must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let handshake = match &self.phase {
+            Phase::AwaitingResponse { since } => Some(*since + HANDSHAKE_TIMEOUT),
+            Phase::AwaitingChallenge { deadline, .. } => Some(*deadline),
+            Phase::Closed => return None,
+            _ => None,
+        };
+        let resend = if self.paused {
+            None
+        } else {
+            self.unacked
+                .values()
+                .next()
+                .map(|u| u.last_sent + self.rtt.rto())
+        };
+        match (handshake, resend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the timers: resends the oldest unacknowledged message when its RTO has passed,
+    /// gives up past the resend limit, and fails an agent handshake that timed out.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &self.phase {
+            Phase::AwaitingResponse { since } if now >= *since + HANDSHAKE_TIMEOUT => {
+                return self.fail(CloseReason::HandshakeFailed {
+                    reason: "no HandshakeResponse within 15 s; the client may need updating".into(),
+                });
+            }
+            Phase::AwaitingChallenge { deadline, .. } if now >= *deadline => {
+                return self.fail(CloseReason::HandshakeFailed {
+                    reason: "no encryption challenge response within 15 s".into(),
+                });
+            }
+            Phase::Closed => return,
+            _ => {}
+        }
+        if self.paused {
+            return;
+        }
+        let rto = self.rtt.rto();
+        let max = self.config.max_resends;
+        let Some((&seq, oldest)) = self.unacked.iter_mut().next() else {
+            return;
+        };
+        if now < oldest.last_sent + rto {
+            return;
+        }
+        if oldest.resends >= max {
+            let attempts = oldest.resends;
+            return self.fail(CloseReason::RetransmissionGaveUp {
+                sequence_number: seq,
+                attempts,
+            });
+        }
+        oldest.resends += 1;
+        oldest.last_sent = now;
+        self.transmit
+            .push_back(Transmit::Binary(oldest.frame.clone()));
+        self.stats.resends += 1;
+    }
+
+    // ----- IO-layer inputs -----
+
+    /// A (new) WebSocket is open. The client passes the token to send OpenDataChannel first.
+    /// Every counter and buffer is kept; frames not yet written to the old socket are
+    /// discarded, every unacknowledged message is sent again, and a pause ends. The agent's
+    /// first socket starts its handshake (or makes it ready, in the plain flow).
+    pub fn socket_opened(&mut self, now: Instant, token: Option<&str>) {
+        if self.is_closed() {
+            return;
+        }
+        self.stats.sockets += 1;
+        self.transmit.clear();
+        if let (Role::Client, Some(token)) = (self.config.role, token) {
+            let open = payload::OpenDataChannel {
+                message_schema_version: payload::OPEN_DATA_CHANNEL_SCHEMA.to_owned(),
+                request_id: self.random_uuid().to_string(),
+                token_value: token.to_owned(),
+                client_id: self.config.client_id.to_string(),
+                client_version: self.config.version.clone(),
+            };
+            match serde_json::to_string(&open) {
+                Ok(text) => self.transmit.push_back(Transmit::Text(text)),
+                Err(error) => unreachable_json("OpenDataChannel", &error),
+            }
+        }
+        self.paused = false;
+        for entry in self.unacked.values_mut() {
+            entry.last_sent = now;
+            self.transmit
+                .push_back(Transmit::Binary(entry.frame.clone()));
+        }
+        if matches!(self.phase, Phase::AgentIdle) {
+            self.start_agent(now);
+        }
+        self.flush_pending(now);
+    }
+
+    /// Feeds one binary frame received from the socket.
+    pub fn handle_incoming(&mut self, frame: &[u8], now: Instant) -> Result<(), IncomingError> {
+        if self.is_closed() {
+            return Err(IncomingError::Closed);
+        }
+        let msg = codec::decode(frame)?;
+        match &msg.message_type {
+            MessageType::Acknowledge => self.on_acknowledge(msg.payload, now),
+            MessageType::ChannelClosed => {
+                let closed: payload::ChannelClosed =
+                    serde_json::from_slice(msg.payload).unwrap_or_default();
+                self.fail(CloseReason::Remote {
+                    output: closed.output,
+                });
+                Ok(())
+            }
+            MessageType::PausePublication => {
+                if !self.paused {
+                    self.paused = true;
+                    self.events.push_back(Event::Publication { paused: true });
+                }
+                Ok(())
+            }
+            MessageType::StartPublication => {
+                self.resume_publication(now);
+                Ok(())
+            }
+            MessageType::InputStreamData | MessageType::OutputStreamData => {
+                let expected = match self.config.role {
+                    Role::Client => MessageType::OutputStreamData,
+                    Role::Agent => MessageType::InputStreamData,
+                };
+                if msg.message_type != expected {
+                    return Err(IncomingError::WrongDirection(match msg.message_type {
+                        MessageType::InputStreamData => "input_stream_data",
+                        _ => "output_stream_data",
+                    }));
+                }
+                if self.config.role == Role::Agent {
+                    self.resume_publication(now);
+                }
+                self.on_stream(&msg, now)
+            }
+            MessageType::Unknown(name) => Err(IncomingError::UnknownMessageType(name.clone())),
+        }
+    }
+
+    /// Client: keystrokes or pasted bytes, split into payloads of at most 1,024 bytes. Held
+    /// until the session is ready.
+    pub fn send_input(&mut self, bytes: &[u8], now: Instant) -> Result<(), StateError> {
+        self.require(Role::Client, "send_input")?;
+        for chunk in bytes.chunks(MAX_STREAM_PAYLOAD) {
+            self.queue(PayloadType::Output, chunk.to_vec());
+        }
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    /// Client: the terminal's size. A size still waiting in the queue is replaced.
+    pub fn resize(&mut self, cols: u32, rows: u32, now: Instant) -> Result<(), StateError> {
+        self.require(Role::Client, "resize")?;
+        let body = format!("{{\"cols\":{cols},\"rows\":{rows}}}").into_bytes();
+        if let Some((PayloadType::Size, last)) = self.pending.back_mut() {
+            self.pending_bytes = self.pending_bytes - last.len() + body.len();
+            *last = body;
+        } else {
+            self.queue(PayloadType::Size, body);
+        }
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    /// Sends a Flag payload (PayloadType 10), e.g. [`payload::flag::TERMINATE_SESSION`].
+    pub fn send_flag(&mut self, value: u32, now: Instant) -> Result<(), StateError> {
+        if self.is_closed() {
+            return Err(StateError::Closed);
+        }
+        self.queue(PayloadType::Flag, payload::encode_flag(value).to_vec());
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    /// Agent: terminal output as read from the PTY. Split into payloads of at most 1,024 bytes
+    /// that never end inside a UTF-8 sequence; an incomplete sequence waits for the next call.
+    pub fn send_output(&mut self, bytes: &[u8], now: Instant) -> Result<(), StateError> {
+        self.require(Role::Agent, "send_output")?;
+        let mut chunks = Vec::new();
+        self.chunker
+            .push(bytes, MAX_STREAM_PAYLOAD, |c| chunks.push(c.to_vec()));
+        for chunk in chunks {
+            self.queue(PayloadType::Output, chunk);
+        }
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    /// Agent: sends any incomplete UTF-8 tail held back by [`Channel::send_output`] (at the end
+    /// of the output).
+    pub fn flush_output(&mut self, now: Instant) -> Result<(), StateError> {
+        self.require(Role::Agent, "flush_output")?;
+        let mut tail = Vec::new();
+        self.chunker.flush(|c| tail.extend_from_slice(c));
+        if !tail.is_empty() {
+            self.queue(PayloadType::Output, tail);
+        }
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    /// Agent: sends an ExitCode payload (PayloadType 12).
+    pub fn send_exit_code(&mut self, code: i32, now: Instant) -> Result<(), StateError> {
+        self.require(Role::Agent, "send_exit_code")?;
+        self.queue(
+            PayloadType::ExitCode,
+            payload::format_exit_code(code).into_bytes(),
+        );
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    /// Agent (playing the service): sends `channel_closed` with `reason` as its Output and
+    /// closes. Call it once [`Channel::is_drained`] (or after a bounded wait).
+    pub fn close(&mut self, reason: &str, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        let id = self.random_uuid();
+        let created = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(self.unix_ms(now)) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+        let body = payload::ChannelClosed {
+            message_id: id.to_string(),
+            created_date: created,
+            destination_id: self.config.client_id.to_string(),
+            session_id: self.config.session_id.clone(),
+            message_type: "channel_closed".to_owned(),
+            schema_version: 1,
+            output: reason.to_owned(),
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let frame = self.encode(
+            "channel_closed",
+            0,
+            FLAG_SYN | FLAG_FIN,
+            id,
+            PayloadType::None,
+            &body,
+            now,
+        );
+        self.transmit.push_back(Transmit::Binary(frame));
+        self.fail(CloseReason::Local {
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Client: the result of `kms:GenerateDataKey` asked for by [`Event::DataKeyNeeded`].
+    /// Encryption starts now; the HandshakeResponse goes out.
+    pub fn provide_data_key(
+        &mut self,
+        plaintext: &[u8],
+        ciphertext_blob: &[u8],
+        now: Instant,
+    ) -> Result<(), StateError> {
+        self.require(Role::Client, "provide_data_key")?;
+        let Phase::AwaitingDataKey { .. } = self.phase else {
+            return Err(StateError::NotRequested("a data key"));
+        };
+        let cipher = PayloadCipher::new(KeySide::Client, plaintext, self.random_nonce())?;
+        let Phase::AwaitingDataKey {
+            session_type,
+            peer_version,
+            mut actions,
+            kms_index,
+            challenge,
+        } = std::mem::replace(&mut self.phase, Phase::AwaitingFirst)
+        else {
+            return Err(StateError::NotRequested("a data key"));
+        };
+        if let Some(action) = actions.get_mut(kms_index) {
+            action.action_status = action_status::SUCCESS;
+            action.action_result = serde_json::to_value(payload::KmsEncryptionResponse {
+                kms_cipher_text_key: ciphertext_blob.to_vec(),
+                kms_cipher_text_hash: None,
+                challenge_acknowledgement: challenge,
+            })
+            .unwrap_or_default();
+        }
+        self.cipher = Some(cipher);
+        self.phase = Phase::Handshaking {
+            session_type,
+            peer_version,
+        };
+        self.send_handshake_response(actions, now);
+        Ok(())
+    }
+
+    /// Client: `kms:GenerateDataKey` failed; the agent is told and will end the session.
+    pub fn data_key_failed(&mut self, error: &str, now: Instant) -> Result<(), StateError> {
+        self.require(Role::Client, "data_key_failed")?;
+        let Phase::AwaitingDataKey {
+            session_type,
+            peer_version,
+            mut actions,
+            kms_index,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::AwaitingFirst)
+        else {
+            return Err(StateError::NotRequested("a data key"));
+        };
+        if let Some(action) = actions.get_mut(kms_index) {
+            action.action_status = action_status::FAILED;
+            action.error = error.to_owned();
+        }
+        self.phase = Phase::Handshaking {
+            session_type,
+            peer_version,
+        };
+        self.send_handshake_response(actions, now);
+        Ok(())
+    }
+
+    /// Agent: the result of `kms:Decrypt` asked for by [`Event::DecryptNeeded`]. Sends the
+    /// encryption challenge.
+    pub fn provide_decrypted_key(
+        &mut self,
+        plaintext: &[u8],
+        now: Instant,
+    ) -> Result<(), StateError> {
+        self.require(Role::Agent, "provide_decrypted_key")?;
+        let Phase::AwaitingDecrypt {
+            since,
+            peer_version,
+        } = std::mem::replace(&mut self.phase, Phase::AgentIdle)
+        else {
+            return Err(StateError::NotRequested("a decrypted key"));
+        };
+        let mut cipher = match PayloadCipher::new(KeySide::Agent, plaintext, self.random_nonce()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.phase = Phase::AwaitingDecrypt {
+                    since,
+                    peer_version,
+                };
+                return Err(e.into());
+            }
+        };
+        let mut challenge = vec![0u8; 64];
+        self.rng.fill_bytes(&mut challenge);
+        let sealed = cipher.seal(&challenge);
+        self.cipher = Some(cipher);
+        let body = payload::EncryptionChallenge { challenge: sealed };
+        self.send_json(PayloadType::EncChallengeRequest, &body, now);
+        self.phase = Phase::AwaitingChallenge {
+            since,
+            deadline: now + HANDSHAKE_TIMEOUT,
+            challenge,
+            peer_version,
+        };
+        Ok(())
+    }
+
+    /// Agent: `kms:Decrypt` failed; the session ends.
+    pub fn decrypt_failed(&mut self, error: &str) -> Result<(), StateError> {
+        self.require(Role::Agent, "decrypt_failed")?;
+        let Phase::AwaitingDecrypt { .. } = self.phase else {
+            return Err(StateError::NotRequested("a decrypted key"));
+        };
+        self.fail(CloseReason::HandshakeFailed {
+            reason: format!("kms:Decrypt failed: {error}"),
+        });
+        Ok(())
+    }
+
+    // ----- internals -----
+
+    fn require(&self, role: Role, what: &'static str) -> Result<(), StateError> {
+        if self.config.role != role {
+            return Err(StateError::WrongRole(what));
+        }
+        if self.is_closed() {
+            return Err(StateError::Closed);
+        }
+        Ok(())
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_millis();
+        self.origin_unix_ms
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
+    }
+
+    fn random_uuid(&mut self) -> Uuid {
+        let mut bytes = [0u8; 16];
+        self.rng.fill_bytes(&mut bytes);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    fn random_nonce(&mut self) -> [u8; crypto::NONCE_LEN] {
+        let mut n = [0u8; crypto::NONCE_LEN];
+        self.rng.fill_bytes(&mut n);
+        n
+    }
+
+    fn stream_type(&self) -> &'static str {
+        match self.config.role {
+            Role::Client => "input_stream_data",
+            Role::Agent => "output_stream_data",
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        &self,
+        message_type: &str,
+        seq: i64,
+        flags: u64,
+        id: Uuid,
+        payload_type: PayloadType,
+        body: &[u8],
+        now: Instant,
+    ) -> Bytes {
+        let header = Header {
+            message_type,
+            schema_version: codec::SCHEMA_VERSION,
+            created_date: self.unix_ms(now),
+            sequence_number: seq,
+            flags,
+            message_id: id,
+            payload_type,
+        };
+        let mut out = Vec::with_capacity(codec::PAYLOAD_OFFSET + body.len());
+        if let Err(error) = codec::encode_parts(&mut out, &header, body) {
+            // Only our own fixed type names and bounded payloads reach here.
+            debug_assert!(false, "encoding our own frame failed: {error}");
+        }
+        Bytes::from(out)
+    }
+
+    fn queue(&mut self, payload_type: PayloadType, body: Vec<u8>) {
+        self.stats.bytes_queued += body.len() as u64;
+        self.pending_bytes += body.len();
+        self.pending.push_back((payload_type, body));
+    }
+
+    fn flush_pending(&mut self, now: Instant) {
+        while self.is_ready() && !self.paused && self.unacked.len() < self.config.send_window {
+            let Some((payload_type, body)) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_bytes -= body.len();
+            self.send_stream(payload_type, body, now);
+        }
+    }
+
+    /// Sequences, encrypts where the sheet says so, buffers for resend and transmits.
+    fn send_stream(&mut self, payload_type: PayloadType, body: Vec<u8>, now: Instant) {
+        let encrypt = match self.config.role {
+            Role::Client => payload_type == PayloadType::Output,
+            Role::Agent => matches!(
+                payload_type,
+                PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode
+            ),
+        };
+        let body = match (&mut self.cipher, encrypt) {
+            (Some(cipher), true) => cipher.seal(&body),
+            _ => body,
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let flags = if self.config.role == Role::Agent && seq == 0 {
+            FLAG_SYN
+        } else {
+            0
+        };
+        let id = self.random_uuid();
+        let frame = self.encode(self.stream_type(), seq, flags, id, payload_type, &body, now);
+        self.unacked.insert(
+            seq,
+            Unacked {
+                frame: frame.clone(),
+                last_sent: now,
+                resends: 0,
+            },
+        );
+        self.transmit.push_back(Transmit::Binary(frame));
+        self.stats.messages_sent += 1;
+    }
+
+    fn send_json<T: serde::Serialize>(
+        &mut self,
+        payload_type: PayloadType,
+        body: &T,
+        now: Instant,
+    ) {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.send_stream(payload_type, bytes, now),
+            Err(error) => unreachable_json("handshake payload", &error),
+        }
+    }
+
+    fn send_ack(&mut self, message_type: &str, id: &Uuid, seq: i64, now: Instant) {
+        let mut json = std::mem::take(&mut self.scratch);
+        json.clear();
+        payload::write_acknowledge(&mut json, message_type, id, seq);
+        let ack_id = self.random_uuid();
+        let frame = self.encode(
+            "acknowledge",
+            0,
+            FLAG_SYN | FLAG_FIN,
+            ack_id,
+            PayloadType::None,
+            json.as_bytes(),
+            now,
+        );
+        self.scratch = json;
+        self.transmit.push_back(Transmit::Binary(frame));
+    }
+
+    fn fail(&mut self, reason: CloseReason) {
+        if self.is_closed() {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.unacked.clear();
+        self.reorder.clear();
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    fn resume_publication(&mut self, now: Instant) {
+        if self.paused {
+            self.paused = false;
+            self.events.push_back(Event::Publication { paused: false });
+            self.flush_pending(now);
+        }
+    }
+
+    fn on_acknowledge(&mut self, body: &[u8], now: Instant) -> Result<(), IncomingError> {
+        let ack: payload::Acknowledge =
+            serde_json::from_slice(body).map_err(|e| IncomingError::MalformedPayload {
+                what: "acknowledge",
+                error: e.to_string(),
+            })?;
+        if let Some(entry) = self.unacked.remove(&ack.sequence_number) {
+            self.rtt
+                .on_sample(now.saturating_duration_since(entry.last_sent));
+        }
+        if self.config.role == Role::Agent {
+            self.resume_publication(now);
+        }
+        self.flush_pending(now);
+        Ok(())
+    }
+
+    fn on_stream(
+        &mut self,
+        msg: &codec::MessageRef<'_>,
+        now: Instant,
+    ) -> Result<(), IncomingError> {
+        let seq = msg.sequence_number;
+        let type_name = msg.message_type.as_str();
+        if seq < self.expected_seq {
+            // A duplicate: our earlier ack may have been lost, so acknowledge it again.
+            self.stats.duplicates += 1;
+            self.send_ack(type_name, &msg.message_id, seq, now);
+            return Ok(());
+        }
+        if seq > self.expected_seq {
+            if !self.reorder.contains_key(&seq) {
+                if self.reorder.len() >= self.config.reorder_capacity {
+                    return Err(IncomingError::ReorderBufferFull {
+                        sequence_number: seq,
+                        capacity: self.config.reorder_capacity,
+                    });
+                }
+                self.stats.out_of_order += 1;
+                self.reorder.insert(
+                    seq,
+                    Buffered {
+                        payload_type: msg.payload_type,
+                        payload: msg.payload.to_vec(),
+                    },
+                );
+            } else {
+                self.stats.duplicates += 1;
+            }
+            self.send_ack(type_name, &msg.message_id, seq, now);
+            return Ok(());
+        }
+        self.send_ack(type_name, &msg.message_id, seq, now);
+        self.expected_seq += 1;
+        self.process(seq, msg.payload_type, msg.payload, now);
+        while !self.is_closed() {
+            let Some(next) = self.reorder.remove(&self.expected_seq) else {
+                break;
+            };
+            let seq = self.expected_seq;
+            self.expected_seq += 1;
+            self.process(seq, next.payload_type, &next.payload, now);
+        }
+        Ok(())
+    }
+
+    /// Handles one in-order stream message (already acknowledged).
+    fn process(&mut self, seq: i64, payload_type: PayloadType, body: &[u8], now: Instant) {
+        self.stats.messages_delivered += 1;
+        match self.config.role {
+            Role::Client => self.process_client(seq, payload_type, body, now),
+            Role::Agent => self.process_agent(seq, payload_type, body, now),
+        }
+    }
+
+    fn decrypt(&mut self, seq: i64, body: &[u8]) -> Option<Vec<u8>> {
+        match &self.cipher {
+            None => Some(body.to_vec()),
+            Some(cipher) => match cipher.open(body) {
+                Ok(plain) => Some(plain),
+                Err(_) => {
+                    self.fail(CloseReason::DecryptionFailed {
+                        sequence_number: seq,
+                    });
+                    None
+                }
+            },
+        }
+    }
+
+    fn process_client(&mut self, seq: i64, payload_type: PayloadType, body: &[u8], now: Instant) {
+        match payload_type {
+            PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode => {
+                if matches!(self.phase, Phase::AwaitingFirst) {
+                    // No handshake: the first output makes this a shell session.
+                    self.phase = Phase::Ready;
+                    self.events.push_back(Event::Ready { handshake: None });
+                    self.flush_pending(now);
+                }
+                let Some(plain) = self.decrypt(seq, body) else {
+                    return;
+                };
+                self.stats.bytes_delivered += plain.len() as u64;
+                let event = match payload_type {
+                    PayloadType::StdErr => Event::StdErr(plain),
+                    PayloadType::ExitCode => match payload::parse_exit_code(&plain) {
+                        Some(code) => Event::ExitCode(code),
+                        None => Event::Output(plain),
+                    },
+                    _ => Event::Output(plain),
+                };
+                self.events.push_back(event);
+            }
+            PayloadType::HandshakeRequest => self.on_handshake_request(body, now),
+            PayloadType::EncChallengeRequest => self.on_challenge_request(body, now),
+            PayloadType::HandshakeComplete => {
+                let complete: payload::HandshakeComplete = match serde_json::from_slice(body) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return self.fail(CloseReason::HandshakeFailed {
+                            reason: format!("malformed HandshakeComplete: {e}"),
+                        });
+                    }
+                };
+                let (session_type, peer_version) =
+                    match std::mem::replace(&mut self.phase, Phase::Ready) {
+                        Phase::Handshaking {
+                            session_type,
+                            peer_version,
+                        } => (session_type, peer_version),
+                        Phase::Ready => return, // a repeated HandshakeComplete changes nothing
+                        other => {
+                            self.phase = other;
+                            return self.fail(CloseReason::HandshakeFailed {
+                                reason: "HandshakeComplete before the handshake finished".into(),
+                            });
+                        }
+                    };
+                self.events.push_back(Event::Ready {
+                    handshake: Some(HandshakeSummary {
+                        session_type,
+                        peer_version,
+                        customer_message: complete.customer_message,
+                        encrypted: self.cipher.is_some(),
+                    }),
+                });
+                self.flush_pending(now);
+            }
+            PayloadType::Flag => {
+                if let Some(v) = payload::decode_flag(body) {
+                    self.events.push_back(Event::Flag(v));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_handshake_request(&mut self, body: &[u8], now: Instant) {
+        let request: payload::HandshakeRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.fail(CloseReason::HandshakeFailed {
+                    reason: format!("malformed HandshakeRequest: {e}"),
+                });
+            }
+        };
+        let mut session_type = String::new();
+        let mut actions = Vec::with_capacity(request.requested_client_actions.len());
+        let mut kms: Option<(usize, payload::KmsEncryptionRequest)> = None;
+        for action in request.requested_client_actions {
+            let mut processed = payload::ProcessedClientAction {
+                action_type: action.action_type.clone(),
+                action_status: action_status::SUCCESS,
+                action_result: serde_json::Value::Null,
+                error: String::new(),
+            };
+            match action.action_type.as_str() {
+                action_type::SESSION_TYPE => {
+                    match serde_json::from_value::<payload::SessionTypeRequest>(
+                        action.action_parameters,
+                    ) {
+                        Ok(p) => session_type = p.session_type,
+                        Err(e) => {
+                            processed.action_status = action_status::FAILED;
+                            processed.error = format!("malformed SessionType parameters: {e}");
+                        }
+                    }
+                }
+                action_type::KMS_ENCRYPTION => {
+                    match serde_json::from_value::<payload::KmsEncryptionRequest>(
+                        action.action_parameters,
+                    ) {
+                        Ok(p) => kms = Some((actions.len(), p)),
+                        Err(e) => {
+                            processed.action_status = action_status::FAILED;
+                            processed.error = format!("malformed KMSEncryption parameters: {e}");
+                        }
+                    }
+                }
+                other => {
+                    processed.action_status = action_status::UNSUPPORTED;
+                    processed.error = format!("unsupported action {other}");
+                }
+            }
+            actions.push(processed);
+        }
+        let peer_version = request.agent_version;
+        match kms {
+            Some((kms_index, params)) => {
+                let mut context = BTreeMap::new();
+                context.insert(
+                    CONTEXT_SESSION_ID.to_owned(),
+                    self.config.session_id.clone(),
+                );
+                context.insert(CONTEXT_TARGET_ID.to_owned(), self.config.target_id.clone());
+                let challenge = params.challenge.filter(|c| !c.is_empty());
+                if let Some(c) = &challenge {
+                    context.insert(CONTEXT_RANDOM_CHALLENGE.to_owned(), c.clone());
+                }
+                self.phase = Phase::AwaitingDataKey {
+                    session_type,
+                    peer_version,
+                    actions,
+                    kms_index,
+                    challenge: challenge.is_some(),
+                };
+                self.events.push_back(Event::DataKeyNeeded {
+                    key_id: params.kms_key_id,
+                    encryption_context: context,
+                });
+            }
+            None => {
+                self.phase = Phase::Handshaking {
+                    session_type,
+                    peer_version,
+                };
+                self.send_handshake_response(actions, now);
+            }
+        }
+    }
+
+    fn send_handshake_response(
+        &mut self,
+        actions: Vec<payload::ProcessedClientAction>,
+        now: Instant,
+    ) {
+        let response = payload::HandshakeResponse {
+            client_version: self.config.version.clone(),
+            processed_client_actions: actions,
+            errors: None,
+        };
+        self.send_json(PayloadType::HandshakeResponse, &response, now);
+    }
+
+    fn on_challenge_request(&mut self, body: &[u8], now: Instant) {
+        let reply = (|| {
+            let request: payload::EncryptionChallenge = serde_json::from_slice(body)
+                .map_err(|e| format!("malformed EncChallengeRequest: {e}"))?;
+            let cipher = self
+                .cipher
+                .as_mut()
+                .ok_or("EncChallengeRequest without a data key")?;
+            let plain = cipher
+                .open(&request.challenge)
+                .map_err(|e| format!("challenge: {e}"))?;
+            Ok::<_, String>(payload::EncryptionChallenge {
+                challenge: cipher.seal(&plain),
+            })
+        })();
+        match reply {
+            Ok(reply) => self.send_json(PayloadType::EncChallengeResponse, &reply, now),
+            Err(reason) => self.fail(CloseReason::HandshakeFailed { reason }),
+        }
+    }
+
+    fn start_agent(&mut self, now: Instant) {
+        let Some(hs) = self.config.handshake.clone() else {
+            self.phase = Phase::Ready;
+            self.events.push_back(Event::Ready { handshake: None });
+            return;
+        };
+        let mut actions = vec![payload::RequestedClientAction {
+            action_type: action_type::SESSION_TYPE.to_owned(),
+            action_parameters: serde_json::json!({
+                "SessionType": hs.session_type,
+                "Properties": hs.properties,
+            }),
+        }];
+        if let Some(key_id) = &hs.kms_key_id {
+            let challenge = hs.random_challenge.then(|| {
+                let mut c = [0u8; 16];
+                self.rng.fill_bytes(&mut c);
+                BASE64.encode(c)
+            });
+            self.sent_challenge = challenge.clone();
+            let params = payload::KmsEncryptionRequest {
+                kms_key_id: key_id.clone(),
+                challenge,
+            };
+            actions.push(payload::RequestedClientAction {
+                action_type: action_type::KMS_ENCRYPTION.to_owned(),
+                action_parameters: serde_json::to_value(params).unwrap_or_default(),
+            });
+        }
+        let request = payload::HandshakeRequest {
+            agent_version: self.config.version.clone(),
+            requested_client_actions: actions,
+        };
+        self.phase = Phase::AwaitingResponse { since: now };
+        self.send_json(PayloadType::HandshakeRequest, &request, now);
+    }
+
+    fn process_agent(&mut self, seq: i64, payload_type: PayloadType, body: &[u8], now: Instant) {
+        match (&self.phase, payload_type) {
+            (Phase::Ready, PayloadType::Output) => {
+                let Some(plain) = self.decrypt(seq, body) else {
+                    return;
+                };
+                self.stats.bytes_delivered += plain.len() as u64;
+                self.events.push_back(Event::Input(plain));
+            }
+            (Phase::Ready, PayloadType::Size) => {
+                // The agent ignores a size it cannot read.
+                if let Ok(size) = serde_json::from_slice(body) {
+                    self.events.push_back(Event::Resize(size));
+                }
+            }
+            (Phase::Ready, PayloadType::Flag) => {
+                if let Some(v) = payload::decode_flag(body) {
+                    self.events.push_back(Event::Flag(v));
+                }
+            }
+            (Phase::AwaitingResponse { .. }, PayloadType::HandshakeResponse) => {
+                self.on_handshake_response(body, now)
+            }
+            (Phase::AwaitingChallenge { .. }, PayloadType::EncChallengeResponse) => {
+                self.on_challenge_response(body, now)
+            }
+            // Before the handshake completes, the agent acknowledges and discards everything
+            // else: the data is lost, which is why clients hold input back until ready.
+            _ => {}
+        }
+    }
+
+    fn on_handshake_response(&mut self, body: &[u8], now: Instant) {
+        let response: payload::HandshakeResponse = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.fail(CloseReason::HandshakeFailed {
+                    reason: format!("malformed HandshakeResponse: {e}"),
+                });
+            }
+        };
+        let Phase::AwaitingResponse { since } = self.phase else {
+            return;
+        };
+        let hs = self.config.handshake.clone();
+        let wants_kms = hs.as_ref().is_some_and(|h| h.kms_key_id.is_some());
+        let mut requested = vec![action_type::SESSION_TYPE];
+        if wants_kms {
+            requested.push(action_type::KMS_ENCRYPTION);
+        }
+        let mut kms_result = None;
+        for name in requested {
+            let Some(action) = response
+                .processed_client_actions
+                .iter()
+                .find(|a| a.action_type == name)
+            else {
+                return self.fail(CloseReason::HandshakeFailed {
+                    reason: format!("client did not process {name}"),
+                });
+            };
+            if action.action_status != action_status::SUCCESS {
+                return self.fail(CloseReason::HandshakeFailed {
+                    reason: format!(
+                        "client reported {name} with status {}: {}",
+                        action.action_status, action.error
+                    ),
+                });
+            }
+            if name == action_type::KMS_ENCRYPTION {
+                kms_result = Some(action.action_result.clone());
+            }
+        }
+        let peer_version = response.client_version;
+        match kms_result {
+            None => self.complete_agent_handshake(since, String::new(), peer_version, now),
+            Some(result) => {
+                let result: payload::KmsEncryptionResponse = match serde_json::from_value(result) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return self.fail(CloseReason::HandshakeFailed {
+                            reason: format!("malformed KMSEncryption result: {e}"),
+                        });
+                    }
+                };
+                let mut context = BTreeMap::new();
+                context.insert(
+                    CONTEXT_SESSION_ID.to_owned(),
+                    self.config.session_id.clone(),
+                );
+                context.insert(CONTEXT_TARGET_ID.to_owned(), self.config.target_id.clone());
+                if result.challenge_acknowledgement
+                    && let Some(challenge) = self.sent_challenge.clone()
+                {
+                    context.insert(CONTEXT_RANDOM_CHALLENGE.to_owned(), challenge);
+                }
+                self.phase = Phase::AwaitingDecrypt {
+                    since,
+                    peer_version,
+                };
+                self.events.push_back(Event::DecryptNeeded {
+                    ciphertext_blob: result.kms_cipher_text_key,
+                    encryption_context: context,
+                });
+            }
+        }
+    }
+
+    fn on_challenge_response(&mut self, body: &[u8], now: Instant) {
+        let Phase::AwaitingChallenge {
+            since,
+            challenge,
+            peer_version,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::AgentIdle)
+        else {
+            return;
+        };
+        let verdict = (|| {
+            let response: payload::EncryptionChallenge = serde_json::from_slice(body)
+                .map_err(|e| format!("malformed EncChallengeResponse: {e}"))?;
+            let cipher = self.cipher.as_ref().ok_or("no data key")?;
+            let plain = cipher
+                .open(&response.challenge)
+                .map_err(|e| format!("challenge: {e}"))?;
+            if plain != challenge {
+                return Err("the client's challenge response does not match".to_owned());
+            }
+            Ok(())
+        })();
+        match verdict {
+            Ok(()) => self.complete_agent_handshake(
+                since,
+                payload::KMS_CUSTOMER_MESSAGE.to_owned(),
+                peer_version,
+                now,
+            ),
+            Err(reason) => self.fail(CloseReason::HandshakeFailed { reason }),
+        }
+    }
+
+    fn complete_agent_handshake(
+        &mut self,
+        since: Instant,
+        message: String,
+        peer_version: String,
+        now: Instant,
+    ) {
+        let took = now.saturating_duration_since(since);
+        let complete = payload::HandshakeComplete {
+            handshake_time_to_complete: i64::try_from(took.as_nanos()).unwrap_or(i64::MAX),
+            customer_message: message.clone(),
+        };
+        self.send_json(PayloadType::HandshakeComplete, &complete, now);
+        let session_type = self
+            .config
+            .handshake
+            .as_ref()
+            .map(|h| h.session_type.clone())
+            .unwrap_or_default();
+        self.phase = Phase::Ready;
+        self.events.push_back(Event::Ready {
+            handshake: Some(HandshakeSummary {
+                session_type,
+                peer_version,
+                customer_message: message,
+                encrypted: self.cipher.is_some(),
+            }),
+        });
+        self.flush_pending(now);
+    }
+}
+
+fn unreachable_json(what: &str, error: &serde_json::Error) {
+    // Serialising our own structs to JSON cannot fail (no maps with non-string keys, no
+    // fallible Serialize impls); keep debug builds loud if that ever changes.
+    debug_assert!(false, "serialising {what} failed: {error}");
+}

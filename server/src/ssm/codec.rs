@@ -1,0 +1,469 @@
+//! The binary frame codec of the Session Manager data channel (`ClientMessage` on the plugin
+//! side, `AgentMessage` on the agent side; one layout for both).
+//!
+//! Pure functions, no IO. [`encode`] writes a frame for a [`Message`]; [`decode`] reads an
+//! untrusted frame into a borrowed [`MessageRef`] with checked reads only and returns a typed
+//! [`DecodeError`] naming the field at fault.
+//!
+//! Layout (all integers big-endian; offsets in bytes):
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | HeaderLength, always 116 (the offset of PayloadLength) |
+//! | 4 | 32 | MessageType, ASCII, right-padded with spaces |
+//! | 36 | 4 | SchemaVersion, 1 |
+//! | 40 | 8 | CreatedDate, milliseconds since the Unix epoch |
+//! | 48 | 8 | SequenceNumber, signed |
+//! | 56 | 8 | Flags (bit 0 SYN, bit 1 FIN) |
+//! | 64 | 16 | MessageId, the UUID with its two 8-byte halves swapped |
+//! | 80 | 32 | PayloadDigest, SHA-256 of the payload as sent |
+//! | 112 | 4 | PayloadType |
+//! | 116 | 4 | PayloadLength |
+//! | 120 | n | Payload |
+//!
+//! Leniency follows the official client where it is lenient: the type is trimmed of NULs and
+//! whitespace, and `start_publication` / `pause_publication` skip validation (header length,
+//! empty type, zero date, digest). Everything else is strict: a wrong HeaderLength, a
+//! PayloadLength that disagrees with the bytes that follow, or a digest mismatch is an error.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The value of the HeaderLength field: the offset of the PayloadLength field.
+pub const HEADER_LENGTH: u32 = 116;
+/// Where the payload starts: HeaderLength plus the 4-byte PayloadLength field.
+pub const PAYLOAD_OFFSET: usize = HEADER_LENGTH as usize + 4;
+/// The SchemaVersion written into every frame.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Width of the space-padded MessageType field.
+pub const MESSAGE_TYPE_LEN: usize = 32;
+/// The largest payload accepted or produced. Stream payloads are at most 1,024 bytes; control
+/// and handshake payloads are small JSON. 64 KiB leaves ample room and bounds memory.
+pub const MAX_PAYLOAD_LEN: usize = 64 * 1024;
+/// The largest frame [`decode`] accepts; longer input is rejected before any other check.
+pub const MAX_FRAME_LEN: usize = PAYLOAD_OFFSET + MAX_PAYLOAD_LEN;
+
+/// Flag bit 0: first message of a stream.
+pub const FLAG_SYN: u64 = 1;
+/// Flag bit 1: last message of a stream.
+pub const FLAG_FIN: u64 = 2;
+
+const OFF_TYPE: usize = 4;
+const OFF_SCHEMA: usize = 36;
+const OFF_CREATED: usize = 40;
+const OFF_SEQ: usize = 48;
+const OFF_FLAGS: usize = 56;
+const OFF_ID: usize = 64;
+const OFF_DIGEST: usize = 80;
+const OFF_PAYLOAD_TYPE: usize = 112;
+const OFF_PAYLOAD_LEN: usize = 116;
+
+/// The MessageType of a frame. Unknown types are kept (the channel ignores them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    /// Client → agent stream data (keystrokes, resize, handshake replies, flags).
+    InputStreamData,
+    /// Agent → client stream data (output, handshake requests).
+    OutputStreamData,
+    /// Acknowledgement of one stream message; unsequenced.
+    Acknowledge,
+    /// The service ends the session; unsequenced, never acknowledged.
+    ChannelClosed,
+    /// The service says the peer is active again.
+    StartPublication,
+    /// The service says the peer is inactive.
+    PausePublication,
+    /// Anything else (e.g. `agent_session_state`); ignored by the channel.
+    Unknown(String),
+}
+
+impl MessageType {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InputStreamData => "input_stream_data",
+            Self::OutputStreamData => "output_stream_data",
+            Self::Acknowledge => "acknowledge",
+            Self::ChannelClosed => "channel_closed",
+            Self::StartPublication => "start_publication",
+            Self::PausePublication => "pause_publication",
+            Self::Unknown(s) => s,
+        }
+    }
+
+    /// Parses a (trimmed) wire name.
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "input_stream_data" => Self::InputStreamData,
+            "output_stream_data" => Self::OutputStreamData,
+            "acknowledge" => Self::Acknowledge,
+            "channel_closed" => Self::ChannelClosed,
+            "start_publication" => Self::StartPublication,
+            "pause_publication" => Self::PausePublication,
+            other => Self::Unknown(other.to_owned()),
+        }
+    }
+
+    /// Whether messages of this type carry a sequence number and must be acknowledged.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Self::InputStreamData | Self::OutputStreamData)
+    }
+
+    fn is_publication(&self) -> bool {
+        matches!(self, Self::StartPublication | Self::PausePublication)
+    }
+}
+
+/// The PayloadType field. Unknown values are kept as [`PayloadType::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PayloadType {
+    /// 0: control messages (acknowledge, channel_closed, publication).
+    None,
+    /// 1: terminal output (agent → client) and keystrokes (client → agent).
+    Output,
+    /// 2: defined, unused on these paths.
+    Error,
+    /// 3: terminal size JSON, client → agent.
+    Size,
+    /// 4: defined, unused on these paths.
+    Parameter,
+    /// 5: agent → client.
+    HandshakeRequest,
+    /// 6: client → agent.
+    HandshakeResponse,
+    /// 7: agent → client.
+    HandshakeComplete,
+    /// 8: agent → client.
+    EncChallengeRequest,
+    /// 9: client → agent.
+    EncChallengeResponse,
+    /// 10: a 4-byte big-endian flag value.
+    Flag,
+    /// 11: stderr, agent → client.
+    StdErr,
+    /// 12: `EXIT_CODE: <n>`, agent → client.
+    ExitCode,
+    /// Any other value.
+    Other(u32),
+}
+
+impl PayloadType {
+    /// The wire value.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Output => 1,
+            Self::Error => 2,
+            Self::Size => 3,
+            Self::Parameter => 4,
+            Self::HandshakeRequest => 5,
+            Self::HandshakeResponse => 6,
+            Self::HandshakeComplete => 7,
+            Self::EncChallengeRequest => 8,
+            Self::EncChallengeResponse => 9,
+            Self::Flag => 10,
+            Self::StdErr => 11,
+            Self::ExitCode => 12,
+            Self::Other(v) => v,
+        }
+    }
+
+    /// Parses a wire value.
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            0 => Self::None,
+            1 => Self::Output,
+            2 => Self::Error,
+            3 => Self::Size,
+            4 => Self::Parameter,
+            5 => Self::HandshakeRequest,
+            6 => Self::HandshakeResponse,
+            7 => Self::HandshakeComplete,
+            8 => Self::EncChallengeRequest,
+            9 => Self::EncChallengeResponse,
+            10 => Self::Flag,
+            11 => Self::StdErr,
+            12 => Self::ExitCode,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// Why a frame could not be decoded or encoded. Each variant names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the fixed header and the PayloadLength field.
+    #[error("frame too short: {len} bytes, a frame needs at least {PAYLOAD_OFFSET}")]
+    TooShort {
+        /// Bytes received.
+        len: usize,
+    },
+    /// Longer than [`MAX_FRAME_LEN`].
+    #[error("frame too large: {len} bytes, the limit is {MAX_FRAME_LEN}")]
+    Oversized {
+        /// Bytes received.
+        len: usize,
+    },
+    /// HeaderLength is not 116.
+    #[error("HeaderLength is {found}, expected {HEADER_LENGTH}")]
+    HeaderLength {
+        /// The value in the frame.
+        found: u32,
+    },
+    /// MessageType is empty after trimming.
+    #[error("MessageType is empty")]
+    EmptyMessageType,
+    /// MessageType is not ASCII text.
+    #[error("MessageType is not ASCII text")]
+    MessageTypeNotAscii,
+    /// CreatedDate is zero.
+    #[error("CreatedDate is 0")]
+    ZeroCreatedDate,
+    /// PayloadLength disagrees with the number of bytes after the header.
+    #[error("PayloadLength says {declared} bytes but {actual} follow the header")]
+    PayloadLength {
+        /// The PayloadLength field.
+        declared: u32,
+        /// The bytes actually present.
+        actual: usize,
+    },
+    /// PayloadDigest is not the SHA-256 of the payload.
+    #[error("PayloadDigest does not match the SHA-256 of the {len}-byte payload")]
+    DigestMismatch {
+        /// Payload length.
+        len: usize,
+    },
+}
+
+/// A decoded frame that borrows its payload from the input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    /// The trimmed MessageType.
+    pub message_type: MessageType,
+    /// The SchemaVersion field (not checked, like the official client).
+    pub schema_version: u32,
+    /// CreatedDate in ms since the Unix epoch.
+    pub created_date: u64,
+    /// SequenceNumber.
+    pub sequence_number: i64,
+    /// Flags.
+    pub flags: u64,
+    /// MessageId in canonical byte order.
+    pub message_id: Uuid,
+    /// PayloadType.
+    pub payload_type: PayloadType,
+    /// The payload bytes.
+    pub payload: &'a [u8],
+}
+
+impl MessageRef<'_> {
+    /// Copies the payload into an owned [`Message`].
+    pub fn to_owned(&self) -> Message {
+        Message {
+            message_type: self.message_type.clone(),
+            schema_version: self.schema_version,
+            created_date: self.created_date,
+            sequence_number: self.sequence_number,
+            flags: self.flags,
+            message_id: self.message_id,
+            payload_type: self.payload_type,
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+/// A frame's fields with an owned payload, for building frames to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// MessageType.
+    pub message_type: MessageType,
+    /// SchemaVersion; [`SCHEMA_VERSION`] for frames we build.
+    pub schema_version: u32,
+    /// CreatedDate in ms since the Unix epoch.
+    pub created_date: u64,
+    /// SequenceNumber.
+    pub sequence_number: i64,
+    /// Flags.
+    pub flags: u64,
+    /// MessageId in canonical byte order.
+    pub message_id: Uuid,
+    /// PayloadType.
+    pub payload_type: PayloadType,
+    /// The payload bytes, as sent (after any encryption).
+    pub payload: Vec<u8>,
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The MessageType does not fit the 32-byte field or is not ASCII.
+    #[error("MessageType {0:?} is not ASCII of at most 32 bytes")]
+    MessageType(String),
+    /// The payload is longer than [`MAX_PAYLOAD_LEN`].
+    #[error("payload of {len} bytes exceeds the limit of {MAX_PAYLOAD_LEN}")]
+    PayloadTooLarge {
+        /// Payload length.
+        len: usize,
+    },
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Writes the MessageId with its halves swapped (bytes 8..16 first, then 0..8).
+pub fn message_id_to_wire(id: &Uuid) -> [u8; 16] {
+    let b = id.as_bytes();
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&b[8..]);
+    out[8..].copy_from_slice(&b[..8]);
+    out
+}
+
+/// Reads a MessageId written by [`message_id_to_wire`].
+pub fn message_id_from_wire(w: &[u8; 16]) -> Uuid {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&w[8..]);
+    b[8..].copy_from_slice(&w[..8]);
+    Uuid::from_bytes(b)
+}
+
+/// Encodes a message into a new frame. The digest and lengths are computed here.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(PAYLOAD_OFFSET + msg.payload.len());
+    encode_parts(
+        &mut out,
+        &Header {
+            message_type: msg.message_type.as_str(),
+            schema_version: msg.schema_version,
+            created_date: msg.created_date,
+            sequence_number: msg.sequence_number,
+            flags: msg.flags,
+            message_id: msg.message_id,
+            payload_type: msg.payload_type,
+        },
+        &msg.payload,
+    )?;
+    Ok(out)
+}
+
+/// The header fields of a frame to encode, without the payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    /// MessageType wire name.
+    pub message_type: &'a str,
+    /// SchemaVersion.
+    pub schema_version: u32,
+    /// CreatedDate, ms.
+    pub created_date: u64,
+    /// SequenceNumber.
+    pub sequence_number: i64,
+    /// Flags.
+    pub flags: u64,
+    /// MessageId.
+    pub message_id: Uuid,
+    /// PayloadType.
+    pub payload_type: PayloadType,
+}
+
+/// Appends the frame for `header` and `payload` to `out` (which is not cleared), so callers
+/// on hot paths can reuse a buffer and skip building a [`Message`].
+pub fn encode_parts(
+    out: &mut Vec<u8>,
+    header: &Header<'_>,
+    payload: &[u8],
+) -> Result<(), EncodeError> {
+    let ty = header.message_type.as_bytes();
+    if ty.len() > MESSAGE_TYPE_LEN || !header.message_type.is_ascii() {
+        return Err(EncodeError::MessageType(header.message_type.to_owned()));
+    }
+    if payload.len() > MAX_PAYLOAD_LEN {
+        return Err(EncodeError::PayloadTooLarge { len: payload.len() });
+    }
+    out.reserve(PAYLOAD_OFFSET + payload.len());
+    out.extend_from_slice(&HEADER_LENGTH.to_be_bytes());
+    out.extend_from_slice(ty);
+    out.extend(std::iter::repeat_n(b' ', MESSAGE_TYPE_LEN - ty.len()));
+    out.extend_from_slice(&header.schema_version.to_be_bytes());
+    out.extend_from_slice(&header.created_date.to_be_bytes());
+    out.extend_from_slice(&header.sequence_number.to_be_bytes());
+    out.extend_from_slice(&header.flags.to_be_bytes());
+    out.extend_from_slice(&message_id_to_wire(&header.message_id));
+    out.extend_from_slice(&sha256(payload));
+    out.extend_from_slice(&header.payload_type.to_u32().to_be_bytes());
+    // The length fits: it was checked against MAX_PAYLOAD_LEN above.
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+fn array_at<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
+    buf.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    array_at(buf, at).map(u32::from_be_bytes).unwrap_or(0)
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    array_at(buf, at).map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// Decodes one untrusted frame. Never panics; every read is bounds-checked.
+pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
+    if buf.len() > MAX_FRAME_LEN {
+        return Err(DecodeError::Oversized { len: buf.len() });
+    }
+    let Some(fixed) = buf.get(..PAYLOAD_OFFSET) else {
+        return Err(DecodeError::TooShort { len: buf.len() });
+    };
+    let header_length = u32_at(fixed, 0);
+    let raw_type = fixed
+        .get(OFF_TYPE..OFF_TYPE + MESSAGE_TYPE_LEN)
+        .unwrap_or_default();
+    let type_str = std::str::from_utf8(raw_type)
+        .ok()
+        .filter(|s| s.is_ascii())
+        .ok_or(DecodeError::MessageTypeNotAscii)?;
+    let type_str = type_str.trim_matches('\0').trim();
+    let message_type = MessageType::from_wire(type_str);
+    let created_date = u64_at(fixed, OFF_CREATED);
+    let declared = u32_at(fixed, OFF_PAYLOAD_LEN);
+    let payload = buf.get(PAYLOAD_OFFSET..).unwrap_or_default();
+    let digest = array_at::<32>(fixed, OFF_DIGEST).unwrap_or_default();
+
+    if !message_type.is_publication() {
+        if header_length != HEADER_LENGTH {
+            return Err(DecodeError::HeaderLength {
+                found: header_length,
+            });
+        }
+        if type_str.is_empty() {
+            return Err(DecodeError::EmptyMessageType);
+        }
+        if created_date == 0 {
+            return Err(DecodeError::ZeroCreatedDate);
+        }
+        if declared as usize != payload.len() {
+            return Err(DecodeError::PayloadLength {
+                declared,
+                actual: payload.len(),
+            });
+        }
+        if declared != 0 && sha256(payload) != digest {
+            return Err(DecodeError::DigestMismatch { len: payload.len() });
+        }
+    }
+
+    Ok(MessageRef {
+        message_type,
+        schema_version: u32_at(fixed, OFF_SCHEMA),
+        created_date,
+        sequence_number: u64_at(fixed, OFF_SEQ) as i64,
+        flags: u64_at(fixed, OFF_FLAGS),
+        message_id: message_id_from_wire(&array_at(fixed, OFF_ID).unwrap_or_default()),
+        payload_type: PayloadType::from_u32(u32_at(fixed, OFF_PAYLOAD_TYPE)),
+        payload,
+    })
+}
