@@ -1,5 +1,6 @@
 //! The channel state machine frame by frame, on a virtual clock: timers, acknowledgements,
 //! reordering, duplicates, start flows, publication pause, closing and giving up.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::time::{Duration, Instant};
 
@@ -34,13 +35,23 @@ fn frame(ty: MessageType, seq: i64, pt: PayloadType, payload: &[u8]) -> Vec<u8> 
 }
 
 fn output(seq: i64, text: &str) -> Vec<u8> {
-    frame(MessageType::OutputStreamData, seq, PayloadType::Output, text.as_bytes())
+    frame(
+        MessageType::OutputStreamData,
+        seq,
+        PayloadType::Output,
+        text.as_bytes(),
+    )
 }
 
 fn ack_for(seq: i64) -> Vec<u8> {
     let mut json = String::new();
     payload::write_acknowledge(&mut json, "input_stream_data", &Uuid::nil(), seq);
-    frame(MessageType::Acknowledge, 0, PayloadType::None, json.as_bytes())
+    frame(
+        MessageType::Acknowledge,
+        0,
+        PayloadType::None,
+        json.as_bytes(),
+    )
 }
 
 fn control(ty: MessageType, body: &[u8]) -> Vec<u8> {
@@ -58,14 +69,21 @@ fn binaries(ch: &mut Channel) -> Vec<Bytes> {
 }
 
 fn decoded(frames: &[Bytes]) -> Vec<Message> {
-    frames.iter().map(|f| codec::decode(f).unwrap().to_owned()).collect()
+    frames
+        .iter()
+        .map(|f| codec::decode(f).unwrap().to_owned())
+        .collect()
 }
 
 fn acked_seqs(frames: &[Bytes]) -> Vec<i64> {
     decoded(frames)
         .into_iter()
         .filter(|m| m.message_type == MessageType::Acknowledge)
-        .map(|m| serde_json::from_slice::<payload::Acknowledge>(&m.payload).unwrap().sequence_number)
+        .map(|m| {
+            serde_json::from_slice::<payload::Acknowledge>(&m.payload)
+                .unwrap()
+                .sequence_number
+        })
         .collect()
 }
 
@@ -100,7 +118,10 @@ fn first_resend_after_200ms_then_rto_from_the_resend() {
 
     c.handle_timeout(t0 + 200 * MS);
     let resent = binaries(&mut c);
-    assert_eq!(resent, sent, "a resend is byte-identical (same MessageId and CreatedDate)");
+    assert_eq!(
+        resent, sent,
+        "a resend is byte-identical (same MessageId and CreatedDate)"
+    );
     // The send time is updated on every resend (the official client's bug is not copied).
     assert_eq!(c.poll_timeout(), Some(t0 + 400 * MS));
     c.handle_timeout(t0 + 300 * MS);
@@ -171,7 +192,8 @@ fn no_resends_while_paused_and_pause_holds_new_input() {
     let mut c = ready_client(t0);
     c.send_input(b"a", t0).unwrap();
     binaries(&mut c);
-    c.handle_incoming(&control(MessageType::PausePublication, b""), t0 + MS).unwrap();
+    c.handle_incoming(&control(MessageType::PausePublication, b""), t0 + MS)
+        .unwrap();
     assert!(c.is_paused());
     assert_eq!(c.poll_timeout(), None);
     c.handle_timeout(t0 + Duration::from_secs(10));
@@ -181,16 +203,24 @@ fn no_resends_while_paused_and_pause_holds_new_input() {
     assert_eq!(c.pending_bytes(), 1);
 
     let t1 = t0 + Duration::from_secs(11);
-    c.handle_incoming(&control(MessageType::StartPublication, b""), t1).unwrap();
+    c.handle_incoming(&control(MessageType::StartPublication, b""), t1)
+        .unwrap();
     let sent = decoded(&binaries(&mut c));
     assert_eq!(sent.len(), 1, "the held input goes out");
     assert_eq!(sent[0].payload, b"b");
     assert!(c.poll_timeout().is_some());
     c.handle_timeout(t1);
-    assert_eq!(decoded(&binaries(&mut c))[0].payload, b"a", "resends resume");
+    assert_eq!(
+        decoded(&binaries(&mut c))[0].payload,
+        b"a",
+        "resends resume"
+    );
     assert_eq!(
         events(&mut c),
-        vec![Event::Publication { paused: true }, Event::Publication { paused: false }]
+        vec![
+            Event::Publication { paused: true },
+            Event::Publication { paused: false }
+        ]
     );
 }
 
@@ -214,7 +244,10 @@ fn gives_up_after_the_resend_limit() {
     c.handle_timeout(c.poll_timeout().unwrap());
     assert_eq!(
         events(&mut c),
-        vec![Event::Closed(CloseReason::RetransmissionGaveUp { sequence_number: 0, attempts: 3 })]
+        vec![Event::Closed(CloseReason::RetransmissionGaveUp {
+            sequence_number: 0,
+            attempts: 3
+        })]
     );
     assert!(c.is_closed());
     assert_eq!(c.poll_timeout(), None);
@@ -236,7 +269,11 @@ fn out_of_order_is_acked_at_once_and_delivered_in_order() {
     assert_eq!(acked_seqs(&binaries(&mut c)), vec![1]);
     assert_eq!(
         events(&mut c),
-        vec![Event::Output(b"B".to_vec()), Event::Output(b"C".to_vec()), Event::Output(b"D".to_vec())]
+        vec![
+            Event::Output(b"B".to_vec()),
+            Event::Output(b"C".to_vec()),
+            Event::Output(b"D".to_vec())
+        ]
     );
     assert_eq!(c.expected_sequence_number(), 4);
 }
@@ -246,7 +283,11 @@ fn duplicates_are_acked_again_and_not_delivered_twice() {
     let t0 = Instant::now();
     let mut c = ready_client(t0);
     c.handle_incoming(&output(0, "$ "), t0).unwrap();
-    assert_eq!(acked_seqs(&binaries(&mut c)), vec![0], "a duplicate is re-acknowledged");
+    assert_eq!(
+        acked_seqs(&binaries(&mut c)),
+        vec![0],
+        "a duplicate is re-acknowledged"
+    );
     assert!(events(&mut c).is_empty());
     c.handle_incoming(&output(5, "x"), t0).unwrap();
     c.handle_incoming(&output(5, "x"), t0).unwrap();
@@ -267,7 +308,10 @@ fn a_full_reorder_buffer_drops_without_ack() {
     binaries(&mut c);
     assert_eq!(
         c.handle_incoming(&output(4, "c"), t0),
-        Err(IncomingError::ReorderBufferFull { sequence_number: 4, capacity: 2 })
+        Err(IncomingError::ReorderBufferFull {
+            sequence_number: 4,
+            capacity: 2
+        })
     );
     assert!(binaries(&mut c).is_empty(), "no ack for a dropped frame");
 }
@@ -282,7 +326,9 @@ fn unknown_types_are_ignored_with_a_typed_error() {
     );
     assert_eq!(
         c.handle_incoming(&state, t0),
-        Err(IncomingError::UnknownMessageType("agent_session_state".into()))
+        Err(IncomingError::UnknownMessageType(
+            "agent_session_state".into()
+        ))
     );
     assert!(binaries(&mut c).is_empty());
     assert!(events(&mut c).is_empty());
@@ -297,7 +343,9 @@ fn a_corrupt_frame_changes_nothing() {
     *bad.last_mut().unwrap() ^= 1;
     assert!(matches!(
         c.handle_incoming(&bad, t0),
-        Err(IncomingError::Decode(codec::DecodeError::DigestMismatch { .. }))
+        Err(IncomingError::Decode(
+            codec::DecodeError::DigestMismatch { .. }
+        ))
     ));
     assert!(binaries(&mut c).is_empty() && events(&mut c).is_empty());
     assert_eq!(c.expected_sequence_number(), 1);
@@ -312,7 +360,10 @@ fn the_ack_echoes_type_id_and_sequence() {
     let acks = decoded(&binaries(&mut c));
     let ack = &acks[0];
     assert_eq!(ack.message_type, MessageType::Acknowledge);
-    assert_eq!((ack.sequence_number, ack.flags, ack.payload_type), (0, 3, PayloadType::None));
+    assert_eq!(
+        (ack.sequence_number, ack.flags, ack.payload_type),
+        (0, 3, PayloadType::None)
+    );
     assert_eq!(ack.created_date, 1_700_000_000_123);
     let body: payload::Acknowledge = serde_json::from_slice(&ack.payload).unwrap();
     assert_eq!(body.message_type, "output_stream_data");
@@ -331,25 +382,42 @@ fn plain_flow_holds_input_and_size_until_the_first_output() {
     while let Some(t) = c.poll_transmit() {
         first.push(t);
     }
-    let [Transmit::Text(open)] = first.as_slice() else { panic!("{first:?}") };
+    let [Transmit::Text(open)] = first.as_slice() else {
+        panic!("{first:?}")
+    };
     let open: payload::OpenDataChannel = serde_json::from_str(open).unwrap();
-    assert_eq!((open.token_value.as_str(), open.message_schema_version.as_str()), ("tok", "1.0"));
+    assert_eq!(
+        (
+            open.token_value.as_str(),
+            open.message_schema_version.as_str()
+        ),
+        ("tok", "1.0")
+    );
 
     c.resize(100, 30, t0).unwrap();
     c.resize(120, 40, t0).unwrap(); // replaces the size still waiting
     c.send_input(b"ls\r", t0).unwrap();
-    assert!(binaries(&mut c).is_empty(), "nothing is sent before the session is ready");
+    assert!(
+        binaries(&mut c).is_empty(),
+        "nothing is sent before the session is ready"
+    );
     c.handle_incoming(&output(0, "sh-5.1$ "), t0).unwrap();
     let sent = decoded(&binaries(&mut c));
     assert_eq!(sent[0].message_type, MessageType::Acknowledge);
     assert_eq!(sent[1].payload_type, PayloadType::Size);
     assert_eq!(sent[1].payload, br#"{"cols":120,"rows":40}"#);
     assert_eq!((sent[1].sequence_number, sent[1].flags), (0, 0));
-    assert_eq!((sent[2].payload_type, sent[2].sequence_number), (PayloadType::Output, 1));
+    assert_eq!(
+        (sent[2].payload_type, sent[2].sequence_number),
+        (PayloadType::Output, 1)
+    );
     assert_eq!(sent[2].payload, b"ls\r");
     assert_eq!(
         events(&mut c),
-        vec![Event::Ready { handshake: None }, Event::Output(b"sh-5.1$ ".to_vec())]
+        vec![
+            Event::Ready { handshake: None },
+            Event::Output(b"sh-5.1$ ".to_vec())
+        ]
     );
 }
 
@@ -362,7 +430,12 @@ fn input_is_split_into_1024_byte_payloads() {
     let sent = decoded(&binaries(&mut c));
     let lens: Vec<usize> = sent.iter().map(|m| m.payload.len()).collect();
     assert_eq!(lens, vec![1024, 1024, 952]);
-    assert_eq!(sent.iter().flat_map(|m| m.payload.clone()).collect::<Vec<u8>>(), paste);
+    assert_eq!(
+        sent.iter()
+            .flat_map(|m| m.payload.clone())
+            .collect::<Vec<u8>>(),
+        paste
+    );
     let seqs: Vec<i64> = sent.iter().map(|m| m.sequence_number).collect();
     assert_eq!(seqs, vec![0, 1, 2]);
 }
@@ -397,7 +470,10 @@ fn agent_output_starts_with_syn_and_never_splits_utf8() {
     assert!(sent[1..].iter().all(|m| m.flags == 0));
     for m in &sent {
         assert!(m.payload.len() <= 1024);
-        assert!(std::str::from_utf8(&m.payload).is_ok(), "a payload ends inside a sequence");
+        assert!(
+            std::str::from_utf8(&m.payload).is_ok(),
+            "a payload ends inside a sequence"
+        );
     }
     // A sequence cut across two reads waits for its end.
     a.send_output(&"€".as_bytes()[..1], t0).unwrap();
@@ -424,12 +500,24 @@ fn agent_handshake_discards_early_data_and_times_out() {
     assert_eq!(req.requested_client_actions[0].action_type, "SessionType");
 
     // Keystrokes before the HandshakeResponse are acknowledged and thrown away.
-    let early = frame(MessageType::InputStreamData, 0, PayloadType::Output, b"too early");
+    let early = frame(
+        MessageType::InputStreamData,
+        0,
+        PayloadType::Output,
+        b"too early",
+    );
     a.handle_incoming(&early, t0 + MS).unwrap();
-    assert_eq!(decoded(&binaries(&mut a))[0].message_type, MessageType::Acknowledge);
+    assert_eq!(
+        decoded(&binaries(&mut a))[0].message_type,
+        MessageType::Acknowledge
+    );
     assert!(events(&mut a).is_empty());
 
-    assert_eq!(a.poll_timeout(), Some(t0 + 200 * MS), "resend of the request comes first");
+    assert_eq!(
+        a.poll_timeout(),
+        Some(t0 + 200 * MS),
+        "resend of the request comes first"
+    );
     a.handle_incoming(&ack_for_agent(0), t0 + 2 * MS).unwrap();
     assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_secs(15)));
     a.handle_timeout(t0 + Duration::from_secs(15));
@@ -442,7 +530,12 @@ fn agent_handshake_discards_early_data_and_times_out() {
 fn ack_for_agent(seq: i64) -> Vec<u8> {
     let mut json = String::new();
     payload::write_acknowledge(&mut json, "output_stream_data", &Uuid::nil(), seq);
-    frame(MessageType::Acknowledge, 0, PayloadType::None, json.as_bytes())
+    frame(
+        MessageType::Acknowledge,
+        0,
+        PayloadType::None,
+        json.as_bytes(),
+    )
 }
 
 #[test]
@@ -450,13 +543,29 @@ fn client_answers_unknown_actions_as_unsupported() {
     let t0 = Instant::now();
     let mut c = client(t0);
     let req = br#"{"AgentVersion":"3.3.0.0","RequestedClientActions":[{"ActionType":"SessionType","ActionParameters":{"SessionType":"Standard_Stream","Properties":null}},{"ActionType":"Teleport","ActionParameters":{}}]}"#;
-    c.handle_incoming(&frame(MessageType::OutputStreamData, 0, PayloadType::HandshakeRequest, req), t0)
-        .unwrap();
+    c.handle_incoming(
+        &frame(
+            MessageType::OutputStreamData,
+            0,
+            PayloadType::HandshakeRequest,
+            req,
+        ),
+        t0,
+    )
+    .unwrap();
     let sent = decoded(&binaries(&mut c));
-    assert_eq!(sent[0].message_type, MessageType::Acknowledge, "ack before the response");
+    assert_eq!(
+        sent[0].message_type,
+        MessageType::Acknowledge,
+        "ack before the response"
+    );
     let resp: payload::HandshakeResponse = serde_json::from_slice(&sent[1].payload).unwrap();
     assert_eq!(resp.client_version, "1.2.814.0");
-    let statuses: Vec<i32> = resp.processed_client_actions.iter().map(|a| a.action_status).collect();
+    let statuses: Vec<i32> = resp
+        .processed_client_actions
+        .iter()
+        .map(|a| a.action_status)
+        .collect();
     assert_eq!(statuses, vec![1, 3]);
 }
 
@@ -467,14 +576,23 @@ fn channel_closed_ends_the_session_with_its_output() {
     c.send_input(b"a", t0).unwrap();
     binaries(&mut c);
     let body = br#"{"MessageId":"x","CreatedDate":"","DestinationId":"","SessionId":"s","MessageType":"channel_closed","SchemaVersion":1,"Output":"Session terminated by admin"}"#;
-    c.handle_incoming(&control(MessageType::ChannelClosed, body), t0).unwrap();
-    assert!(binaries(&mut c).is_empty(), "channel_closed is not acknowledged");
+    c.handle_incoming(&control(MessageType::ChannelClosed, body), t0)
+        .unwrap();
+    assert!(
+        binaries(&mut c).is_empty(),
+        "channel_closed is not acknowledged"
+    );
     assert_eq!(
         events(&mut c),
-        vec![Event::Closed(CloseReason::Remote { output: "Session terminated by admin".into() })]
+        vec![Event::Closed(CloseReason::Remote {
+            output: "Session terminated by admin".into()
+        })]
     );
     assert_eq!(c.poll_timeout(), None);
-    assert_eq!(c.handle_incoming(&output(1, "x"), t0), Err(IncomingError::Closed));
+    assert_eq!(
+        c.handle_incoming(&output(1, "x"), t0),
+        Err(IncomingError::Closed)
+    );
 }
 
 #[test]
@@ -488,11 +606,16 @@ fn agent_close_sends_channel_closed_the_client_understands() {
     c.handle_incoming(&sent[0], t0).unwrap();
     assert_eq!(
         events(&mut c),
-        vec![Event::Closed(CloseReason::Remote { output: "Shell exited".into() })]
+        vec![Event::Closed(CloseReason::Remote {
+            output: "Shell exited".into()
+        })]
     );
     let m = &decoded(&sent)[0];
     let body: payload::ChannelClosed = serde_json::from_slice(&m.payload).unwrap();
-    assert_eq!((body.session_id.as_str(), body.message_type.as_str()), ("sess-9", "channel_closed"));
+    assert_eq!(
+        (body.session_id.as_str(), body.message_type.as_str()),
+        ("sess-9", "channel_closed")
+    );
     assert_eq!(body.created_date, "2023-11-14T22:13:20Z");
 }
 
@@ -504,7 +627,8 @@ fn socket_replacement_keeps_counters_and_resends_unacked() {
     c.send_input(b"two", t0).unwrap();
     let first = binaries(&mut c);
     c.handle_incoming(&ack_for(0), t0 + MS).unwrap();
-    c.handle_incoming(&control(MessageType::PausePublication, b""), t0 + MS).unwrap();
+    c.handle_incoming(&control(MessageType::PausePublication, b""), t0 + MS)
+        .unwrap();
     c.send_input(b"three", t0 + 2 * MS).unwrap();
 
     let t1 = t0 + Duration::from_secs(3);
@@ -513,12 +637,24 @@ fn socket_replacement_keeps_counters_and_resends_unacked() {
     while let Some(t) = c.poll_transmit() {
         sent.push(t);
     }
-    let Transmit::Text(open) = &sent[0] else { panic!("OpenDataChannel first") };
+    let Transmit::Text(open) = &sent[0] else {
+        panic!("OpenDataChannel first")
+    };
     assert!(open.contains("token-2"));
-    assert_eq!(sent[1], Transmit::Binary(first[1].clone()), "unacked seq 1 resent as it was");
-    let Transmit::Binary(third) = &sent[2] else { panic!() };
+    assert_eq!(
+        sent[1],
+        Transmit::Binary(first[1].clone()),
+        "unacked seq 1 resent as it was"
+    );
+    let Transmit::Binary(third) = &sent[2] else {
+        panic!()
+    };
     let third = codec::decode(third).unwrap();
-    assert_eq!((third.sequence_number, third.payload), (2, &b"three"[..]), "pause ended");
+    assert_eq!(
+        (third.sequence_number, third.payload),
+        (2, &b"three"[..]),
+        "pause ended"
+    );
     assert_eq!(c.expected_sequence_number(), 1);
     assert_eq!(c.poll_timeout(), Some(t1 + c.rto()));
 }

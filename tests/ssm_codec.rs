@@ -1,5 +1,6 @@
 //! The codec against the fact sheet's test vectors (§16), one test per malformed-input class,
 //! and property tests: round trip, and no panic on arbitrary bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use porthole::ssm::codec::{
     self, DecodeError, FLAG_FIN, FLAG_SYN, MAX_FRAME_LEN, MAX_PAYLOAD_LEN, Message, MessageType,
@@ -79,7 +80,11 @@ fn vectors() -> Vec<(&'static str, Message)> {
 #[test]
 fn vectors_encode_to_the_exact_bytes() {
     for (hex, message) in vectors() {
-        assert_eq!(hex::encode(codec::encode(&message).unwrap()), hex, "{message:?}");
+        assert_eq!(
+            hex::encode(codec::encode(&message).unwrap()),
+            hex,
+            "{message:?}"
+        );
     }
 }
 
@@ -93,7 +98,10 @@ fn vectors_decode_to_their_fields() {
     }
     // The MessageId round-trips to the canonical string, halves swapped on the wire.
     let tv1 = hex::decode(TV1).unwrap();
-    assert_eq!(&tv1[64..80], hex::decode("a508b5f073f31b16dd01e56bff48483e").unwrap());
+    assert_eq!(
+        &tv1[64..80],
+        hex::decode("a508b5f073f31b16dd01e56bff48483e").unwrap()
+    );
     assert_eq!(
         codec::decode(&tv1).unwrap().message_id.to_string(),
         "dd01e56b-ff48-483e-a508-b5f073f31b16"
@@ -117,10 +125,10 @@ fn aes_gcm_vectors_decrypt_to_hello() {
     let key: [u8; 64] = std::array::from_fn(|i| i as u8);
     let agent_half: [u8; 32] = key[..32].try_into().unwrap();
     let client_half: [u8; 32] = key[32..].try_into().unwrap();
-    let tv4 = hex::decode("000102030405060708090a0b2f67ba77aa2797ff353b8a046d28236dcd9d057bbb")
-        .unwrap();
-    let tv5 = hex::decode("000102030405060708090a0b343731cb25fb6b6d50e4ed83c749b851c5fa918ab5")
-        .unwrap();
+    let tv4 =
+        hex::decode("000102030405060708090a0b2f67ba77aa2797ff353b8a046d28236dcd9d057bbb").unwrap();
+    let tv5 =
+        hex::decode("000102030405060708090a0b343731cb25fb6b6d50e4ed83c749b851c5fa918ab5").unwrap();
     assert_eq!(crypto::open_with_key(&agent_half, &tv4).unwrap(), b"hello");
     assert_eq!(crypto::open_with_key(&client_half, &tv5).unwrap(), b"hello");
     let nonce: [u8; 12] = std::array::from_fn(|i| i as u8);
@@ -143,7 +151,10 @@ fn tv1() -> Vec<u8> {
 #[test]
 fn too_short() {
     let frame = tv1();
-    assert_eq!(codec::decode(&frame[..119]), Err(DecodeError::TooShort { len: 119 }));
+    assert_eq!(
+        codec::decode(&frame[..119]),
+        Err(DecodeError::TooShort { len: 119 })
+    );
     assert_eq!(codec::decode(&[]), Err(DecodeError::TooShort { len: 0 }));
 }
 
@@ -151,16 +162,25 @@ fn too_short() {
 fn wrong_header_length() {
     let mut frame = tv1();
     frame[3] = 0x70;
-    assert_eq!(codec::decode(&frame), Err(DecodeError::HeaderLength { found: 0x70 }));
+    assert_eq!(
+        codec::decode(&frame),
+        Err(DecodeError::HeaderLength { found: 0x70 })
+    );
     frame[..4].copy_from_slice(&[0; 4]);
-    assert_eq!(codec::decode(&frame), Err(DecodeError::HeaderLength { found: 0 }));
+    assert_eq!(
+        codec::decode(&frame),
+        Err(DecodeError::HeaderLength { found: 0 })
+    );
 }
 
 #[test]
 fn digest_mismatch() {
     let mut frame = tv1();
     *frame.last_mut().unwrap() ^= 0x20; // "hellO"
-    assert_eq!(codec::decode(&frame), Err(DecodeError::DigestMismatch { len: 5 }));
+    assert_eq!(
+        codec::decode(&frame),
+        Err(DecodeError::DigestMismatch { len: 5 })
+    );
 }
 
 #[test]
@@ -169,13 +189,19 @@ fn length_field_disagreeing() {
     frame[119] = 6;
     assert_eq!(
         codec::decode(&frame),
-        Err(DecodeError::PayloadLength { declared: 6, actual: 5 })
+        Err(DecodeError::PayloadLength {
+            declared: 6,
+            actual: 5
+        })
     );
     let mut frame = tv1();
     frame.push(b'!');
     assert_eq!(
         codec::decode(&frame),
-        Err(DecodeError::PayloadLength { declared: 5, actual: 6 })
+        Err(DecodeError::PayloadLength {
+            declared: 5,
+            actual: 6
+        })
     );
 }
 
@@ -183,14 +209,27 @@ fn length_field_disagreeing() {
 fn oversized() {
     let mut frame = tv1();
     frame.resize(MAX_FRAME_LEN + 1, 0);
-    assert_eq!(codec::decode(&frame), Err(DecodeError::Oversized { len: MAX_FRAME_LEN + 1 }));
-    let too_big = Message { payload: vec![0; MAX_PAYLOAD_LEN + 1], ..vectors()[0].1.clone() };
+    assert_eq!(
+        codec::decode(&frame),
+        Err(DecodeError::Oversized {
+            len: MAX_FRAME_LEN + 1
+        })
+    );
+    let too_big = Message {
+        payload: vec![0; MAX_PAYLOAD_LEN + 1],
+        ..vectors()[0].1.clone()
+    };
     assert_eq!(
         codec::encode(&too_big),
-        Err(codec::EncodeError::PayloadTooLarge { len: MAX_PAYLOAD_LEN + 1 })
+        Err(codec::EncodeError::PayloadTooLarge {
+            len: MAX_PAYLOAD_LEN + 1
+        })
     );
     // The largest legal payload still round-trips.
-    let max = Message { payload: vec![7; MAX_PAYLOAD_LEN], ..vectors()[0].1.clone() };
+    let max = Message {
+        payload: vec![7; MAX_PAYLOAD_LEN],
+        ..vectors()[0].1.clone()
+    };
     let frame = codec::encode(&max).unwrap();
     assert_eq!(frame.len(), MAX_FRAME_LEN);
     assert_eq!(codec::decode(&frame).unwrap().to_owned(), max);
@@ -227,7 +266,10 @@ fn empty_type_zero_date_and_non_ascii_type() {
 fn nul_padded_types_are_accepted_like_the_official_client() {
     let mut frame = tv1();
     frame[4 + 18..36].fill(0);
-    assert_eq!(codec::decode(&frame).unwrap().message_type, MessageType::OutputStreamData);
+    assert_eq!(
+        codec::decode(&frame).unwrap().message_type,
+        MessageType::OutputStreamData
+    );
 }
 
 #[test]
@@ -242,15 +284,30 @@ fn publication_messages_skip_validation() {
     assert_eq!(decoded.message_type, MessageType::PausePublication);
     // The same mistakes in a stream message are errors.
     frame[4..36].copy_from_slice(b"output_stream_data              ");
-    assert_eq!(codec::decode(&frame), Err(DecodeError::HeaderLength { found: 0 }));
+    assert_eq!(
+        codec::decode(&frame),
+        Err(DecodeError::HeaderLength { found: 0 })
+    );
 }
 
 #[test]
 fn errors_name_the_field() {
-    let text = DecodeError::PayloadLength { declared: 6, actual: 5 }.to_string();
+    let text = DecodeError::PayloadLength {
+        declared: 6,
+        actual: 5,
+    }
+    .to_string();
     assert!(text.contains("PayloadLength"), "{text}");
-    assert!(DecodeError::HeaderLength { found: 1 }.to_string().contains("HeaderLength"));
-    assert!(DecodeError::DigestMismatch { len: 1 }.to_string().contains("PayloadDigest"));
+    assert!(
+        DecodeError::HeaderLength { found: 1 }
+            .to_string()
+            .contains("HeaderLength")
+    );
+    assert!(
+        DecodeError::DigestMismatch { len: 1 }
+            .to_string()
+            .contains("PayloadDigest")
+    );
 }
 
 // ----- properties -----
@@ -277,16 +334,18 @@ fn arb_message() -> impl Strategy<Value = Message> {
         any::<u32>(),
         proptest::collection::vec(any::<u8>(), 0..2048),
     )
-        .prop_map(|(message_type, created_date, seq, flags, id, pt, payload)| Message {
-            message_type,
-            schema_version: 1,
-            created_date,
-            sequence_number: seq,
-            flags,
-            message_id: Uuid::from_u128(id),
-            payload_type: PayloadType::from_u32(pt),
-            payload,
-        })
+        .prop_map(
+            |(message_type, created_date, seq, flags, id, pt, payload)| Message {
+                message_type,
+                schema_version: 1,
+                created_date,
+                sequence_number: seq,
+                flags,
+                message_id: Uuid::from_u128(id),
+                payload_type: PayloadType::from_u32(pt),
+                payload,
+            },
+        )
 }
 
 proptest! {

@@ -1,6 +1,7 @@
 //! Client ⇄ agent in memory over a seeded lossy link: every input and output byte arrives
 //! exactly once and in order, for the plain, handshake and KMS flows, with and without a socket
 //! replacement in the middle.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -44,7 +45,11 @@ fn exchange(
         }
         round += 1;
         sim.tick();
-        assert!(sim.closed_reason().is_none(), "closed: {:?}", sim.closed_reason());
+        assert!(
+            sim.closed_reason().is_none(),
+            "closed: {:?}",
+            sim.closed_reason()
+        );
     }
     sim.agent.flush_output(sim.now).unwrap();
     let (want_in, want_out) = (input.len(), output.len());
@@ -69,12 +74,24 @@ fn ready_handshake(sim: &Sim) -> Option<porthole::ssm::channel::HandshakeSummary
 fn text(len: usize, salt: u8) -> Vec<u8> {
     // Mixed ASCII and multi-byte UTF-8, so chunk boundaries fall inside sequences.
     let unit = "héllo wörld € 😀 ";
-    unit.bytes().cycle().skip(salt as usize % unit.len()).take(len).collect()
+    unit.bytes()
+        .cycle()
+        .skip(salt as usize % unit.len())
+        .take(len)
+        .collect()
 }
 
 #[test]
 fn plain_flow_without_faults() {
-    let sim = exchange(Flow::Plain, FaultConfig::NONE, 1, b"ls -la\r", &text(5000, 0), 700, None);
+    let sim = exchange(
+        Flow::Plain,
+        FaultConfig::NONE,
+        1,
+        b"ls -la\r",
+        &text(5000, 0),
+        700,
+        None,
+    );
     assert_eq!(ready_handshake(&sim), None);
     assert!(!sim.client.is_encrypted());
     assert_eq!(sim.opens.len(), 1);
@@ -83,7 +100,15 @@ fn plain_flow_without_faults() {
 
 #[test]
 fn handshake_flow_reports_the_session_type() {
-    let sim = exchange(Flow::Handshake, FaultConfig::NONE, 2, b"id\r", b"$ ", 64, None);
+    let sim = exchange(
+        Flow::Handshake,
+        FaultConfig::NONE,
+        2,
+        b"id\r",
+        b"$ ",
+        64,
+        None,
+    );
     let hs = ready_handshake(&sim).expect("a handshake ran");
     assert_eq!(hs.session_type, "Standard_Stream");
     assert!(!hs.encrypted);
@@ -91,17 +116,31 @@ fn handshake_flow_reports_the_session_type() {
 
 #[test]
 fn kms_flow_encrypts_and_checks_the_challenge() {
-    let sim = exchange(Flow::Kms, FaultConfig::NONE, 3, b"secret\r", &text(3000, 1), 512, None);
+    let sim = exchange(
+        Flow::Kms,
+        FaultConfig::NONE,
+        3,
+        b"secret\r",
+        &text(3000, 1),
+        512,
+        None,
+    );
     let hs = ready_handshake(&sim).expect("a handshake ran");
     assert!(hs.encrypted);
-    assert_eq!(hs.customer_message, "This session is encrypted using AWS KMS.");
+    assert_eq!(
+        hs.customer_message,
+        "This session is encrypted using AWS KMS."
+    );
     assert!(sim.client.is_encrypted() && sim.agent.is_encrypted());
     // The data key was asked for with the session, the target and the agent's challenge.
     let ctx = sim
         .client_events
         .iter()
         .find_map(|e| match e {
-            Event::DataKeyNeeded { encryption_context, key_id } => {
+            Event::DataKeyNeeded {
+                encryption_context,
+                key_id,
+            } => {
                 assert_eq!(key_id, "alias/porthole-test");
                 Some(encryption_context.clone())
             }
@@ -118,14 +157,25 @@ fn twenty_percent_faults_and_a_socket_cut_lose_nothing() {
     for flow in [Flow::Plain, Flow::Handshake, Flow::Kms] {
         let output = text(200_000, 3);
         let input: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-        let sim = exchange(flow, FaultConfig::uniform(0.2), 42, &input, &output, 900, Some(40));
+        let sim = exchange(
+            flow,
+            FaultConfig::uniform(0.2),
+            42,
+            &input,
+            &output,
+            900,
+            Some(40),
+        );
         let (c, a) = (sim.client.stats(), sim.agent.stats());
         assert!(c.duplicates > 0 && c.out_of_order > 0, "{c:?}");
         assert!(a.duplicates > 0 && a.out_of_order > 0, "{a:?}");
         assert!(c.resends + a.resends > 0, "{c:?} {a:?}");
         assert_eq!(sim.opens.len(), 2, "one OpenDataChannel per socket");
         assert_eq!(sim.opens[1].token_value, "token-2");
-        assert_eq!(sim.opens[0].client_id, sim.opens[1].client_id, "same ClientId on reconnect");
+        assert_eq!(
+            sim.opens[0].client_id, sim.opens[1].client_id,
+            "same ClientId on reconnect"
+        );
         assert_ne!(sim.opens[0].request_id, sim.opens[1].request_id);
     }
 }

@@ -2,4 +2,6 @@
 //!
 //! The library holds everything; `main.rs` only parses the command line.
 
+#[cfg(feature = "server")]
+pub mod emulator;
 pub mod ssm;

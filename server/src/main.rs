@@ -46,7 +46,11 @@ fn decode_frame(text: &str) -> ExitCode {
             println!("SequenceNumber  {}", m.sequence_number);
             println!("Flags           {}", m.flags);
             println!("MessageId       {}", m.message_id);
-            println!("PayloadType     {:?} ({})", m.payload_type, m.payload_type.to_u32());
+            println!(
+                "PayloadType     {:?} ({})",
+                m.payload_type,
+                m.payload_type.to_u32()
+            );
             println!("PayloadLength   {}", m.payload.len());
             match std::str::from_utf8(m.payload) {
                 Ok(s) => println!("Payload         {s:?}"),

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use porthole::ssm::channel::{AgentHandshake, Channel, ChannelConfig, CloseReason, Event, Transmit};
+use porthole::ssm::channel::{
+    AgentHandshake, Channel, ChannelConfig, CloseReason, Event, Transmit,
+};
 use porthole::ssm::faults::{FaultConfig, FaultInjector};
 use porthole::ssm::payload;
 
@@ -34,13 +36,19 @@ pub struct FakeKms {
 impl FakeKms {
     pub fn generate(&mut self, context: &BTreeMap<String, String>) -> (Vec<u8>, Vec<u8>) {
         self.counter = self.counter.wrapping_add(1);
-        let key: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(7).wrapping_add(self.counter)).collect();
+        let key: Vec<u8> = (0..64u8)
+            .map(|i| i.wrapping_mul(7).wrapping_add(self.counter))
+            .collect();
         let blob = format!("blob-{}", self.keys.len()).into_bytes();
         self.keys.push((key.clone(), context.clone()));
         (key, blob)
     }
 
-    pub fn decrypt(&self, blob: &[u8], context: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+    pub fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, String> {
         let index: usize = std::str::from_utf8(blob)
             .ok()
             .and_then(|s| s.strip_prefix("blob-"))
@@ -48,7 +56,9 @@ impl FakeKms {
             .ok_or("InvalidCiphertextException")?;
         let (key, ctx) = self.keys.get(index).ok_or("InvalidCiphertextException")?;
         if ctx != context {
-            return Err(format!("encryption context mismatch: {ctx:?} vs {context:?}"));
+            return Err(format!(
+                "encryption context mismatch: {ctx:?} vs {context:?}"
+            ));
         }
         Ok(key.clone())
     }
@@ -141,7 +151,8 @@ impl Sim {
             match t {
                 Transmit::Text(text) => {
                     // The service reads OpenDataChannel; it never reaches the agent machine.
-                    self.opens.push(serde_json::from_str(&text).expect("OpenDataChannel JSON"));
+                    self.opens
+                        .push(serde_json::from_str(&text).expect("OpenDataChannel JSON"));
                 }
                 Transmit::Binary(frame) => self.c2a.apply(frame, &mut out),
             }
@@ -175,7 +186,9 @@ impl Sim {
             any = true;
             match &e {
                 Event::Output(b) => self.output.extend_from_slice(b),
-                Event::DataKeyNeeded { encryption_context, .. } => {
+                Event::DataKeyNeeded {
+                    encryption_context, ..
+                } => {
                     let (key, blob) = self.kms.generate(encryption_context);
                     self.client.provide_data_key(&key, &blob, self.now).unwrap();
                 }
@@ -187,12 +200,13 @@ impl Sim {
             any = true;
             match &e {
                 Event::Input(b) => self.input.extend_from_slice(b),
-                Event::DecryptNeeded { ciphertext_blob, encryption_context } => {
-                    match self.kms.decrypt(ciphertext_blob, encryption_context) {
-                        Ok(key) => self.agent.provide_decrypted_key(&key, self.now).unwrap(),
-                        Err(e) => self.agent.decrypt_failed(&e).unwrap(),
-                    }
-                }
+                Event::DecryptNeeded {
+                    ciphertext_blob,
+                    encryption_context,
+                } => match self.kms.decrypt(ciphertext_blob, encryption_context) {
+                    Ok(key) => self.agent.provide_decrypted_key(&key, self.now).unwrap(),
+                    Err(e) => self.agent.decrypt_failed(&e).unwrap(),
+                },
                 _ => {}
             }
             self.agent_events.push(e);
@@ -246,9 +260,12 @@ impl Sim {
     }
 
     pub fn closed_reason(&self) -> Option<CloseReason> {
-        self.client_events.iter().chain(&self.agent_events).find_map(|e| match e {
-            Event::Closed(r) => Some(r.clone()),
-            _ => None,
-        })
+        self.client_events
+            .iter()
+            .chain(&self.agent_events)
+            .find_map(|e| match e {
+                Event::Closed(r) => Some(r.clone()),
+                _ => None,
+            })
     }
 }

@@ -745,10 +745,9 @@ impl Channel {
 
     /// Agent (playing the service): sends `channel_closed` with `reason` as its Output and
     /// closes. Call it once [`Channel::is_drained`] (or after a bounded wait).
+    /// After a failure (e.g. a failed handshake) it still sends `channel_closed`, so the client
+    /// learns why.
     pub fn close(&mut self, reason: &str, now: Instant) {
-        if self.is_closed() {
-            return;
-        }
         let id = self.random_uuid();
         let created = time::OffsetDateTime::from_unix_timestamp_nanos(
             i128::from(self.unix_ms(now)) * 1_000_000,

@@ -6,12 +6,16 @@
 //! - [`rto`]: the retransmission-timeout estimator.
 //! - [`utf8`]: output chunking that never ends a payload inside a UTF-8 sequence.
 //! - [`channel`]: the state machine for both roles, client and agent.
+//! - [`client`]: the client role over a real WebSocket, with ResumeSession and KMS (the only
+//!   module here that does IO).
 //! - [`faults`]: seeded drop/duplicate/reorder injection for tests and the emulator.
 //!
 //! The wire facts come from `shared/ssm-protocol.md`; `docs/protocol.md` describes how a frame
 //! travels through these modules.
 
 pub mod channel;
+#[cfg(feature = "server")]
+pub mod client;
 pub mod codec;
 pub mod crypto;
 pub mod faults;
