@@ -1,9 +1,15 @@
 //! The `porthole` command line: parses flags and hands off to the library.
 
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use porthole::emulator::{EmulatorConfig, RunningEmulator, nodes};
 use porthole::ssm::codec;
+use porthole::ssm::faults::FaultConfig;
 
 /// Porthole: a web gateway to AWS Session Manager shells.
 #[derive(Debug, Parser)]
@@ -15,6 +21,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the local SSM emulator alone: a Session Manager control plane and agents with real
+    /// shells. Prints its endpoint for `aws --endpoint-url` and the SDKs.
+    Emulator(EmulatorArgs),
     /// Decode one data-channel frame given as hex and print its fields (a debugging aid).
     DecodeFrame {
         /// The frame's bytes in hex (whitespace ignored).
@@ -22,10 +31,193 @@ enum Command {
     },
 }
 
+/// Flags of `porthole emulator`.
+#[derive(Debug, Args)]
+struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "PORTHOLE_EMULATOR_LISTEN",
+        default_value = "127.0.0.1:4566"
+    )]
+    listen: SocketAddr,
+    /// Allow a non-loopback listen address. The emulator hands out shells without checking
+    /// signatures: never expose it.
+    #[arg(long, env = "PORTHOLE_EMULATOR_ALLOW_REMOTE")]
+    allow_remote: bool,
+    /// TOML file of managed nodes (default: a built-in set with one offline node).
+    #[arg(long, env = "PORTHOLE_EMULATOR_NODES")]
+    nodes: Option<PathBuf>,
+    /// Folder for the nodes' scratch home directories.
+    #[arg(
+        long,
+        env = "PORTHOLE_EMULATOR_DATA_DIR",
+        default_value = "porthole-emulator-data"
+    )]
+    data_dir: PathBuf,
+    /// Always send a HandshakeRequest, as newer agents do.
+    #[arg(long, env = "PORTHOLE_EMULATOR_HANDSHAKE")]
+    handshake: bool,
+    /// Encrypt sessions with this KMS key id (full KMS flow with a random challenge).
+    #[arg(long = "kms", value_name = "KEY_ID", env = "PORTHOLE_EMULATOR_KMS")]
+    kms_key_id: Option<String>,
+    /// Probability of dropping each data-channel frame, both directions.
+    #[arg(long, default_value_t = 0.0, env = "PORTHOLE_EMULATOR_DROP")]
+    drop: f64,
+    /// Probability of duplicating each data-channel frame.
+    #[arg(long, default_value_t = 0.0, env = "PORTHOLE_EMULATOR_DUP")]
+    dup: f64,
+    /// Probability of delaying each data-channel frame behind the next one.
+    #[arg(long, default_value_t = 0.0, env = "PORTHOLE_EMULATOR_REORDER")]
+    reorder: f64,
+    /// Seed for the fault injection.
+    #[arg(long, default_value_t = 1, env = "PORTHOLE_EMULATOR_SEED")]
+    seed: u64,
+    /// Close every data-channel socket with 1000 "Bye" after this many seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "PORTHOLE_EMULATOR_DISCONNECT_EVERY"
+    )]
+    disconnect_every: Option<f64>,
+    /// Sleep 1 ms between output chunks, like the real agent (about 1 MB/s).
+    #[arg(long, env = "PORTHOLE_EMULATOR_PACE")]
+    pace: bool,
+    /// Echo input back instead of running a shell (for load tests).
+    #[arg(long, env = "PORTHOLE_EMULATOR_ECHO")]
+    echo: bool,
+}
+
+impl EmulatorArgs {
+    fn into_config(self) -> Result<(SocketAddr, EmulatorConfig), String> {
+        if !self.listen.ip().is_loopback() && !self.allow_remote {
+            return Err(format!(
+                "--listen {} is not a loopback address; the emulator hands out shells without \
+                 checking signatures. Pass --allow-remote to do it anyway.",
+                self.listen
+            ));
+        }
+        let faults = FaultConfig {
+            drop: self.drop,
+            duplicate: self.dup,
+            reorder: self.reorder,
+        };
+        faults.validate()?;
+        let disconnect_every = match self.disconnect_every {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+            Some(s) => {
+                return Err(format!(
+                    "--disconnect-every must be a positive number of seconds, got {s}"
+                ));
+            }
+        };
+        let mut config = EmulatorConfig::new(self.data_dir);
+        if let Some(path) = &self.nodes {
+            config.nodes = nodes::load_nodes(path)?;
+        }
+        config.handshake = self.handshake;
+        config.kms_key_id = self.kms_key_id;
+        config.faults = faults;
+        config.seed = self.seed;
+        config.disconnect_every = disconnect_every;
+        config.pace = self.pace;
+        config.echo = self.echo;
+        Ok((self.listen, config))
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Emulator(args) => run_emulator(args),
         Command::DecodeFrame { hex } => decode_frame(&hex),
+    }
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTHOLE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_emulator(args: EmulatorArgs) -> ExitCode {
+    init_logging();
+    let allow_remote = args.allow_remote;
+    let (listen, config) = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if allow_remote && !listen.ip().is_loopback() {
+            tracing::warn!(%listen, "listening beyond loopback: anyone who can reach this port gets a shell");
+        }
+        let shutdown = shutdown_signal();
+        let nodes = config.nodes.len();
+        let example = config.nodes.iter().find(|n| n.is_online()).map(|n| n.id.clone());
+        let emulator = match RunningEmulator::start(listen, config).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Write errors (a closed stdout) must not take the emulator down.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "porthole emulator listening on {} ({nodes} nodes)", emulator.url());
+        if let Some(id) = example {
+            let _ = writeln!(
+                out,
+                "  try: aws ssm start-session --endpoint-url {} --region us-east-1 --target {id}",
+                emulator.url()
+            );
+        }
+        let _ = out.flush();
+        drop(out);
+        shutdown.await;
+        match emulator.stop().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Registers SIGINT and SIGTERM handlers now (before the caller announces it is ready) and
+/// returns a future that resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                eprintln!("error: cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
