@@ -371,3 +371,113 @@ async fn offline_and_unknown_targets_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), Some("InvalidTarget"));
 }
+
+async fn ready_summary(term: &mut Term) -> Option<porthole::ssm::channel::HandshakeSummary> {
+    loop {
+        match term.next().await {
+            Some(ClientEvent::Ready(summary)) => return summary,
+            Some(ClientEvent::Closed(reason)) => panic!("closed before ready: {reason}"),
+            Some(_) => {}
+            None => panic!("no Ready event"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn modes_handshake_echo_pace_and_per_node_overrides() {
+    use porthole::emulator::nodes::Node;
+    let emu = emulator::start(|c| {
+        c.handshake = true;
+        c.pace = true;
+        c.nodes.push(Node {
+            echo: Some(true),
+            ..Node::new("i-0e0e0e0e0e0e0e0e0", "echo")
+        });
+        c.nodes.push(Node {
+            handshake: Some(false),
+            ..Node::new("i-0f0f0f0f0f0f0f0f0", "plain")
+        });
+    })
+    .await;
+
+    // --handshake: the agent asks for the session type first.
+    let mut term = emu.open(NODE).await;
+    let summary = ready_summary(&mut term).await.expect("a handshake ran");
+    assert_eq!(summary.session_type, "Standard_Stream");
+    assert!(!summary.encrypted);
+    // --pace: output still arrives whole (its rate is measured in docs/performance.md, not here).
+    let out = term.run("for i in $(seq 1 2000); do printf x; done").await;
+    assert_eq!(out.trim_end(), "x".repeat(2000));
+
+    // A node with echo = true echoes input instead of running a shell. In echo mode there is no
+    // prompt, so the plain flow cannot start until output exists; this node inherits the
+    // global handshake, which makes it ready at once.
+    let mut echo = emu.open("i-0e0e0e0e0e0e0e0e0").await;
+    ready_summary(&mut echo).await;
+    echo.send("marco-polo").await;
+    echo.expect("marco-polo").await;
+
+    // A node with handshake = false overrides --handshake: the plain flow.
+    let mut plain = emu.open("i-0f0f0f0f0f0f0f0f0").await;
+    assert_eq!(ready_summary(&mut plain).await, None);
+    assert_eq!(plain.run("echo plain-$((1+2))").await.trim(), "plain-3");
+}
+
+#[tokio::test]
+async fn a_ping_before_open_data_channel_is_accepted() {
+    // The official client pings as soon as the socket opens, racing its OpenDataChannel.
+    let emu = emulator::start(|_| {}).await;
+    let start = emu.start_session(NODE).await;
+    let mut ws = raw_socket(&start.stream_url).await;
+    ws.send(Message::Ping(b"keepalive".to_vec().into()))
+        .await
+        .unwrap();
+    ws.send(open_frame(&start.token)).await.unwrap();
+    // Accepted: the shell's first output arrives as a binary frame.
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no frame within the bound")
+        {
+            Some(Ok(Message::Binary(frame))) => {
+                let m = porthole::ssm::codec::decode(&frame).unwrap();
+                assert_eq!(m.message_type.as_str(), "output_stream_data");
+                break;
+            }
+            Some(Ok(Message::Close(frame))) => panic!("refused: {frame:?}"),
+            Some(Ok(_)) => {}
+            other => panic!("socket ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn exit_with_a_background_job_ends_the_session_and_the_job() {
+    let emu = emulator::start(|_| {}).await;
+    let mut term = emu.open(NODE).await;
+    let out = term.run("sleep 300 & echo JOB $!").await;
+    let job: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("JOB "))
+        .expect("the JOB line")
+        .trim()
+        .parse()
+        .unwrap();
+    term.send("exit\r").await;
+    assert_eq!(
+        term.closed().await,
+        CloseReason::Remote {
+            output: String::new()
+        }
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(format!("/proc/{job}/stat"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background job survived the session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -225,33 +225,89 @@ fn no_resends_while_paused_and_pause_holds_new_input() {
 }
 
 #[test]
-fn gives_up_after_the_resend_limit() {
+fn gives_up_after_the_time_limit() {
     let t0 = Instant::now();
     let mut cfg = ChannelConfig::client("sess-1", "i-1");
-    cfg.max_resends = 3;
+    cfg.give_up_after = Duration::from_secs(1);
     let mut c = Channel::new(cfg, t0, 1);
     c.socket_opened(t0, None);
     c.handle_incoming(&output(0, "$ "), t0).unwrap();
     c.send_input(b"a", t0).unwrap();
     binaries(&mut c);
     events(&mut c);
-    let mut t = t0;
-    for _ in 0..3 {
-        t = c.poll_timeout().unwrap();
-        c.handle_timeout(t);
-        assert_eq!(binaries(&mut c).len(), 1);
+    for ms in [200, 400, 600, 800] {
+        assert_eq!(c.poll_timeout(), Some(t0 + ms * MS));
+        c.handle_timeout(t0 + ms * MS);
+        assert_eq!(binaries(&mut c).len(), 1, "resend at {ms} ms");
     }
-    c.handle_timeout(c.poll_timeout().unwrap());
+    c.handle_timeout(t0 + 1000 * MS);
     assert_eq!(
         events(&mut c),
         vec![Event::Closed(CloseReason::RetransmissionGaveUp {
             sequence_number: 0,
-            attempts: 3
+            attempts: 4
         })]
     );
     assert!(c.is_closed());
     assert_eq!(c.poll_timeout(), None);
-    assert!(t > t0);
+}
+
+#[test]
+fn without_a_socket_nothing_is_sent_and_the_give_up_clock_stops() {
+    let t0 = Instant::now();
+    let mut a = Channel::new(ChannelConfig::agent("s", "i"), t0, 1);
+    a.socket_opened(t0, None);
+    events(&mut a);
+    a.send_output(b"before", t0).unwrap();
+    assert_eq!(binaries(&mut a).len(), 1);
+    a.socket_closed();
+    assert_eq!(a.poll_timeout(), None, "no resends without a socket");
+    a.send_output(b"while away", t0 + MS).unwrap();
+    let later = t0 + Duration::from_secs(600);
+    a.handle_timeout(later);
+    assert!(
+        binaries(&mut a).is_empty() && events(&mut a).is_empty(),
+        "still alive, nothing sent"
+    );
+    a.socket_opened(later, None);
+    let sent = decoded(&binaries(&mut a));
+    let payloads: Vec<&[u8]> = sent.iter().map(|m| m.payload.as_slice()).collect();
+    assert_eq!(payloads, vec![&b"before"[..], &b"while away"[..]]);
+    assert_eq!(a.poll_timeout(), Some(later + a.rto()));
+}
+
+#[test]
+fn acks_of_retransmitted_messages_give_no_rtt_sample() {
+    let t0 = Instant::now();
+    let mut c = ready_client(t0);
+    c.send_input(b"a", t0).unwrap();
+    binaries(&mut c);
+    c.handle_timeout(t0 + 200 * MS);
+    binaries(&mut c);
+    // The ack may answer either send: no sample, so the RTO stays where it was.
+    c.handle_incoming(&ack_for(0), t0 + 201 * MS).unwrap();
+    assert_eq!(c.rto(), 200 * MS);
+}
+
+#[test]
+fn far_ahead_messages_are_not_buffered() {
+    let t0 = Instant::now();
+    let mut cfg = ChannelConfig::client("sess-1", "i-1");
+    cfg.reorder_capacity = 4;
+    let mut c = Channel::new(cfg, t0, 1);
+    c.handle_incoming(&output(0, "$"), t0).unwrap();
+    binaries(&mut c);
+    assert_eq!(
+        c.handle_incoming(&output(1_000_000_000_000, "x"), t0),
+        Err(IncomingError::ReorderBufferFull {
+            sequence_number: 1_000_000_000_000,
+            capacity: 4
+        })
+    );
+    assert!(binaries(&mut c).is_empty());
+    assert_eq!(c.reorder_len(), 0);
+    c.handle_incoming(&output(4, "y"), t0).unwrap();
+    assert_eq!(c.reorder_len(), 1, "within the window is kept");
 }
 
 // ----- receiving -----
@@ -567,6 +623,36 @@ fn client_answers_unknown_actions_as_unsupported() {
         .map(|a| a.action_status)
         .collect();
     assert_eq!(statuses, vec![1, 3]);
+}
+
+#[test]
+fn a_handshake_request_with_too_many_actions_fails_cleanly() {
+    // Found by fuzzing: hundreds of unknown actions made a HandshakeResponse too large to frame.
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    let actions: Vec<String> = (0..784)
+        .map(|_| r#"{"ActionType":""}"#.to_owned())
+        .collect();
+    let req = format!(
+        r#"{{"AgentVersion":"3.3.0.0","RequestedClientActions":[{}]}}"#,
+        actions.join(",")
+    );
+    c.handle_incoming(
+        &frame(
+            MessageType::OutputStreamData,
+            0,
+            PayloadType::HandshakeRequest,
+            req.as_bytes(),
+        ),
+        t0,
+    )
+    .unwrap();
+    let sent = decoded(&binaries(&mut c));
+    assert_eq!(sent.len(), 1, "only the ack: no oversized response");
+    assert!(matches!(
+        events(&mut c).as_slice(),
+        [Event::Closed(CloseReason::HandshakeFailed { reason })] if reason.contains("784 actions")
+    ));
 }
 
 #[test]

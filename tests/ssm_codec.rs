@@ -273,6 +273,24 @@ fn nul_padded_types_are_accepted_like_the_official_client() {
 }
 
 #[test]
+fn type_trimming_is_idempotent() {
+    // Found by fuzzing: "\t\0a" trimmed NULs-then-whitespace gave "\0a", which re-encoded and
+    // decoded as "a".
+    let mut frame = tv1();
+    frame[4..36].fill(b' ');
+    frame[4..7].copy_from_slice(b"\t\0a");
+    let first = codec::decode(&frame).unwrap().to_owned();
+    assert_eq!(first.message_type, MessageType::Unknown("a".into()));
+    let again = codec::decode(&codec::encode(&first).unwrap())
+        .unwrap()
+        .to_owned();
+    assert_eq!(again, first);
+    frame[4..36].fill(b' ');
+    frame[4..6].copy_from_slice(b"\t\0");
+    assert_eq!(codec::decode(&frame), Err(DecodeError::EmptyMessageType));
+}
+
+#[test]
 fn publication_messages_skip_validation() {
     // A pause_publication with header length 0, date 0 and a wrong digest still decodes.
     let mut frame = vec![0u8; 120];

@@ -153,6 +153,56 @@ fn kms_flow_encrypts_and_checks_the_challenge() {
 }
 
 #[test]
+fn kms_encrypts_exactly_the_keystrokes_on_the_wire() {
+    use porthole::ssm::codec::{self, MessageType, PayloadType};
+    let mut sim = Sim::new(Flow::Kms, FaultConfig::NONE, 5);
+    sim.run_until(10_000, |s| s.client.is_ready());
+    sim.client.resize(120, 40, sim.now).unwrap();
+    sim.client.send_input(b"top secret\r", sim.now).unwrap();
+    sim.run_until(10_000, |s| s.input.len() == 11 && s.client.is_drained());
+    assert_eq!(sim.input, b"top secret\r");
+    assert!(sim.agent_events.iter().any(|e| matches!(
+        e,
+        Event::Resize(size) if (size.cols, size.rows) == (120, 40)
+    )));
+    let frames: Vec<_> = sim
+        .client_wire
+        .iter()
+        .map(|f| codec::decode(f).unwrap().to_owned())
+        .collect();
+    let stream: Vec<_> = frames
+        .iter()
+        .filter(|m| m.message_type == MessageType::InputStreamData)
+        .collect();
+    let of = |pt| stream.iter().filter(move |m| m.payload_type == pt);
+    // In clear: the HandshakeResponse, the challenge response (its JSON carries the sealed
+    // challenge) and Size.
+    for pt in [
+        PayloadType::HandshakeResponse,
+        PayloadType::EncChallengeResponse,
+        PayloadType::Size,
+    ] {
+        let m = of(pt).next().unwrap_or_else(|| panic!("no {pt:?} frame"));
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&m.payload).is_ok(),
+            "{pt:?} is not clear JSON"
+        );
+    }
+    assert_eq!(
+        of(PayloadType::Size).next().unwrap().payload,
+        br#"{"cols":120,"rows":40}"#
+    );
+    // Encrypted: keystrokes, nonce ‖ ciphertext ‖ tag.
+    let keys = of(PayloadType::Output).next().expect("a keystroke frame");
+    assert_eq!(keys.payload.len(), b"top secret\r".len() + 28);
+    assert!(codec::sha256(&keys.payload) != codec::sha256(b"top secret\r"));
+    assert!(
+        !keys.payload.windows(6).any(|w| w == b"secret"),
+        "plaintext on the wire"
+    );
+}
+
+#[test]
 fn twenty_percent_faults_and_a_socket_cut_lose_nothing() {
     for flow in [Flow::Plain, Flow::Handshake, Flow::Kms] {
         let output = text(200_000, 3);
@@ -198,9 +248,12 @@ proptest! {
         out_len in 1usize..30_000,
         salt in any::<u8>(),
         chunk in 1usize..3000,
-        cut in proptest::option::of(0usize..30),
+                cut in proptest::option::of(0.0..1.0f64),
     ) {
         let output = text(out_len, salt);
+        // Cut somewhere within the rounds the exchange actually has.
+        let rounds = input.len().max(out_len) / chunk.max(1) + 1;
+        let cut = cut.map(|f| (f * rounds as f64) as usize);
         let faults = FaultConfig { drop, duplicate: dup, reorder };
         exchange(flow, faults, seed, &input, &output, chunk, cut);
     }

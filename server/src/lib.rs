@@ -4,4 +4,6 @@
 
 #[cfg(feature = "server")]
 pub mod emulator;
+#[cfg(feature = "server")]
+pub mod gateway;
 pub mod ssm;

@@ -81,6 +81,8 @@ pub struct Sim {
     pub agent_events: Vec<Event>,
     /// OpenDataChannel frames the agent side saw (text frames).
     pub opens: Vec<payload::OpenDataChannel>,
+    /// Every binary frame the client transmitted, before faults.
+    pub client_wire: Vec<Bytes>,
     pub steps: u64,
 }
 
@@ -121,6 +123,7 @@ impl Sim {
             client_events: Vec::new(),
             agent_events: Vec::new(),
             opens: Vec::new(),
+            client_wire: Vec::new(),
             steps: 0,
         };
         sim.client.socket_opened(now, Some("token-1"));
@@ -154,7 +157,10 @@ impl Sim {
                     self.opens
                         .push(serde_json::from_str(&text).expect("OpenDataChannel JSON"));
                 }
-                Transmit::Binary(frame) => self.c2a.apply(frame, &mut out),
+                Transmit::Binary(frame) => {
+                    self.client_wire.push(frame.clone());
+                    self.c2a.apply(frame, &mut out)
+                }
             }
         }
         self.to_agent.extend(out.drain(..));

@@ -58,6 +58,8 @@ const SEND_WINDOW: usize = 1024;
 /// Input chunks queued for the PTY writer: at most 64 KiB. While it is full the socket is not
 /// read, so the client's input waits in its own buffers rather than here.
 const INPUT_QUEUE: usize = 64;
+/// How long one socket write may take before the socket counts as dead.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a frame held back for reordering may wait for a successor.
 const REORDER_HOLD: Duration = Duration::from_millis(20);
 
@@ -77,10 +79,22 @@ pub async fn data_channel(
 
 async fn accept(session: Arc<Session>, mut socket: WebSocket) {
     let id = session.info().id;
-    let open = match tokio::time::timeout(OPEN_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<OpenDataChannel>(&text).ok(),
-        _ => None,
+    // The official client pings right after connecting, possibly before OpenDataChannel.
+    let first_text = async {
+        loop {
+            match socket.recv().await {
+                Some(Ok(Message::Text(text))) => {
+                    break serde_json::from_str::<OpenDataChannel>(&text).ok();
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => break None,
+            }
+        }
     };
+    let open = tokio::time::timeout(OPEN_TIMEOUT, first_text)
+        .await
+        .ok()
+        .flatten();
     let Some(open) = open else {
         debug!(session_id = %id, "data channel opened without a valid OpenDataChannel");
         close(&mut socket, CLOSE_INVALID_TOKEN, "expected OpenDataChannel").await;
@@ -172,11 +186,81 @@ enum PtyWrite {
     Resize(u32, u32),
 }
 
+/// The current data-channel socket, if any, and when the last one went away.
+struct Link {
+    conn: Option<Conn>,
+    disconnected_at: Option<Instant>,
+}
+
 /// The socket and its per-socket state.
 struct Conn {
     socket: WebSocket,
     opened: Instant,
     last_pong: Instant,
+}
+
+impl Link {
+    fn attach(&mut self, socket: WebSocket, channel: &mut Channel, session: &Session) {
+        if let Some(old) = self.conn.take() {
+            // Closing may block on a dead peer: do it aside, bounded.
+            tokio::spawn(async move {
+                let mut old = old;
+                close(
+                    &mut old.socket,
+                    CLOSE_SESSION_ENDED,
+                    "replaced by a new connection",
+                )
+                .await;
+            });
+        }
+        let now = Instant::now();
+        self.conn = Some(Conn {
+            socket,
+            opened: now,
+            last_pong: now,
+        });
+        self.disconnected_at = None;
+        channel.socket_opened(std::time::Instant::now(), None);
+        session.set_status(SessionStatus::Connected, None);
+    }
+
+    fn lose(&mut self, channel: &mut Channel, session: &Session, why: &str) {
+        if self.conn.take().is_some() {
+            debug!(why, "data channel socket gone");
+            self.disconnected_at = Some(Instant::now());
+            channel.socket_closed();
+            session.set_status(SessionStatus::Disconnected, None);
+        }
+    }
+
+    /// Writes `frames`, each within [`WRITE_TIMEOUT`]; a failed or stuck write loses the socket.
+    async fn send(&mut self, frames: &mut Vec<Bytes>, channel: &mut Channel, session: &Session) {
+        let Some(c) = self.conn.as_mut() else {
+            frames.clear();
+            return;
+        };
+        let mut failed = false;
+        for frame in frames.drain(..) {
+            if failed {
+                continue; // the rest are in the channel's unacked buffer and go out again
+            }
+            let sent =
+                tokio::time::timeout(WRITE_TIMEOUT, c.socket.send(Message::Binary(frame))).await;
+            failed = !matches!(sent, Ok(Ok(())));
+        }
+        if failed {
+            self.lose(channel, session, "write failed or timed out");
+        }
+    }
+}
+
+/// The shell process: its pid (also its session id), whether it has exited, and whether its
+/// terminal reported end of file (nothing holds it any more).
+struct ShellState {
+    child: tokio::process::Child,
+    sid: Option<i32>,
+    exited: bool,
+    eof: bool,
 }
 
 async fn run(
@@ -209,22 +293,28 @@ async fn run(
         }
         _ => ShellSpec::login(state.config.shell.as_deref(), home),
     };
-    let (mut reader, writer_tx, mut child) = if modes.echo {
+    let (mut reader, writer, mut shell) = if modes.echo {
         (None, None, None)
     } else {
-        let shell =
+        let spawned =
             pty::spawn(&spec, 80, 24).map_err(|e| format!("cannot start the shell: {e}"))?;
-        info!(pid = shell.child.id(), "shell started");
-        let (read, write) = shell.pty.into_split();
-        let (tx, rx) = mpsc::channel::<PtyWrite>(INPUT_QUEUE);
+        let sid = spawned.child.id().and_then(|p| i32::try_from(p).ok());
+        info!(pid = sid, "shell started");
+        let (read, write) = spawned.pty.into_split();
+        let (writer, rx) = mpsc::channel::<PtyWrite>(INPUT_QUEUE);
         tokio::spawn(pty_writer(write, rx));
-        (Some(read), Some(tx), Some(shell.child))
+        let state = ShellState {
+            child: spawned.child,
+            sid,
+            exited: false,
+            eof: false,
+        };
+        (Some(read), Some(writer), Some(state))
     };
 
     let config = ChannelConfig {
         handshake: modes.handshake.clone(),
         send_window: SEND_WINDOW,
-        seed: None,
         ..ChannelConfig::agent(info.id.clone(), node.id.clone())
     };
     let mut channel = Channel::new(config, std::time::Instant::now(), unix_ms());
@@ -232,56 +322,51 @@ async fn run(
     let mut out_faults = FaultInjector::<Bytes>::new(state.config.faults, seed);
     let mut in_faults = FaultInjector::<Bytes>::new(state.config.faults, seed.rotate_left(17));
 
-    let mut conn = Some(Conn {
-        socket: *first,
-        opened: Instant::now(),
-        last_pong: Instant::now(),
-    });
-    session.set_status(SessionStatus::Connected, None);
-    channel.socket_opened(std::time::Instant::now(), None);
+    let mut link = Link {
+        conn: None,
+        disconnected_at: None,
+    };
+    link.attach(*first, &mut channel, session);
+    if shell.is_none() {
+        // An echo agent has no shell prompt; it greets instead, which is what lets a client
+        // in the plain flow start.
+        let _ = channel.send_output(b"porthole echo agent\r\n", std::time::Instant::now());
+    }
 
     let mut pending_input: VecDeque<PtyWrite> = VecDeque::new();
     let mut buf = vec![0u8; if modes.pace { 1024 } else { 16 * 1024 }];
     let mut ping = tokio::time::interval(state.config.ping_interval);
     ping.reset();
-    let mut disconnected_at: Option<Instant> = None;
     let mut held_since: Option<Instant> = None;
-    let mut shell_done = false;
     let mut drain_deadline: Option<Instant> = None;
     let mut frames = Vec::new();
 
     let status = loop {
         // Write what the machine produced, through the outgoing faults.
         while let Some(t) = channel.poll_transmit() {
-            let Transmit::Binary(frame) = t else { continue };
-            out_faults.apply(frame, &mut frames);
-        }
-        if let Some(c) = conn.as_mut() {
-            for frame in frames.drain(..) {
-                if c.socket.send(Message::Binary(frame)).await.is_err() {
-                    break;
-                }
+            if let Transmit::Binary(frame) = t {
+                out_faults.apply(frame, &mut frames);
             }
         }
-        frames.clear();
-        if out_faults.is_holding() || in_faults.is_holding() {
-            held_since.get_or_insert_with(Instant::now);
+        link.send(&mut frames, &mut channel, session).await;
+        held_since = if out_faults.is_holding() || in_faults.is_holding() {
+            held_since.or_else(|| Some(Instant::now()))
         } else {
-            held_since = None;
-        }
+            None
+        };
 
         // Act on the machine's events.
         let mut ended: Option<CloseReason> = None;
         while let Some(event) = channel.poll_event() {
             match event {
-                Event::Input(bytes) => match &writer_tx {
+                Event::Input(bytes) => match &shell {
                     Some(_) => pending_input.push_back(PtyWrite::Input(bytes)),
+                    // Echo mode: input comes straight back as output.
                     None => {
-                        // Echo mode: input comes straight back as output.
                         let _ = channel.send_output(&bytes, std::time::Instant::now());
                     }
                 },
-                Event::Resize(size) => {
+                Event::Resize(size) if shell.is_some() => {
                     if pty::valid_size(size.cols, size.rows) {
                         pending_input.push_back(PtyWrite::Resize(size.cols, size.rows));
                     } else {
@@ -308,75 +393,63 @@ async fn run(
                     }
                 }
                 Event::Closed(reason) => ended = Some(reason),
-                Event::Ready { handshake } => {
-                    debug!(
-                        encrypted = handshake.as_ref().is_some_and(|h| h.encrypted),
-                        "session ready"
-                    )
-                }
                 _ => {}
             }
         }
         if let Some(reason) = ended {
-            // A handshake failure is reported to the client like the agent does: the service
-            // closes the channel with the reason as its Output.
+            // Reported the way the service does: channel_closed with the reason as Output.
             let text = match &reason {
                 CloseReason::HandshakeFailed { reason } => format!("Handshake failed: {reason}"),
                 other => other.to_string(),
             };
-            finish(&mut channel, &mut conn, &text).await;
-            if let Some(child) = child.as_mut() {
-                pty::kill(child).await;
-            }
+            warn!(reason = %text, "session failed");
+            kill_shell(&mut shell).await;
+            finish(&mut channel, &mut link, &text).await;
             break SessionStatus::Failed;
         }
-        if shell_done {
+
+        let shell_over = shell.as_ref().is_some_and(|s| s.eof);
+        if shell_over {
             let deadline = *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_TIMEOUT);
-            if channel.is_drained()
-                || Instant::now() >= deadline
-                || conn.is_none() && channel.unacked_len() == 0
-            {
-                finish(&mut channel, &mut conn, "").await;
+            if channel.is_drained() || Instant::now() >= deadline {
+                kill_shell(&mut shell).await;
+                finish(&mut channel, &mut link, "").await;
                 break SessionStatus::Terminated;
             }
         }
 
-        let read_output = reader.is_some()
-            && !shell_done
+        let read_output = shell.as_ref().is_some_and(|s| !s.eof)
             && channel.pending_bytes() < OUTPUT_HIGH_WATER
             && channel.unacked_len() < SEND_WINDOW;
+        // Incoming frames become PTY input (or echo output): stop reading while those back up.
+        let read_socket =
+            pending_input.len() < INPUT_QUEUE && channel.pending_bytes() < OUTPUT_HIGH_WATER;
+        let shell_running = shell.as_ref().is_some_and(|s| !s.exited);
         let timeout = channel.poll_timeout().map(Instant::from_std);
-        let disconnect_at = match (&conn, state.config.disconnect_every) {
-            (Some(c), Some(every)) => Some(c.opened + every),
+        let disconnect_at = match (&link.conn, state.config.disconnect_every) {
+            (Some(c), Some(every)) => c.opened.checked_add(every),
             _ => None,
         };
-        let idle_deadline = disconnected_at.map(|t| t + IDLE_TIMEOUT);
+        let idle_deadline = link
+            .disconnected_at
+            .and_then(|t| t.checked_add(IDLE_TIMEOUT));
         let flush_at = held_since.map(|t| t + REORDER_HOLD);
-        let drain_tick = drain_deadline.map(|_| Instant::now() + Duration::from_millis(20));
 
         tokio::select! {
             command = commands.recv() => match command {
                 Some(SessionCommand::Attach(socket)) => {
-                    if let Some(mut old) = conn.take() {
-                        close(&mut old.socket, CLOSE_SESSION_ENDED, "replaced by a new connection").await;
-                    }
                     info!("client reconnected");
-                    conn = Some(Conn { socket: *socket, opened: Instant::now(), last_pong: Instant::now() });
-                    disconnected_at = None;
-                    channel.socket_opened(std::time::Instant::now(), None);
-                    session.set_status(SessionStatus::Connected, None);
+                    link.attach(*socket, &mut channel, session);
                 }
                 Some(SessionCommand::Terminate) | None => {
                     info!("session terminated");
                     session.set_status(SessionStatus::Terminating, None);
-                    if let Some(child) = child.as_mut() {
-                        pty::kill(child).await;
-                    }
-                    finish(&mut channel, &mut conn, "").await;
+                    kill_shell(&mut shell).await;
+                    finish(&mut channel, &mut link, "").await;
                     break SessionStatus::Terminated;
                 }
             },
-            incoming = recv(&mut conn) => match incoming {
+            incoming = recv(&mut link.conn), if read_socket => match incoming {
                 Incoming::Message(Message::Binary(frame)) => {
                     in_faults.apply(frame, &mut frames);
                     for frame in frames.drain(..) {
@@ -386,31 +459,30 @@ async fn run(
                     }
                 }
                 Incoming::Message(Message::Pong(_)) => {
-                    if let Some(c) = conn.as_mut() {
+                    if let Some(c) = link.conn.as_mut() {
                         c.last_pong = Instant::now();
                     }
                 }
                 Incoming::Message(Message::Text(_) | Message::Ping(_)) => {}
-                Incoming::TooLarge | Incoming::Message(Message::Close(_)) | Incoming::Gone => {
-                    if let (Incoming::TooLarge, Some(c)) = (&incoming, conn.as_mut()) {
+                Incoming::TooLarge => {
+                    if let Some(c) = link.conn.as_mut() {
                         warn!(limit = MAX_FRAME_LEN, "closing a socket that sent an oversized frame");
-                        close(&mut c.socket, CLOSE_TOO_LARGE, "frame too large").await;
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, close(&mut c.socket, CLOSE_TOO_LARGE, "frame too large")).await;
                     }
-                    debug!("client socket closed");
-                    conn = None;
-                    disconnected_at = Some(Instant::now());
-                    session.set_status(SessionStatus::Disconnected, None);
+                    link.lose(&mut channel, session, "oversized frame");
+                }
+                Incoming::Message(Message::Close(_)) | Incoming::Gone => {
+                    link.lose(&mut channel, session, "closed by the client");
                 }
             },
             read = read_pty(&mut reader, &mut buf), if read_output => match read {
                 Ok(0) | Err(_) => {
-                    // EIO or EOF: every holder of the terminal has gone.
-                    debug!("shell exited");
-                    shell_done = true;
-                    let _ = channel.flush_output(std::time::Instant::now());
-                    if let Some(child) = child.as_mut() {
-                        let _ = child.wait().await;
+                    // EOF or EIO: nothing holds the terminal any more.
+                    debug!("terminal closed");
+                    if let Some(s) = shell.as_mut() {
+                        s.eof = true;
                     }
+                    let _ = channel.flush_output(std::time::Instant::now());
                 }
                 Ok(n) => {
                     let _ = channel.send_output(&buf[..n], std::time::Instant::now());
@@ -419,7 +491,16 @@ async fn run(
                     }
                 }
             },
-            permit = reserve(&writer_tx), if !pending_input.is_empty() => {
+            _ = wait_shell(&mut shell), if shell_running => {
+                // The shell exited. Whatever it left running (background jobs) goes with it, as
+                // the session ends; the terminal then reports EOF once its output is read.
+                debug!("shell exited");
+                if let Some(s) = shell.as_mut() {
+                    s.exited = true;
+                    kill_session(s.sid);
+                }
+            },
+            permit = reserve(&writer), if !pending_input.is_empty() => {
                 if let (Ok(permit), Some(write)) = (permit, pending_input.pop_front()) {
                     permit.send(write);
                 }
@@ -428,65 +509,79 @@ async fn run(
                 channel.handle_timeout(std::time::Instant::now());
             },
             _ = sleep_until(disconnect_at) => {
-                if let Some(mut c) = conn.take() {
+                if let Some(mut c) = link.conn.take() {
                     info!("forced disconnect (--disconnect-every)");
-                    close(&mut c.socket, CLOSE_BYE, "Bye").await;
-                    disconnected_at = Some(Instant::now());
+                    link.conn = None;
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, close(&mut c.socket, CLOSE_BYE, "Bye")).await;
+                    });
+                    link.disconnected_at = Some(Instant::now());
+                    channel.socket_closed();
                     session.set_status(SessionStatus::Disconnected, None);
                 }
             },
             _ = sleep_until(idle_deadline) => {
                 info!("no client for the idle timeout; terminating");
-                if let Some(child) = child.as_mut() {
-                    pty::kill(child).await;
-                }
+                kill_shell(&mut shell).await;
                 break SessionStatus::Terminated;
             },
             _ = sleep_until(flush_at) => {
                 out_faults.flush(&mut frames);
-                if let Some(c) = conn.as_mut() {
-                    for frame in frames.drain(..) {
-                        let _ = c.socket.send(Message::Binary(frame)).await;
-                    }
-                }
-                frames.clear();
+                link.send(&mut frames, &mut channel, session).await;
                 in_faults.flush(&mut frames);
                 for frame in frames.drain(..) {
                     let _ = channel.handle_incoming(&frame, std::time::Instant::now());
                 }
                 held_since = None;
             },
-            _ = sleep_until(drain_tick) => {},
-            _ = ping.tick(), if conn.is_some() => {
-                if let Some(c) = conn.as_mut() {
-                    if c.last_pong.elapsed() > state.config.ping_interval + PONG_TIMEOUT {
-                        warn!("no pong; dropping the socket");
-                        conn = None;
-                        disconnected_at = Some(Instant::now());
-                        session.set_status(SessionStatus::Disconnected, None);
-                    } else {
-                        let _ = c.socket.send(Message::Ping(Bytes::from_static(b"keepalive"))).await;
+            _ = sleep_until(drain_deadline) => {},
+            _ = ping.tick(), if link.conn.is_some() => {
+                let dead = link.conn.as_ref().is_some_and(|c| c.last_pong.elapsed() > state.config.ping_interval + PONG_TIMEOUT);
+                if dead {
+                    warn!("no pong; dropping the socket");
+                    link.lose(&mut channel, session, "no pong");
+                } else if let Some(c) = link.conn.as_mut() {
+                    let ping = c.socket.send(Message::Ping(Bytes::from_static(b"keepalive")));
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                        link.lose(&mut channel, session, "ping failed");
                     }
                 }
             },
         }
     };
-    if let Some(child) = child.as_mut() {
-        pty::kill(child).await;
-    }
+    kill_shell(&mut shell).await;
     Ok(status)
 }
 
-/// Sends `channel_closed` with `output` and closes the socket.
-async fn finish(channel: &mut Channel, conn: &mut Option<Conn>, output: &str) {
+/// Kills the shell's whole session and reaps the shell (idempotent).
+async fn kill_shell(shell: &mut Option<ShellState>) {
+    if let Some(s) = shell.as_mut() {
+        pty::kill(s.sid, &mut s.child).await;
+        s.exited = true;
+    }
+}
+
+fn kill_session(sid: Option<i32>) {
+    if let Some(sid) = sid {
+        pty::kill_session(sid);
+    }
+}
+
+/// Sends `channel_closed` with `output` and closes the socket, each step bounded.
+async fn finish(channel: &mut Channel, link: &mut Link, output: &str) {
     channel.close(output, std::time::Instant::now());
-    if let Some(mut c) = conn.take() {
-        while let Some(t) = channel.poll_transmit() {
-            if let Transmit::Binary(frame) = t {
-                let _ = c.socket.send(Message::Binary(frame)).await;
+    if let Some(mut c) = link.conn.take() {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+            while let Some(t) = channel.poll_transmit() {
+                if let Transmit::Binary(frame) = t
+                    && c.socket.send(Message::Binary(frame)).await.is_err()
+                {
+                    break;
+                }
             }
-        }
-        close(&mut c.socket, CLOSE_SESSION_ENDED, "session ended").await;
+            close(&mut c.socket, CLOSE_SESSION_ENDED, "session ended").await;
+        })
+        .await;
     }
 }
 
@@ -504,8 +599,8 @@ async fn recv(conn: &mut Option<Conn>) -> Incoming {
         Some(c) => match c.socket.recv().await {
             Some(Ok(message)) => Incoming::Message(message),
             Some(Err(error)) => {
-                let too_large = error
-                    .into_inner()
+                let inner = error.into_inner();
+                let too_large = inner
                     .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
                     .is_some_and(|e| {
                         matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
@@ -532,11 +627,20 @@ async fn read_pty(
     }
 }
 
+async fn wait_shell(shell: &mut Option<ShellState>) {
+    match shell {
+        Some(s) => {
+            let _ = s.child.wait().await; // an error also means there is nothing to wait for
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn reserve(
-    tx: &Option<mpsc::Sender<PtyWrite>>,
+    writer: &Option<mpsc::Sender<PtyWrite>>,
 ) -> Result<mpsc::Permit<'_, PtyWrite>, mpsc::error::SendError<()>> {
-    match tx {
-        Some(tx) => tx.reserve().await,
+    match writer {
+        Some(w) => w.reserve().await,
         None => std::future::pending().await,
     }
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -120,7 +121,10 @@ impl State {
 /// The emulator's routes.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
-        .route("/", post(control::handle))
+        .route(
+            "/",
+            post(control::handle).layer(DefaultBodyLimit::max(control::MAX_BODY_BYTES)),
+        )
         .route("/v1/data-channel/{session_id}", get(agent::data_channel))
         .with_state(state)
 }

@@ -103,18 +103,24 @@ pub fn spawn(spec: &ShellSpec, cols: u32, rows: u32) -> std::io::Result<Shell> {
     Ok(Shell { pty, child })
 }
 
-/// Kills the shell and everything it started: every process in the shell's session (it is the
-/// session leader), including background jobs that job control moved to their own process
-/// groups. Then reaps the shell, so its PID is gone when this returns.
-pub async fn kill(child: &mut Child) {
-    if let Some(sid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        for pid in session_members(sid) {
-            // A member may exit between the listing and the signal; that is fine.
-            let _ = kill_pid(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+/// Kills the shell and everything it started: every process in the shell's session (`sid`, the
+/// shell's pid recorded at spawn), including background jobs that job control moved to their
+/// own process groups. Then reaps the shell, so its PID is gone when this returns. Processes
+/// that left the session with `setsid` are out of reach.
+pub async fn kill(sid: Option<i32>, child: &mut Child) {
+    if let Some(sid) = sid {
+        kill_session(sid);
     }
     let _ = child.kill().await; // already dead is fine
     let _ = child.wait().await;
+}
+
+/// Sends SIGKILL to every process of session `sid`.
+pub fn kill_session(sid: i32) {
+    for pid in session_members(sid) {
+        // A member may exit between the listing and the signal; that is fine.
+        let _ = kill_pid(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// The processes whose session id is `sid` (Linux: read from /proc).

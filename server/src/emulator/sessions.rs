@@ -108,8 +108,12 @@ impl Session {
     /// Updates the status (and the end date when it is final).
     pub fn set_status(&self, status: SessionStatus, details: Option<String>) {
         let mut info = lock(&self.info);
-        if !info.status.is_active() && status.is_active() {
-            return; // an ended session stays ended
+        let ended = matches!(
+            info.status,
+            SessionStatus::Terminated | SessionStatus::Failed
+        );
+        if ended || (!info.status.is_active() && status.is_active()) {
+            return; // Terminated and Failed are final
         }
         info.status = status;
         if !status.is_active() && info.end_date.is_none() {

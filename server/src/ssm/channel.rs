@@ -37,10 +37,15 @@ pub const MAX_STREAM_PAYLOAD: usize = 1024;
 pub const DEFAULT_REORDER_CAPACITY: usize = 10_000;
 /// Unacknowledged messages in flight before new data waits (the official client's capacity).
 pub const DEFAULT_SEND_WINDOW: usize = 10_000;
-/// Resends of one message before the channel gives up (the official client's limit).
-pub const DEFAULT_MAX_RESENDS: u32 = 3_000;
+/// How long one message may go unacknowledged (while a socket is open and publication is not
+/// paused) before the channel gives up: the official client's 3,000 resends at its 100 ms tick.
+pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(300);
 /// How long the agent waits for each handshake reply before failing the session.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most actions a HandshakeRequest may ask for (real agents send one or two); more would
+/// make a HandshakeResponse too large to frame.
+pub const MAX_HANDSHAKE_ACTIONS: usize = 16;
+
 /// The client version reported in OpenDataChannel and HandshakeResponse: a realistic 4-part
 /// version above every feature threshold the agent checks.
 pub const DEFAULT_CLIENT_VERSION: &str = "1.2.814.0";
@@ -96,8 +101,9 @@ pub struct ChannelConfig {
     pub reorder_capacity: usize,
     /// Unacknowledged messages in flight at most.
     pub send_window: usize,
-    /// Resends of one message before giving up.
-    pub max_resends: u32,
+    /// How long one message may stay unacknowledged (counting only time with a socket open and
+    /// publication running) before the channel gives up.
+    pub give_up_after: Duration,
     /// Seed of the machine's generator (message ids, nonces, challenges); `None` draws one from
     /// the operating system. Tests fix it for reproducible runs.
     pub seed: Option<u64>,
@@ -115,7 +121,7 @@ impl ChannelConfig {
             handshake: None,
             reorder_capacity: DEFAULT_REORDER_CAPACITY,
             send_window: DEFAULT_SEND_WINDOW,
-            max_resends: DEFAULT_MAX_RESENDS,
+            give_up_after: DEFAULT_GIVE_UP_AFTER,
             seed: None,
         }
     }
@@ -131,12 +137,22 @@ impl ChannelConfig {
 }
 
 /// A frame for the IO layer to write to the WebSocket.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Transmit {
     /// A text frame (OpenDataChannel).
     Text(String),
     /// A binary frame (one data-channel message).
     Binary(Bytes),
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // OpenDataChannel carries the token: never print it.
+            Self::Text(_) => f.write_str("Text([redacted])"),
+            Self::Binary(b) => write!(f, "Binary({} bytes)", b.len()),
+        }
+    }
 }
 
 /// What the handshake settled.
@@ -326,8 +342,12 @@ pub struct ChannelStats {
 #[derive(Debug)]
 struct Unacked {
     frame: Bytes,
+    /// Start of the give-up clock (reset when a socket opens or publication restarts).
+    first_sent: Instant,
     last_sent: Instant,
     resends: u32,
+    /// Sent more than once: its acknowledgement gives no RTT sample (Karn's rule).
+    retransmitted: bool,
 }
 
 #[derive(Debug)]
@@ -393,6 +413,8 @@ pub struct Channel {
     events: VecDeque<Event>,
     rtt: RttEstimator,
     paused: bool,
+    /// Whether a socket is open; without one nothing is sent or resent.
+    connected: bool,
     cipher: Option<PayloadCipher>,
     chunker: Utf8Chunker,
     scratch: String,
@@ -429,6 +451,7 @@ impl Channel {
             events: VecDeque::new(),
             rtt: RttEstimator::default(),
             paused: false,
+            connected: true,
             cipher: None,
             chunker: Utf8Chunker::default(),
             scratch: String::with_capacity(256),
@@ -530,7 +553,7 @@ impl Channel {
             Phase::Closed => return None,
             _ => None,
         };
-        let resend = if self.paused {
+        let resend = if self.paused || !self.connected {
             None
         } else {
             self.unacked
@@ -561,18 +584,18 @@ impl Channel {
             Phase::Closed => return,
             _ => {}
         }
-        if self.paused {
+        if self.paused || !self.connected {
             return;
         }
         let rto = self.rtt.rto();
-        let max = self.config.max_resends;
+        let give_up_after = self.config.give_up_after;
         let Some((&seq, oldest)) = self.unacked.iter_mut().next() else {
             return;
         };
         if now < oldest.last_sent + rto {
             return;
         }
-        if oldest.resends >= max {
+        if now.saturating_duration_since(oldest.first_sent) >= give_up_after {
             let attempts = oldest.resends;
             return self.fail(CloseReason::RetransmissionGaveUp {
                 sequence_number: seq,
@@ -580,6 +603,7 @@ impl Channel {
             });
         }
         oldest.resends += 1;
+        oldest.retransmitted = true;
         oldest.last_sent = now;
         self.transmit
             .push_back(Transmit::Binary(oldest.frame.clone()));
@@ -611,9 +635,15 @@ impl Channel {
                 Err(error) => unreachable_json("OpenDataChannel", &error),
             }
         }
-        self.paused = false;
+        self.connected = true;
+        if self.paused {
+            self.paused = false;
+            self.events.push_back(Event::Publication { paused: false });
+        }
         for entry in self.unacked.values_mut() {
+            entry.first_sent = now;
             entry.last_sent = now;
+            entry.retransmitted = true;
             self.transmit
                 .push_back(Transmit::Binary(entry.frame.clone()));
         }
@@ -621,6 +651,13 @@ impl Channel {
             self.start_agent(now);
         }
         self.flush_pending(now);
+    }
+
+    /// The socket is gone. Until [`Channel::socket_opened`], nothing is sent, nothing is resent
+    /// and the give-up clock stands still; user data waits in the queue.
+    pub fn socket_closed(&mut self) {
+        self.connected = false;
+        self.transmit.clear();
     }
 
     /// Feeds one binary frame received from the socket.
@@ -748,6 +785,11 @@ impl Channel {
     /// After a failure (e.g. a failed handshake) it still sends `channel_closed`, so the client
     /// learns why.
     pub fn close(&mut self, reason: &str, now: Instant) {
+        if self.config.role != Role::Agent {
+            // Only the service side sends channel_closed; a client ends a session with
+            // TerminateSession.
+            return;
+        }
         let id = self.random_uuid();
         let created = time::OffsetDateTime::from_unix_timestamp_nanos(
             i128::from(self.unix_ms(now)) * 1_000_000,
@@ -973,7 +1015,11 @@ impl Channel {
     }
 
     fn flush_pending(&mut self, now: Instant) {
-        while self.is_ready() && !self.paused && self.unacked.len() < self.config.send_window {
+        while self.is_ready()
+            && self.connected
+            && !self.paused
+            && self.unacked.len() < self.config.send_window
+        {
             let Some((payload_type, body)) = self.pending.pop_front() else {
                 break;
             };
@@ -1004,14 +1050,14 @@ impl Channel {
         };
         let id = self.random_uuid();
         let frame = self.encode(self.stream_type(), seq, flags, id, payload_type, &body, now);
-        self.unacked.insert(
-            seq,
-            Unacked {
-                frame: frame.clone(),
-                last_sent: now,
-                resends: 0,
-            },
-        );
+        let entry = Unacked {
+            frame: frame.clone(),
+            first_sent: now,
+            last_sent: now,
+            resends: 0,
+            retransmitted: false,
+        };
+        self.unacked.insert(seq, entry);
         self.transmit.push_back(Transmit::Binary(frame));
         self.stats.messages_sent += 1;
     }
@@ -1061,6 +1107,9 @@ impl Channel {
     fn resume_publication(&mut self, now: Instant) {
         if self.paused {
             self.paused = false;
+            for entry in self.unacked.values_mut() {
+                entry.first_sent = now;
+            }
             self.events.push_back(Event::Publication { paused: false });
             self.flush_pending(now);
         }
@@ -1072,7 +1121,9 @@ impl Channel {
                 what: "acknowledge",
                 error: e.to_string(),
             })?;
-        if let Some(entry) = self.unacked.remove(&ack.sequence_number) {
+        if let Some(entry) = self.unacked.remove(&ack.sequence_number)
+            && !entry.retransmitted
+        {
             self.rtt
                 .on_sample(now.saturating_duration_since(entry.last_sent));
         }
@@ -1098,7 +1149,11 @@ impl Channel {
         }
         if seq > self.expected_seq {
             if !self.reorder.contains_key(&seq) {
-                if self.reorder.len() >= self.config.reorder_capacity {
+                // Only a window of capacity messages ahead is kept: a message far ahead could
+                // never be delivered and would hold its slot (and memory) for good.
+                let ahead = seq.saturating_sub(self.expected_seq);
+                let capacity = i64::try_from(self.config.reorder_capacity).unwrap_or(i64::MAX);
+                if self.reorder.len() >= self.config.reorder_capacity || ahead > capacity {
                     return Err(IncomingError::ReorderBufferFull {
                         sequence_number: seq,
                         capacity: self.config.reorder_capacity,
@@ -1232,6 +1287,14 @@ impl Channel {
                 });
             }
         };
+        if request.requested_client_actions.len() > MAX_HANDSHAKE_ACTIONS {
+            return self.fail(CloseReason::HandshakeFailed {
+                reason: format!(
+                    "HandshakeRequest asks for {} actions; at most {MAX_HANDSHAKE_ACTIONS} are accepted",
+                    request.requested_client_actions.len()
+                ),
+            });
+        }
         let mut session_type = String::new();
         let mut actions = Vec::with_capacity(request.requested_client_actions.len());
         let mut kms: Option<(usize, payload::KmsEncryptionRequest)> = None;
@@ -1250,7 +1313,8 @@ impl Channel {
                         Ok(p) => session_type = p.session_type,
                         Err(e) => {
                             processed.action_status = action_status::FAILED;
-                            processed.error = format!("malformed SessionType parameters: {e}");
+                            processed.error =
+                                short(&format!("malformed SessionType parameters: {e}"));
                         }
                     }
                 }
@@ -1261,13 +1325,15 @@ impl Channel {
                         Ok(p) => kms = Some((actions.len(), p)),
                         Err(e) => {
                             processed.action_status = action_status::FAILED;
-                            processed.error = format!("malformed KMSEncryption parameters: {e}");
+                            processed.error =
+                                short(&format!("malformed KMSEncryption parameters: {e}"));
                         }
                     }
                 }
                 other => {
                     processed.action_status = action_status::UNSUPPORTED;
-                    processed.error = format!("unsupported action {other}");
+                    let shown: String = other.chars().take(64).collect();
+                    processed.error = format!("unsupported action {shown}");
                 }
             }
             actions.push(processed);
@@ -1549,6 +1615,11 @@ impl Channel {
         });
         self.flush_pending(now);
     }
+}
+
+/// Error text echoed to the peer, bounded so that a reply always fits a frame.
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 fn unreachable_json(what: &str, error: &serde_json::Error) {

@@ -38,6 +38,10 @@ pub const PONG_TIMEOUT: Duration = Duration::from_secs(60);
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Largest reconnect delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one socket write may take before the socket counts as dead.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a KMS or SSM API call may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -170,7 +174,7 @@ pub async fn start(start: SessionStart, aws: AwsClients) -> Result<ClientHandle,
         aws,
         channel,
         events: events_tx,
-        outbox: Vec::new(),
+        outbox: std::collections::VecDeque::new(),
     };
     tokio::spawn(task.run(socket, commands_rx));
     Ok(ClientHandle {
@@ -185,7 +189,7 @@ struct Task {
     channel: Channel,
     events: mpsc::Sender<ClientEvent>,
     /// Events waiting for room in the queue, oldest first.
-    outbox: Vec<ClientEvent>,
+    outbox: std::collections::VecDeque<ClientEvent>,
 }
 
 enum Step {
@@ -290,8 +294,10 @@ impl Task {
                     Transmit::Text(text) => Message::text(text),
                     Transmit::Binary(bytes) => Message::Binary(bytes),
                 };
-                if let Err(e) = ws.send(message).await {
-                    return Step::SocketLost(format!("send failed: {e}"));
+                match tokio::time::timeout(WRITE_TIMEOUT, ws.send(message)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Step::SocketLost(format!("send failed: {e}")),
+                    Err(_) => return Step::SocketLost("send timed out".into()),
                 }
             }
             if let Some(step) = self.collect_events().await {
@@ -299,10 +305,12 @@ impl Task {
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
             let read_socket = self.outbox.len() < EVENT_QUEUE;
-            let read_commands = self.channel.pending_bytes() < INPUT_HIGH_WATER;
+            // Input is only taken while the socket is read too: writing while not reading is
+            // how two peers deadlock.
+            let read_commands = read_socket && self.channel.pending_bytes() < INPUT_HIGH_WATER;
             tokio::select! {
                 permit = self.events.reserve(), if !self.outbox.is_empty() => match permit {
-                    Ok(permit) => permit.send(self.outbox.remove(0)),
+                    Ok(permit) => if let Some(event) = self.outbox.pop_front() { permit.send(event) },
                     Err(_) => return Step::Done, // nobody listens any more
                 },
                 command = commands.recv(), if read_commands => {
@@ -336,8 +344,9 @@ impl Task {
                     if last_pong.elapsed() > PING_INTERVAL + PONG_TIMEOUT {
                         return Step::SocketLost("no pong from the service".into());
                     }
-                    if let Err(e) = ws.send(Message::Ping(Bytes::from_static(b"keepalive"))).await {
-                        return Step::SocketLost(format!("ping failed: {e}"));
+                                        let ping = ws.send(Message::Ping(Bytes::from_static(b"keepalive")));
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                        return Step::SocketLost("ping failed".into());
                     }
                 },
             }
@@ -349,11 +358,11 @@ impl Task {
     async fn collect_events(&mut self) -> Option<Step> {
         while let Some(event) = self.channel.poll_event() {
             match event {
-                Event::Output(bytes) | Event::StdErr(bytes) => {
-                    self.outbox.push(ClientEvent::Output(Bytes::from(bytes)))
-                }
-                Event::ExitCode(code) => self.outbox.push(ClientEvent::ExitCode(code)),
-                Event::Ready { handshake } => self.outbox.push(ClientEvent::Ready(handshake)),
+                Event::Output(bytes) | Event::StdErr(bytes) => self
+                    .outbox
+                    .push_back(ClientEvent::Output(Bytes::from(bytes))),
+                Event::ExitCode(code) => self.outbox.push_back(ClientEvent::ExitCode(code)),
+                Event::Ready { handshake } => self.outbox.push_back(ClientEvent::Ready(handshake)),
                 Event::DataKeyNeeded {
                     key_id,
                     encryption_context,
@@ -366,10 +375,13 @@ impl Task {
                         .key_id(key_id)
                         .number_of_bytes(crate::ssm::crypto::DATA_KEY_LEN as i32)
                         .set_encryption_context(Some(encryption_context.into_iter().collect()))
-                        .send()
-                        .await;
+                        .send();
+                    let result = tokio::time::timeout(API_TIMEOUT, result).await;
                     let outcome = match result {
-                        Ok(reply) => match (reply.plaintext(), reply.ciphertext_blob()) {
+                        Err(_) => self
+                            .channel
+                            .data_key_failed("kms:GenerateDataKey timed out", now),
+                        Ok(Ok(reply)) => match (reply.plaintext(), reply.ciphertext_blob()) {
                             (Some(plain), Some(blob)) => {
                                 self.channel
                                     .provide_data_key(plain.as_ref(), blob.as_ref(), now)
@@ -378,7 +390,7 @@ impl Task {
                                 .channel
                                 .data_key_failed("GenerateDataKey returned no key", now),
                         },
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             use aws_sdk_kms::error::ProvideErrorMetadata as _;
                             let text = format!(
                                 "kms:GenerateDataKey failed: {} {}",
@@ -390,11 +402,27 @@ impl Task {
                         }
                     };
                     if let Err(e) = outcome {
+                        // An unusable key: tell the agent, which ends the session with a reason.
                         warn!(error = %e, "the data key was not accepted");
+                        let reason = format!("unusable data key: {e}");
+                        let _ = self.channel.data_key_failed(&reason, now);
                     }
                 }
                 Event::Closed(reason) => {
-                    self.outbox.push(ClientEvent::Closed(reason));
+                    if matches!(reason, CloseReason::RetransmissionGaveUp { .. }) {
+                        // As the official client does: end the session on the service too, so
+                        // the shell does not linger until the idle timeout.
+                        let call = self
+                            .aws
+                            .ssm
+                            .terminate_session()
+                            .session_id(&self.start.session_id)
+                            .send();
+                        if !matches!(tokio::time::timeout(API_TIMEOUT, call).await, Ok(Ok(_))) {
+                            warn!(session_id = %self.start.session_id, "TerminateSession after give-up failed");
+                        }
+                    }
+                    self.outbox.push_back(ClientEvent::Closed(reason));
                     let pending = std::mem::take(&mut self.outbox);
                     for event in pending {
                         if self.events.send(event).await.is_err() {

@@ -426,7 +426,9 @@ pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
         .ok()
         .filter(|s| s.is_ascii())
         .ok_or(DecodeError::MessageTypeNotAscii)?;
-    let type_str = type_str.trim_matches('\0').trim();
+    // One pass over NULs and whitespace together, so that decoding what we re-encode gives the
+    // same type (trimming NULs and then whitespace is not idempotent: "\t\0a").
+    let type_str = type_str.trim_matches(|c: char| c == '\0' || c.is_ascii_whitespace());
     let message_type = MessageType::from_wire(type_str);
     let created_date = u64_at(fixed, OFF_CREATED);
     let declared = u32_at(fixed, OFF_PAYLOAD_LEN);

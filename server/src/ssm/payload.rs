@@ -126,16 +126,13 @@ pub fn write_acknowledge(out: &mut String, message_type: &str, id: &Uuid, seq: i
     let mut id_buf = Uuid::encode_buffer();
     let id = id.hyphenated().encode_lower(&mut id_buf);
     out.push_str("{\"AcknowledgedMessageType\":\"");
-    // Stream type names are fixed ASCII identifiers; anything else is escaped by serde_json.
-    if message_type
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        out.push_str(message_type);
-    } else {
-        let quoted = serde_json::to_string(message_type).unwrap_or_default();
-        out.push_str(quoted.trim_matches('"'));
-    }
+    // Only stream messages are acknowledged, and their type names are fixed identifiers.
+    debug_assert!(
+        message_type
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    );
+    out.push_str(message_type);
     out.push_str("\",\"AcknowledgedMessageId\":\"");
     out.push_str(id);
     out.push_str("\",\"AcknowledgedMessageSequenceNumber\":");

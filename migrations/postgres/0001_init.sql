@@ -1,0 +1,59 @@
+-- Porthole's schema (PostgreSQL). Times are milliseconds since the Unix epoch (UTC).
+
+CREATE TABLE users (
+    id            BIGSERIAL PRIMARY KEY,
+    name          TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,
+    roles         TEXT    NOT NULL,            -- comma-separated role names
+    disabled      BIGINT  NOT NULL DEFAULT 0,  -- 0 or 1, as in SQLite
+    created_at    BIGINT  NOT NULL
+);
+
+-- Every issued sign-in cookie, so logout and disabling a user take effect at once.
+CREATE TABLE logins (
+    id          TEXT    PRIMARY KEY,           -- the JWT id
+    user_id     BIGINT  NOT NULL REFERENCES users (id),
+    created_at  BIGINT  NOT NULL,
+    expires_at  BIGINT  NOT NULL,
+    revoked_at  BIGINT,
+    client_addr TEXT    NOT NULL DEFAULT '',
+    user_agent  TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX logins_user ON logins (user_id);
+
+CREATE TABLE sessions (
+    id             TEXT    PRIMARY KEY,
+    user_id        BIGINT  NOT NULL REFERENCES users (id),
+    target         TEXT    NOT NULL,
+    region         TEXT    NOT NULL,
+    document       TEXT    NOT NULL,
+    reason         TEXT    NOT NULL,
+    ssm_session_id TEXT,
+    state          TEXT    NOT NULL,            -- starting | active | ended | failed
+    started_at     BIGINT  NOT NULL,
+    ended_at       BIGINT,
+    end_reason     TEXT,
+    bytes_out      BIGINT  NOT NULL DEFAULT 0,
+    bytes_in       BIGINT  NOT NULL DEFAULT 0,
+    owner_gateway  TEXT    NOT NULL,
+    heartbeat_at   BIGINT  NOT NULL
+);
+CREATE INDEX sessions_user_state ON sessions (user_id, state);
+
+-- Append-only: the code has no UPDATE or DELETE for this table. Each row carries the hash of
+-- its canonical content and the previous row's hash.
+CREATE TABLE audit_events (
+    id          BIGSERIAL PRIMARY KEY,
+    at          BIGINT  NOT NULL,
+    type        TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    target      TEXT,
+    session_id  TEXT,
+    reason      TEXT,
+    detail      TEXT    NOT NULL DEFAULT '{}', -- JSON
+    client_addr TEXT    NOT NULL DEFAULT '',
+    user_agent  TEXT    NOT NULL DEFAULT '',
+    prev_hash   TEXT    NOT NULL,
+    hash        TEXT    NOT NULL
+);
+CREATE INDEX audit_events_at ON audit_events (at);

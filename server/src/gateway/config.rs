@@ -1,0 +1,356 @@
+//! The gateway's configuration: a TOML file whose every key can be overridden by an
+//! environment variable, `PORTHOLE_` + section and key in upper case joined by a double
+//! underscore (`PORTHOLE_AWS__ENDPOINT_URL`). Validated at start-up; errors name the key.
+//! Secrets live in [`Secret`], whose `Debug` and `Display` print `[redacted]`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// The prefix of overriding environment variables.
+pub const ENV_PREFIX: &str = "PORTHOLE_";
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[database]`.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// `[aws]`.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `[sessions]`.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The URL people use; Origin checks and the cookie's Secure flag derive from it.
+    pub public_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` or `postgres://…`. May hold a password: treated as a secret.
+    pub url: Secret,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://porthole.db"),
+        }
+    }
+}
+
+/// `[aws]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// The region, when only one is used.
+    pub region: Option<String>,
+    /// Several regions.
+    pub regions: Vec<String>,
+    /// An endpoint override: the emulator, a VPC endpoint, LocalStack.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: Some("us-east-1".into()),
+            regions: Vec::new(),
+            endpoint_url: None,
+        }
+    }
+}
+
+impl AwsConfig {
+    /// The regions in use, in order, without duplicates.
+    pub fn all_regions(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.region.iter().cloned().collect();
+        for r in &self.regions {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The key that signs sign-in cookies (HS256); at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// How long a sign-in lasts, in seconds.
+    pub login_ttl_seconds: u64,
+    /// Failed sign-ins allowed per user or per client address per window.
+    pub max_failed_logins: u32,
+    /// The window of [`AuthConfig::max_failed_logins`], in seconds.
+    pub failed_login_window_seconds: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: Secret::default(),
+            login_ttl_seconds: 12 * 3600,
+            max_failed_logins: 5,
+            failed_login_window_seconds: 300,
+        }
+    }
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// Live sessions one user may hold at once.
+    pub max_per_user: u32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self { max_per_user: 5 }
+    }
+}
+
+/// Why the configuration was refused; the text names the file, variable or key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads `text` (TOML) with the overrides in `env` (name → value), then validates.
+    pub fn from_toml_and_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML: {e}")))?;
+        for (name, value) in env {
+            let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = path.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError(format!("{name}: [{section}] is not a section")));
+            };
+            section_table.insert(key, env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.server.public_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "server.public_url must start with http:// or https://, got {url:?}"
+            )));
+        }
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "database.url must be sqlite:… or postgres://… (value not shown: it may hold a password)".into(),
+            ));
+        }
+        if self.auth.jwt_secret.expose().len() < 32 {
+            return Err(ConfigError(
+                "auth.jwt_secret must be at least 32 characters".into(),
+            ));
+        }
+        if self.aws.all_regions().is_empty() {
+            return Err(ConfigError(
+                "aws.region or aws.regions must name a region".into(),
+            ));
+        }
+        if self.sessions.max_per_user == 0 {
+            return Err(ConfigError(
+                "sessions.max_per_user must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether cookies get the Secure flag (served over TLS).
+    pub fn secure_cookies(&self) -> bool {
+        self.server.public_url.starts_with("https://")
+    }
+
+    /// The Origin browsers send for this gateway: scheme, host and port of the public URL.
+    pub fn origin(&self) -> String {
+        let url = self.server.public_url.trim_end_matches('/');
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split('/').next().unwrap_or(rest);
+                format!("{scheme}://{host}")
+            }
+            None => url.to_owned(),
+        }
+    }
+}
+
+/// An environment value as TOML when it parses as a bare value (numbers, booleans, arrays),
+/// else as a string.
+fn env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match toml::from_str::<BTreeMap<String, toml::Value>>(&probe) {
+        Ok(mut m) => m
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_file_and_types_are_kept() {
+        let text = format!("[auth]\njwt_secret = \"{SECRET}\"\n[sessions]\nmax_per_user = 2\n");
+        let c = Config::from_toml_and_env(
+            &text,
+            env(&[
+                ("PORTHOLE_AWS__ENDPOINT_URL", "http://127.0.0.1:4566"),
+                ("PORTHOLE_SESSIONS__MAX_PER_USER", "7"),
+                ("PORTHOLE_SERVER__LISTEN", "127.0.0.1:9000"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(c.sessions.max_per_user, 7);
+        assert_eq!(c.server.listen.port(), 9000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::from_toml_and_env(
+            &format!("[auth]\njwt_secret = \"{SECRET}\"\n[server]\nlisten_on = 1\n"),
+            [],
+        )
+        .unwrap_err();
+        assert!(err.0.contains("listen_on"), "{err}");
+        let err = Config::from_toml_and_env("[auth]\njwt_secret = \"short\"\n", []).unwrap_err();
+        assert!(err.0.contains("auth.jwt_secret"), "{err}");
+        let err = Config::from_toml_and_env(
+            &format!("[auth]\njwt_secret = \"{SECRET}\"\n"),
+            env(&[("PORTHOLE_SERVER__PUBLIC_URL", "ftp://x")]),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("server.public_url"), "{err}");
+        let err = Config::from_toml_and_env(
+            &format!("[auth]\njwt_secret = \"{SECRET}\"\n"),
+            env(&[("PORTHOLE_DATABASE__URL", "mysql://user:hunter2@db/x")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("database.url") && !err.0.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c =
+            Config::from_toml_and_env(&format!("[auth]\njwt_secret = \"{SECRET}\"\n"), []).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn origin_and_secure_flag_follow_the_public_url() {
+        let c = Config::from_toml_and_env(
+            &format!("[auth]\njwt_secret = \"{SECRET}\"\n[server]\npublic_url = \"https://gw.example.com/porthole/\"\n"),
+            [],
+        )
+        .unwrap();
+        assert_eq!(c.origin(), "https://gw.example.com");
+        assert!(c.secure_cookies());
+    }
+}

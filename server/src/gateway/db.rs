@@ -1,0 +1,121 @@
+//! The database: one pool over SQLite (the embedded default) or PostgreSQL, chosen by the URL,
+//! and the embedded migrations for each (`migrations/sqlite`, `migrations/postgres`), applied at
+//! start and by `porthole migrate`.
+//!
+//! Queries are written once in the common subset of both dialects with `$N` placeholders and
+//! always bound, never formatted in. Times are integer milliseconds since the Unix epoch.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+/// Which server is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, a file in the data folder.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A database error, with the operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("database: {what}: {source}")]
+pub struct DbError {
+    what: &'static str,
+    #[source]
+    source: sqlx::Error,
+}
+
+impl DbError {
+    /// Wraps an sqlx error with what was being done.
+    pub fn new(what: &'static str, source: sqlx::Error) -> Self {
+        Self { what, source }
+    }
+
+    /// Whether the error is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(&self.source, sqlx::Error::Database(e) if e.is_unique_violation())
+    }
+}
+
+/// The connection pool and its backend.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://FILE`, created if missing, or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyPoolOptions::new().max_connections(match backend {
+            // SQLite has one writer; a few connections serve concurrent reads.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        });
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(|e| DbError::new("connect", e))?;
+        if backend == Backend::Sqlite {
+            for pragma in [
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA foreign_keys = ON",
+                "PRAGMA busy_timeout = 5000",
+            ] {
+                sqlx::query(pragma)
+                    .execute(&pool)
+                    .await
+                    .map_err(|e| DbError::new("pragma", e))?;
+            }
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies the migrations not yet applied.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let result = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await,
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await,
+        };
+        result.map_err(|e| DbError::new("migrate", e.into()))
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}

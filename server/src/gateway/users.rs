@@ -1,0 +1,278 @@
+//! Users: argon2id password hashes, roles, disabling. The only module that touches the
+//! `users` table.
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use sqlx::Row;
+
+use super::db::{Db, DbError, now_ms};
+
+/// What a user may do. The policy engine will grow from here; the check lives in one place
+/// ([`Role::may_open_sessions`] and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Everything, including others' sessions.
+    Admin,
+    /// Opens sessions on any target.
+    Operator,
+    /// Reads sessions and audit; opens none.
+    Auditor,
+}
+
+impl Role {
+    /// The name used in the database, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+            Self::Auditor => "auditor",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "operator" => Some(Self::Operator),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// A user as the rest of the gateway sees it (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// Sign-in name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<Role>,
+    /// Disabled users cannot sign in and their sign-ins stop working.
+    pub disabled: bool,
+}
+
+impl User {
+    /// Whether the user has `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Why a user operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The name is not acceptable.
+    #[error("user names are 1 to 64 characters of a-z, 0-9, '.', '_' and '-'; got {0:?}")]
+    InvalidName(String),
+    /// The password is too short or too long.
+    #[error("passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters")]
+    InvalidPassword,
+    /// No role, or an unknown one.
+    #[error("unknown role {0:?}; roles are admin, operator, auditor")]
+    InvalidRole(String),
+    /// The name is taken.
+    #[error("a user named {0:?} already exists")]
+    Exists(String),
+    /// No such user.
+    #[error("no user named {0:?}")]
+    NotFound(String),
+    /// Hashing failed.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Shortest accepted password.
+pub const MIN_PASSWORD: usize = 8;
+/// Longest accepted password (argon2 hashes anything, but unbounded input is a DoS lever).
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Checks a user name.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// Parses a comma-separated role list.
+pub fn parse_roles(text: &str) -> Result<Vec<Role>, UserError> {
+    let mut roles = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let role = Role::parse(part).ok_or_else(|| UserError::InvalidRole(part.to_owned()))?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    if roles.is_empty() {
+        return Err(UserError::InvalidRole(text.to_owned()));
+    }
+    roles.sort();
+    Ok(roles)
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Hashes a password with argon2id and a fresh salt.
+pub fn hash_password(password: &str) -> Result<String, UserError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
+/// Checks a password against a stored hash. A malformed hash never verifies.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+    let roles: String = row.try_get("roles")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        roles: parse_roles(&roles).unwrap_or_default(),
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+    })
+}
+
+/// Creates a user.
+pub async fn create(
+    db: &Db,
+    name: &str,
+    password: &str,
+    roles: &[Role],
+) -> Result<User, UserError> {
+    if !valid_name(name) {
+        return Err(UserError::InvalidName(name.to_owned()));
+    }
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
+        return Err(UserError::InvalidPassword);
+    }
+    if roles.is_empty() {
+        return Err(UserError::InvalidRole(String::new()));
+    }
+    let hash = hash_password(password)?;
+    let result = sqlx::query(
+        "INSERT INTO users (name, password_hash, roles, disabled, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(name)
+    .bind(&hash)
+    .bind(roles_text(roles))
+    .bind(0i64)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await
+    .map_err(|e| DbError::new("create user", e));
+    match result {
+        Ok(_) => {}
+        Err(e) if e.is_unique_violation() => return Err(UserError::Exists(name.to_owned())),
+        Err(e) => return Err(e.into()),
+    }
+    find(db, name)
+        .await?
+        .map(|(u, _)| u)
+        .ok_or_else(|| UserError::NotFound(name.to_owned()))
+}
+
+/// Looks a user up by name, with the password hash.
+pub async fn find(db: &Db, name: &str) -> Result<Option<(User, String)>, DbError> {
+    let row =
+        sqlx::query("SELECT id, name, password_hash, roles, disabled FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await
+            .map_err(|e| DbError::new("find user", e))?;
+    row.map(|r| {
+        let user = user_from_row(&r)?;
+        let hash: String = r.try_get("password_hash")?;
+        Ok((user, hash))
+    })
+    .transpose()
+    .map_err(|e| DbError::new("read user", e))
+}
+
+/// Looks a user up by id.
+pub async fn get(db: &Db, id: i64) -> Result<Option<User>, DbError> {
+    let row = sqlx::query("SELECT id, name, roles, disabled FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(|e| DbError::new("get user", e))?;
+    row.map(|r| user_from_row(&r))
+        .transpose()
+        .map_err(|e| DbError::new("read user", e))
+}
+
+/// Every user, by name.
+pub async fn list(db: &Db) -> Result<Vec<User>, DbError> {
+    let rows = sqlx::query("SELECT id, name, roles, disabled FROM users ORDER BY name")
+        .fetch_all(db.pool())
+        .await
+        .map_err(|e| DbError::new("list users", e))?;
+    rows.iter()
+        .map(user_from_row)
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::new("read user", e))
+}
+
+/// Disables (or re-enables) a user.
+pub async fn set_disabled(db: &Db, name: &str, disabled: bool) -> Result<User, UserError> {
+    let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+        .bind(i64::from(disabled))
+        .bind(name)
+        .execute(db.pool())
+        .await
+        .map_err(|e| DbError::new("disable user", e))?;
+    if done.rows_affected() == 0 {
+        return Err(UserError::NotFound(name.to_owned()));
+    }
+    find(db, name)
+        .await?
+        .map(|(u, _)| u)
+        .ok_or_else(|| UserError::NotFound(name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_roles() {
+        assert!(valid_name("alice.ops-1"));
+        assert!(!valid_name("Alice"));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("x'; DROP TABLE users; --"));
+        assert_eq!(
+            parse_roles("operator, admin").unwrap(),
+            vec![Role::Admin, Role::Operator]
+        );
+        assert!(matches!(parse_roles("root"), Err(UserError::InvalidRole(r)) if r == "root"));
+        assert!(parse_roles(" , ").is_err());
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "wrong horse"));
+        assert!(!verify_password("not a hash", "correct horse"));
+    }
+}
