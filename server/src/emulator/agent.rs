@@ -9,8 +9,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use crate::clock::{sleep_until, unix_ms};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State as AxState};
 use axum::http::StatusCode;
@@ -117,13 +118,6 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     };
     // The peer may be gone already; there is nothing more to tell it.
     let _ = socket.send(Message::Close(Some(frame))).await;
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// The modes of one session: the node's settings over the command-line defaults.
@@ -641,13 +635,6 @@ async fn reserve(
 ) -> Result<mpsc::Permit<'_, PtyWrite>, mpsc::error::SendError<()>> {
     match writer {
         Some(w) => w.reserve().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use crate::clock::{sleep_until, unix_ms};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -142,13 +143,6 @@ impl ClientHandle {
             .await
             .map_err(|_| "session is over".into())
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 async fn connect(url: &str) -> Result<Socket, String> {
@@ -453,11 +447,4 @@ fn backoff(attempt: u32) -> Duration {
     let base = base.min(MAX_BACKOFF);
     let jitter = rand::rng().next_u64() % (base.as_millis() as u64 / 2 + 1);
     base / 2 + Duration::from_millis(jitter)
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
