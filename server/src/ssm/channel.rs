@@ -418,6 +418,9 @@ pub struct Channel {
     cipher: Option<PayloadCipher>,
     chunker: Utf8Chunker,
     scratch: String,
+    /// SHA-256 state after the first 64 bytes of our acknowledge JSON, which never change
+    /// for this role (`{"AcknowledgedMessageType":"<type>","AcknowledgedMes`).
+    ack_prefix: Option<(Vec<u8>, sha2::Sha256)>,
     /// Agent: the RandomChallenge sent in the HandshakeRequest.
     sent_challenge: Option<String>,
     stats: ChannelStats,
@@ -455,6 +458,7 @@ impl Channel {
             cipher: None,
             chunker: Utf8Chunker::default(),
             scratch: String::with_capacity(256),
+            ack_prefix: None,
             sent_challenge: None,
             stats: ChannelStats::default(),
         }
@@ -1075,21 +1079,44 @@ impl Channel {
     }
 
     fn send_ack(&mut self, message_type: &str, id: &Uuid, seq: i64, now: Instant) {
+        use sha2::Digest as _;
         let mut json = std::mem::take(&mut self.scratch);
         json.clear();
         payload::write_acknowledge(&mut json, message_type, id, seq);
+        let body = json.as_bytes();
+        if self
+            .ack_prefix
+            .as_ref()
+            .is_none_or(|(p, _)| !body.starts_with(p))
+        {
+            self.ack_prefix = body
+                .get(..64)
+                .map(|p| (p.to_vec(), sha2::Sha256::new_with_prefix(p)));
+        }
+        let digest: [u8; 32] = match &self.ack_prefix {
+            Some((p, state)) => state
+                .clone()
+                .chain_update(body.get(p.len()..).unwrap_or_default())
+                .finalize()
+                .into(),
+            None => codec::sha256(body),
+        };
         let ack_id = self.random_uuid();
-        let frame = self.encode(
-            "acknowledge",
-            0,
-            FLAG_SYN | FLAG_FIN,
-            ack_id,
-            PayloadType::None,
-            json.as_bytes(),
-            now,
-        );
+        let header = Header {
+            message_type: "acknowledge",
+            schema_version: codec::SCHEMA_VERSION,
+            created_date: self.unix_ms(now),
+            sequence_number: 0,
+            flags: FLAG_SYN | FLAG_FIN,
+            message_id: ack_id,
+            payload_type: PayloadType::None,
+        };
+        let mut out = Vec::with_capacity(codec::PAYLOAD_OFFSET + body.len());
+        if let Err(error) = codec::encode_parts_with_digest(&mut out, &header, body, digest) {
+            debug_assert!(false, "encoding our own frame failed: {error}");
+        }
         self.scratch = json;
-        self.transmit.push_back(Transmit::Binary(frame));
+        self.transmit.push_back(Transmit::Binary(Bytes::from(out)));
     }
 
     fn fail(&mut self, reason: CloseReason) {

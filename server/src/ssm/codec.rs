@@ -104,6 +104,19 @@ impl MessageType {
         }
     }
 
+    /// Parses a (trimmed) ASCII wire name without building a `str` first.
+    pub fn from_wire_bytes(b: &[u8]) -> Self {
+        match b {
+            b"input_stream_data" => Self::InputStreamData,
+            b"output_stream_data" => Self::OutputStreamData,
+            b"acknowledge" => Self::Acknowledge,
+            b"channel_closed" => Self::ChannelClosed,
+            b"start_publication" => Self::StartPublication,
+            b"pause_publication" => Self::PausePublication,
+            other => Self::Unknown(String::from_utf8_lossy(other).into_owned()),
+        }
+    }
+
     /// Whether messages of this type carry a sequence number and must be acknowledged.
     pub fn is_stream(&self) -> bool {
         matches!(self, Self::InputStreamData | Self::OutputStreamData)
@@ -374,6 +387,16 @@ pub fn encode_parts(
     header: &Header<'_>,
     payload: &[u8],
 ) -> Result<(), EncodeError> {
+    encode_parts_with_digest(out, header, payload, sha256(payload))
+}
+
+/// [`encode_parts`] with the payload's SHA-256 already computed by the caller.
+pub fn encode_parts_with_digest(
+    out: &mut Vec<u8>,
+    header: &Header<'_>,
+    payload: &[u8],
+    digest: [u8; 32],
+) -> Result<(), EncodeError> {
     let ty = header.message_type.as_bytes();
     if ty.len() > MESSAGE_TYPE_LEN || !header.message_type.is_ascii() {
         return Err(EncodeError::MessageType(header.message_type.to_owned()));
@@ -390,7 +413,7 @@ pub fn encode_parts(
     out.extend_from_slice(&header.sequence_number.to_be_bytes());
     out.extend_from_slice(&header.flags.to_be_bytes());
     out.extend_from_slice(&message_id_to_wire(&header.message_id));
-    out.extend_from_slice(&sha256(payload));
+    out.extend_from_slice(&digest);
     out.extend_from_slice(&header.payload_type.to_u32().to_be_bytes());
     // The length fits: it was checked against MAX_PAYLOAD_LEN above.
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -422,14 +445,23 @@ pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
     let raw_type = fixed
         .get(OFF_TYPE..OFF_TYPE + MESSAGE_TYPE_LEN)
         .unwrap_or_default();
-    let type_str = std::str::from_utf8(raw_type)
-        .ok()
-        .filter(|s| s.is_ascii())
-        .ok_or(DecodeError::MessageTypeNotAscii)?;
+    if !raw_type.is_ascii() {
+        return Err(DecodeError::MessageTypeNotAscii);
+    }
     // One pass over NULs and whitespace together, so that decoding what we re-encode gives the
-    // same type (trimming NULs and then whitespace is not idempotent: "\t\0a").
-    let type_str = type_str.trim_matches(|c: char| c == '\0' || c.is_ascii_whitespace());
-    let message_type = MessageType::from_wire(type_str);
+    // same type (trimming NULs and then whitespace is not idempotent: "\t\0a"). Byte-wise: the
+    // field is ASCII, checked above.
+    let pad = |b: &u8| *b == 0 || b.is_ascii_whitespace();
+    let start = raw_type
+        .iter()
+        .position(|b| !pad(b))
+        .unwrap_or(raw_type.len());
+    let end = raw_type
+        .iter()
+        .rposition(|b| !pad(b))
+        .map_or(start, |i| i + 1);
+    let type_bytes = raw_type.get(start..end).unwrap_or_default();
+    let message_type = MessageType::from_wire_bytes(type_bytes);
     let created_date = u64_at(fixed, OFF_CREATED);
     let declared = u32_at(fixed, OFF_PAYLOAD_LEN);
     let payload = buf.get(PAYLOAD_OFFSET..).unwrap_or_default();
@@ -441,7 +473,7 @@ pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
                 found: header_length,
             });
         }
-        if type_str.is_empty() {
+        if type_bytes.is_empty() {
             return Err(DecodeError::EmptyMessageType);
         }
         if created_date == 0 {

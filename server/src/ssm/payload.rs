@@ -7,7 +7,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt::Write as _;
 use uuid::Uuid;
 
 /// `MessageSchemaVersion` of OpenDataChannel.
@@ -136,7 +135,7 @@ pub fn write_acknowledge(out: &mut String, message_type: &str, id: &Uuid, seq: i
     out.push_str("\",\"AcknowledgedMessageId\":\"");
     out.push_str(id);
     out.push_str("\",\"AcknowledgedMessageSequenceNumber\":");
-    let _ = write!(out, "{seq}"); // writing to a String cannot fail
+    out.push_str(itoa::Buffer::new().format(seq));
     out.push_str(",\"IsSequentialMessage\":true}");
 }
 
