@@ -821,6 +821,7 @@ impl Channel {
             id,
             PayloadType::None,
             &body,
+            None,
             now,
         );
         self.transmit.push_back(Transmit::Binary(frame));
@@ -993,6 +994,7 @@ impl Channel {
         id: Uuid,
         payload_type: PayloadType,
         body: &[u8],
+        digest: Option<[u8; 32]>,
         now: Instant,
     ) -> Bytes {
         let header = Header {
@@ -1005,7 +1007,8 @@ impl Channel {
             payload_type,
         };
         let mut out = Vec::with_capacity(codec::PAYLOAD_OFFSET + body.len());
-        if let Err(error) = codec::encode_parts(&mut out, &header, body) {
+        let digest = digest.unwrap_or_else(|| codec::sha256(body));
+        if let Err(error) = codec::encode_parts_with_digest(&mut out, &header, body, digest) {
             // Only our own fixed type names and bounded payloads reach here.
             debug_assert!(false, "encoding our own frame failed: {error}");
         }
@@ -1053,7 +1056,16 @@ impl Channel {
             0
         };
         let id = self.random_uuid();
-        let frame = self.encode(self.stream_type(), seq, flags, id, payload_type, &body, now);
+        let frame = self.encode(
+            self.stream_type(),
+            seq,
+            flags,
+            id,
+            payload_type,
+            &body,
+            None,
+            now,
+        );
         let entry = Unacked {
             frame: frame.clone(),
             first_sent: now,
@@ -1102,21 +1114,18 @@ impl Channel {
             None => codec::sha256(body),
         };
         let ack_id = self.random_uuid();
-        let header = Header {
-            message_type: "acknowledge",
-            schema_version: codec::SCHEMA_VERSION,
-            created_date: self.unix_ms(now),
-            sequence_number: 0,
-            flags: FLAG_SYN | FLAG_FIN,
-            message_id: ack_id,
-            payload_type: PayloadType::None,
-        };
-        let mut out = Vec::with_capacity(codec::PAYLOAD_OFFSET + body.len());
-        if let Err(error) = codec::encode_parts_with_digest(&mut out, &header, body, digest) {
-            debug_assert!(false, "encoding our own frame failed: {error}");
-        }
+        let frame = self.encode(
+            "acknowledge",
+            0,
+            FLAG_SYN | FLAG_FIN,
+            ack_id,
+            PayloadType::None,
+            body,
+            Some(digest),
+            now,
+        );
         self.scratch = json;
-        self.transmit.push_back(Transmit::Binary(Bytes::from(out)));
+        self.transmit.push_back(Transmit::Binary(frame));
     }
 
     fn fail(&mut self, reason: CloseReason) {
