@@ -21,6 +21,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything on loopback with no AWS account: the gateway, SQLite in a data folder, the
+    /// emulator with a few nodes, and the demo users admin, operator and auditor, whose
+    /// passwords are printed.
+    Demo(DemoArgs),
+    /// Run the gateway (production): configuration from a TOML file, every key overridable
+    /// by PORTHOLE_SECTION__KEY environment variables.
+    Serve(ConfigArg),
+    /// Apply the database migrations that are not applied yet.
+    Migrate(ConfigArg),
+    /// Manage local users.
+    Users {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Run the local SSM emulator alone: a Session Manager control plane and agents with real
     /// shells. Prints its endpoint for `aws --endpoint-url` and the SDKs.
     Emulator(EmulatorArgs),
@@ -28,6 +44,67 @@ enum Command {
     DecodeFrame {
         /// The frame's bytes in hex (whitespace ignored).
         hex: String,
+    },
+}
+
+/// Flags of `porthole demo`.
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Address to listen on (loopback only).
+    #[arg(long, env = "PORTHOLE_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Folder for the database, the signing key and the nodes' home folders.
+    #[arg(
+        long,
+        env = "PORTHOLE_DEMO_DATA_DIR",
+        default_value = "porthole-demo-data"
+    )]
+    data_dir: PathBuf,
+    /// Password for all three demo users (default: a new random one each, printed).
+    #[arg(long, env = "PORTHOLE_DEMO_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// The configuration file flag.
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// TOML configuration file; without it, the defaults and PORTHOLE_* variables only.
+    #[arg(long, global = true, env = "PORTHOLE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> Result<porthole::gateway::config::Config, String> {
+        let text = match &self.config {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            None => String::new(),
+        };
+        porthole::gateway::config::Config::from_toml_and_env(&text, std::env::vars()).map_err(|e| {
+            match &self.config {
+                Some(path) => format!("{}: {e}", path.display()),
+                None => e.to_string(),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user; the password is read from standard input (one line).
+    Add {
+        /// Sign-in name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// Roles, comma-separated: admin, operator, auditor.
+        #[arg(long)]
+        role: String,
+    },
+    /// List users.
+    List,
+    /// Disable a user: they cannot sign in and their sign-ins stop working at once.
+    Disable {
+        /// The user.
+        name: String,
     },
 }
 
@@ -130,6 +207,10 @@ impl EmulatorArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => run_demo(args),
+        Command::Serve(config) => run_serve(&config),
+        Command::Migrate(config) => run_migrate(&config),
+        Command::Users { config, command } => run_users(&config, command),
         Command::Emulator(args) => run_emulator(args),
         Command::DecodeFrame { hex } => decode_frame(&hex),
     }
@@ -143,6 +224,214 @@ fn init_logging() {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+fn run_demo(args: DemoArgs) -> ExitCode {
+    init_logging();
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "error: --listen {} is not a loopback address; the demo's users and passwords are \
+             for this machine only",
+            args.listen
+        );
+        return ExitCode::from(2);
+    }
+    if let Some(p) = &args.password
+        && p.chars().count() < porthole::gateway::users::MIN_PASSWORD
+    {
+        eprintln!(
+            "error: the demo password must be at least {} characters",
+            porthole::gateway::users::MIN_PASSWORD
+        );
+        return ExitCode::from(2);
+    }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal();
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        // The bound address (a port of 0 becomes a real one) is the public URL.
+        let addr = listener.local_addr().unwrap_or(args.listen);
+        let demo = match porthole::gateway::demo::prepare(addr, args.data_dir, args.password).await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let url = demo.config.server.public_url.clone();
+        let state = match porthole::gateway::prepare(demo.config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "porthole demo: open {url}");
+        for (name, password) in &demo.passwords {
+            let _ = writeln!(out, "  user {name:<9} password {password}");
+        }
+        let _ = writeln!(out, "  emulator (SSM endpoint) at {}", demo.emulator.url());
+        let _ = writeln!(out, "stop with Ctrl-C");
+        let _ = out.flush();
+        drop(out);
+        let served = porthole::gateway::serve_state(state, listener, shutdown).await;
+        let _ = demo.emulator.stop().await;
+        match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn run_serve(config: &ConfigArg) -> ExitCode {
+    init_logging();
+    let config = match config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal();
+        let listen = config.server.listen;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let public = config.server.public_url.clone();
+        let state = match porthole::gateway::prepare(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("porthole listening on {listen} (public URL {public})");
+        match porthole::gateway::serve_state(state, listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn open_db(config: &ConfigArg) -> Result<porthole::gateway::db::Db, String> {
+    let config = config.load()?;
+    let db = porthole::gateway::db::Db::connect(config.database.url.expose())
+        .await
+        .map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| e.to_string())?;
+    Ok(db)
+}
+
+fn run_migrate(config: &ConfigArg) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        match open_db(config).await {
+            Ok(_) => {
+                println!("migrations applied");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn run_users(config: &ConfigArg, command: UsersCommand) -> ExitCode {
+    use porthole::gateway::users;
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let db = match open_db(config).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = match command {
+            UsersCommand::Add { name, role } => {
+                let roles = match users::parse_roles(&role) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("error: --role: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let mut line = String::new();
+                if let Err(e) = std::io::stdin().read_line(&mut line) {
+                    eprintln!("error: cannot read the password from standard input: {e}");
+                    return ExitCode::FAILURE;
+                }
+                let password = line.trim_end_matches(['\n', '\r']);
+                users::create(&db, &name, password, &roles)
+                    .await
+                    .map(|u| println!("added {} ({})", u.name, role_list(&u.roles)))
+            }
+            UsersCommand::List => users::list(&db).await.map_err(Into::into).map(|all| {
+                for u in all {
+                    let state = if u.disabled { "disabled" } else { "active" };
+                    println!("{:<24} {:<24} {state}", u.name, role_list(&u.roles));
+                }
+            }),
+            UsersCommand::Disable { name } => users::set_disabled(&db, &name, true)
+                .await
+                .map(|u| println!("disabled {}; their sign-ins stopped working", u.name)),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn role_list(roles: &[porthole::gateway::users::Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn run_emulator(args: EmulatorArgs) -> ExitCode {

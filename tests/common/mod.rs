@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests; each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod emulator;
+pub mod gateway;
 pub mod sim;

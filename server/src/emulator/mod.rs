@@ -135,14 +135,26 @@ pub async fn serve(
     config: EmulatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let state = new_state(&listener, config)?;
+    serve_state(listener, state, shutdown).await
+}
+
+fn new_state(listener: &TcpListener, config: EmulatorConfig) -> std::io::Result<Arc<State>> {
     let endpoint = listener.local_addr()?;
     let kms = kms::LocalKms::new(config.kms_key_ids());
-    let state = Arc::new(State {
+    Ok(Arc::new(State {
         config,
         endpoint,
         registry: sessions::Registry::default(),
         kms,
-    });
+    }))
+}
+
+async fn serve_state(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = router(state.clone());
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -158,6 +170,7 @@ pub async fn serve(
 pub struct RunningEmulator {
     /// The address it listens on.
     pub endpoint: SocketAddr,
+    state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -167,12 +180,14 @@ impl RunningEmulator {
     pub async fn start(listen: SocketAddr, config: EmulatorConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(listen).await?;
         let endpoint = listener.local_addr()?;
+        let state = new_state(&listener, config)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, config, async move {
+        let task = tokio::spawn(serve_state(listener, state.clone(), async move {
             let _ = stopped.await; // either a stop request or the handle dropped
         }));
         Ok(Self {
             endpoint,
+            state,
             stop: Some(stop),
             task: Some(task),
         })
@@ -181,6 +196,11 @@ impl RunningEmulator {
     /// The endpoint URL for the AWS SDKs and CLI (`--endpoint-url`).
     pub fn url(&self) -> String {
         format!("http://{}", self.endpoint)
+    }
+
+    /// The emulator's state: its sessions (with the tokens issued), nodes and keys.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
     }
 
     /// Stops serving and ends every session.

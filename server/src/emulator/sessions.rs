@@ -90,6 +90,8 @@ pub enum SessionCommand {
 pub struct Session {
     info: Mutex<SessionInfo>,
     token: Mutex<Option<String>>,
+    /// The last [`MAX_ISSUED_KEPT`] tokens issued.
+    issued: Mutex<Vec<String>>,
     commands: mpsc::Sender<SessionCommand>,
 }
 
@@ -128,7 +130,18 @@ impl Session {
     pub fn issue_token(&self) -> String {
         let token = new_token();
         *lock(&self.token) = Some(token.clone());
+        let mut issued = lock(&self.issued);
+        if issued.len() == MAX_ISSUED_KEPT {
+            issued.remove(0);
+        }
+        issued.push(token.clone());
         token
+    }
+
+    /// The last tokens issued for this session (used or not), oldest first: what a leak test
+    /// searches for in everything a browser received.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued).clone()
     }
 
     /// Consumes the token if it matches; a used or wrong token is refused.
@@ -171,6 +184,9 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Issued tokens remembered per session (see [`Session::issued_tokens`]).
+pub const MAX_ISSUED_KEPT: usize = 16;
+
 /// All sessions, in creation order of their ids.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -184,6 +200,7 @@ impl Registry {
         let session = Arc::new(Session {
             info: Mutex::new(info.clone()),
             token: Mutex::new(None),
+            issued: Mutex::new(Vec::new()),
             commands: tx,
         });
         lock(&self.sessions).insert(info.id, session.clone());

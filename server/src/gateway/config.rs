@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The URL people use; Origin checks and the cookie's Secure flag derive from it.
     pub public_url: String,
+    /// This gateway's name in the `sessions` table (which gateway owns a live session).
+    pub gateway_id: String,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
+            gateway_id: "porthole-1".into(),
         }
     }
 }
@@ -111,6 +114,10 @@ pub struct AwsConfig {
     pub regions: Vec<String>,
     /// An endpoint override: the emulator, a VPC endpoint, LocalStack.
     pub endpoint_url: Option<String>,
+    /// Static credentials (the emulator, tests); unset means aws-config's default chain.
+    pub access_key_id: Option<Secret>,
+    /// The secret key that goes with [`AwsConfig::access_key_id`].
+    pub secret_access_key: Option<Secret>,
 }
 
 impl Default for AwsConfig {
@@ -119,6 +126,8 @@ impl Default for AwsConfig {
             region: Some("us-east-1".into()),
             regions: Vec::new(),
             endpoint_url: None,
+            access_key_id: None,
+            secret_access_key: None,
         }
     }
 }
@@ -167,11 +176,16 @@ impl Default for AuthConfig {
 pub struct SessionsConfig {
     /// Live sessions one user may hold at once.
     pub max_per_user: u32,
+    /// Output kept per session and replayed to a browser that attaches, in bytes.
+    pub scrollback_bytes: usize,
 }
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        Self { max_per_user: 5 }
+        Self {
+            max_per_user: 5,
+            scrollback_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -237,6 +251,15 @@ impl Config {
             return Err(ConfigError(
                 "aws.region or aws.regions must name a region".into(),
             ));
+        }
+        if self.aws.access_key_id.is_some() != self.aws.secret_access_key.is_some() {
+            return Err(ConfigError(
+                "aws.access_key_id and aws.secret_access_key go together: set both or neither"
+                    .into(),
+            ));
+        }
+        if self.server.gateway_id.trim().is_empty() {
+            return Err(ConfigError("server.gateway_id must not be empty".into()));
         }
         if self.sessions.max_per_user == 0 {
             return Err(ConfigError(

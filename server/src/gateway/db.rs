@@ -7,8 +7,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::AnyPool;
+use std::sync::Arc;
+
 use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Which server is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,30 @@ impl DbError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Serialises this process's write transactions. SQLite has one writer, and a deferred
+    /// transaction that reads before it writes can fail to upgrade its lock; the audit chain
+    /// needs the previous row's hash read and the new row written without another writer in
+    /// between. On PostgreSQL, [`Db::begin_write`] also takes a table lock, which covers
+    /// several gateways.
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A write transaction holding the process's write lock until it ends.
+#[derive(Debug)]
+pub struct WriteTx {
+    /// The transaction.
+    pub tx: Transaction<'static, Any>,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx
+            .commit()
+            .await
+            .map_err(|e| DbError::new("commit", e))
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -71,28 +98,34 @@ impl Db {
             }
             _ => url.to_owned(),
         };
-        let options = AnyPoolOptions::new().max_connections(match backend {
-            // SQLite has one writer; a few connections serve concurrent reads.
-            Backend::Sqlite => 4,
-            Backend::Postgres => 16,
-        });
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // SQLite has one writer; a few connections serve concurrent reads.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Per connection: every pooled connection needs them.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 5000",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            });
         let pool = options
             .connect(&url)
             .await
             .map_err(|e| DbError::new("connect", e))?;
-        if backend == Backend::Sqlite {
-            for pragma in [
-                "PRAGMA journal_mode = WAL",
-                "PRAGMA foreign_keys = ON",
-                "PRAGMA busy_timeout = 5000",
-            ] {
-                sqlx::query(pragma)
-                    .execute(&pool)
-                    .await
-                    .map_err(|e| DbError::new("pragma", e))?;
-            }
-        }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+        })
     }
 
     /// Applies the migrations not yet applied.
@@ -107,6 +140,25 @@ impl Db {
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Begins a write transaction; see [`Db`]'s `write_lock`. Every transaction that appends
+    /// to the audit log goes through here.
+    pub async fn begin_write(&self) -> Result<WriteTx, DbError> {
+        let guard = self.write_lock.clone().lock_owned().await;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| DbError::new("begin", e))?;
+        if self.backend == Backend::Postgres {
+            // Orders audit appends across gateways; readers are not blocked.
+            sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::new("lock audit_events", e))?;
+        }
+        Ok(WriteTx { tx, _guard: guard })
     }
 
     /// The pool.

@@ -4,7 +4,221 @@
 //! - [`config`]: the TOML file with `PORTHOLE_*` overrides, validated at start.
 //! - [`db`]: the SQLite / PostgreSQL pool and migrations.
 //! - [`users`]: users, roles and password hashes.
+//! - [`auth`]: sign-in cookies (JWT + server-side login rows), CSRF, Origin, rate limit.
+//! - [`policy`]: who may do what, reason rules; the one place that decides.
+//! - [`audit`]: the hash-chained audit log.
+//! - [`targets`]: managed nodes from `DescribeInstanceInformation`.
+//! - [`sessions`]: the sessions API; [`live`]: one task per live session; [`attach`]: the
+//!   browser's WebSocket.
+//! - [`pages`]: the server-rendered pages and the embedded browser code.
 
+pub mod attach;
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod db;
+pub mod demo;
+pub mod error;
+pub mod live;
+pub mod pages;
+pub mod policy;
+pub mod sessions;
+pub mod state;
+pub mod targets;
 pub mod users;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use self::config::Config;
+use self::db::Db;
+use self::state::AppState;
+
+/// Largest JSON body accepted by the API.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The Content-Security-Policy of every response: scripts only from the gateway itself (no
+/// inline script), no framing. Inline styles are allowed because xterm.js sets them.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    /// Anything else, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The routes of the gateway.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/targets", get(targets::list))
+        .route(
+            "/api/v1/sessions",
+            get(sessions::list).post(sessions::create),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(sessions::get_one).delete(sessions::terminate),
+        )
+        .route("/api/v1/sessions/{id}/attach", get(attach::attach))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .merge(api)
+        .merge(pages::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such page or API path") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::origin_guard,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
+
+/// Connects to the database, applies migrations and builds the shared state.
+pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
+    let db = Db::connect(config.database.url.expose()).await?;
+    db.migrate().await?;
+    let state = AppState::new(config, db).await.map_err(StartError::Other)?;
+    reconcile(&state).await?;
+    Ok(Arc::new(state))
+}
+
+/// Sessions this gateway left running when it last stopped without ending them (a crash) are
+/// marked ended, with an audit event; their shells were lost with the process.
+async fn reconcile(state: &AppState) -> Result<(), db::DbError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT s.id, s.target, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.owner_gateway = $1 AND s.state IN ('starting', 'active')",
+    )
+    .bind(&state.config.server.gateway_id)
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(|e| db::DbError::new("find stale sessions", e))?;
+    for row in rows {
+        let read = |e| db::DbError::new("read stale session", e);
+        let id: String = row.try_get("id").map_err(read)?;
+        let target: String = row.try_get("target").map_err(read)?;
+        let user: String = row.try_get("name").map_err(read)?;
+        let how = "the gateway stopped without ending it";
+        let mut tx = state.db.begin_write().await?;
+        sqlx::query(
+            "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2 WHERE id = $3",
+        )
+        .bind(db::now_ms())
+        .bind(how)
+        .bind(&id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(|e| db::DbError::new("end stale session", e))?;
+        let client = audit::Client::default();
+        audit::append(
+            &mut tx.tx,
+            &audit::Event::new(audit::kind::SESSION_END, &user, &client)
+                .session(&id, &target)
+                .detail(serde_json::json!({"how": how})),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then terminates the live
+/// sessions (their end is recorded) and returns.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let state = prepare(config).await?;
+    serve_state(state, listener, shutdown).await
+}
+
+/// [`serve`] with a state built by [`prepare`] (tests keep a handle on it).
+pub async fn serve_state(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| StartError::Other(format!("serving failed: {e}")));
+    end_all(&state, "the gateway (shutting down)").await;
+    served
+}
+
+/// Terminates every live session and waits (a bounded time) for their ends to be recorded.
+pub async fn end_all(state: &AppState, why: &str) {
+    for live in state.live.all() {
+        live.terminating(why).await;
+        if let Some(clients) = state.clients(&live.region) {
+            let sent = clients
+                .ssm
+                .terminate_session()
+                .session_id(&live.ssm_session_id)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(session = %live.id, "TerminateSession failed: {}", state::aws_message(&e));
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !state.live.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

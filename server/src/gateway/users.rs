@@ -141,7 +141,7 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
-fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+pub(crate) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let roles: String = row.try_get("roles")?;
     Ok(User {
         id: row.try_get("id")?,
@@ -239,6 +239,27 @@ pub async fn set_disabled(db: &Db, name: &str, disabled: bool) -> Result<User, U
         .execute(db.pool())
         .await
         .map_err(|e| DbError::new("disable user", e))?;
+    if done.rows_affected() == 0 {
+        return Err(UserError::NotFound(name.to_owned()));
+    }
+    find(db, name)
+        .await?
+        .map(|(u, _)| u)
+        .ok_or_else(|| UserError::NotFound(name.to_owned()))
+}
+
+/// Sets a new password (the demo resets its users' passwords at every start).
+pub async fn set_password(db: &Db, name: &str, password: &str) -> Result<User, UserError> {
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
+        return Err(UserError::InvalidPassword);
+    }
+    let hash = hash_password(password)?;
+    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+        .bind(&hash)
+        .bind(name)
+        .execute(db.pool())
+        .await
+        .map_err(|e| DbError::new("set password", e))?;
     if done.rows_affected() == 0 {
         return Err(UserError::NotFound(name.to_owned()));
     }

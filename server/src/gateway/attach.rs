@@ -1,0 +1,231 @@
+//! `GET /api/v1/sessions/{id}/attach`: the browser's WebSocket (design §4). Checked before the
+//! upgrade: the sign-in cookie, the `Origin`, that the user owns the session and that it is
+//! live. Then binary frames carry terminal bytes both ways, text frames carry JSON control
+//! messages, and the socket closes with one of the named codes below.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::audit::{self, Event, kind};
+use super::auth::{self, SignedIn, origin_ok};
+use super::error::ApiError;
+use super::live::{LiveSession, ToBrowser};
+use super::policy;
+use super::sessions::visible_one;
+use super::state::AppState;
+
+/// The session ended (the shell exited, it was terminated, or it failed).
+pub const CLOSE_SESSION_ENDED: u16 = 4000;
+/// A newer attach of the same session took over.
+pub const CLOSE_REPLACED: u16 = 4001;
+/// The sign-in stopped being valid while attached (logout, disabled user).
+pub const CLOSE_NOT_ALLOWED: u16 = 4003;
+/// The browser sent something that is not part of the protocol.
+pub const CLOSE_BAD_MESSAGE: u16 = 4400;
+/// A browser message was larger than [`MAX_BROWSER_MESSAGE`].
+pub const CLOSE_TOO_LARGE: u16 = 1009;
+
+/// Largest message accepted from the browser (a paste larger than this must be split).
+pub const MAX_BROWSER_MESSAGE: usize = 64 * 1024;
+/// How often an attached socket re-checks that its sign-in is still valid.
+const RECHECK: Duration = Duration::from_secs(15);
+/// Largest terminal size accepted.
+const MAX_DIMENSION: u32 = 1000;
+
+/// `GET /api/v1/sessions/{id}/attach`.
+pub async fn attach(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    parts: Parts,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let client = auth::client_of(&parts);
+    let signed = auth::signed_in(&state, &parts.headers, client)
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
+    if !origin_ok(&parts.headers, &state.origin) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "bad_origin",
+            format!("the Origin header must be {}", state.origin),
+        ));
+    }
+    let view = visible_one(&state, &signed, &id).await?;
+    if !policy::may_attach(&signed.user, view.user_id()) {
+        return Err(ApiError::forbidden(format!(
+            "only {} may attach to this session",
+            view.user
+        )));
+    }
+    let Some(live) = state.live.get(&id) else {
+        return Err(ApiError::conflict(
+            "session_ended",
+            format!("session {id} is not running ({})", view.state),
+        ));
+    };
+    let headers = parts.headers.clone();
+    Ok(upgrade
+        .max_message_size(MAX_BROWSER_MESSAGE)
+        .max_frame_size(MAX_BROWSER_MESSAGE)
+        .on_upgrade(move |socket| relay(state, signed, live, headers, socket)))
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    // Close reasons are limited to 123 bytes.
+    let mut text = reason.to_owned();
+    while text.len() > 123 {
+        text.pop();
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(text),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Control {
+    Resize {
+        cols: u32,
+        rows: u32,
+    },
+    Ack {
+        #[allow(dead_code)] // flow control arrives with the reattach issue
+        bytes: u64,
+    },
+}
+
+async fn relay(
+    state: Arc<AppState>,
+    signed: SignedIn,
+    live: Arc<LiveSession>,
+    headers: HeaderMap,
+    mut socket: WebSocket,
+) {
+    let audit_event = |kind: &'static str, detail: serde_json::Value| {
+        let state = state.clone();
+        let signed = signed.clone();
+        let live = live.clone();
+        async move {
+            let result = async {
+                let mut tx = state.db.begin_write().await?;
+                audit::append(
+                    &mut tx.tx,
+                    &Event::new(kind, &signed.user.name, &signed.client)
+                        .session(&live.id, &live.target)
+                        .detail(detail),
+                )
+                .await?;
+                tx.commit().await
+            }
+            .await;
+            result.map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))
+        }
+    };
+    // The attach is recorded before any byte flows; without the record, no attach.
+    if audit_event(kind::SESSION_ATTACH, json!({})).await.is_err() {
+        let _ = socket.send(close(1011, "audit failed")).await;
+        return;
+    }
+    let (attach_id, mut from_session) = match live.attach().await {
+        Ok(pair) => pair,
+        Err(_) => {
+            let _ = socket
+                .send(close(CLOSE_SESSION_ENDED, "the session has ended"))
+                .await;
+            return;
+        }
+    };
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.tick().await;
+    let why: String = loop {
+        tokio::select! {
+            message = from_session.recv() => match message {
+                Some(ToBrowser::Output(bytes)) => {
+                    if socket.send(Message::Binary(bytes)).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
+                Some(ToBrowser::Status(s)) => {
+                    let text = json!({"type": "status", "state": s}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
+                Some(ToBrowser::Closed(how)) => {
+                    let text = json!({"type": "closed", "reason": how}).to_string();
+                    let _ = socket.send(Message::Text(text.into())).await;
+                    let _ = socket.send(close(CLOSE_SESSION_ENDED, &how)).await;
+                    break format!("session ended: {how}");
+                }
+                Some(ToBrowser::Replaced) => {
+                    let _ = socket
+                        .send(close(CLOSE_REPLACED, "replaced by a newer attach"))
+                        .await;
+                    break "replaced by a newer attach".into();
+                }
+                None => {
+                    let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
+                    break "session ended".into();
+                }
+            },
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if live.input(bytes).await.is_err() {
+                        let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
+                        break "session ended".into();
+                    }
+                }
+                Some(Ok(Message::Text(text))) => {
+                    match serde_json::from_str::<Control>(text.as_str()) {
+                        Ok(Control::Resize { cols, rows })
+                            if (1..=MAX_DIMENSION).contains(&cols)
+                                && (1..=MAX_DIMENSION).contains(&rows) =>
+                        {
+                            let _ = live.resize(cols, rows).await; // ended: the close follows
+                        }
+                        Ok(Control::Resize { cols, rows }) => {
+                            let reason = format!("bad size {cols}x{rows}: 1 to {MAX_DIMENSION} each");
+                            let _ = socket.send(close(CLOSE_BAD_MESSAGE, &reason)).await;
+                            break reason;
+                        }
+                        Ok(Control::Ack { .. }) => {}
+                        Err(e) => {
+                            let reason = format!("bad control message: {e}");
+                            let _ = socket.send(close(CLOSE_BAD_MESSAGE, &reason)).await;
+                            break reason;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break "browser closed".into(),
+                Some(Ok(_)) => {} // pings are answered by the library
+                Some(Err(e)) => {
+                    // The library refuses a message over the limit; say so with 1009.
+                    let text = e.to_string();
+                    if text.contains("too long") || text.contains("Space limit") {
+                        let reason = format!("message larger than {MAX_BROWSER_MESSAGE} bytes");
+                        let _ = socket.send(close(CLOSE_TOO_LARGE, &reason)).await;
+                    }
+                    break format!("browser socket error: {text}");
+                }
+            },
+            _ = recheck.tick() => {
+                let still = auth::signed_in(&state, &headers, signed.client.clone()).await;
+                if !matches!(still, Ok(Some(_))) {
+                    let _ = socket.send(close(CLOSE_NOT_ALLOWED, "your sign-in ended")).await;
+                    break "sign-in ended".into();
+                }
+            }
+        }
+    };
+    live.detach(attach_id).await;
+    let _ = audit_event(kind::SESSION_DETACH, json!({"why": why})).await;
+}

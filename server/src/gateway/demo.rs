@@ -1,0 +1,115 @@
+//! `porthole demo`: the gateway and the emulator on loopback, SQLite in a data folder, and the
+//! demo users `admin`, `operator` and `auditor`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::config::{Config, Secret};
+use super::db::Db;
+use super::users::{self, Role, UserError};
+use crate::emulator::{EmulatorConfig, RunningEmulator};
+
+/// The demo users and their roles.
+pub const DEMO_USERS: [(&str, Role); 3] = [
+    ("admin", Role::Admin),
+    ("operator", Role::Operator),
+    ("auditor", Role::Auditor),
+];
+
+/// A prepared demo: the configuration for the gateway, the running emulator and the
+/// passwords of the demo users.
+#[derive(Debug)]
+pub struct Demo {
+    /// The gateway's configuration.
+    pub config: Config,
+    /// The emulator serving the demo's nodes.
+    pub emulator: RunningEmulator,
+    /// (user, password) of each demo user.
+    pub passwords: Vec<(String, String)>,
+}
+
+/// A random password of 16 letters and digits.
+pub fn random_password() -> String {
+    use rand::RngExt as _;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// The signing key kept in the data folder, so sign-ins survive a restart of the demo.
+fn jwt_secret(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_owned()),
+        _ => {
+            let secret = hex::encode(rand::random::<[u8; 32]>());
+            std::fs::write(&path, &secret)?;
+            Ok(secret)
+        }
+    }
+}
+
+/// Prepares the demo in `data_dir`: starts the emulator, writes the configuration, creates or
+/// resets the demo users with `password` (one random password each when `None`).
+pub async fn prepare(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    password: Option<String>,
+) -> Result<Demo, String> {
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let emulator = RunningEmulator::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        EmulatorConfig::new(data_dir.join("nodes")),
+    )
+    .await
+    .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    // The defaults (which lack a signing key by design: the demo makes one below).
+    let mut config: Config = toml::from_str("").map_err(|e| format!("demo configuration: {e}"))?;
+    config.server.listen = listen;
+    config.server.public_url = format!("http://{listen}");
+    config.database.url = Secret::new(format!(
+        "sqlite://{}",
+        data_dir.join("porthole.db").display()
+    ));
+    config.aws.endpoint_url = Some(emulator.url());
+    config.aws.access_key_id = Some(Secret::new("demo"));
+    config.aws.secret_access_key = Some(Secret::new("demo"));
+    config.auth.jwt_secret = Secret::new(
+        jwt_secret(&data_dir).map_err(|e| format!("cannot write the signing key: {e}"))?,
+    );
+    config.validate().map_err(|e| e.to_string())?;
+
+    let db = Db::connect(config.database.url.expose())
+        .await
+        .map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| e.to_string())?;
+    let mut passwords = Vec::new();
+    for (name, role) in DEMO_USERS {
+        let password = password.clone().unwrap_or_else(random_password);
+        match users::create(&db, name, &password, &[role]).await {
+            Ok(_) => {}
+            Err(UserError::Exists(_)) => {
+                users::set_password(&db, name, &password)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                users::set_disabled(&db, name, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        passwords.push((name.to_owned(), password));
+    }
+    db.pool().close().await;
+    Ok(Demo {
+        config,
+        emulator,
+        passwords,
+    })
+}

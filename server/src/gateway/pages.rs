@@ -1,0 +1,632 @@
+//! The pages (askama templates in `web/templates/`, rendered on the server) and the browser
+//! assets (`web/dist/`, built by `scripts/web-build`, embedded with rust-embed and served
+//! under `/assets/`).
+//!
+//! Pages carry no secrets: the only per-sign-in value in them is the CSRF token (in
+//! `<meta name="csrf-token">`), which the page's own script sends back in `X-CSRF-Token`.
+//! Everything a script needs from the server travels in `data-*` attributes, because the
+//! Content-Security-Policy forbids inline script. Pages are `Cache-Control: no-store`; assets
+//! carry an `ETag` (from their SHA-256) and `Cache-Control: no-cache`, so a browser revalidates
+//! them cheaply and never runs yesterday's script against today's gateway.
+//!
+//! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
+//! `/sessions/{id}` (the terminal), `/assets/{*path}`. A page that needs a sign-in sends a
+//! browser without one to `/login?next=…`, which returns it there afterwards.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use rust_embed::RustEmbed;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use super::auth::{SignedIn, client_of, signed_in};
+use super::db::now_ms;
+use super::error::ApiError;
+use super::policy;
+use super::sessions::{SessionView, visible, visible_one};
+use super::state::AppState;
+use super::targets;
+
+/// The browser assets: `web/dist/`, made by `scripts/web-build`. Debug builds read the folder
+/// at run time; release builds embed it (`build.rs` makes cargo re-embed when it changes).
+/// `allow_missing` lets the crate build before the web build ran; the pages then load
+/// without their scripts, and `/assets/…` answers 404.
+#[derive(RustEmbed)]
+#[folder = "web/dist"]
+#[allow_missing = true]
+struct Assets;
+
+/// How long a page waits for the node list (to show a node's name) before showing ids only.
+const NAMES_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The page and asset routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    let pages = Router::new()
+        .route("/", get(index))
+        .route("/login", get(login))
+        .route("/targets", get(targets_page))
+        .route("/sessions", get(sessions_page))
+        .route("/sessions/{id}", get(terminal_page))
+        // Pages hold a CSRF token: never store them.
+        .layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .merge(pages)
+        .route("/assets/{*path}", get(asset))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared layout
+
+/// What the shared layout (`base.html`) shows: the signed-in user, the CSRF token, which
+/// navigation entry is current, and the page's script.
+#[derive(Debug)]
+struct Layout {
+    /// The signed-in user's name; `None` on the sign-in page.
+    user: Option<String>,
+    /// Their roles, for the header.
+    roles: String,
+    /// The CSRF token of this sign-in, for `<meta name="csrf-token">`.
+    csrf_token: Option<String>,
+    /// `targets`, `sessions` or empty: the current navigation entry.
+    nav: &'static str,
+    /// The label of the sessions entry ("My sessions", or "Sessions" for those who see all).
+    sessions_label: &'static str,
+    /// The page's module under `/assets/` (e.g. `targets.js`); empty for none.
+    script: &'static str,
+}
+
+impl Layout {
+    fn signed_out(script: &'static str) -> Self {
+        Self {
+            user: None,
+            roles: String::new(),
+            csrf_token: None,
+            nav: "",
+            sessions_label: "",
+            script,
+        }
+    }
+
+    fn signed_in(signed: &SignedIn, nav: &'static str, script: &'static str) -> Self {
+        Self {
+            user: Some(signed.user.name.clone()),
+            roles: signed
+                .user
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            csrf_token: Some(signed.csrf_token.clone()),
+            nav,
+            sessions_label: if policy::sees_all_sessions(&signed.user) {
+                "Sessions"
+            } else {
+                "My sessions"
+            },
+            script,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    /// Where to go after signing in (a local path, checked).
+    next: String,
+}
+
+#[derive(Template)]
+#[template(path = "targets.html")]
+struct TargetsPage {
+    layout: Layout,
+    /// Whether this user may open sessions at all (roles).
+    can_open: bool,
+    /// Why not, when they may not.
+    cannot_open_why: String,
+}
+
+/// One row of the sessions table.
+#[derive(Debug)]
+struct SessionRow {
+    view: SessionView,
+    node_name: String,
+    started: String,
+    started_iso: String,
+    ended: String,
+    ended_iso: String,
+    duration: String,
+    live: bool,
+    can_attach: bool,
+    can_terminate: bool,
+}
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+struct SessionsPage {
+    layout: Layout,
+    /// `active`, `ended` or `all`.
+    filter: &'static str,
+    /// Whether the table has a user column (the user sees everyone's sessions).
+    all_users: bool,
+    rows: Vec<SessionRow>,
+}
+
+#[derive(Template)]
+#[template(path = "terminal.html")]
+struct TerminalPage {
+    layout: Layout,
+    view: SessionView,
+    node_name: String,
+    live: bool,
+    can_attach: bool,
+    can_terminate: bool,
+    /// The server's clock (ms), so the page's elapsed time does not depend on the browser's.
+    now_ms: i64,
+    ended_at: i64,
+    end_reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    title: String,
+    message: String,
+}
+
+/// A page that could not be shown: an HTML error page with the status of the API error.
+#[derive(Debug)]
+struct PageError {
+    error: ApiError,
+    layout: Box<Layout>,
+}
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            layout: Box::new(Layout::signed_out("")),
+        }
+    }
+}
+
+impl PageError {
+    fn new(error: ApiError, signed: &SignedIn) -> Self {
+        Self {
+            error,
+            layout: Box::new(Layout::signed_in(signed, "", "")),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.error.status;
+        let page = ErrorPage {
+            layout: *self.layout,
+            status: status.as_u16(),
+            title: status
+                .canonical_reason()
+                .unwrap_or("Something went wrong")
+                .to_owned(),
+            message: self.error.message,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => ApiError::internal(format!("rendering the error page: {e}")).into_response(),
+        }
+    }
+}
+
+fn render(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            PageError::from(ApiError::internal(format!("rendering a page: {e}"))).into_response()
+        }
+    }
+}
+
+/// Why a page is not shown to a request.
+#[derive(Debug)]
+enum Denied {
+    /// Not signed in: to the sign-in page, which comes back here.
+    SignIn(Redirect),
+    /// The sign-in could not be checked.
+    Error(ApiError),
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SignIn(redirect) => redirect.into_response(),
+            Self::Error(e) => PageError::from(e).into_response(),
+        }
+    }
+}
+
+/// The signed-in user of a page request.
+async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, Denied> {
+    match signed_in(state, &parts.headers, client_of(parts)).await {
+        Ok(Some(signed)) => Ok(signed),
+        Ok(None) => {
+            let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let to = format!("/login?next={}", encode_component(here));
+            Err(Denied::SignIn(Redirect::to(&to)))
+        }
+        Err(e) => Err(Denied::Error(e)),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `next` when it is a path on this gateway (not another site, not a scheme-relative URL).
+fn local_path(next: Option<&String>) -> Option<String> {
+    let next = next?;
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 2048
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    local.then(|| next.clone())
+}
+
+/// Node names by id, best effort: an empty map when AWS is slow or failing (pages then show
+/// ids only; the targets page reports such errors itself).
+async fn node_names(state: &AppState) -> HashMap<String, String> {
+    match tokio::time::timeout(NAMES_TIMEOUT, targets::all(state)).await {
+        Ok(Ok(list)) => list
+            .iter()
+            .map(|t| (t.id.clone(), t.name.clone()))
+            .collect(),
+        Ok(Err(e)) => {
+            tracing::debug!("node names for a page: {e}");
+            HashMap::new()
+        }
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// `2026-11-27 10:22:33 UTC` and its ISO 8601 form, from milliseconds since the epoch.
+fn times(ms: i64) -> (String, String) {
+    let Ok(at) =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).saturating_mul(1_000_000))
+    else {
+        return (String::new(), String::new());
+    };
+    let (y, mo, d) = (at.year(), u8::from(at.month()), at.day());
+    let (h, mi, s) = (at.hour(), at.minute(), at.second());
+    (
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC"),
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
+}
+
+/// `1h 02m 03s`, `2m 03s`, `3s`.
+fn duration_text(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn is_live(view: &SessionView) -> bool {
+    matches!(view.state.as_str(), "starting" | "active")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+/// `/`: the targets when signed in, else the sign-in page.
+async fn index(State(state): State<Arc<AppState>>, parts: Parts) -> Result<Response, PageError> {
+    let signed = signed_in(&state, &parts.headers, client_of(&parts)).await?;
+    Ok(Redirect::to(if signed.is_some() {
+        "/targets"
+    } else {
+        "/login"
+    })
+    .into_response())
+}
+
+/// `/login?next=/path`.
+async fn login(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    parts: Parts,
+) -> Result<Response, PageError> {
+    let next = local_path(query.get("next")).unwrap_or_else(|| "/targets".to_owned());
+    if signed_in(&state, &parts.headers, client_of(&parts))
+        .await?
+        .is_some()
+    {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    Ok(render(&LoginPage {
+        layout: Layout::signed_out("login.js"),
+        next,
+    }))
+}
+
+/// `/targets`: the nodes (fetched by the page from the API) and the reason prompt.
+async fn targets_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let (can_open, cannot_open_why) = match policy::may_open_session(&signed.user, "") {
+        Ok(()) => (true, String::new()),
+        Err(why) => (false, why),
+    };
+    render(&TargetsPage {
+        layout: Layout::signed_in(&signed, "targets", "targets.js"),
+        can_open,
+        cannot_open_why,
+    })
+}
+
+/// `/sessions?state=active|ended|all`: the sessions this user may see, rendered here.
+async fn sessions_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let filter = match query.get("state").map(String::as_str) {
+        Some("active") => "active",
+        Some("ended") => "ended",
+        _ => "all",
+    };
+    let views = match visible(&state, &signed.user, filter).await {
+        Ok(views) => views,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    };
+    let names = node_names(&state).await;
+    let now = now_ms();
+    let rows = views
+        .into_iter()
+        .map(|view| {
+            let (started, started_iso) = times(view.started_at);
+            let (ended, ended_iso) = view.ended_at.map(times).unwrap_or_default();
+            let live = is_live(&view);
+            SessionRow {
+                node_name: names.get(&view.target).cloned().unwrap_or_default(),
+                started,
+                started_iso,
+                ended,
+                ended_iso,
+                duration: duration_text(view.ended_at.unwrap_or(now) - view.started_at),
+                live,
+                can_attach: live && policy::may_attach(&signed.user, view.user_id()),
+                can_terminate: live && policy::may_terminate(&signed.user, view.user_id()),
+                view,
+            }
+        })
+        .collect();
+    render(&SessionsPage {
+        layout: Layout::signed_in(&signed, "sessions", "sessions.js"),
+        filter,
+        all_users: policy::sees_all_sessions(&signed.user),
+        rows,
+    })
+}
+
+/// `/sessions/{id}`: the terminal.
+async fn terminal_page(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let view = match visible_one(&state, &signed, &id).await {
+        Ok(view) => view,
+        Err(e) => return PageError::new(e, &signed).into_response(),
+    };
+    let node_name = node_names(&state)
+        .await
+        .remove(&view.target)
+        .unwrap_or_default();
+    // Whether it runs is the row's word (another gateway may hold it), not this process's.
+    let live = is_live(&view);
+    render(&TerminalPage {
+        layout: Layout::signed_in(&signed, "", "terminal.js"),
+        node_name,
+        live,
+        can_attach: policy::may_attach(&signed.user, view.user_id()),
+        can_terminate: policy::may_terminate(&signed.user, view.user_id()),
+        now_ms: now_ms(),
+        ended_at: view.ended_at.unwrap_or(0),
+        end_reason: view.end_reason.clone().unwrap_or_default(),
+        view,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assets
+
+/// Whether `path` is a plain relative path (no `..`, no hidden or empty segments).
+fn safe_asset_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 256
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && !seg.starts_with('.') && !seg.contains('\\'))
+}
+
+/// The Content-Type of an asset by its extension (`.mjs` is JavaScript: browsers refuse a
+/// module script of any other type, and `nosniff` is on).
+fn content_type(path: &str, guessed: &str) -> String {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    match ext {
+        "js" | "mjs" => "text/javascript; charset=utf-8".into(),
+        "css" => "text/css; charset=utf-8".into(),
+        "svg" => "image/svg+xml".into(),
+        "png" => "image/png".into(),
+        "json" | "map" => "application/json".into(),
+        "woff2" => "font/woff2".into(),
+        _ if path.contains("/LICENSE") => "text/plain; charset=utf-8".into(),
+        _ => guessed.to_owned(),
+    }
+}
+
+/// `GET /assets/{*path}`.
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    let not_found = || ApiError::not_found("not_found", "no such asset").into_response();
+    if !safe_asset_path(&path) {
+        return not_found();
+    }
+    let Some(file) = Assets::get(&path) else {
+        return not_found();
+    };
+    let hash = file.metadata.sha256_hash();
+    let etag = format!("\"{}\"", hex::encode(hash.get(..16).unwrap_or(&hash)));
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let cache = HeaderValue::from_static("no-cache");
+    let fresh = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if fresh {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(ETAG, etag_value), (CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    let kind = content_type(&path, file.metadata.mimetype());
+    let kind = HeaderValue::from_str(&kind)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    (
+        [
+            (CONTENT_TYPE, kind),
+            (ETAG, etag_value),
+            (CACHE_CONTROL, cache),
+        ],
+        file.data.into_owned(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_must_be_a_local_path() {
+        let ok = |s: &str| local_path(Some(&s.to_owned()));
+        assert_eq!(ok("/sessions/abc").as_deref(), Some("/sessions/abc"));
+        assert_eq!(ok("/targets?q=web").as_deref(), Some("/targets?q=web"));
+        assert_eq!(ok("//evil.example/"), None);
+        assert_eq!(ok("/\\evil.example/"), None);
+        assert_eq!(ok("https://evil.example/"), None);
+        assert_eq!(ok("javascript:alert(1)"), None);
+        assert_eq!(ok("/a\nb"), None);
+        assert_eq!(local_path(None), None);
+    }
+
+    #[test]
+    fn next_is_encoded_for_the_query() {
+        assert_eq!(
+            encode_component("/targets?q=a b&x=1"),
+            "/targets%3Fq%3Da%20b%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn asset_paths() {
+        assert!(safe_asset_path("vendor/xterm/xterm.mjs"));
+        assert!(safe_asset_path("porthole.css"));
+        assert!(!safe_asset_path("../Cargo.toml"));
+        assert!(!safe_asset_path("vendor/../../x"));
+        assert!(!safe_asset_path("vendor//x"));
+        assert!(!safe_asset_path(".hidden"));
+        assert!(!safe_asset_path(""));
+    }
+
+    #[test]
+    fn asset_types() {
+        assert_eq!(
+            content_type("vendor/xterm/xterm.mjs", "x"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            content_type("terminal.js", "x"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type("porthole.css", "x"), "text/css; charset=utf-8");
+        assert_eq!(content_type("favicon.svg", "x"), "image/svg+xml");
+        assert_eq!(
+            content_type("a.bin", "application/octet-stream"),
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(
+            times(1_795_000_000_123),
+            (
+                "2026-11-18 11:06:40 UTC".into(),
+                "2026-11-18T11:06:40Z".into()
+            )
+        );
+        assert_eq!(duration_text(3_400), "3s");
+        assert_eq!(duration_text(123_000), "2m 03s");
+        assert_eq!(duration_text(3_723_000), "1h 02m 03s");
+        assert_eq!(duration_text(-5), "0s");
+    }
+
+    /// User text is escaped by askama (numeric entities); the browser test checks a reason on
+    /// the sessions page.
+    #[test]
+    fn templates_escape_user_text() {
+        let page = ErrorPage {
+            layout: Layout::signed_out(""),
+            status: 400,
+            title: "Bad".into(),
+            message: "<script>alert(1)</script>".into(),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{html}"
+        );
+    }
+}

@@ -1,0 +1,442 @@
+//! `POST/GET/DELETE /api/v1/sessions`: starting a session (reason checked, audit row committed
+//! before `StartSession` is called, the data channel opened server-side), listing, and
+//! terminating. The SSM token and stream URL stay in this process.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+
+use super::audit::{self, Event, kind};
+use super::auth::{SignedIn, SignedInWrite};
+use super::db::{DbError, now_ms};
+use super::error::{ApiError, parse_json};
+use super::live;
+use super::policy;
+use super::state::{AppState, aws_message};
+use super::targets;
+use crate::ssm::client::{self, SessionStart};
+
+/// A session row as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionView {
+    /// Porthole's id.
+    pub id: String,
+    /// The node.
+    pub target: String,
+    /// Its region.
+    pub region: String,
+    /// The reason given.
+    pub reason: String,
+    /// The SSM document.
+    pub document: String,
+    /// Who opened it.
+    pub user: String,
+    /// starting, active, ended, failed.
+    pub state: String,
+    /// Milliseconds since the epoch.
+    pub started_at: i64,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// How it ended.
+    pub end_reason: Option<String>,
+    /// Where the browser attaches.
+    pub attach_url: String,
+    #[serde(skip)]
+    user_id: i64,
+}
+
+/// A session query: the view's columns, then `$rest` (a literal, so the SQL stays static).
+macro_rules! select_sessions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT s.id, s.target, s.region, s.reason, s.document, s.state, s.started_at, ",
+            "s.ended_at, s.end_reason, s.user_id, u.name FROM sessions s ",
+            "JOIN users u ON u.id = s.user_id ",
+            $rest
+        )
+    };
+}
+
+fn view_of(row: &sqlx::any::AnyRow) -> Result<SessionView, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    Ok(SessionView {
+        attach_url: format!("/api/v1/sessions/{id}/attach"),
+        id,
+        target: row.try_get("target")?,
+        region: row.try_get("region")?,
+        reason: row.try_get("reason")?,
+        document: row.try_get("document")?,
+        user: row.try_get("name")?,
+        state: row.try_get("state")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        end_reason: row.try_get("end_reason")?,
+        user_id: row.try_get("user_id")?,
+    })
+}
+
+/// One session row by id.
+pub async fn load(state: &AppState, id: &str) -> Result<Option<SessionView>, DbError> {
+    let row = sqlx::query(select_sessions!("WHERE s.id = $1"))
+        .bind(id)
+        .fetch_optional(state.db.pool())
+        .await
+        .map_err(|e| DbError::new("load session", e))?;
+    row.map(|r| view_of(&r))
+        .transpose()
+        .map_err(|e| DbError::new("read session", e))
+}
+
+impl SessionView {
+    /// The owner's user id.
+    pub fn user_id(&self) -> i64 {
+        self.user_id
+    }
+}
+
+/// Sessions visible to `user` in `filter` (`active`, `ended`, `all`), newest first.
+pub async fn visible(
+    state: &AppState,
+    user: &super::users::User,
+    filter: &str,
+) -> Result<Vec<SessionView>, DbError> {
+    let all_users = policy::sees_all_sessions(user);
+    let states: &[&str] = match filter {
+        "active" => &["starting", "active"],
+        "ended" => &["ended", "failed"],
+        _ => &["starting", "active", "ended", "failed"],
+    };
+    let sql = select_sessions!(
+        "WHERE ($1 = 1 OR s.user_id = $2) AND s.state IN ($3, $4, $5, $6) \
+         ORDER BY s.started_at DESC, s.id LIMIT 500"
+    );
+    let pick = |i: usize| states.get(i).or(states.last()).copied().unwrap_or("");
+    let rows = sqlx::query(sql)
+        .bind(i64::from(all_users))
+        .bind(user.id)
+        .bind(pick(0))
+        .bind(pick(1))
+        .bind(pick(2))
+        .bind(pick(3))
+        .fetch_all(state.db.pool())
+        .await
+        .map_err(|e| DbError::new("list sessions", e))?;
+    rows.iter()
+        .map(view_of)
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::new("read session", e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    target: String,
+    reason: String,
+    #[serde(default)]
+    document: Option<String>,
+    #[serde(default)]
+    parameters: Option<std::collections::HashMap<String, Vec<String>>>,
+}
+
+/// `POST /api/v1/sessions`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    SignedInWrite(signed): SignedInWrite,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: CreateBody = parse_json(&body)?;
+    let user = &signed.user;
+    let reason = policy::check_reason(&body.reason)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason", m))?;
+    let document = body
+        .document
+        .unwrap_or_else(|| policy::DEFAULT_DOCUMENT.to_owned());
+    policy::check_document(&document)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", m))?;
+    if let Err(why) = policy::may_open_session(user, &body.target) {
+        let mut tx = state.db.begin_write().await?;
+        audit::append(
+            &mut tx.tx,
+            &Event::new(kind::SESSION_DENIED, &user.name, &signed.client)
+                .reason(&reason)
+                .detail(json!({"why": why, "target": body.target})),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(ApiError::forbidden(why));
+    }
+    let Some(target) = targets::find(&state, &body.target).await? else {
+        return Err(ApiError::not_found(
+            "unknown_target",
+            format!(
+                "no managed node {:?} in the configured regions",
+                body.target
+            ),
+        ));
+    };
+    let clients = state
+        .clients(&target.region)
+        .cloned()
+        .ok_or_else(|| ApiError::internal(format!("no AWS clients for {}", target.region)))?;
+
+    // The row and the audit event are committed before AWS is asked.
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let mut tx = state.db.begin_write().await?;
+    let live_count: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND state IN ('starting', 'active')",
+    )
+    .bind(user.id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .and_then(|r| r.try_get("n"))
+    .map_err(|e| DbError::new("count sessions", e))?;
+    let cap = i64::from(state.config.sessions.max_per_user);
+    if live_count >= cap {
+        return Err(ApiError::conflict(
+            "too_many_sessions",
+            format!(
+                "you already have {live_count} live sessions (the limit is {cap}); end one first"
+            ),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
+         owner_gateway, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7)",
+    )
+    .bind(&id)
+    .bind(user.id)
+    .bind(&target.id)
+    .bind(&target.region)
+    .bind(&document)
+    .bind(&reason)
+    .bind(now)
+    .bind(&state.config.server.gateway_id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| DbError::new("insert session", e))?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_START, &user.name, &signed.client)
+            .session(&id, &target.id)
+            .reason(&reason)
+            .detail(json!({"document": document, "region": target.region})),
+    )
+    .await?;
+    tx.commit().await?;
+
+    let mut request = clients
+        .ssm
+        .start_session()
+        .target(&target.id)
+        .document_name(&document)
+        .reason(policy::aws_reason(&reason));
+    if let Some(parameters) = body.parameters {
+        request = request.set_parameters(Some(parameters));
+    }
+    let started = match request.send().await {
+        Ok(reply) => reply,
+        Err(e) => {
+            let message = aws_message(&e);
+            let error = match e.as_service_error() {
+                Some(se) if se.is_target_not_connected() => {
+                    ApiError::conflict("target_not_connected", message.clone())
+                }
+                Some(se) if se.is_invalid_document() => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_document",
+                    message.clone(),
+                ),
+                _ => ApiError::upstream(message.clone()),
+            };
+            fail(&state, &id, &user.name, &target.id, &message).await?;
+            return Err(error);
+        }
+    };
+    let (Some(ssm_id), Some(stream_url), Some(token)) = (
+        started.session_id(),
+        started.stream_url(),
+        started.token_value(),
+    ) else {
+        let message = "StartSession answered without a session id, stream URL or token";
+        fail(&state, &id, &user.name, &target.id, message).await?;
+        return Err(ApiError::upstream(message));
+    };
+    let start = SessionStart {
+        session_id: ssm_id.to_owned(),
+        target: target.id.clone(),
+        stream_url: stream_url.to_owned(),
+        token: token.to_owned(),
+    };
+    let handle = match client::start(start, clients.clone()).await {
+        Ok(handle) => handle,
+        Err(message) => {
+            // Do not leave the SSM session behind.
+            let _ = clients
+                .ssm
+                .terminate_session()
+                .session_id(ssm_id)
+                .send()
+                .await;
+            fail(&state, &id, &user.name, &target.id, &message).await?;
+            return Err(ApiError::upstream(message));
+        }
+    };
+    sqlx::query("UPDATE sessions SET ssm_session_id = $1, state = 'active' WHERE id = $2")
+        .bind(ssm_id)
+        .bind(&id)
+        .execute(state.db.pool())
+        .await
+        .map_err(|e| DbError::new("activate session", e))?;
+    live::spawn(
+        state.clone(),
+        live::Spawn {
+            id: id.clone(),
+            user_id: user.id,
+            user_name: user.name.clone(),
+            target: target.id.clone(),
+            region: target.region.clone(),
+            ssm_session_id: ssm_id.to_owned(),
+            handle,
+        },
+    );
+    let view = load(&state, &id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the new session row vanished"))?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Marks a session that never started as failed, with an end event saying why.
+async fn fail(
+    state: &AppState,
+    id: &str,
+    user: &str,
+    target: &str,
+    message: &str,
+) -> Result<(), ApiError> {
+    let mut tx = state.db.begin_write().await?;
+    sqlx::query(
+        "UPDATE sessions SET state = 'failed', ended_at = $1, end_reason = $2 WHERE id = $3",
+    )
+    .bind(now_ms())
+    .bind(message)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| DbError::new("fail session", e))?;
+    let client = audit::Client::default();
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_END, user, &client)
+            .session(id, target)
+            .detail(json!({"how": format!("failed to start: {message}")})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The query of `GET /api/v1/sessions`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// `active`, `ended` or `all` (the default).
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+/// `GET /api/v1/sessions?state=active|ended|all`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    signed: SignedIn,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = query.state.as_deref().unwrap_or("all");
+    if !matches!(filter, "active" | "ended" | "all") {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("state must be active, ended or all, not {filter:?}"),
+        ));
+    }
+    let sessions = visible(&state, &signed.user, filter).await?;
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// A session the user may see, or 404 (another user's session is not acknowledged to exist
+/// unless the user sees all sessions).
+pub async fn visible_one(
+    state: &AppState,
+    signed: &SignedIn,
+    id: &str,
+) -> Result<SessionView, ApiError> {
+    match load(state, id).await? {
+        Some(view) if view.user_id == signed.user.id || policy::sees_all_sessions(&signed.user) => {
+            Ok(view)
+        }
+        _ => Err(ApiError::not_found(
+            "unknown_session",
+            format!("no session {id:?} of yours"),
+        )),
+    }
+}
+
+/// `GET /api/v1/sessions/{id}`.
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    signed: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    Ok(Json(visible_one(&state, &signed, &id).await?))
+}
+
+/// `DELETE /api/v1/sessions/{id}`: terminate (owner or admin).
+pub async fn terminate(
+    State(state): State<Arc<AppState>>,
+    SignedInWrite(signed): SignedInWrite,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = visible_one(&state, &signed, &id).await?;
+    if !policy::may_terminate(&signed.user, view.user_id) {
+        return Err(ApiError::forbidden(format!(
+            "{} may not terminate {}'s session",
+            signed.user.name, view.user
+        )));
+    }
+    let Some(live) = state.live.get(&id) else {
+        return Err(ApiError::conflict(
+            "session_ended",
+            format!("session {id} is not running ({})", view.state),
+        ));
+    };
+    let mut tx = state.db.begin_write().await?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_TERMINATE, &signed.user.name, &signed.client)
+            .session(&id, &view.target)
+            .detail(json!({"ssm_session_id": live.ssm_session_id})),
+    )
+    .await?;
+    tx.commit().await?;
+    live.terminating(&signed.user.name).await;
+    let clients = state
+        .clients(&live.region)
+        .ok_or_else(|| ApiError::internal(format!("no AWS clients for {}", live.region)))?;
+    clients
+        .ssm
+        .terminate_session()
+        .session_id(&live.ssm_session_id)
+        .send()
+        .await
+        .map_err(|e| ApiError::upstream(aws_message(&e)))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"id": id, "state": "terminating"})),
+    )
+        .into_response())
+}

@@ -1,0 +1,307 @@
+//! A typed test client for the gateway's API and attach socket that keeps every byte the
+//! "browser" received (status lines, headers, bodies, WebSocket frames), so tests can search
+//! it for things that must never reach a browser.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use super::gateway::{Gateway, PASSWORD};
+
+/// Everything received, shared between a client and its sockets.
+pub type Seen = Arc<Mutex<Vec<u8>>>;
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub origin: Option<String>,
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+    pub seen: Seen,
+}
+
+/// One answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// The error message of an error answer.
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    pub fn new(gw: &Gateway) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: gw.url.clone(),
+            origin: Some(gw.origin()),
+            cookie: None,
+            csrf: None,
+            seen: Arc::default(),
+        }
+    }
+
+    fn record(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend_from_slice(status.as_str().as_bytes());
+        for (k, v) in headers {
+            seen.extend_from_slice(k.as_str().as_bytes());
+            seen.extend_from_slice(b": ");
+            seen.extend_from_slice(v.as_bytes());
+            seen.push(b'\n');
+        }
+        seen.extend_from_slice(body);
+    }
+
+    /// Sends a request with the stored cookie, CSRF token and Origin.
+    pub async fn send(&mut self, method: Method, path: &str, body: Option<&[u8]>) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(origin) = &self.origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("porthole_session={cookie}"));
+        }
+        if let Some(csrf) = &self.csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_vec());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        self.record(status, &headers, &bytes);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(Method::GET, path, None).await
+    }
+
+    pub async fn post(&mut self, path: &str, body: &Value) -> Reply {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.send(Method::POST, path, Some(&bytes)).await
+    }
+
+    pub async fn delete(&mut self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None).await
+    }
+
+    /// Signs in; keeps the cookie and CSRF token on success.
+    pub async fn login_as(&mut self, user: &str, password: &str) -> Reply {
+        let reply = self
+            .post(
+                "/api/v1/auth/login",
+                &serde_json::json!({"username": user, "password": password}),
+            )
+            .await;
+        if reply.status == StatusCode::OK {
+            self.cookie = Some(cookie_value(&reply.headers).unwrap());
+            self.csrf = reply.body["csrf_token"].as_str().map(str::to_owned);
+        }
+        reply
+    }
+
+    /// Signs in with the test password, asserting success.
+    pub async fn login(&mut self, user: &str) {
+        let reply = self.login_as(user, PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+
+    /// Starts a session, asserting 201; returns its id.
+    pub async fn open(&mut self, target: &str, reason: &str) -> String {
+        let reply = self
+            .post(
+                "/api/v1/sessions",
+                &serde_json::json!({"target": target, "reason": reason}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens the attach socket of a session (with this client's cookie and Origin).
+    pub async fn attach(&self, id: &str) -> Result<Attach, (u16, String)> {
+        let url = format!(
+            "{}/api/v1/sessions/{id}/attach",
+            self.base.replacen("http://", "ws://", 1)
+        );
+        let mut request = url.into_client_request().unwrap();
+        if let Some(origin) = &self.origin {
+            request
+                .headers_mut()
+                .insert("origin", HeaderValue::from_str(origin).unwrap());
+        }
+        if let Some(cookie) = &self.cookie {
+            request.headers_mut().insert(
+                "cookie",
+                HeaderValue::from_str(&format!("porthole_session={cookie}")).unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, response)) => {
+                self.record(response.status(), response.headers(), b"");
+                Ok(Attach {
+                    socket,
+                    seen: self.seen.clone(),
+                    screen: Vec::new(),
+                    texts: Vec::new(),
+                    close: None,
+                })
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response.body().clone().unwrap_or_default();
+                self.record(response.status(), response.headers(), &body);
+                Err((
+                    response.status().as_u16(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ))
+            }
+            Err(e) => panic!("attach failed: {e}"),
+        }
+    }
+}
+
+/// The `porthole_session` value of a `Set-Cookie`.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("porthole_session="))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+/// A generous bound for anything a test waits for; waits end as soon as the thing arrives.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// An attached browser socket.
+pub struct Attach {
+    pub socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    seen: Seen,
+    /// Every output byte, in order.
+    pub screen: Vec<u8>,
+    /// Every text (JSON) message.
+    pub texts: Vec<Value>,
+    /// The close code and reason, once closed.
+    pub close: Option<(u16, String)>,
+}
+
+impl Attach {
+    /// Sends keystrokes.
+    pub async fn type_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::Binary(text.as_bytes().to_vec().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends a JSON control message.
+    pub async fn control(&mut self, value: Value) {
+        self.socket
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Reads one message; false once closed.
+    async fn read_one(&mut self) -> bool {
+        let next = tokio::time::timeout(WAIT, self.socket.next()).await;
+        let message = match next {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(_))) | Ok(None) => {
+                if self.close.is_none() {
+                    self.close = Some((1006, "no close frame".into()));
+                }
+                return false;
+            }
+            Err(_) => panic!(
+                "nothing from the gateway for {WAIT:?}; screen so far: {:?}",
+                String::from_utf8_lossy(&self.screen)
+            ),
+        };
+        let mut seen = self.seen.lock().unwrap();
+        match message {
+            Message::Binary(bytes) => {
+                seen.extend_from_slice(&bytes);
+                self.screen.extend_from_slice(&bytes);
+            }
+            Message::Text(text) => {
+                seen.extend_from_slice(text.as_bytes());
+                self.texts
+                    .push(serde_json::from_str(text.as_str()).unwrap_or(Value::Null));
+            }
+            Message::Close(frame) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                seen.extend_from_slice(reason.as_bytes());
+                self.close = Some((code, reason));
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Reads until the screen (from `from`) contains `needle`.
+    pub async fn expect_from(&mut self, from: usize, needle: &str) -> usize {
+        loop {
+            let tail =
+                String::from_utf8_lossy(&self.screen[from.min(self.screen.len())..]).into_owned();
+            if let Some(at) = tail.find(needle) {
+                return from + at + needle.len();
+            }
+            assert!(
+                self.read_one().await,
+                "closed ({:?}) before {needle:?} appeared; screen: {tail:?}",
+                self.close
+            );
+        }
+    }
+
+    /// Reads until the screen contains `needle` anywhere.
+    pub async fn expect(&mut self, needle: &str) -> usize {
+        self.expect_from(0, needle).await
+    }
+
+    /// Reads until the socket closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        while self.read_one().await {}
+        self.close.clone().unwrap()
+    }
+}

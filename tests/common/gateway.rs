@@ -1,0 +1,161 @@
+//! A real gateway on an ephemeral port, in front of a real emulator, with SQLite in a temporary
+//! folder or a fresh PostgreSQL database; and a small typed client for its API.
+
+use std::sync::Arc;
+
+use porthole::gateway::config::{Config, Secret};
+use porthole::gateway::db::Db;
+use porthole::gateway::state::AppState;
+use porthole::gateway::users::{self, Role};
+use tokio::net::TcpListener;
+
+use super::emulator::{self, Emu};
+
+/// The signing key of test gateways.
+pub const JWT_SECRET: &str = "test-signing-key-0123456789abcdef0123456789";
+/// The password of every test user.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Which database a test gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Gateway {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub state: Arc<AppState>,
+    pub emu: Emu,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    postgres: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// The admin URL of the machine's PostgreSQL server.
+pub fn postgres_admin_url() -> String {
+    std::env::var("PORTHOLE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn fresh_postgres() -> (String, String) {
+    let admin_url = postgres_admin_url();
+    let admin = Db::connect(&admin_url)
+        .await
+        .expect("PostgreSQL must be running (.ci/run starts it)");
+    let name = format!(
+        "porthole_gw_{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    admin.pool().close().await;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
+    (format!("{base}/{name}"), name)
+}
+
+/// Starts an emulator and a gateway in front of it; `configure` may change the gateway's
+/// configuration (its URLs and database are set already).
+pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Gateway {
+    start_with(backend, |_| {}, configure).await
+}
+
+/// [`start`] with an emulator configuration too.
+pub async fn start_with(
+    backend: Backend,
+    configure_emulator: impl FnOnce(&mut porthole::emulator::EmulatorConfig),
+    configure: impl FnOnce(&mut Config),
+) -> Gateway {
+    let emu = emulator::start(configure_emulator).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config: Config = toml::from_str("").unwrap();
+    config.server.listen = addr;
+    config.server.public_url = format!("http://{addr}");
+    config.auth.jwt_secret = Secret::new(JWT_SECRET);
+    config.aws.endpoint_url = Some(emu.emulator.url());
+    config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
+    config.aws.secret_access_key = Some(Secret::new("secret"));
+    let postgres = match backend {
+        Backend::Sqlite => {
+            config.database.url = Secret::new(format!(
+                "sqlite://{}",
+                dir.path().join("porthole.db").display()
+            ));
+            None
+        }
+        Backend::Postgres => {
+            let (url, name) = fresh_postgres().await;
+            config.database.url = Secret::new(url);
+            Some((postgres_admin_url(), name))
+        }
+    };
+    configure(&mut config);
+    config.validate().unwrap();
+    let state = porthole::gateway::prepare(config).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move {
+            porthole::gateway::serve_state(state, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        }
+    });
+    Gateway {
+        url: format!("http://{addr}"),
+        state,
+        emu,
+        stop: Some(stop),
+        task: Some(task),
+        postgres,
+        _dir: dir,
+    }
+}
+
+impl Gateway {
+    /// Creates a user with [`PASSWORD`].
+    pub async fn user(&self, name: &str, roles: &[Role]) {
+        users::create(&self.state.db, name, PASSWORD, roles)
+            .await
+            .unwrap();
+    }
+
+    /// The `Origin` browsers send to this gateway.
+    pub fn origin(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The `ws://` URL of a path.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// Stops the gateway (its live sessions end) and drops a PostgreSQL database it made.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.state.db.pool().close().await;
+        if let Some((admin_url, name)) = self.postgres.take() {
+            let admin = Db::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        }
+    }
+}

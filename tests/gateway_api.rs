@@ -1,0 +1,539 @@
+//! The gateway end to end on SQLite and on PostgreSQL: a real server on an ephemeral port, a
+//! real emulator behind it reached through aws-sdk-ssm, a real shell in a PTY, and a client
+//! that speaks HTTP and the attach WebSocket like a browser.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::{Api, WAIT};
+use common::emulator::NODE;
+use common::gateway::{self, Backend, Gateway, PASSWORD};
+use porthole::gateway::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
+use porthole::gateway::audit::{self, StoredEvent};
+use porthole::gateway::users::{self, Role};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// The offline node of the emulator's defaults.
+const OFFLINE_NODE: &str = "i-0a1b2c3d4e5f60004";
+const REASON: &str = "INC-4711 disk filling up on web-1";
+
+/// Runs a scenario on both backends.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+both_backends!(sign_in_out_and_revocation);
+both_backends!(targets_are_listed_by_role);
+both_backends!(a_session_runs_from_start_to_exit);
+both_backends!(delete_terminates_and_the_cap_holds);
+both_backends!(error_paths_have_their_status_and_code);
+
+async fn events(gw: &Gateway, session_id: Option<&str>) -> Vec<StoredEvent> {
+    audit::list(&gw.state.db, session_id).await.unwrap()
+}
+
+async fn events_of(gw: &Gateway, kind: &str) -> Vec<StoredEvent> {
+    events(gw, None)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .collect()
+}
+
+/// Waits until the session's row is `ended` (the task records it asynchronously).
+async fn wait_ended(api: &mut Api, id: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = api.get(&format!("/api/v1/sessions/{id}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        if reply.body["state"] == "ended" {
+            return reply.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ended: {}",
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sign_in_out_and_revocation(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    let wrong = api.login_as("alice", "not the password").await;
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    let unknown = api.login_as("mallory", PASSWORD).await;
+    assert_eq!(unknown.code(), "invalid_credentials");
+    assert_eq!(
+        unknown.message(),
+        wrong.message(),
+        "no hint which part was wrong"
+    );
+    let failed = events_of(&gw, "login.failed").await;
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].actor, "alice");
+    assert_eq!(failed[0].detail["why"], "wrong password");
+    assert_eq!(failed[0].client_addr, "127.0.0.1");
+
+    let ok = api.login_as("alice", PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(
+        ok.body["user"],
+        json!({"name": "alice", "roles": ["operator"]})
+    );
+    let set_cookie = ok.headers["set-cookie"].to_str().unwrap().to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain http: {set_cookie}");
+    let me = api.get("/api/v1/me").await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["user"]["name"], "alice");
+    assert_eq!(me.body["csrf_token"].as_str(), api.csrf.as_deref());
+    assert_eq!(events_of(&gw, "login").await.len(), 1);
+
+    // Logout needs the CSRF token; afterwards the same cookie is refused.
+    let csrf = api.csrf.take();
+    let refused = api.post("/api/v1/auth/logout", &json!({})).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "csrf")
+    );
+    api.csrf = Some("0".repeat(64));
+    assert_eq!(
+        api.post("/api/v1/auth/logout", &json!({})).await.code(),
+        "csrf"
+    );
+    api.csrf = csrf;
+    let out = api.post("/api/v1/auth/logout", &json!({})).await;
+    assert_eq!(out.status, StatusCode::OK, "{}", out.text);
+    assert!(
+        out.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(events_of(&gw, "logout").await.len(), 1);
+
+    // Disabling a user ends their sign-ins at once, and they cannot sign in again.
+    api.login("alice").await;
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::OK);
+    users::set_disabled(&gw.state.db, "alice", true)
+        .await
+        .unwrap();
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.login_as("alice", PASSWORD).await.code(),
+        "invalid_credentials"
+    );
+    gw.stop().await;
+}
+
+async fn targets_are_listed_by_role(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("audrey", &[Role::Auditor]).await;
+    let mut api = Api::new(&gw);
+    assert_eq!(
+        api.get("/api/v1/targets").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    api.login("alice").await;
+    let reply = api.get("/api/v1/targets").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let targets = reply.body["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db-1", "lab-pi", "old-batch", "web-1"]);
+    let web = targets.iter().find(|t| t["name"] == "web-1").unwrap();
+    assert_eq!(
+        *web,
+        json!({"id": NODE, "name": "web-1", "platform": "Linux", "ping_status": "Online",
+               "region": "us-east-1", "tags": {"Name": "web-1", "env": "prod", "team": "web"}})
+    );
+    let old = targets.iter().find(|t| t["id"] == OFFLINE_NODE).unwrap();
+    assert_eq!(old["ping_status"], "ConnectionLost");
+
+    let mut auditor = Api::new(&gw);
+    auditor.login("audrey").await;
+    let reply = auditor.get("/api/v1/targets").await;
+    assert_eq!(
+        reply.body["targets"],
+        json!([]),
+        "auditors open no sessions"
+    );
+    gw.stop().await;
+}
+
+async fn a_session_runs_from_start_to_exit(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": format!("  {REASON}  ")}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(reply.body["reason"], REASON, "trimmed");
+    assert_eq!(reply.body["state"], "active");
+    assert_eq!(reply.body["user"], "alice");
+    assert_eq!(
+        reply.body["attach_url"],
+        format!("/api/v1/sessions/{id}/attach")
+    );
+
+    // The audit row of the start exists and was written before the SSM session.
+    let start = events_of(&gw, "session.start").await;
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].reason.as_deref(), Some(REASON));
+    assert_eq!(start[0].target.as_deref(), Some(NODE));
+    assert_eq!(start[0].session_id.as_deref(), Some(id.as_str()));
+    let ssm_sessions = gw.emu.emulator.state().registry.list();
+    assert_eq!(ssm_sessions.len(), 1);
+    let ssm_started = ssm_sessions[0]
+        .start_date
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        start[0].at <= ssm_started,
+        "audit {} after StartSession {ssm_started}",
+        start[0].at
+    );
+
+    let mut term = api.attach(&id).await.unwrap();
+    term.type_text("echo MARK-$((6*7))\n").await;
+    let after = term.expect("MARK-42").await;
+    term.control(json!({"type": "resize", "cols": 101, "rows": 37}))
+        .await;
+    term.type_text("stty size\n").await;
+    let after = term.expect_from(after, "37 101").await;
+    term.type_text("exit\n").await;
+    let (code, reason) = term.closed().await;
+    assert_eq!(code, CLOSE_SESSION_ENDED, "{reason}");
+    assert_eq!(reason, "the shell exited");
+    let closed = term.texts.iter().find(|t| t["type"] == "closed").unwrap();
+    assert_eq!(closed["reason"], "the shell exited");
+    assert!(
+        term.texts
+            .iter()
+            .any(|t| t["type"] == "status" && t["state"] == "connected")
+    );
+    let _ = after;
+
+    let ended = wait_ended(&mut api, &id).await;
+    assert_eq!(ended["end_reason"], "the shell exited");
+    let kinds: Vec<String> = events(&gw, Some(&id))
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "session.start",
+            "session.attach",
+            "session.end",
+            "session.detach"
+        ],
+        "in order"
+    );
+    let end = events_of(&gw, "session.end").await.remove(0);
+    assert_eq!(end.detail["how"], "the shell exited");
+    assert!(end.detail["bytes_out"].as_u64().unwrap() > 0);
+
+    // Nothing the browser received carries the SSM token or the stream URL.
+    let emulator = gw.emu.emulator.state();
+    let ssm_id = &ssm_sessions[0].id;
+    let tokens = emulator.registry.get(ssm_id).unwrap().issued_tokens();
+    assert!(!tokens.is_empty());
+    let stream_url = emulator.stream_url(ssm_id);
+    let seen = api.seen.lock().unwrap().clone();
+    assert!(
+        seen.len() > 1000,
+        "the capture holds the session: {} bytes",
+        seen.len()
+    );
+    let hay = String::from_utf8_lossy(&seen);
+    for secret in tokens.iter().chain([&stream_url, ssm_id]) {
+        assert!(
+            !hay.contains(secret.as_str()),
+            "{secret} reached the browser"
+        );
+    }
+    assert!(
+        !hay.contains(&gw.emu.emulator.url()),
+        "the SSM endpoint reached the browser"
+    );
+    gw.stop().await;
+}
+
+async fn delete_terminates_and_the_cap_holds(backend: Backend) {
+    let gw = gateway::start(backend, |c| c.sessions.max_per_user = 2).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("bob", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let first = alice.open(NODE, REASON).await;
+    let second = alice.open(NODE, REASON).await;
+    let third = alice
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": REASON}),
+        )
+        .await;
+    assert_eq!(
+        (third.status, third.code()),
+        (StatusCode::CONFLICT, "too_many_sessions")
+    );
+    assert!(
+        third.message().contains("limit is 2"),
+        "{}",
+        third.message()
+    );
+
+    // Bob can neither see, attach to nor delete Alice's session.
+    let mut bob = Api::new(&gw);
+    bob.login("bob").await;
+    assert_eq!(
+        bob.get(&format!("/api/v1/sessions/{first}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        bob.delete(&format!("/api/v1/sessions/{first}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(bob.attach(&first).await.err().map(|e| e.0), Some(404));
+    let listed = bob.get("/api/v1/sessions?state=all").await;
+    assert_eq!(listed.body["sessions"], json!([]));
+
+    // Alice attaches, then terminates: the browser is told, the row says who ended it.
+    let mut term = alice.attach(&first).await.unwrap();
+    term.type_text("echo READY-$((1+1))\n").await;
+    term.expect("READY-2").await;
+    let reply = alice.delete(&format!("/api/v1/sessions/{first}")).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let (code, reason) = term.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CLOSE_SESSION_ENDED, "terminated by alice")
+    );
+    let ended = wait_ended(&mut alice, &first).await;
+    assert_eq!(ended["end_reason"], "terminated by alice");
+    let terminate = events_of(&gw, "session.terminate").await;
+    assert_eq!(terminate.len(), 1);
+    assert_eq!(terminate[0].actor, "alice");
+    let again = alice.delete(&format!("/api/v1/sessions/{first}")).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "session_ended")
+    );
+
+    // Room again for one more; an admin may terminate it.
+    let third = alice.open(NODE, REASON).await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let reply = root.delete(&format!("/api/v1/sessions/{second}")).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(
+        wait_ended(&mut alice, &second).await["end_reason"],
+        "terminated by root"
+    );
+    let active = alice.get("/api/v1/sessions?state=active").await;
+    let ids: Vec<&str> = active.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [third.as_str()]);
+
+    // A second attach replaces the first.
+    let mut tab1 = alice.attach(&third).await.unwrap();
+    tab1.type_text("echo TAB-$((2+3))\n").await;
+    tab1.expect("TAB-5").await;
+    let mut tab2 = alice.attach(&third).await.unwrap();
+    let (code, _) = tab1.closed().await;
+    assert_eq!(code, CLOSE_REPLACED);
+    // The new tab gets the earlier output replayed, then goes on live.
+    tab2.expect("TAB-5").await;
+    tab2.type_text("echo TAB-$((3+4))\n").await;
+    tab2.expect("TAB-7").await;
+
+    // Stopping the gateway ends what is live, and says so.
+    let state = gw.state.clone();
+    gw.stop().await;
+    let row = porthole::gateway::sessions::load(&state, &third).await;
+    let _ = row; // the pool is closed after stop; the end event was checked through the API
+}
+
+async fn error_paths_have_their_status_and_code(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("audrey", &[Role::Auditor]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let post = |reason: &str| json!({"target": NODE, "reason": reason});
+
+    for (reason, needle) in [
+        ("too short", "at least 10"),
+        ("          ", "at least 10"),
+        (&"x".repeat(501) as &str, "at most 500"),
+        ("two\nlines here", "U+000A"),
+    ] {
+        let reply = api.post("/api/v1/sessions", &post(reason)).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason"),
+            "{reason:?}"
+        );
+        assert!(reply.message().contains(needle), "{}", reply.message());
+    }
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": "i-00000000000000000", "reason": REASON}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "unknown_target")
+    );
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": OFFLINE_NODE, "reason": REASON}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::CONFLICT, "target_not_connected"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.message().contains("TargetNotConnected"),
+        "AWS's words: {}",
+        reply.message()
+    );
+    let failed = api.get("/api/v1/sessions?state=ended").await;
+    assert_eq!(failed.body["sessions"][0]["state"], "failed");
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": REASON, "document": "No Such Doc"}),
+        )
+        .await;
+    assert_eq!(reply.code(), "invalid_document");
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": REASON, "document": "Missing-Document"}),
+        )
+        .await;
+    assert!(
+        matches!(reply.code(), "invalid_document" | "upstream"),
+        "{}",
+        reply.text
+    );
+    let reply = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(b"{not json"),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": REASON, "extra": 1}),
+        )
+        .await;
+    assert!(reply.message().contains("extra"), "{}", reply.message());
+    let big = vec![b' '; 64 * 1024];
+    let reply = api
+        .send(reqwest::Method::POST, "/api/v1/sessions", Some(&big))
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = api.get("/api/v1/sessions?state=weird").await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request")
+    );
+    let reply = api.get("/api/v1/sessions/no-such-id").await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "unknown_session")
+    );
+    assert_eq!(
+        api.get("/api/v1/nothing-here").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // An auditor may not open sessions; the refusal is audited with its reason.
+    let mut auditor = Api::new(&gw);
+    auditor.login("audrey").await;
+    let reply = auditor.post("/api/v1/sessions", &post(REASON)).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let denied = events_of(&gw, "session.denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor, "audrey");
+    assert_eq!(denied[0].reason.as_deref(), Some(REASON));
+    // Auditors see every session.
+    let all = auditor.get("/api/v1/sessions").await;
+    assert!(!all.body["sessions"].as_array().unwrap().is_empty());
+
+    // A reason made of SQL is stored and shown verbatim.
+    let sql = "'); DROP TABLE sessions; -- \" OR 1=1 ; SELECT * FROM users";
+    let id = api.open(NODE, sql).await;
+    let reply = api.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(reply.body["reason"], sql);
+    assert_eq!(events(&gw, Some(&id)).await[0].reason.as_deref(), Some(sql));
+    api.delete(&format!("/api/v1/sessions/{id}")).await;
+    wait_ended(&mut api, &id).await;
+
+    // The audit chain holds.
+    let checked = audit::verify(&gw.state.db).await.unwrap();
+    assert!(matches!(checked, Ok(n) if n > 5), "{checked:?}");
+    gw.stop().await;
+}

@@ -1,0 +1,339 @@
+//! The gateway's defences: Origin and CSRF checks, forged or stale sign-in tokens, security
+//! headers, body limits, and another user's session.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::api::Api;
+use common::emulator::NODE;
+use common::gateway::{self, Backend, JWT_SECRET};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use porthole::gateway::auth::Claims;
+use porthole::gateway::users::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const REASON: &str = "CHG-1000 checking the security of it all";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_or_missing_origin_is_refused() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.origin = Some("https://evil.example".into());
+    let reply = api
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "alice", "password": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "bad_origin")
+    );
+    assert!(reply.message().contains(&gw.url), "{}", reply.message());
+    api.origin = None;
+    let reply = api
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "alice", "password": "x"}),
+        )
+        .await;
+    assert_eq!(reply.code(), "bad_origin");
+
+    api.origin = Some(gw.origin());
+    api.login("alice").await;
+    let id = api.open(NODE, REASON).await;
+    for origin in [
+        Some("https://evil.example".to_owned()),
+        Some(format!("{}.evil", gw.url)),
+        None,
+    ] {
+        api.origin = origin.clone();
+        let reply = api
+            .post(
+                "/api/v1/sessions",
+                &json!({"target": NODE, "reason": REASON}),
+            )
+            .await;
+        assert_eq!(reply.code(), "bad_origin", "{origin:?}");
+        assert_eq!(
+            api.delete(&format!("/api/v1/sessions/{id}")).await.code(),
+            "bad_origin"
+        );
+        let (status, body) = api.attach(&id).await.err().expect("attach refused");
+        assert_eq!(status, 403, "{origin:?}: {body}");
+        assert!(body.contains("bad_origin"), "{body}");
+    }
+    api.origin = Some(gw.origin());
+    assert!(api.attach(&id).await.is_ok());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_wrong_csrf_token_is_refused() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let good = api.csrf.take();
+    let body = json!({"target": NODE, "reason": REASON});
+    let reply = api.post("/api/v1/sessions", &body).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "csrf")
+    );
+    assert!(
+        reply.message().contains("X-CSRF-Token"),
+        "{}",
+        reply.message()
+    );
+    // Another sign-in's token does not fit this one.
+    let mut other = Api::new(&gw);
+    other.login("alice").await;
+    api.csrf = other.csrf.clone();
+    assert_eq!(api.post("/api/v1/sessions", &body).await.code(), "csrf");
+    assert!(
+        gw.emu.emulator.state().registry.list().is_empty(),
+        "no session was started"
+    );
+    api.csrf = good;
+    assert_eq!(
+        api.post("/api/v1/sessions", &body).await.status,
+        StatusCode::CREATED
+    );
+    gw.stop().await;
+}
+
+fn forge(claims: &Claims, key: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(key),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_logged_out_tokens_are_refused() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let real = api.cookie.clone().unwrap();
+    let parts: Vec<&str> = real.split('.').collect();
+    let claims: Claims = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::OK);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let root_id = porthole::gateway::users::find(&gw.state.db, "root")
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .id;
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    // A flipped signature byte.
+    let mut sig = b64.decode(parts[2]).unwrap();
+    sig[0] ^= 1;
+    cases.push((
+        "tampered signature",
+        format!("{}.{}.{}", parts[0], parts[1], b64.encode(&sig)),
+    ));
+    // A payload edited to another user, the old signature kept.
+    let mut to_root = claims.clone();
+    to_root.sub = root_id.to_string();
+    let edited = b64.encode(serde_json::to_vec(&to_root).unwrap());
+    cases.push((
+        "edited payload",
+        format!("{}.{edited}.{}", parts[0], parts[2]),
+    ));
+    // alg: none.
+    let none_header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    cases.push(("alg none", format!("{none_header}.{}.", parts[1])));
+    // Signed with another key.
+    cases.push((
+        "wrong key",
+        forge(&claims, b"another-key-0123456789abcdef0123456789"),
+    ));
+    // Expired an hour ago, with the right key.
+    let mut expired = claims.clone();
+    (expired.iat, expired.exp) = (now - 7200, now - 3600);
+    cases.push(("expired", forge(&expired, JWT_SECRET.as_bytes())));
+    // The right key but another audience or issuer.
+    let mut audience = claims.clone();
+    audience.aud = "https://elsewhere.example".into();
+    cases.push(("wrong audience", forge(&audience, JWT_SECRET.as_bytes())));
+    let mut issuer = claims.clone();
+    issuer.iss = "someone-else".into();
+    cases.push(("wrong issuer", forge(&issuer, JWT_SECRET.as_bytes())));
+    // The right key, a login id that was never issued.
+    let mut unknown = claims.clone();
+    unknown.jti = uuid::Uuid::new_v4().to_string();
+    cases.push(("unknown login", forge(&unknown, JWT_SECRET.as_bytes())));
+    // The right key and a real login, but the subject changed to another user.
+    cases.push(("other subject", forge(&to_root, JWT_SECRET.as_bytes())));
+    cases.push(("garbage", "not-a-jwt".into()));
+
+    for (what, token) in cases {
+        api.cookie = Some(token);
+        let reply = api.get("/api/v1/me").await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            "{what}"
+        );
+        let reply = api
+            .post(
+                "/api/v1/sessions",
+                &json!({"target": NODE, "reason": REASON}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
+    }
+
+    // A logged-out cookie is refused, attach included.
+    api.cookie = Some(real.clone());
+    let id = api.open(NODE, REASON).await;
+    assert_eq!(
+        api.post("/api/v1/auth/logout", &json!({})).await.status,
+        StatusCode::OK
+    );
+    api.cookie = Some(real);
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.attach(&id).await.err().map(|e| e.0), Some(401));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_security_headers_and_tls_cookies_are_secure() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = Api::new(&gw);
+    for path in ["/healthz", "/readyz", "/api/v1/me", "/nothing"] {
+        let reply = api.get(path).await;
+        let csp = reply.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-eval") && !csp.contains("script-src 'self' 'unsafe-inline'"));
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert_eq!(reply.headers["referrer-policy"], "no-referrer");
+    }
+    assert_eq!(api.get("/healthz").await.text, "ok");
+    assert_eq!(api.get("/readyz").await.status, StatusCode::OK);
+    gw.stop().await;
+
+    // Behind TLS (an https public URL) the cookie gets Secure.
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.server.public_url = "https://porthole.example.com".into();
+    })
+    .await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.origin = Some("https://porthole.example.com".into());
+    let reply = api.login_as("alice", common::gateway::PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let cookie = reply.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_limited_per_user_and_per_address() {
+    let gw = gateway::start(Backend::Sqlite, |c| c.auth.max_failed_logins = 3).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("bob", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    for _ in 0..3 {
+        assert_eq!(
+            api.login_as("alice", "wrong password").await.code(),
+            "invalid_credentials"
+        );
+    }
+    // Even the right password is refused now, for this user and from this address.
+    let reply = api.login_as("alice", common::gateway::PASSWORD).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(
+        reply.message().contains("try again in 300 seconds"),
+        "{}",
+        reply.message()
+    );
+    let reply = api.login_as("bob", common::gateway::PASSWORD).await;
+    assert_eq!(reply.code(), "rate_limited", "the address is limited too");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_messages_are_bounded_and_checked() {
+    use futures_util::SinkExt as _;
+    use porthole::gateway::attach::CLOSE_BAD_MESSAGE;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let id = api.open(NODE, REASON).await;
+
+    let mut term = api.attach(&id).await.unwrap();
+    term.control(json!({"type": "resize", "cols": 0, "rows": 24}))
+        .await;
+    let (code, reason) = term.closed().await;
+    assert_eq!(code, CLOSE_BAD_MESSAGE);
+    assert!(reason.contains("bad size 0x24"), "{reason}");
+
+    let mut term = api.attach(&id).await.unwrap();
+    term.control(json!({"type": "launch_missiles"})).await;
+    let (code, reason) = term.closed().await;
+    assert_eq!(code, CLOSE_BAD_MESSAGE);
+    assert!(reason.contains("launch_missiles"), "{reason}");
+
+    // Larger than the limit: the socket closes with 1009, the session lives on.
+    let mut term = api.attach(&id).await.unwrap();
+    let huge = vec![b'a'; porthole::gateway::attach::MAX_BROWSER_MESSAGE + 1];
+    let _ = term.socket.send(Message::Binary(huge.into())).await;
+    let (code, reason) = term.closed().await;
+    assert_eq!(code, porthole::gateway::attach::CLOSE_TOO_LARGE, "{reason}");
+    let mut term = api.attach(&id).await.unwrap();
+    // A paste within the limit reaches the shell whole (in ≤ 1,024-byte data-channel pieces).
+    let paste = format!("echo {} | wc -c\n", "b".repeat(20_000));
+    term.type_text(&paste).await;
+    term.expect("20001").await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_with_markup_is_rendered_escaped() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let reason = "<script>alert('pwned')</script> & <img src=x onerror=alert(1)>";
+    let id = api.open(NODE, reason).await;
+    assert_eq!(api.get(&format!("/api/v1/sessions/{id}")).await.body["reason"], reason);
+    for path in ["/sessions".to_owned(), format!("/sessions/{id}")] {
+        let page = api.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.text);
+        assert!(
+            !page.text.contains("<script>alert") && !page.text.contains("<img src=x"),
+            "{path} renders the reason as markup"
+        );
+        assert!(
+            page.text.contains("&#60;script&#62;alert(") || page.text.contains("&lt;script&gt;alert("),
+            "{path} does not show the escaped reason"
+        );
+        // No inline script anywhere: every script comes from the gateway's own files.
+        for tag in page.text.split("<script").skip(1) {
+            let open = tag.split('>').next().unwrap();
+            assert!(open.contains("src=\""), "{path}: inline script {open}");
+        }
+    }
+    gw.stop().await;
+}
