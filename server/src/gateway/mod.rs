@@ -6,7 +6,7 @@
 //! - [`users`]: users, roles and password hashes.
 //! - [`auth`]: sign-in cookies (JWT + server-side login rows), CSRF, Origin, rate limit.
 //! - [`policy`]: who may do what, reason rules; the one place that decides.
-//! - [`audit`]: the hash-chained audit log.
+//! - [`audit`]: the hash-chained audit log; [`audit_api`]: `GET /api/v1/audit`.
 //! - [`targets`]: managed nodes from `DescribeInstanceInformation`.
 //! - [`sessions`]: the sessions API; [`live`]: one task per live session; [`attach`]: the
 //!   browser's WebSocket.
@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod audit;
+pub mod audit_api;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -79,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(sessions::get_one).delete(sessions::terminate),
         )
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
+        .route("/api/v1/audit", get(audit_api::list))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

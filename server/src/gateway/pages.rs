@@ -10,7 +10,7 @@
 //! them cheaply and never runs yesterday's script against today's gateway.
 //!
 //! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
-//! `/sessions/{id}` (the terminal), `/assets/{*path}`. A page that needs a sign-in sends a
+//! `/sessions/{id}` (the terminal), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
 //! browser without one to `/login?next=…`, which returns it there afterwards.
 
 use std::collections::HashMap;
@@ -28,6 +28,8 @@ use axum::routing::get;
 use rust_embed::RustEmbed;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use super::audit::{self, StoredEvent};
+use super::audit_api::{self, Params};
 use super::auth::{SignedIn, client_of, signed_in};
 use super::db::now_ms;
 use super::error::ApiError;
@@ -56,6 +58,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/targets", get(targets_page))
         .route("/sessions", get(sessions_page))
         .route("/sessions/{id}", get(terminal_page))
+        .route("/audit", get(audit_page))
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
@@ -85,6 +88,8 @@ struct Layout {
     sessions_label: &'static str,
     /// The page's module under `/assets/` (e.g. `targets.js`); empty for none.
     script: &'static str,
+    /// Whether the navigation shows the audit log (admins and auditors).
+    show_audit: bool,
 }
 
 impl Layout {
@@ -96,6 +101,7 @@ impl Layout {
             nav: "",
             sessions_label: "",
             script,
+            show_audit: false,
         }
     }
 
@@ -117,6 +123,7 @@ impl Layout {
                 "My sessions"
             },
             script,
+            show_audit: audit_api::may_read_audit(&signed.user),
         }
     }
 }
@@ -178,6 +185,36 @@ struct TerminalPage {
     now_ms: i64,
     ended_at: i64,
     end_reason: String,
+}
+
+/// One row of the audit table.
+#[derive(Debug)]
+struct AuditRow {
+    event: StoredEvent,
+    /// UTC, to the second, and RFC 3339 with milliseconds.
+    at: String,
+    at_iso: String,
+    /// The detail's JSON text; empty for `{}`.
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    layout: Layout,
+    /// The filters as given, to fill the form again.
+    params: Params,
+    /// What is wrong with them, if anything.
+    error: String,
+    rows: Vec<AuditRow>,
+    /// Whether a filter is set.
+    filtered: bool,
+    /// The first page with these filters, when this is a later page; else empty.
+    newest_href: String,
+    /// The next (older) page; empty on the last.
+    older_href: String,
+    /// Suggestions for the type filter.
+    kinds: &'static [&'static str],
 }
 
 #[derive(Template)]
@@ -475,6 +512,90 @@ async fn terminal_page(
         end_reason: view.end_reason.clone().unwrap_or_default(),
         view,
     })
+}
+
+/// `/audit?from=…&to=…&actor=…&target=…&type=…&session_id=…&limit=…&cursor=…`: the audit log,
+/// newest first, with the API's filters and paging (admins and auditors).
+async fn audit_page(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    if !audit_api::may_read_audit(&signed.user) {
+        let e = ApiError::forbidden("only the admin and auditor roles may read the audit log");
+        return PageError::new(e, &signed).into_response();
+    }
+    let pairs = query.map(|Query(p)| p).unwrap_or_default();
+    let (params, request) = match Params::from_pairs(&pairs) {
+        Ok(params) => {
+            let request = params.parse();
+            (params, request)
+        }
+        Err(e) => (Params::default(), Err(e)),
+    };
+    let mut page = AuditPage {
+        layout: Layout::signed_in(&signed, "audit", ""),
+        filtered: params.filtered(),
+        params,
+        error: String::new(),
+        rows: Vec::new(),
+        newest_href: String::new(),
+        older_href: String::new(),
+        kinds: audit::kind::ALL,
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => {
+            page.error = e.message;
+            return (StatusCode::BAD_REQUEST, render(&page)).into_response();
+        }
+    };
+    let result = match audit_api::read_page(&state.db, &request).await {
+        Ok(result) => result,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    };
+    let link = |cursor: Option<&str>| {
+        let query = page.params.query_string(cursor);
+        if query.is_empty() {
+            "/audit".to_owned()
+        } else {
+            format!("/audit?{query}")
+        }
+    };
+    let older_href = result
+        .next_cursor
+        .as_deref()
+        .map(|c| link(Some(c)))
+        .unwrap_or_default();
+    let newest_href = if request.before.is_some() {
+        link(None)
+    } else {
+        String::new()
+    };
+    page.older_href = older_href;
+    page.newest_href = newest_href;
+    page.rows = result
+        .events
+        .into_iter()
+        .map(|event| {
+            let (at, _) = times(event.at);
+            let detail = match &event.detail {
+                serde_json::Value::Object(map) if map.is_empty() => String::new(),
+                other => other.to_string(),
+            };
+            AuditRow {
+                at,
+                at_iso: audit::rfc3339_ms(event.at),
+                detail,
+                event,
+            }
+        })
+        .collect();
+    render(&page)
 }
 
 // ---------------------------------------------------------------------------------------------
