@@ -52,6 +52,13 @@ enum Command {
         /// The frame's bytes in hex (whitespace ignored).
         hex: String,
     },
+    /// Explain what the configured policy decides (docs/policy.md).
+    Policy {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
 }
 
 /// Flags of `porthole demo`.
@@ -87,12 +94,15 @@ impl ConfigArg {
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
             None => String::new(),
         };
-        porthole::gateway::config::Config::from_toml_and_env(&text, std::env::vars()).map_err(|e| {
-            match &self.config {
-                Some(path) => format!("{}: {e}", path.display()),
-                None => e.to_string(),
-            }
-        })
+        let mut config =
+            porthole::gateway::config::Config::from_toml_and_env(&text, std::env::vars()).map_err(
+                |e| match &self.config {
+                    Some(path) => format!("{}: {e}", path.display()),
+                    None => e.to_string(),
+                },
+            )?;
+        config.source = self.config.clone();
+        Ok(config)
     }
 }
 
@@ -259,6 +269,7 @@ fn main() -> ExitCode {
         Command::Audit { config, command } => run_audit(&config, command),
         Command::Emulator(args) => run_emulator(args),
         Command::DecodeFrame { hex } => decode_frame(&hex),
+        Command::Policy { config, command } => run_policy(&config, command),
     }
 }
 
@@ -442,6 +453,16 @@ fn run_users(config: &ConfigArg, command: UsersCommand) -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
+                let defined = config.load().and_then(|c| {
+                    porthole::gateway::policy::Policy::from_config(&c.policy, c.source.as_deref())
+                });
+                let checked = defined.and_then(|policy| {
+                    users::check_defined(&roles, &policy.role_names()).map_err(|e| e.to_string())
+                });
+                if let Err(e) = checked {
+                    eprintln!("error: --role: {e}");
+                    return ExitCode::from(2);
+                }
                 let mut line = String::new();
                 if let Err(e) = std::io::stdin().read_line(&mut line) {
                     eprintln!("error: cannot read the password from standard input: {e}");
@@ -688,6 +709,80 @@ fn decode_frame(text: &str) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Explain, rule by rule, whether USER may open a session on TARGET. Exit 0: allowed;
+    /// 1: denied; 2: the check could not be made. The target's name, region and tags come
+    /// from AWS (the configured [aws] settings) unless --name, --region or --tag is given.
+    Check(PolicyCheckArgs),
+}
+
+/// Flags of `porthole policy check`.
+#[derive(Debug, Args)]
+struct PolicyCheckArgs {
+    /// The user (their roles are read from the users table unless --roles is given).
+    user: String,
+    /// The target's instance id.
+    target: String,
+    /// The SSM document (default SSM-SessionManagerRunShell).
+    #[arg(long)]
+    document: Option<String>,
+    /// A reason to check against the reason rules too.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Check these roles (comma-separated) instead of the user's; no database needed.
+    #[arg(long, value_name = "ROLE,...")]
+    roles: Option<String>,
+    /// The target's name (check offline, without asking AWS).
+    #[arg(long)]
+    name: Option<String>,
+    /// The target's region (offline; default: the first configured region).
+    #[arg(long)]
+    region: Option<String>,
+    /// A tag of the target, KEY=VALUE (offline; repeat for more).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+}
+
+fn run_policy(config: &ConfigArg, command: PolicyCommand) -> ExitCode {
+    use porthole::gateway::policy::check;
+    let PolicyCommand::Check(args) = command;
+    let config = match config.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
+    };
+    let request = check::CheckRequest {
+        user: args.user,
+        target: args.target,
+        document: args.document,
+        reason: args.reason,
+        roles: args.roles,
+        name: args.name,
+        region: args.region,
+        tags: args.tags,
+    };
+    match runtime.block_on(check::run(&config, &request)) {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -167,7 +167,7 @@ pub async fn signed_in(
         return Ok(None);
     }
     Ok(Some(SignedIn {
-        user,
+        user: super::policy::resolve(state, user),
         login_id: claims.jti,
         csrf_token,
         client,

@@ -5,8 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
+
+pub use super::policy::PolicyConfig;
 
 /// The prefix of overriding environment variables.
 pub const ENV_PREFIX: &str = "PORTHOLE_";
@@ -64,6 +67,13 @@ pub struct Config {
     /// `[sessions]`.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// `[policy]`: roles, or the file that holds them (`docs/policy.md`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The file this configuration was read from, when it was (set by the caller; relative
+    /// `policy.file` paths start there, and inline roles are reloaded from it).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[server]`.
@@ -266,6 +276,13 @@ impl Config {
                 "sessions.max_per_user must be at least 1".into(),
             ));
         }
+        if self.policy.file.is_some() && !self.policy.roles.is_empty() {
+            return Err(ConfigError(
+                "policy.file and [[policy.roles]] are both set: keep the roles in one place".into(),
+            ));
+        }
+        // Inline roles are checked here; a policy file is read when the gateway starts.
+        super::policy::spec::compile(&self.policy.roles, "policy.roles").map_err(ConfigError)?;
         Ok(())
     }
 
@@ -364,6 +381,43 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains(SECRET), "{shown}");
         assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn policy_keys_are_named() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(
+            &base,
+            env(&[
+                ("PORTHOLE_POLICY__FILE", "/etc/porthole/policy.toml"),
+                ("PORTHOLE_POLICY__WATCH_SECONDS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.policy.file.as_deref(),
+            Some(std::path::Path::new("/etc/porthole/policy.toml"))
+        );
+        assert_eq!(c.policy.watch_seconds, 0);
+        let err = Config::from_toml_and_env(
+            &format!(
+                "{base}[[policy.roles]]\nname = \"a\"\n[[policy.roles]]\nname = \"b\"\n\
+                 [[policy.roles]]\nname = \"c\"\nreason.pattern = \"^(INC|CHG\"\n"
+            ),
+            [],
+        )
+        .unwrap_err();
+        assert!(
+            err.0
+                .starts_with("policy.roles[2].reason.pattern: invalid regex"),
+            "{err}"
+        );
+        let err = Config::from_toml_and_env(
+            &format!("{base}[policy]\nfile = \"p.toml\"\n[[policy.roles]]\nname = \"a\"\n"),
+            [],
+        )
+        .unwrap_err();
+        assert!(err.0.contains("policy.file and [[policy.roles]]"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`db`]: the SQLite / PostgreSQL pool and migrations.
 //! - [`users`]: users, roles and password hashes.
 //! - [`auth`]: sign-in cookies (JWT + server-side login rows), CSRF, Origin, rate limit.
-//! - [`policy`]: who may do what, reason rules; the one place that decides.
+//! - [`policy`]: who may do what (roles from the configuration), reason rules; the one place
+//!   that decides; reloaded on SIGHUP and when its file changes.
 //! - [`audit`]: the hash-chained audit log; [`audit_api`]: `GET /api/v1/audit`.
 //! - [`targets`]: managed nodes from `DescribeInstanceInformation`.
 //! - [`sessions`]: the sessions API; [`live`]: one task per live session; [`attach`]: the
@@ -195,10 +196,12 @@ pub async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let watcher = policy::spawn_watcher(state.clone());
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| StartError::Other(format!("serving failed: {e}")));
+    watcher.abort();
     end_all(&state, "the gateway (shutting down)").await;
     served
 }

@@ -138,6 +138,8 @@ pub async fn visible(
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     target: String,
+    /// Missing: empty, which only roles whose reason is optional accept.
+    #[serde(default)]
     reason: String,
     #[serde(default)]
     document: Option<String>,
@@ -153,26 +155,36 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_json(&body)?;
     let user = &signed.user;
-    let reason = policy::check_reason(&body.reason)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason", m))?;
     let document = body
         .document
         .unwrap_or_else(|| policy::DEFAULT_DOCUMENT.to_owned());
     policy::check_document(&document)
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", m))?;
-    if let Err(why) = policy::may_open_session(user, &body.target) {
+    // The policy decides on the node's name, region and tags; a node that is not listed is
+    // judged by its id alone, so that who may not reach it learns nothing of whether it exists.
+    let found = targets::find(&state, &body.target).await?;
+    let in_force = state.policy.current();
+    let facts = found
+        .clone()
+        .unwrap_or_else(|| targets::unknown(&body.target));
+    let decided = in_force.decide_start(user, &facts, &document, &body.reason);
+    if let Err(policy::Refusal::Denied(why)) = &decided {
         let mut tx = state.db.begin_write().await?;
         audit::append(
             &mut tx.tx,
             &Event::new(kind::SESSION_DENIED, &user.name, &signed.client)
-                .reason(&reason)
-                .detail(json!({"why": why, "target": body.target})),
+                .reason(body.reason.trim())
+                .detail(json!({
+                    "why": why, "target": body.target, "document": document,
+                    "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    "policy": in_force.hash(),
+                })),
         )
         .await?;
         tx.commit().await?;
-        return Err(ApiError::forbidden(why));
+        return Err(ApiError::forbidden(why.clone()));
     }
-    let Some(target) = targets::find(&state, &body.target).await? else {
+    let Some(target) = found else {
         return Err(ApiError::not_found(
             "unknown_target",
             format!(
@@ -181,6 +193,14 @@ pub async fn create(
             ),
         ));
     };
+    let decision = decided.map_err(|refusal| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_reason",
+            refusal.message(),
+        )
+    })?;
+    let reason = decision.reason.clone();
     let clients = state
         .clients(&target.region)
         .cloned()
@@ -227,7 +247,12 @@ pub async fn create(
         &Event::new(kind::SESSION_START, &user.name, &signed.client)
             .session(&id, &target.id)
             .reason(&reason)
-            .detail(json!({"document": document, "region": target.region})),
+            .detail(json!({
+                "document": document, "region": target.region,
+                "roles": decision.roles, "policy": decision.policy_hash,
+                "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
+                "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
+            })),
     )
     .await?;
     tx.commit().await?;
@@ -237,7 +262,8 @@ pub async fn create(
         .start_session()
         .target(&target.id)
         .document_name(&document)
-        .reason(policy::aws_reason(&reason));
+        // AWS takes 1 to 256 characters or none (a role may make the reason optional).
+        .set_reason((!reason.is_empty()).then(|| policy::aws_reason(&reason)));
     if let Some(parameters) = body.parameters {
         request = request.set_parameters(Some(parameters));
     }

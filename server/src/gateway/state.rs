@@ -11,7 +11,9 @@ use super::auth::JwtKeys;
 use super::config::Config;
 use super::db::Db;
 use super::live;
+use super::policy::PolicyHandle;
 use super::targets;
+use super::users::{LocalRoles, RoleSource};
 use crate::ssm::client::AwsClients;
 
 /// The shared state.
@@ -33,39 +35,18 @@ pub struct AppState {
     pub targets: targets::Cache,
     /// A real argon2 hash, checked against when the user name is unknown (equal timing).
     pub dummy_hash: String,
+    /// The policy in force (replaced on reload).
+    pub policy: PolicyHandle,
+    /// Where users' roles come from.
+    pub role_source: Box<dyn RoleSource>,
 }
 
 impl AppState {
     /// Builds the state: AWS clients for every region (aws-config's default chain unless the
     /// configuration has static credentials).
     pub async fn new(config: Config, db: Db) -> Result<Self, String> {
-        let mut aws = BTreeMap::new();
-        for region in config.aws.all_regions() {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                .region(aws_config::Region::new(region.clone()));
-            if let Some(url) = &config.aws.endpoint_url {
-                loader = loader.endpoint_url(url);
-            }
-            if let (Some(id), Some(secret)) =
-                (&config.aws.access_key_id, &config.aws.secret_access_key)
-            {
-                loader = loader.credentials_provider(Credentials::new(
-                    id.expose(),
-                    secret.expose(),
-                    None,
-                    None,
-                    "porthole-config",
-                ));
-            }
-            let sdk = loader.load().await;
-            aws.insert(
-                region,
-                AwsClients {
-                    ssm: aws_sdk_ssm::Client::new(&sdk),
-                    kms: aws_sdk_kms::Client::new(&sdk),
-                },
-            );
-        }
+        let policy = PolicyHandle::load(&config)?;
+        let aws = aws_clients(&config).await;
         let origin = config.origin();
         let jwt = JwtKeys::new(config.auth.jwt_secret.expose().as_bytes(), &origin);
         let dummy_hash =
@@ -78,6 +59,8 @@ impl AppState {
             live: live::Registry::default(),
             targets: targets::Cache::default(),
             dummy_hash,
+            policy,
+            role_source: Box::new(LocalRoles),
             config,
         })
     }
@@ -86,6 +69,38 @@ impl AppState {
     pub fn clients(&self, region: &str) -> Option<&AwsClients> {
         self.aws.get(region)
     }
+}
+
+/// AWS clients for every configured region (aws-config's default chain unless the
+/// configuration has static credentials).
+pub async fn aws_clients(config: &Config) -> BTreeMap<String, AwsClients> {
+    let mut aws = BTreeMap::new();
+    for region in config.aws.all_regions() {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.clone()));
+        if let Some(url) = &config.aws.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let (Some(id), Some(secret)) = (&config.aws.access_key_id, &config.aws.secret_access_key)
+        {
+            loader = loader.credentials_provider(Credentials::new(
+                id.expose(),
+                secret.expose(),
+                None,
+                None,
+                "porthole-config",
+            ));
+        }
+        let sdk = loader.load().await;
+        aws.insert(
+            region,
+            AwsClients {
+                ssm: aws_sdk_ssm::Client::new(&sdk),
+                kms: aws_sdk_kms::Client::new(&sdk),
+            },
+        );
+    }
+    aws
 }
 
 /// AWS's own words for an SDK error: `Code: message`, or the error's text when the service

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ssm::types::ResourceTypeForTagging;
+use aws_sdk_ssm::types::{InstanceInformationStringFilter, ResourceTypeForTagging};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use super::auth::SignedIn;
 use super::error::ApiError;
 use super::state::{AppState, aws_message};
+use crate::ssm::client::AwsClients;
 
 /// How long a fetched list is served before it is fetched again.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -54,7 +55,7 @@ pub async fn all(state: &AppState) -> Result<Arc<Vec<Target>>, ApiError> {
     }
     let mut out = Vec::new();
     for (region, clients) in &state.aws {
-        out.extend(fetch_region(region, &clients.ssm).await?);
+        out.extend(fetch_region(region, &clients.ssm, None).await?);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     let list = Arc::new(out);
@@ -67,12 +68,50 @@ pub async fn find(state: &AppState, id: &str) -> Result<Option<Target>, ApiError
     Ok(all(state).await?.iter().find(|t| t.id == id).cloned())
 }
 
-async fn fetch_region(region: &str, ssm: &aws_sdk_ssm::Client) -> Result<Vec<Target>, ApiError> {
-    let mut pages = ssm
-        .describe_instance_information()
-        .max_results(50)
-        .into_paginator()
-        .send();
+/// One node by id, asked of AWS directly (no cache): each region in turn, with an
+/// `InstanceIds` filter (`porthole policy check`).
+pub async fn lookup(
+    aws: &BTreeMap<String, AwsClients>,
+    id: &str,
+) -> Result<Option<Target>, String> {
+    for (region, clients) in aws {
+        let found = fetch_region(region, &clients.ssm, Some(id))
+            .await
+            .map_err(|e| e.message)?;
+        if let Some(target) = found.into_iter().find(|t| t.id == id) {
+            return Ok(Some(target));
+        }
+    }
+    Ok(None)
+}
+
+/// A target that is not among the managed nodes, as the policy sees it: only its id.
+pub fn unknown(id: &str) -> Target {
+    Target {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        platform: String::new(),
+        ping_status: String::new(),
+        region: String::new(),
+        tags: BTreeMap::new(),
+    }
+}
+
+async fn fetch_region(
+    region: &str,
+    ssm: &aws_sdk_ssm::Client,
+    only: Option<&str>,
+) -> Result<Vec<Target>, ApiError> {
+    let mut request = ssm.describe_instance_information().max_results(50);
+    if let Some(id) = only {
+        let filter = InstanceInformationStringFilter::builder()
+            .key("InstanceIds")
+            .values(id)
+            .build()
+            .map_err(|e| ApiError::internal(format!("InstanceIds filter: {e}")))?;
+        request = request.filters(filter);
+    }
+    let mut pages = request.into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
@@ -133,10 +172,11 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let policy = state.policy.current();
     let targets: Vec<Target> = all(&state)
         .await?
         .iter()
-        .filter(|t| super::policy::may_open_session(&signed.user, &t.id).is_ok())
+        .filter(|t| policy.reaches(&signed.user, t))
         .cloned()
         .collect();
     Ok(Json(json!({ "targets": targets })))

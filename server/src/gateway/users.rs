@@ -1,5 +1,8 @@
-//! Users: argon2id password hashes, roles, disabling. The only module that touches the
-//! `users` table.
+//! Users: argon2id password hashes, role names, disabling. The only module that touches the
+//! `users` table. What a role allows is the policy's to say; where a user's roles come from is
+//! a [`RoleSource`] (local assignment today).
+
+use std::borrow::Cow;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -7,37 +10,41 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use sqlx::Row;
 
 use super::db::{Db, DbError, now_ms};
+use super::policy::Grants;
 
-/// What a user may do. The policy engine will grow from here; the check lives in one place
-/// ([`Role::may_open_sessions`] and friends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Everything, including others' sessions.
-    Admin,
-    /// Opens sessions on any target.
-    Operator,
-    /// Reads sessions and audit; opens none.
-    Auditor,
+/// A role name. What a role allows is the policy's business (`policy`, the roles of the
+/// configuration); a user only holds names. `Role::Admin`, `Role::Operator` and
+/// `Role::Auditor` name the built-in roles, used when the configuration defines none.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Role(Cow<'static, str>);
+
+// Spelled like the enum variants they replace, so `Role::Operator` reads as it always did.
+#[allow(non_upper_case_globals)]
+impl Role {
+    /// The built-in role that may do everything, including to others' sessions.
+    pub const Admin: Role = Role(Cow::Borrowed("admin"));
+    /// The built-in role that opens sessions on any target.
+    pub const Operator: Role = Role(Cow::Borrowed("operator"));
+    /// The built-in role that reads sessions and the audit log and opens none.
+    pub const Auditor: Role = Role(Cow::Borrowed("auditor"));
 }
 
 impl Role {
-    /// The name used in the database, the CLI and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Operator => "operator",
-            Self::Auditor => "auditor",
-        }
+    /// The name used in the database, the CLI, the API and the policy.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
-    /// Parses a role name.
+    /// A role name, when it is one (the characters of user names: a-z, 0-9, `.`, `_`, `-`;
+    /// 1 to 64). Whether the policy defines it is another question ([`check_defined`]).
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Self::Admin),
-            "operator" => Some(Self::Operator),
-            "auditor" => Some(Self::Auditor),
-            _ => None,
-        }
+        valid_name(s).then(|| Self(Cow::Owned(s.to_owned())))
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -48,16 +55,38 @@ pub struct User {
     pub id: i64,
     /// Sign-in name.
     pub name: String,
-    /// Roles.
+    /// Role names.
     pub roles: Vec<Role>,
     /// Disabled users cannot sign in and their sign-ins stop working.
     pub disabled: bool,
+    /// What the roles allow beyond one's own sessions, resolved by the policy for a signed-in
+    /// request (`policy::resolve`); none for a user merely read from the table.
+    pub grants: Grants,
 }
 
 impl User {
-    /// Whether the user has `role`.
+    /// Whether the user holds `role` (a name; what it allows is the policy's to say).
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+}
+
+/// Where a user's roles come from. The gateway asks it for every signed-in request, so a
+/// source may map an outside identity to policy roles (an SSO group claim, later). Today's one
+/// source is [`LocalRoles`]: the comma-separated `users.roles` column, set with
+/// `porthole users add --role`.
+pub trait RoleSource: Send + Sync + std::fmt::Debug {
+    /// The roles of `user`, a row just read from the users table.
+    fn roles_of(&self, user: &User) -> Vec<Role>;
+}
+
+/// Roles by local assignment: what the users table says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalRoles;
+
+impl RoleSource for LocalRoles {
+    fn roles_of(&self, user: &User) -> Vec<Role> {
+        user.roles.clone()
     }
 }
 
@@ -70,9 +99,17 @@ pub enum UserError {
     /// The password is too short or too long.
     #[error("passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters")]
     InvalidPassword,
-    /// No role, or an unknown one.
-    #[error("unknown role {0:?}; roles are admin, operator, auditor")]
+    /// No role, or a name that cannot be a role.
+    #[error("role names are 1 to 64 characters of a-z, 0-9, '.', '_' and '-'; got {0:?}")]
     InvalidRole(String),
+    /// A role the policy does not define.
+    #[error("unknown role {role:?}; the policy defines {defined}")]
+    UnknownRole {
+        /// The name given.
+        role: String,
+        /// The roles the policy defines, comma-separated.
+        defined: String,
+    },
     /// The name is taken.
     #[error("a user named {0:?} already exists")]
     Exists(String),
@@ -100,7 +137,8 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
-/// Parses a comma-separated role list.
+/// Parses a comma-separated role list, in the order given, without repeats (names only; see
+/// [`check_defined`]).
 pub fn parse_roles(text: &str) -> Result<Vec<Role>, UserError> {
     let mut roles = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -112,8 +150,38 @@ pub fn parse_roles(text: &str) -> Result<Vec<Role>, UserError> {
     if roles.is_empty() {
         return Err(UserError::InvalidRole(text.to_owned()));
     }
-    roles.sort();
     Ok(roles)
+}
+
+/// Checks that the policy defines every role in `roles` (`defined`: its role names), so that a
+/// typo is caught when a role is assigned rather than when the user is refused.
+pub fn check_defined(roles: &[Role], defined: &[String]) -> Result<(), UserError> {
+    match roles
+        .iter()
+        .find(|r| !defined.iter().any(|d| d == r.as_str()))
+    {
+        None => Ok(()),
+        Some(unknown) => Err(UserError::UnknownRole {
+            role: unknown.as_str().to_owned(),
+            defined: if defined.is_empty() {
+                "no roles".to_owned()
+            } else {
+                defined.join(", ")
+            },
+        }),
+    }
+}
+
+/// The roles stored in a row: the valid names among them (a name the policy does not define
+/// is kept; it allows nothing).
+fn stored_roles(text: &str) -> Vec<Role> {
+    let mut roles: Vec<Role> = Vec::new();
+    for role in text.split(',').map(str::trim).filter_map(Role::parse) {
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    roles
 }
 
 fn roles_text(roles: &[Role]) -> String {
@@ -146,8 +214,9 @@ pub(crate) fn user_from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error
     Ok(User {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        roles: parse_roles(&roles).unwrap_or_default(),
+        roles: stored_roles(&roles),
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        grants: Grants::default(),
     })
 }
 
@@ -282,10 +351,33 @@ mod tests {
         assert!(!valid_name("x'; DROP TABLE users; --"));
         assert_eq!(
             parse_roles("operator, admin").unwrap(),
-            vec![Role::Admin, Role::Operator]
+            vec![Role::Operator, Role::Admin]
         );
-        assert!(matches!(parse_roles("root"), Err(UserError::InvalidRole(r)) if r == "root"));
+        assert_eq!(
+            parse_roles("web-oncall,dba, web-oncall").unwrap(),
+            vec![
+                Role::parse("web-oncall").unwrap(),
+                Role::parse("dba").unwrap()
+            ]
+        );
+        assert!(matches!(parse_roles("Root"), Err(UserError::InvalidRole(r)) if r == "Root"));
+        assert!(matches!(parse_roles("a b"), Err(UserError::InvalidRole(_))));
         assert!(parse_roles(" , ").is_err());
+        let defined = [
+            "admin".to_owned(),
+            "operator".to_owned(),
+            "auditor".to_owned(),
+        ];
+        assert!(check_defined(&parse_roles("operator,admin").unwrap(), &defined).is_ok());
+        let err = check_defined(&parse_roles("operator,root").unwrap(), &defined).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown role \"root\"; the policy defines admin, operator, auditor"
+        );
+        assert_eq!(
+            stored_roles("operator,Bad Name,,admin,operator"),
+            [Role::Operator, Role::Admin]
+        );
     }
 
     #[test]

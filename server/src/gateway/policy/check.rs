@@ -1,0 +1,147 @@
+//! `porthole policy check USER TARGET`: the decision for one user and one target, explained
+//! rule by rule, from the configured policy (the file, not a running gateway's memory).
+//!
+//! The user's roles come from the users table (or `--roles`); the target's name, region and
+//! tags from AWS with the configured settings (DescribeInstanceInformation and
+//! ListTagsForResource), or, when any of `--name`, `--region` or `--tag` is given, from those
+//! flags alone, without asking AWS.
+
+use std::collections::BTreeMap;
+
+use super::{DEFAULT_DOCUMENT, Policy, check_document};
+use crate::gateway::config::Config;
+use crate::gateway::db::Db;
+use crate::gateway::targets::{self, Target};
+use crate::gateway::users::{self, LocalRoles, RoleSource, User};
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckRequest {
+    /// The user's name.
+    pub user: String,
+    /// The target's instance id.
+    pub target: String,
+    /// The document (default [`DEFAULT_DOCUMENT`]).
+    pub document: Option<String>,
+    /// A reason to check against the reason rules.
+    pub reason: Option<String>,
+    /// Roles to check instead of the user's (comma-separated): no database needed.
+    pub roles: Option<String>,
+    /// The target's name (offline).
+    pub name: Option<String>,
+    /// The target's region (offline).
+    pub region: Option<String>,
+    /// The target's tags, `key=value` (offline).
+    pub tags: Vec<String>,
+}
+
+/// The verdict and its explanation.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// Whether the start would be allowed.
+    pub allowed: bool,
+    /// The explanation, for a person.
+    pub text: String,
+}
+
+/// Explains the decision. `Err`: the check could not be made (bad flags, unknown user or
+/// target, unreadable policy).
+pub async fn run(config: &Config, request: &CheckRequest) -> Result<CheckReport, String> {
+    let policy = Policy::from_config(&config.policy, config.source.as_deref())?;
+    let document = request
+        .document
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DOCUMENT.to_owned());
+    check_document(&document).map_err(|e| format!("--document: {e}"))?;
+    let (user, roles_from) = user_of(config, request).await?;
+    let (target, target_from) = target_of(config, request).await?;
+    let explanation = policy.explain(&user, &target, &document, request.reason.as_deref());
+    let mut text = format!("(roles {roles_from}; target {target_from})\n");
+    text.push_str(&explanation.render());
+    let mut allowed = explanation.outcome().is_ok();
+    if user.disabled {
+        allowed = false;
+        text.push_str(&format!(
+            "DENIED: {} is disabled and cannot sign in\n",
+            user.name
+        ));
+    }
+    Ok(CheckReport { allowed, text })
+}
+
+async fn user_of(config: &Config, request: &CheckRequest) -> Result<(User, &'static str), String> {
+    if let Some(list) = &request.roles {
+        let roles = users::parse_roles(list).map_err(|e| format!("--roles: {e}"))?;
+        let user = User {
+            id: 0,
+            name: request.user.clone(),
+            roles,
+            disabled: false,
+            grants: super::Grants::default(),
+        };
+        return Ok((user, "as given with --roles"));
+    }
+    let db = Db::connect(config.database.url.expose())
+        .await
+        .map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| e.to_string())?;
+    let found = users::find(&db, &request.user)
+        .await
+        .map_err(|e| e.to_string());
+    db.pool().close().await;
+    let Some((mut user, _)) = found? else {
+        return Err(format!(
+            "no user named {:?} (pass --roles to check roles without a user)",
+            request.user
+        ));
+    };
+    user.roles = LocalRoles.roles_of(&user);
+    Ok((user, "from the users table"))
+}
+
+async fn target_of(
+    config: &Config,
+    request: &CheckRequest,
+) -> Result<(Target, &'static str), String> {
+    let offline = request.name.is_some() || request.region.is_some() || !request.tags.is_empty();
+    if !offline {
+        let aws = crate::gateway::state::aws_clients(config).await;
+        let regions = config.aws.all_regions().join(", ");
+        return match targets::lookup(&aws, &request.target).await? {
+            Some(target) => Ok((target, "from AWS")),
+            None => Err(format!(
+                "no managed node {:?} in {regions}; pass --name, --region or --tag to check \
+                 without asking AWS",
+                request.target
+            )),
+        };
+    }
+    let mut tags = BTreeMap::new();
+    for tag in &request.tags {
+        let Some((k, v)) = tag.split_once('=') else {
+            return Err(format!("--tag {tag:?}: write key=value"));
+        };
+        tags.insert(k.to_owned(), v.to_owned());
+    }
+    let name = request
+        .name
+        .clone()
+        .or_else(|| tags.get("Name").cloned())
+        .unwrap_or_else(|| request.target.clone());
+    let region = request
+        .region
+        .clone()
+        .or_else(|| config.aws.all_regions().into_iter().next())
+        .unwrap_or_default();
+    Ok((
+        Target {
+            id: request.target.clone(),
+            name,
+            platform: String::new(),
+            ping_status: String::new(),
+            region,
+            tags,
+        },
+        "as given",
+    ))
+}

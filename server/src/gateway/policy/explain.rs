@@ -1,0 +1,387 @@
+//! A decision, role by role: which roles of the user exist, which of their selectors match the
+//! target (and why not), whether the document is allowed, whether the reason passes. The
+//! server's answer ([`Explanation::outcome`]) and `porthole policy check`'s report
+//! ([`Explanation::render`]) come from the same walk, so they cannot disagree.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{Policy, describe_target};
+use crate::gateway::targets::Target;
+use crate::gateway::users::User;
+
+/// An allowed start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The roles that allow it (target, document and reason), in the user's order.
+    pub roles: Vec<String>,
+    /// The reason, trimmed.
+    pub reason: String,
+    /// The longest session those roles allow (the most generous; `None`: no limit of theirs).
+    pub max_duration: Option<Duration>,
+    /// The idle timeout those roles set (the most generous; `None`: none of theirs).
+    pub idle_timeout: Option<Duration>,
+    /// The hash of the policy that decided.
+    pub policy_hash: String,
+}
+
+/// A refused start, in words for the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No role of the user allows the target with the document (403).
+    Denied(String),
+    /// Some role allows it, but the reason does not pass its rules (422 `invalid_reason`).
+    InvalidReason(String),
+}
+
+impl Refusal {
+    /// The text for the person.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Denied(m) | Self::InvalidReason(m) => m,
+        }
+    }
+}
+
+/// One selector of a role and whether it matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectorCheck {
+    /// As written: `ids i-0abc*; tags env=prod`.
+    pub selector: String,
+    /// `Err`: why it does not match.
+    pub result: Result<(), String>,
+}
+
+/// One role of the user, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCheck {
+    /// The role's name.
+    pub role: String,
+    /// Whether the policy defines it (an undefined role allows nothing).
+    pub defined: bool,
+    /// Its description.
+    pub description: String,
+    /// Its selectors, each checked.
+    pub selectors: Vec<SelectorCheck>,
+    /// The document: the glob that allows it, or why none does; `None` when the role does not
+    /// select the target.
+    pub document: Option<Result<String, String>>,
+    /// The documents it allows, as written.
+    pub documents: String,
+    /// The reason rule in words.
+    pub reason_rule: String,
+    /// The reason checked against the rule; `None` when not checked (no reason given, or
+    /// the role does not allow the target and document).
+    pub reason: Option<Result<(), String>>,
+    /// Its session limit.
+    pub max_duration: Option<Duration>,
+    /// Its idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// What else it grants, in words.
+    pub grants: Vec<&'static str>,
+}
+
+impl RoleCheck {
+    /// Whether some selector matched.
+    pub fn selects(&self) -> bool {
+        self.selectors.iter().any(|s| s.result.is_ok())
+    }
+
+    /// Whether it allows the target with the document.
+    pub fn allows(&self) -> bool {
+        matches!(self.document, Some(Ok(_)))
+    }
+}
+
+/// The decision, role by role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The user's name.
+    pub user: String,
+    /// The user's role names.
+    pub user_roles: Vec<String>,
+    /// The target as the policy saw it.
+    pub target: Target,
+    /// The document.
+    pub document: String,
+    /// The trimmed reason, when one was checked.
+    pub reason: Option<String>,
+    /// The user's roles, in order.
+    pub roles: Vec<RoleCheck>,
+    /// Where the policy came from, in words.
+    pub policy: String,
+    /// The policy's hash.
+    pub policy_hash: String,
+}
+
+pub(super) fn explain(
+    policy: &Policy,
+    user: &User,
+    target: &Target,
+    document: &str,
+    reason: Option<&str>,
+) -> Explanation {
+    let reason = reason.map(|r| r.trim().to_owned());
+    let roles = user
+        .roles
+        .iter()
+        .map(|name| {
+            let Some(def) = policy.role(name.as_str()) else {
+                return RoleCheck {
+                    role: name.as_str().to_owned(),
+                    defined: false,
+                    description: String::new(),
+                    selectors: Vec::new(),
+                    document: None,
+                    documents: String::new(),
+                    reason_rule: String::new(),
+                    reason: None,
+                    max_duration: None,
+                    idle_timeout: None,
+                    grants: Vec::new(),
+                };
+            };
+            let selectors: Vec<SelectorCheck> = def
+                .targets
+                .iter()
+                .map(|s| SelectorCheck {
+                    selector: s.describe(),
+                    result: s.check(target),
+                })
+                .collect();
+            let selects = selectors.iter().any(|s| s.result.is_ok());
+            let document = selects.then(|| def.document(document).map(str::to_owned));
+            let allows = matches!(document, Some(Ok(_)));
+            let mut grants = Vec::new();
+            if def.observe_others {
+                grants.push("observe others' sessions");
+            }
+            if def.terminate_others {
+                grants.push("terminate others' sessions");
+            }
+            if def.read_audit {
+                grants.push("read the audit log");
+            }
+            RoleCheck {
+                role: def.name.clone(),
+                defined: true,
+                description: def.description.clone(),
+                selectors,
+                document,
+                documents: def.documents_text(),
+                reason_rule: def.reason.describe(),
+                reason: match &reason {
+                    Some(r) if allows => Some(def.reason.check(r)),
+                    _ => None,
+                },
+                max_duration: def.max_duration,
+                idle_timeout: def.idle_timeout,
+                grants,
+            }
+        })
+        .collect();
+    Explanation {
+        user: user.name.clone(),
+        user_roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        target: target.clone(),
+        document: document.to_owned(),
+        reason,
+        roles,
+        policy: policy.source().to_string(),
+        policy_hash: policy.hash().to_owned(),
+    }
+}
+
+/// The most generous of some limits: no limit beats any limit.
+fn most_generous(limits: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
+    let mut best = Some(Duration::ZERO);
+    for limit in limits {
+        best = match (best, limit) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    best
+}
+
+impl Explanation {
+    /// The decision: allowed by the roles that pass everything, or refused with the words for
+    /// the person. Without a reason, the reason rules are not part of it.
+    pub fn outcome(&self) -> Result<Decision, Refusal> {
+        let target = describe_target(&self.target);
+        if !self.roles.iter().any(RoleCheck::selects) {
+            return Err(Refusal::Denied(format!("no role of yours allows {target}")));
+        }
+        let allowing: Vec<&RoleCheck> = self.roles.iter().filter(|r| r.allows()).collect();
+        if allowing.is_empty() {
+            let mut documents: Vec<&str> = Vec::new();
+            for role in self.roles.iter().filter(|r| r.selects()) {
+                if !documents.contains(&role.documents.as_str()) {
+                    documents.push(&role.documents);
+                }
+            }
+            return Err(Refusal::Denied(format!(
+                "your roles allow {target} but not with the document {} (they allow {})",
+                self.document,
+                documents.join("; ")
+            )));
+        }
+        let passing: Vec<&RoleCheck> = match &self.reason {
+            None => allowing,
+            Some(_) => {
+                let passing: Vec<&RoleCheck> = allowing
+                    .iter()
+                    .copied()
+                    .filter(|r| matches!(r.reason, Some(Ok(()))))
+                    .collect();
+                if passing.is_empty() {
+                    let mut messages: Vec<&str> = Vec::new();
+                    for role in &allowing {
+                        if let Some(Err(m)) = &role.reason
+                            && !messages.contains(&m.as_str())
+                        {
+                            messages.push(m);
+                        }
+                    }
+                    return Err(Refusal::InvalidReason(messages.join("; or: ")));
+                }
+                passing
+            }
+        };
+        Ok(Decision {
+            roles: passing.iter().map(|r| r.role.clone()).collect(),
+            reason: self.reason.clone().unwrap_or_default(),
+            max_duration: most_generous(passing.iter().map(|r| r.max_duration)),
+            idle_timeout: most_generous(passing.iter().map(|r| r.idle_timeout)),
+            policy_hash: self.policy_hash.clone(),
+        })
+    }
+
+    /// The report of `porthole policy check`: the inputs, each role rule by rule, the verdict.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let hash: String = self.policy_hash.chars().take(12).collect();
+        let _ = writeln!(out, "policy    {} (sha256 {hash}…)", self.policy);
+        let roles = if self.user_roles.is_empty() {
+            "none".to_owned()
+        } else {
+            self.user_roles.join(", ")
+        };
+        let _ = writeln!(out, "user      {} (roles: {roles})", self.user);
+        let _ = writeln!(out, "target    {}", describe_target(&self.target));
+        let _ = writeln!(out, "document  {}", self.document);
+        match &self.reason {
+            Some(r) => {
+                let _ = writeln!(out, "reason    {r:?}");
+            }
+            None => {
+                let _ = writeln!(out, "reason    (not given: reason rules not checked)");
+            }
+        }
+        for role in &self.roles {
+            out.push('\n');
+            if !role.defined {
+                let _ = writeln!(
+                    out,
+                    "role {}: not defined in this policy, allows nothing",
+                    role.role
+                );
+                continue;
+            }
+            if role.description.is_empty() {
+                let _ = writeln!(out, "role {}", role.role);
+            } else {
+                let _ = writeln!(out, "role {} ({})", role.role, role.description);
+            }
+            if role.selectors.is_empty() {
+                let _ = writeln!(out, "  targets: none (this role opens no sessions)");
+            }
+            for (i, s) in role.selectors.iter().enumerate() {
+                match &s.result {
+                    Ok(()) => {
+                        let _ = writeln!(out, "  targets[{i}] {}: matches", s.selector);
+                    }
+                    Err(why) => {
+                        let _ = writeln!(out, "  targets[{i}] {}: no, {why}", s.selector);
+                    }
+                }
+            }
+            match &role.document {
+                None => {
+                    let _ = writeln!(out, "  -> does not select this target");
+                }
+                Some(Err(why)) => {
+                    let _ = writeln!(out, "  document: no, {why}");
+                    let _ = writeln!(out, "  -> does not allow this document");
+                }
+                Some(Ok(glob)) => {
+                    let _ = writeln!(out, "  document: allowed by {glob}");
+                    match &role.reason {
+                        None => {
+                            let _ = writeln!(out, "  reason: {} (not checked)", role.reason_rule);
+                        }
+                        Some(Ok(())) => {
+                            let _ = writeln!(out, "  reason: {}: passes", role.reason_rule);
+                        }
+                        Some(Err(m)) => {
+                            let _ = writeln!(out, "  reason: {}: fails: {m}", role.reason_rule);
+                        }
+                    }
+                    let _ = writeln!(out, "  limits: {}", limits(role));
+                    let verdict = if matches!(role.reason, Some(Err(_))) {
+                        "allows the target and document, not this reason"
+                    } else {
+                        "allows"
+                    };
+                    let _ = writeln!(out, "  -> {verdict}");
+                }
+            }
+            if !role.grants.is_empty() {
+                let _ = writeln!(out, "  also may: {}", role.grants.join(", "));
+            }
+        }
+        if self.roles.is_empty() {
+            let _ = writeln!(out, "\n{} has no roles", self.user);
+        }
+        out.push('\n');
+        match self.outcome() {
+            Ok(d) => {
+                let _ = write!(out, "ALLOWED by {}", d.roles.join(", "));
+                let mut limits = Vec::new();
+                if let Some(m) = d.max_duration {
+                    limits.push(format!("sessions of at most {} s", m.as_secs()));
+                }
+                if let Some(i) = d.idle_timeout {
+                    limits.push(format!("idle timeout {} s", i.as_secs()));
+                }
+                if !limits.is_empty() {
+                    let _ = write!(out, " ({})", limits.join(", "));
+                }
+                out.push('\n');
+            }
+            Err(Refusal::Denied(m)) => {
+                let _ = writeln!(out, "DENIED: {m}");
+            }
+            Err(Refusal::InvalidReason(m)) => {
+                let _ = writeln!(out, "DENIED (invalid reason): {m}");
+            }
+        }
+        out
+    }
+}
+
+fn limits(role: &RoleCheck) -> String {
+    match (role.max_duration, role.idle_timeout) {
+        (None, None) => "none of its own".into(),
+        (m, i) => {
+            let mut parts = Vec::new();
+            if let Some(m) = m {
+                parts.push(format!("sessions of at most {} s", m.as_secs()));
+            }
+            if let Some(i) = i {
+                parts.push(format!("idle timeout {} s", i.as_secs()));
+            }
+            parts.join(", ")
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Who may do what: the one place the gateway asks.
+//!
+//! A [`Policy`] is a list of roles (written in `[[policy.roles]]`, in the file `policy.file`
+//! names, or the built-in admin, operator and auditor when neither exists; see
+//! `docs/policy.md`). A role selects targets (instance id, name, region and tag globs), allows
+//! documents (globs), sets reason rules (length, a regular expression and its message) and
+//! session limits, and may grant observing, terminating others' sessions and reading the
+//! audit log. A user holds role names ([`RoleSource`]: local assignment today); what the
+//! user may do is the union of those roles. Nothing is allowed that no role allows.
+//!
+//! - [`Policy::decide_start`]: may this user open a session on this target with this
+//!   document and this reason? Either a [`Decision`] (which roles allowed it, the session
+//!   limits) or a [`Refusal`] that says why in words.
+//! - [`Policy::explain`]: the same decision, rule by rule (`porthole policy check`).
+//! - [`Policy::reaches`]: whether a target belongs in the user's list.
+//! - [`Grants`]: what the user's roles allow beyond their own sessions, resolved once per
+//!   request ([`resolve`]) so that [`sees_all_sessions`], [`may_terminate`],
+//!   [`may_observe`] and [`may_read_audit`] need only the user.
+//!
+//! The policy in force lives in a [`PolicyHandle`] and is replaced whole on reload (SIGHUP or
+//! a change of its file, [`reload`]); a bad file keeps the old policy.
+//!
+//! [`RoleSource`]: super::users::RoleSource
+
+pub mod check;
+mod explain;
+pub mod reload;
+pub mod rules;
+pub mod spec;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use self::explain::{Decision, Explanation, Refusal, RoleCheck};
+pub use self::reload::{PolicyHandle, reload, spawn_watcher};
+pub use self::spec::{DEFAULT_DOCUMENTS, PolicyConfig, PolicyFile, RoleSpec};
+
+use self::rules::RoleDef;
+use super::state::AppState;
+use super::targets::Target;
+use super::users::{Role, User};
+
+/// The rule for reasons when no role says otherwise: at least this many characters.
+pub const MIN_REASON: usize = spec::DEFAULT_MIN_REASON;
+/// … and at most this many.
+pub const MAX_REASON: usize = spec::DEFAULT_MAX_REASON;
+/// AWS's limit for `StartSession`'s `Reason`.
+pub const AWS_MAX_REASON: usize = 256;
+/// The document used when a request names none.
+pub const DEFAULT_DOCUMENT: &str = "SSM-SessionManagerRunShell";
+
+/// Audit event types of the policy.
+pub mod audit_kind {
+    /// A new policy took effect (detail: file, hash, previous hash, roles, trigger).
+    pub const RELOAD: &str = "policy.reload";
+    /// A changed policy was refused; the old one stays (detail: file, error, trigger).
+    pub const RELOAD_FAILED: &str = "policy.reload_failed";
+}
+
+/// Where a policy came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// No roles were configured: admin, operator, auditor.
+    Builtin,
+    /// `[[policy.roles]]` in the configuration file.
+    Inline,
+    /// The file `policy.file` names.
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Builtin => f.write_str("the built-in roles"),
+            Self::Inline => f.write_str("[[policy.roles]] in the configuration"),
+            Self::File(path) => write!(f, "policy file {}", path.display()),
+        }
+    }
+}
+
+/// A compiled policy: roles in the order written.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    roles: Vec<RoleDef>,
+    source: Source,
+    hash: String,
+}
+
+/// What a user's roles allow beyond opening sessions on targets: resolved from the policy in
+/// force when a request is signed in ([`resolve`]); none until then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Some role selects at least one target (coarse: the decision per target is
+    /// [`Policy::decide_start`]).
+    pub opens_sessions: bool,
+    /// May watch others' live sessions, read-only.
+    pub observe_others: bool,
+    /// May terminate others' sessions.
+    pub terminate_others: bool,
+    /// May read the audit log.
+    pub read_audit: bool,
+}
+
+impl Grants {
+    /// Whether the user sees every session, not only their own: anyone who may observe,
+    /// terminate or audit others' sessions must be able to find them.
+    pub fn sees_all_sessions(&self) -> bool {
+        self.observe_others || self.terminate_others || self.read_audit
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A relative `policy.file` is taken from the configuration file's folder.
+pub fn resolve_file(file: &Path, config_file: Option<&Path>) -> PathBuf {
+    match config_file.and_then(Path::parent) {
+        Some(dir) if file.is_relative() => dir.join(file),
+        _ => file.to_path_buf(),
+    }
+}
+
+impl Policy {
+    /// The built-in roles admin, operator and auditor ([`spec::builtin_roles`]).
+    pub fn builtin() -> Self {
+        let specs = spec::builtin_roles();
+        // The built-in roles are written in code and covered by a test; an error here would be
+        // a bug, and default deny is the safe answer to it.
+        let roles = spec::compile(&specs, "built-in roles").unwrap_or_else(|e| {
+            tracing::error!("the built-in roles do not compile: {e}");
+            Vec::new()
+        });
+        Self {
+            roles,
+            source: Source::Builtin,
+            hash: sha256_hex(&serde_json::to_vec(&specs).unwrap_or_default()),
+        }
+    }
+
+    /// The policy the `[policy]` section describes; reads `policy.file` when it is set
+    /// (relative to `config_file`'s folder). Errors name the file or the key.
+    pub fn from_config(policy: &PolicyConfig, config_file: Option<&Path>) -> Result<Self, String> {
+        match &policy.file {
+            Some(_) if !policy.roles.is_empty() => Err(
+                "policy.file and [[policy.roles]] are both set: keep the roles in one place".into(),
+            ),
+            Some(file) => {
+                let path = resolve_file(file, config_file);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("policy.file: cannot read {}: {e}", path.display()))?;
+                Self::from_file_bytes(&path, &bytes)
+            }
+            None if policy.roles.is_empty() => Ok(Self::builtin()),
+            None => Ok(Self {
+                roles: spec::compile(&policy.roles, "policy.roles")?,
+                source: Source::Inline,
+                hash: sha256_hex(&serde_json::to_vec(&policy.roles).unwrap_or_default()),
+            }),
+        }
+    }
+
+    /// A policy file's content (`[[roles]]`); errors start with the file's name.
+    pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Self, String> {
+        let shown = path.display();
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("policy file {shown}: not UTF-8: {e}"))?;
+        let file: PolicyFile = toml::from_str(text).map_err(|e| {
+            let text = e.to_string();
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!("policy file {shown}: {text}")
+        })?;
+        let roles =
+            spec::compile(&file.roles, "roles").map_err(|e| format!("policy file {shown}: {e}"))?;
+        Ok(Self {
+            roles,
+            source: Source::File(path.to_path_buf()),
+            hash: sha256_hex(bytes),
+        })
+    }
+
+    /// The roles, in the order written.
+    pub fn roles(&self) -> &[RoleDef] {
+        &self.roles
+    }
+
+    /// A role by name.
+    pub fn role(&self, name: &str) -> Option<&RoleDef> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    /// The names of the roles, in the order written.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// SHA-256 (hex) of the policy file, or of the roles as JSON when they are not in a file.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    fn held<'a>(&'a self, roles: &'a [Role]) -> impl Iterator<Item = &'a RoleDef> + 'a {
+        roles.iter().filter_map(|r| self.role(r.as_str()))
+    }
+
+    /// What `roles` grant beyond opening sessions.
+    pub fn grants(&self, roles: &[Role]) -> Grants {
+        self.held(roles).fold(Grants::default(), |g, r| Grants {
+            opens_sessions: g.opens_sessions || !r.targets.is_empty(),
+            observe_others: g.observe_others || r.observe_others,
+            terminate_others: g.terminate_others || r.terminate_others,
+            read_audit: g.read_audit || r.read_audit,
+        })
+    }
+
+    /// Whether some role of `user` selects `target` (the targets list shows these).
+    pub fn reaches(&self, user: &User, target: &Target) -> bool {
+        self.held(&user.roles).any(|r| r.selects(target))
+    }
+
+    /// The decision for `user` opening a session on `target` with `document`, role by role;
+    /// the reason rules are checked when `reason` is given.
+    pub fn explain(
+        &self,
+        user: &User,
+        target: &Target,
+        document: &str,
+        reason: Option<&str>,
+    ) -> Explanation {
+        explain::explain(self, user, target, document, reason)
+    }
+
+    /// May `user` open a session on `target` with `document`, for `reason` (untrimmed)?
+    pub fn decide_start(
+        &self,
+        user: &User,
+        target: &Target,
+        document: &str,
+        reason: &str,
+    ) -> Result<Decision, Refusal> {
+        self.explain(user, target, document, Some(reason)).outcome()
+    }
+}
+
+/// A target in words, for refusals: `i-0abc… (web-1, us-east-1, env=prod, team=web)`; the
+/// `Name` tag is the name and is not repeated.
+pub fn describe_target(target: &Target) -> String {
+    let mut parts = Vec::new();
+    if !target.name.is_empty() && target.name != target.id {
+        parts.push(target.name.clone());
+    }
+    if !target.region.is_empty() {
+        parts.push(target.region.clone());
+    }
+    for (k, v) in &target.tags {
+        if k != "Name" || *v != target.name {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    if parts.is_empty() {
+        target.id.clone()
+    } else {
+        format!("{} ({})", target.id, parts.join(", "))
+    }
+}
+
+/// A signed-in user as the policy sees them: roles from the state's role source, grants from
+/// the policy in force.
+pub fn resolve(state: &AppState, mut user: User) -> User {
+    user.roles = state.role_source.roles_of(&user);
+    user.grants = state.policy.current().grants(&user.roles);
+    user
+}
+
+/// Whether `user` may open sessions at all (some role selects some target). The decision for
+/// one target is [`Policy::decide_start`]; this one is for pages that offer the button.
+pub fn may_open_session(user: &User, _target: &str) -> Result<(), String> {
+    if user.grants.opens_sessions {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} may not open sessions: no role of yours allows any target",
+            user.name
+        ))
+    }
+}
+
+/// Whether `user` sees every session (not only their own).
+pub fn sees_all_sessions(user: &User) -> bool {
+    user.grants.sees_all_sessions()
+}
+
+/// Whether `user` may terminate a session owned by `owner_id`.
+pub fn may_terminate(user: &User, owner_id: i64) -> bool {
+    user.id == owner_id || user.grants.terminate_others
+}
+
+/// Whether `user` may attach to a session owned by `owner_id` (owners only).
+pub fn may_attach(user: &User, owner_id: i64) -> bool {
+    user.id == owner_id
+}
+
+/// Whether `user` may watch, read-only, a live session owned by `owner_id`.
+pub fn may_observe(user: &User, owner_id: i64) -> bool {
+    user.id == owner_id || user.grants.observe_others
+}
+
+/// Whether `user` may read the audit log.
+pub fn may_read_audit(user: &User) -> bool {
+    user.grants.read_audit
+}
+
+/// The reason as sent to AWS: at most [`AWS_MAX_REASON`] characters.
+pub fn aws_reason(reason: &str) -> String {
+    reason.chars().take(AWS_MAX_REASON).collect()
+}
+
+/// Checks a document name (SSM's pattern: letters, digits, `_`, `-`, `.`, 3 to 128).
+pub fn check_document(name: &str) -> Result<(), String> {
+    let ok = (3..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "document {name:?} is not a document name (3 to 128 of A-Z a-z 0-9 _ - .)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

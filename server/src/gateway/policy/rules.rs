@@ -1,0 +1,354 @@
+//! The compiled rules: glob patterns, target selectors, reason rules and roles, each able to
+//! say in words why it matched or not.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobMatcher};
+
+use crate::gateway::targets::Target;
+
+/// A glob (`*`, `?`, `[a-z]`, `{a,b}`; case-sensitive; `*` crosses `/`).
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    glob: GlobMatcher,
+}
+
+impl Pattern {
+    /// Compiles a glob.
+    pub fn new(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("empty pattern (\"*\" matches everything)".into());
+        }
+        let glob = GlobBuilder::new(text)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| format!("invalid glob {text:?}: {}", e.kind()))?;
+        Ok(Self {
+            text: text.to_owned(),
+            glob: glob.compile_matcher(),
+        })
+    }
+
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        self.glob.is_match(value)
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// `key=value` with a glob on each side.
+#[derive(Debug, Clone)]
+pub struct TagPattern {
+    text: String,
+    key: Pattern,
+    /// `None`: the value must be empty (`key=`).
+    value: Option<Pattern>,
+}
+
+impl TagPattern {
+    /// Parses `key=value` (split at the first `=`).
+    pub fn new(text: &str) -> Result<Self, String> {
+        let Some((key, value)) = text.split_once('=') else {
+            return Err(format!(
+                "{text:?} is not key=value (write {text}=* for any value)"
+            ));
+        };
+        let key = Pattern::new(key).map_err(|e| format!("the key of {text:?}: {e}"))?;
+        // An empty value pattern matches a tag whose value is empty.
+        let value = if value.is_empty() {
+            None
+        } else {
+            Some(Pattern::new(value).map_err(|e| format!("the value of {text:?}: {e}"))?)
+        };
+        Ok(Self {
+            text: text.to_owned(),
+            key,
+            value,
+        })
+    }
+
+    fn matches(&self, key: &str, value: &str) -> bool {
+        self.key.matches(key)
+            && match &self.value {
+                Some(p) => p.matches(value),
+                None => value.is_empty(),
+            }
+    }
+}
+
+/// One selector: every field that is set must match.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    /// Instance id globs (any).
+    pub ids: Vec<Pattern>,
+    /// Name globs (any).
+    pub names: Vec<Pattern>,
+    /// Region globs (any).
+    pub regions: Vec<Pattern>,
+    /// Tag patterns (all).
+    pub tags: Vec<TagPattern>,
+}
+
+fn list(patterns: &[Pattern]) -> String {
+    patterns
+        .iter()
+        .map(Pattern::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Selector {
+    /// The selector as written, for explanations: `ids i-0abc*; tags env=prod`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.ids.is_empty() {
+            parts.push(format!("ids {}", list(&self.ids)));
+        }
+        if !self.names.is_empty() {
+            parts.push(format!("names {}", list(&self.names)));
+        }
+        if !self.regions.is_empty() {
+            parts.push(format!("regions {}", list(&self.regions)));
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<&str> = self.tags.iter().map(|t| t.text.as_str()).collect();
+            parts.push(format!("tags {}", tags.join(", ")));
+        }
+        parts.join("; ")
+    }
+
+    /// Whether `target` is selected; when not, why (the first field that does not match).
+    pub fn check(&self, target: &Target) -> Result<(), String> {
+        let any = |patterns: &[Pattern], value: &str| {
+            patterns.is_empty() || patterns.iter().any(|p| p.matches(value))
+        };
+        if !any(&self.ids, &target.id) {
+            return Err(format!(
+                "the id {} does not match {}",
+                target.id,
+                list(&self.ids)
+            ));
+        }
+        if !any(&self.names, &target.name) {
+            return Err(format!(
+                "the name {:?} does not match {}",
+                target.name,
+                list(&self.names)
+            ));
+        }
+        if !any(&self.regions, &target.region) {
+            let region = if target.region.is_empty() {
+                "(none)"
+            } else {
+                &target.region
+            };
+            return Err(format!(
+                "the region {region} does not match {}",
+                list(&self.regions)
+            ));
+        }
+        for tag in &self.tags {
+            if target.tags.iter().any(|(k, v)| tag.matches(k, v)) {
+                continue;
+            }
+            let same_key: Vec<String> = target
+                .tags
+                .iter()
+                .filter(|(k, _)| tag.key.matches(k))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            return Err(if same_key.is_empty() {
+                format!("no tag matches {} (no such tag)", tag.text)
+            } else {
+                format!(
+                    "no tag matches {} (it has {})",
+                    tag.text,
+                    same_key.join(", ")
+                )
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a reason must look like.
+#[derive(Debug, Clone)]
+pub struct ReasonRule {
+    /// Whether one must be given.
+    pub required: bool,
+    /// Shortest, in characters after trimming.
+    pub min: usize,
+    /// Longest, in characters after trimming.
+    pub max: usize,
+    /// A regular expression and the message shown when it does not match.
+    pub pattern: Option<(regex::Regex, String)>,
+}
+
+impl ReasonRule {
+    /// Checks a trimmed reason; the error is the text shown to the person.
+    pub fn check(&self, reason: &str) -> Result<(), String> {
+        let len = reason.chars().count();
+        if len == 0 && !self.required {
+            return Ok(());
+        }
+        if len == 0 && self.min == 0 {
+            return Err("a reason is required".into());
+        }
+        if len < self.min {
+            return Err(format!(
+                "the reason must be at least {} characters (got {len} after trimming)",
+                self.min
+            ));
+        }
+        if len > self.max {
+            return Err(format!(
+                "the reason must be at most {} characters (got {len})",
+                self.max
+            ));
+        }
+        if let Some(c) = reason.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "the reason must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            ));
+        }
+        if let Some((regex, message)) = &self.pattern
+            && !regex.is_match(reason)
+        {
+            return Err(message.clone());
+        }
+        Ok(())
+    }
+
+    /// The rule in words: `required, 10 to 500 characters, matching ^INC-`.
+    pub fn describe(&self) -> String {
+        let mut text = String::from(if self.required {
+            "required"
+        } else {
+            "optional"
+        });
+        let _ = write!(text, ", {} to {} characters", self.min, self.max);
+        if let Some((regex, _)) = &self.pattern {
+            let _ = write!(text, ", matching {}", regex.as_str());
+        }
+        text
+    }
+}
+
+/// A compiled role.
+#[derive(Debug, Clone)]
+pub struct RoleDef {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Target selectors (any).
+    pub targets: Vec<Selector>,
+    /// Document globs (any).
+    pub documents: Vec<Pattern>,
+    /// Reason rules.
+    pub reason: ReasonRule,
+    /// Longest session.
+    pub max_duration: Option<Duration>,
+    /// Longest time without input.
+    pub idle_timeout: Option<Duration>,
+    /// May observe others' sessions.
+    pub observe_others: bool,
+    /// May terminate others' sessions.
+    pub terminate_others: bool,
+    /// May read the audit log.
+    pub read_audit: bool,
+}
+
+impl RoleDef {
+    /// Whether some selector selects `target`.
+    pub fn selects(&self, target: &Target) -> bool {
+        self.targets.iter().any(|s| s.check(target).is_ok())
+    }
+
+    /// The document glob that allows `document`, or why none does.
+    pub fn document(&self, document: &str) -> Result<&str, String> {
+        self.documents
+            .iter()
+            .find(|p| p.matches(document))
+            .map(Pattern::as_str)
+            .ok_or_else(|| {
+                format!(
+                    "the document {document} does not match {}",
+                    list(&self.documents)
+                )
+            })
+    }
+
+    /// The documents it allows, as written.
+    pub fn documents_text(&self) -> String {
+        list(&self.documents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let table: &[(&str, &str, bool)] = &[
+            ("*", "i-0abc", true),
+            ("*", "", true),
+            ("i-0abc*", "i-0abc123", true),
+            ("i-0abc*", "i-0abd123", false),
+            ("i-0abc*", "mi-0abc123", false),
+            ("?i-*", "mi-1", true),
+            ("web-[0-9]", "web-7", true),
+            ("web-[0-9]", "web-x", false),
+            ("{web,api}-*", "api-2", true),
+            ("{web,api}-*", "db-2", false),
+            ("Web-*", "web-1", false),
+            ("arn:*/prod/*", "arn:aws:x/prod/y", true),
+            ("eu-*", "eu-west-1", true),
+            ("eu-*", "us-east-1", false),
+            ("a\\*b", "a*b", true),
+            ("a\\*b", "axb", false),
+        ];
+        for (glob, value, want) in table {
+            assert_eq!(
+                Pattern::new(glob).unwrap().matches(value),
+                *want,
+                "{glob} vs {value}"
+            );
+        }
+        assert!(Pattern::new("").is_err());
+        assert!(Pattern::new("web-[").unwrap_err().contains("invalid glob"));
+    }
+
+    #[test]
+    fn tag_patterns() {
+        let table: &[(&str, (&str, &str), bool)] = &[
+            ("env=prod", ("env", "prod"), true),
+            ("env=prod", ("env", "production"), false),
+            ("env=prod*", ("env", "production"), true),
+            ("env=*", ("env", ""), true),
+            ("env=", ("env", ""), true),
+            ("env=", ("env", "x"), false),
+            ("team*=web", ("team-name", "web"), true),
+            ("*=secret", ("anything", "secret"), true),
+            ("a=b=c", ("a", "b=c"), true),
+        ];
+        for (pattern, (k, v), want) in table {
+            assert_eq!(
+                TagPattern::new(pattern).unwrap().matches(k, v),
+                *want,
+                "{pattern} vs {k}={v}"
+            );
+        }
+        assert!(TagPattern::new("env").unwrap_err().contains("key=value"));
+        assert!(TagPattern::new("=x").is_err());
+    }
+}

@@ -1,0 +1,553 @@
+//! Table-driven tests of the policy: selectors, documents, reason rules, default deny, the
+//! union of several roles, grants, and the built-in roles.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const REASON: &str = "INC-4711 disk filling up on web-1";
+
+fn policy(text: &str) -> Policy {
+    Policy::from_file_bytes(Path::new("policy.toml"), text.as_bytes()).unwrap()
+}
+
+fn user(roles: &[&str]) -> User {
+    User {
+        id: 7,
+        name: "alice".into(),
+        roles: roles.iter().map(|r| Role::parse(r).unwrap()).collect(),
+        disabled: false,
+        grants: Grants::default(),
+    }
+}
+
+fn target(id: &str, name: &str, region: &str, tags: &[(&str, &str)]) -> Target {
+    Target {
+        id: id.into(),
+        name: name.into(),
+        platform: "Linux".into(),
+        ping_status: "Online".into(),
+        region: region.into(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn web1() -> Target {
+    target(
+        "i-0abc0001",
+        "web-1",
+        "us-east-1",
+        &[("Name", "web-1"), ("env", "prod"), ("team", "web")],
+    )
+}
+
+fn lab() -> Target {
+    target(
+        "mi-0def0003",
+        "lab-pi",
+        "eu-west-1",
+        &[("env", "dev"), ("team", "lab")],
+    )
+}
+
+#[test]
+fn selectors() {
+    // (selector as TOML, target, selected)
+    let table: &[(&str, Target, bool)] = &[
+        ("ids = [\"*\"]", web1(), true),
+        ("ids = [\"i-0abc*\"]", web1(), true),
+        ("ids = [\"i-0abc*\"]", lab(), false),
+        ("ids = [\"i-0abc0001\"]", web1(), true),
+        ("ids = [\"i-0abc000\"]", web1(), false),
+        ("ids = [\"i-*\", \"mi-*\"]", lab(), true),
+        ("names = [\"web-*\"]", web1(), true),
+        ("names = [\"web-*\"]", lab(), false),
+        ("names = [\"{web,lab}-*\"]", lab(), true),
+        ("names = [\"WEB-*\"]", web1(), false),
+        ("regions = [\"eu-*\"]", lab(), true),
+        ("regions = [\"eu-*\"]", web1(), false),
+        ("regions = [\"us-east-1\"]", web1(), true),
+        ("tags = [\"env=prod\"]", web1(), true),
+        ("tags = [\"env=prod\"]", lab(), false),
+        ("tags = [\"env=pro*\"]", web1(), true),
+        ("tags = [\"env=*\"]", lab(), true),
+        ("tags = [\"owner=*\"]", web1(), false),
+        ("tags = [\"te*=web\"]", web1(), true),
+        // Every tag pattern must match.
+        ("tags = [\"env=prod\", \"team=web\"]", web1(), true),
+        ("tags = [\"env=prod\", \"team=data\"]", web1(), false),
+        // Every field that is set must match.
+        ("ids = [\"i-*\"], tags = [\"env=prod\"]", web1(), true),
+        ("ids = [\"i-*\"], tags = [\"env=dev\"]", web1(), false),
+        ("names = [\"lab-*\"], regions = [\"us-*\"]", lab(), false),
+        (
+            "names = [\"lab-*\"], regions = [\"eu-*\"], tags = [\"team=lab\"]",
+            lab(),
+            true,
+        ),
+    ];
+    for (selector, t, want) in table {
+        let p = policy(&format!(
+            "[[roles]]\nname = \"r\"\ntargets = [{{{selector}}}]\n"
+        ));
+        let u = user(&["r"]);
+        assert_eq!(p.reaches(&u, t), *want, "{selector} vs {}", t.id);
+        let decided = p.decide_start(&u, t, DEFAULT_DOCUMENT, REASON);
+        assert_eq!(
+            decided.is_ok(),
+            *want,
+            "{selector} vs {}: {decided:?}",
+            t.id
+        );
+    }
+}
+
+#[test]
+fn any_selector_of_a_role_will_do() {
+    let p = policy(
+        "[[roles]]\nname = \"r\"\n\
+         [[roles.targets]]\nids = [\"i-0abc*\"]\n\
+         [[roles.targets]]\ntags = [\"env=dev\"]\n",
+    );
+    let u = user(&["r"]);
+    assert!(p.reaches(&u, &web1()));
+    assert!(p.reaches(&u, &lab()));
+    assert!(!p.reaches(&u, &target("i-9", "x", "us-east-1", &[("env", "prod")])));
+}
+
+#[test]
+fn documents() {
+    // (documents as TOML, document, allowed)
+    let table: &[(&str, &str, bool)] = &[
+        ("", "SSM-SessionManagerRunShell", true),
+        ("", "AWS-StartInteractiveCommand", true),
+        ("", "AWS-StartPortForwardingSession", false),
+        ("documents = [\"*\"]", "Anything-Goes", true),
+        (
+            "documents = [\"AWS-Start*\"]",
+            "AWS-StartPortForwardingSession",
+            true,
+        ),
+        (
+            "documents = [\"AWS-Start*\"]",
+            "SSM-SessionManagerRunShell",
+            false,
+        ),
+        (
+            "documents = [\"Team-*\", \"SSM-*\"]",
+            "SSM-SessionManagerRunShell",
+            true,
+        ),
+        (
+            "documents = [\"ssm-*\"]",
+            "SSM-SessionManagerRunShell",
+            false,
+        ),
+    ];
+    for (documents, document, want) in table {
+        let p = policy(&format!(
+            "[[roles]]\nname = \"r\"\ntargets = [{{ids = [\"*\"]}}]\n{documents}\n"
+        ));
+        let decided = p.decide_start(&user(&["r"]), &web1(), document, REASON);
+        assert_eq!(
+            decided.is_ok(),
+            *want,
+            "{documents:?} vs {document}: {decided:?}"
+        );
+        if !want {
+            let Err(Refusal::Denied(why)) = decided else {
+                panic!("a document refusal is a denial: {decided:?}");
+            };
+            assert!(
+                why.contains("but not with the document") && why.contains(document),
+                "{why}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reason_rules() {
+    // (reason rules as TOML, reason, Ok(trimmed) or Err(needle of the message))
+    let regex = "reason = {pattern = \"^(INC|CHG)-[0-9]+\", pattern_message = \"start with the ticket, e.g. INC-1234\"}";
+    let table: &[(&str, &str, Result<&str, &str>)] = &[
+        ("", REASON, Ok(REASON)),
+        ("", "  INC-1234 disk full  ", Ok("INC-1234 disk full")),
+        (
+            "",
+            "too short",
+            Err("at least 10 characters (got 9 after trimming)"),
+        ),
+        (
+            "",
+            "          ",
+            Err("at least 10 characters (got 0 after trimming)"),
+        ),
+        ("", "", Err("at least 10")),
+        (
+            "",
+            &"x".repeat(501),
+            Err("at most 500 characters (got 501)"),
+        ),
+        ("", &"é".repeat(500), Ok(&"é".repeat(500))),
+        ("", "two\nlines here", Err("U+000A")),
+        ("", "bell \u{7} ringing", Err("U+0007")),
+        (regex, "INC-42 web down", Ok("INC-42 web down")),
+        (regex, "CHG-7 deploy fix", Ok("CHG-7 deploy fix")),
+        (regex, "  INC-42 web down", Ok("INC-42 web down")),
+        (
+            regex,
+            "looking at web down",
+            Err("start with the ticket, e.g. INC-1234"),
+        ),
+        (
+            regex,
+            "inc-42 web down",
+            Err("start with the ticket, e.g. INC-1234"),
+        ),
+        (regex, "short", Err("at least 10")),
+        (
+            "reason = {pattern = \"INC-[0-9]+\"}",
+            "web down, INC-9",
+            Ok("web down, INC-9"),
+        ),
+        (
+            "reason = {pattern = \"^INC-[0-9]+$\"}",
+            "INC-9 web down",
+            Err("the reason must match ^INC-[0-9]+$"),
+        ),
+        (
+            "reason = {min_length = 3, max_length = 5}",
+            "abcd",
+            Ok("abcd"),
+        ),
+        (
+            "reason = {min_length = 3, max_length = 5}",
+            "abcdef",
+            Err("at most 5"),
+        ),
+        ("reason = {required = false}", "", Ok("")),
+        ("reason = {required = false}", "   ", Ok("")),
+        ("reason = {required = false}", "short", Err("at least 10")),
+        ("reason = {min_length = 0}", "", Err("a reason is required")),
+        ("reason = {min_length = 0}", "x", Ok("x")),
+    ];
+    for (rules, reason, want) in table {
+        let p = policy(&format!(
+            "[[roles]]\nname = \"r\"\ntargets = [{{ids = [\"*\"]}}]\n{rules}\n"
+        ));
+        let decided = p.decide_start(&user(&["r"]), &web1(), DEFAULT_DOCUMENT, reason);
+        match (want, decided) {
+            (Ok(trimmed), Ok(d)) => assert_eq!(d.reason, *trimmed, "{rules} / {reason:?}"),
+            (Err(needle), Err(Refusal::InvalidReason(m))) => {
+                assert!(m.contains(needle), "{rules} / {reason:?}: {m}")
+            }
+            (want, got) => panic!("{rules} / {reason:?}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_regex_message_is_exactly_the_configured_one() {
+    let p = policy(
+        "[[roles]]\nname = \"r\"\ntargets = [{ids = [\"*\"]}]\n\
+         reason.pattern = \"^(INC|CHG)-[0-9]+\"\n\
+         reason.pattern_message = \"Give the incident or change first, like INC-1234.\"\n",
+    );
+    let refused = p
+        .decide_start(
+            &user(&["r"]),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            "just looking around",
+        )
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        Refusal::InvalidReason("Give the incident or change first, like INC-1234.".into())
+    );
+}
+
+#[test]
+fn default_deny() {
+    let p = policy(
+        "[[roles]]\nname = \"web\"\ntargets = [{tags = [\"team=web\"]}]\n\
+         [[roles]]\nname = \"reader\"\nread_audit = true\n",
+    );
+    let t = target(
+        "i-0abc123",
+        "db-1",
+        "us-east-1",
+        &[("Name", "db-1"), ("env", "prod")],
+    );
+    for roles in [
+        &[][..],
+        &["ghost"],
+        &["reader"],
+        &["web"],
+        &["reader", "ghost", "web"],
+    ] {
+        let u = user(roles);
+        assert!(!p.reaches(&u, &t), "{roles:?}");
+        let refused = p
+            .decide_start(&u, &t, DEFAULT_DOCUMENT, REASON)
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            Refusal::Denied("no role of yours allows i-0abc123 (db-1, us-east-1, env=prod)".into()),
+            "{roles:?}"
+        );
+    }
+    // No roles at all in a file: nobody opens anything.
+    let empty = policy("");
+    assert!(empty.roles().is_empty());
+    assert!(
+        empty
+            .decide_start(&user(&["admin"]), &web1(), DEFAULT_DOCUMENT, REASON)
+            .is_err()
+    );
+}
+
+#[test]
+fn several_roles_are_a_union() {
+    let p = policy(
+        "[[roles]]\nname = \"staging\"\ntargets = [{tags = [\"env=dev\"]}]\n\
+         max_duration_seconds = 3600\nidle_timeout_seconds = 600\n\
+         [[roles]]\nname = \"prod\"\ntargets = [{tags = [\"env=prod\"]}]\n\
+         documents = [\"AWS-StartInteractiveCommand\"]\n\
+         reason = {pattern = \"^INC-[0-9]+\", pattern_message = \"prod needs an incident\"}\n\
+         max_duration_seconds = 900\n\
+         [[roles]]\nname = \"prod-long\"\ntargets = [{tags = [\"env=prod\"]}]\n\
+         documents = [\"AWS-StartInteractiveCommand\"]\n\
+         reason = {pattern = \"^INC-[0-9]+\", pattern_message = \"prod needs an incident\"}\n\
+         max_duration_seconds = 7200\nidle_timeout_seconds = 300\n\
+         [[roles]]\nname = \"observer\"\nobserve_others = true\n",
+    );
+    let both = user(&["staging", "prod", "observer"]);
+    assert!(p.reaches(&both, &web1()));
+    assert!(p.reaches(&both, &lab()));
+    // Each target under the role that selects it, with that role's documents and reasons.
+    let d = p
+        .decide_start(&both, &lab(), DEFAULT_DOCUMENT, "looking at logs")
+        .unwrap();
+    assert_eq!(d.roles, ["staging"]);
+    assert_eq!(d.max_duration, Some(Duration::from_secs(3600)));
+    assert_eq!(d.idle_timeout, Some(Duration::from_secs(600)));
+    assert!(matches!(
+        p.decide_start(&both, &web1(), DEFAULT_DOCUMENT, "INC-1 web down"),
+        Err(Refusal::Denied(m)) if m.contains("not with the document SSM-SessionManagerRunShell")
+    ));
+    assert_eq!(
+        p.decide_start(
+            &both,
+            &web1(),
+            "AWS-StartInteractiveCommand",
+            "looking at logs"
+        ),
+        Err(Refusal::InvalidReason("prod needs an incident".into()))
+    );
+    let d = p
+        .decide_start(
+            &both,
+            &web1(),
+            "AWS-StartInteractiveCommand",
+            "INC-1 web down",
+        )
+        .unwrap();
+    assert_eq!(d.roles, ["prod"]);
+    // Two roles that allow: the most generous limits (an unset one is no limit).
+    let more = user(&["prod", "prod-long"]);
+    let d = p
+        .decide_start(
+            &more,
+            &web1(),
+            "AWS-StartInteractiveCommand",
+            "INC-1 web down",
+        )
+        .unwrap();
+    assert_eq!(d.roles, ["prod", "prod-long"]);
+    assert_eq!(d.max_duration, Some(Duration::from_secs(7200)));
+    assert_eq!(d.idle_timeout, None, "prod sets no idle timeout of its own");
+    // Grants add up too.
+    let g = p.grants(&both.roles);
+    assert!(g.opens_sessions && g.observe_others && !g.terminate_others && !g.read_audit);
+    assert!(g.sees_all_sessions());
+    assert_eq!(
+        p.grants(&user(&["staging"]).roles),
+        Grants {
+            opens_sessions: true,
+            ..Grants::default()
+        }
+    );
+}
+
+#[test]
+fn the_builtin_roles_keep_their_meaning() {
+    let p = Policy::builtin();
+    assert_eq!(p.source(), &Source::Builtin);
+    for role in ["operator", "admin"] {
+        let u = user(&[role]);
+        assert!(p.reaches(&u, &web1()) && p.reaches(&u, &lab()), "{role}");
+        for document in [
+            DEFAULT_DOCUMENT,
+            "AWS-StartInteractiveCommand",
+            "Missing-Document",
+        ] {
+            let d = p.decide_start(&u, &lab(), document, REASON).unwrap();
+            assert_eq!(d.roles, [role]);
+            assert_eq!((d.max_duration, d.idle_timeout), (None, None));
+        }
+        assert!(matches!(
+            p.decide_start(&u, &lab(), DEFAULT_DOCUMENT, "short"),
+            Err(Refusal::InvalidReason(m)) if m.contains("at least 10")
+        ));
+    }
+    let auditor = user(&["auditor"]);
+    assert!(!p.reaches(&auditor, &web1()));
+    assert!(matches!(
+        p.decide_start(&auditor, &web1(), DEFAULT_DOCUMENT, REASON),
+        Err(Refusal::Denied(m)) if m.starts_with("no role of yours allows i-0abc0001")
+    ));
+
+    let resolved = |roles: &[&str]| {
+        let mut u = user(roles);
+        u.grants = p.grants(&u.roles);
+        u
+    };
+    let (admin, operator, auditor) = (
+        resolved(&["admin"]),
+        resolved(&["operator"]),
+        resolved(&["auditor"]),
+    );
+    assert!(may_open_session(&operator, "").is_ok());
+    assert!(may_open_session(&admin, "").is_ok());
+    let err = may_open_session(&auditor, "").unwrap_err();
+    assert!(err.contains("alice may not open sessions"), "{err}");
+    assert!(sees_all_sessions(&auditor) && sees_all_sessions(&admin));
+    assert!(!sees_all_sessions(&operator));
+    assert!(may_terminate(&operator, 7) && !may_terminate(&operator, 8));
+    assert!(may_terminate(&admin, 8) && !may_terminate(&auditor, 8));
+    assert!(!may_attach(&admin, 8) && may_attach(&operator, 7));
+    assert!(may_observe(&admin, 8) && !may_observe(&auditor, 8) && !may_observe(&operator, 8));
+    assert!(may_read_audit(&admin) && may_read_audit(&auditor) && !may_read_audit(&operator));
+    // A user read from the table but not resolved by the policy has no grants.
+    assert!(!sees_all_sessions(&user(&["admin"])));
+}
+
+#[test]
+fn refusals_describe_the_target() {
+    assert_eq!(
+        describe_target(&web1()),
+        "i-0abc0001 (web-1, us-east-1, env=prod, team=web)"
+    );
+    assert_eq!(
+        describe_target(&super::super::targets::unknown("i-0")),
+        "i-0"
+    );
+}
+
+#[test]
+fn the_explanation_goes_rule_by_rule() {
+    let p = policy(
+        "[[roles]]\nname = \"web\"\ndescription = \"web on-call\"\n\
+         [[roles.targets]]\nids = [\"i-0fff*\"]\n\
+         [[roles.targets]]\ntags = [\"env=staging\", \"team=web\"]\n\
+         [[roles]]\nname = \"prod\"\ntargets = [{names = [\"web-*\"], regions = [\"us-*\"]}]\n\
+         reason = {pattern = \"^INC-\", pattern_message = \"prod needs an incident\"}\n\
+         max_duration_seconds = 900\nterminate_others = true\n",
+    );
+    let u = user(&["web", "ghost", "prod"]);
+    let text = p
+        .explain(&u, &web1(), DEFAULT_DOCUMENT, Some("looking around"))
+        .render();
+    for needle in [
+        "user      alice (roles: web, ghost, prod)",
+        "target    i-0abc0001 (web-1, us-east-1, env=prod, team=web)",
+        "role web (web on-call)",
+        "targets[0] ids i-0fff*: no, the id i-0abc0001 does not match i-0fff*",
+        "targets[1] tags env=staging, team=web: no, no tag matches env=staging (it has env=prod)",
+        "-> does not select this target",
+        "role ghost: not defined in this policy",
+        "targets[0] names web-*; regions us-*: matches",
+        "document: allowed by SSM-SessionManagerRunShell",
+        "reason: required, 10 to 500 characters, matching ^INC-: fails: prod needs an incident",
+        "limits: sessions of at most 900 s",
+        "also may: terminate others' sessions",
+        "DENIED (invalid reason): prod needs an incident",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    let text = p
+        .explain(&u, &web1(), DEFAULT_DOCUMENT, Some("INC-1 down"))
+        .render();
+    assert!(
+        text.ends_with("ALLOWED by prod (sessions of at most 900 s)\n"),
+        "{text}"
+    );
+    let text = p.explain(&u, &lab(), DEFAULT_DOCUMENT, None).render();
+    assert!(text.contains("reason    (not given"), "{text}");
+    assert!(
+        text.ends_with(
+            "DENIED: no role of yours allows mi-0def0003 (lab-pi, eu-west-1, env=dev, team=lab)\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn inline_roles_and_files_and_their_errors() {
+    let config = PolicyConfig {
+        roles: vec![spec::RoleSpec {
+            targets: vec![spec::SelectorSpec {
+                ids: vec!["*".into()],
+                ..Default::default()
+            }],
+            ..spec::builtin_roles().remove(2)
+        }],
+        ..PolicyConfig::default()
+    };
+    let p = Policy::from_config(&config, None).unwrap();
+    assert_eq!(p.source(), &Source::Inline);
+    assert_eq!(p.role_names(), ["auditor"]);
+    assert!(p.reaches(&user(&["auditor"]), &web1()));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("roles.toml"), "[[roles]]\nname = \"ops\"\n").unwrap();
+    let config = PolicyConfig {
+        file: Some("roles.toml".into()),
+        ..PolicyConfig::default()
+    };
+    let p = Policy::from_config(&config, Some(&dir.path().join("porthole.toml"))).unwrap();
+    assert_eq!(p.source(), &Source::File(dir.path().join("roles.toml")));
+    assert_eq!(p.hash(), sha256_hex(b"[[roles]]\nname = \"ops\"\n"));
+
+    let missing = Policy::from_config(&config, None).unwrap_err();
+    assert!(
+        missing.starts_with("policy.file: cannot read roles.toml"),
+        "{missing}"
+    );
+    std::fs::write(
+        dir.path().join("roles.toml"),
+        "[[roles]]\nname = \"ops\"\nreason.pattern = \"(\"\n",
+    )
+    .unwrap();
+    let bad = Policy::from_config(&config, Some(&dir.path().join("porthole.toml"))).unwrap_err();
+    assert!(
+        bad.contains("roles.toml: roles[0].reason.pattern: invalid regex"),
+        "{bad}"
+    );
+    let both = PolicyConfig {
+        roles: spec::builtin_roles(),
+        ..config
+    };
+    assert!(
+        Policy::from_config(&both, None)
+            .unwrap_err()
+            .contains("both set")
+    );
+}

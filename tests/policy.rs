@@ -1,0 +1,306 @@
+//! The policy engine through the API: roles from a policy file decide what each user sees in
+//! the targets list and may open; a refusal is a 403 that says why and is audited; a reason
+//! that breaks a role's rule is a 422 with the rule's own message; a changed policy file is
+//! picked up (a bad one is refused and the old policy stays), and both are audited.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::api::{Api, WAIT};
+use common::emulator::NODE;
+use common::gateway::{self, Backend, Gateway};
+use porthole::gateway::audit::{self, StoredEvent};
+use porthole::gateway::users::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// The emulator's default nodes.
+const DB_NODE: &str = "i-0a1b2c3d4e5f60002";
+const LAB_NODE: &str = "mi-0a1b2c3d4e5f60003";
+const TICKET: &str = "Give the incident or change number first, e.g. INC-1234.";
+
+const POLICY: &str = r#"
+[[roles]]
+name = "web-oncall"
+description = "web team on call"
+targets = [{ tags = ["team=web"] }]
+max_duration_seconds = 3600
+idle_timeout_seconds = 600
+[roles.reason]
+pattern = "^(INC|CHG)-[0-9]+"
+pattern_message = "Give the incident or change number first, e.g. INC-1234."
+
+[[roles]]
+name = "lab"
+targets = [{ names = ["lab-*"], ids = ["mi-*"] }]
+reason = { required = false }
+
+[[roles]]
+name = "watcher"
+observe_others = true
+read_audit = true
+"#;
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+async fn events_of(gw: &Gateway, kind: &str) -> Vec<StoredEvent> {
+    audit::list(&gw.state.db, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .collect()
+}
+
+/// Waits until `count` events of `kind` exist (the watcher writes them on its own time).
+async fn wait_for_events(gw: &Gateway, kind: &str, count: usize) -> Vec<StoredEvent> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let found = events_of(gw, kind).await;
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind} event after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn target_names(api: &mut Api) -> Vec<String> {
+    let reply = api.get("/api/v1/targets").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.body["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn signed_in(gw: &Gateway, name: &str, roles: &[&str]) -> Api {
+    let roles: Vec<Role> = roles.iter().map(|r| Role::parse(r).unwrap()).collect();
+    gw.user(name, &roles).await;
+    let mut api = Api::new(gw);
+    api.login(name).await;
+    api
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_roles_decide_what_each_user_reaches() {
+    roles_decide_what_each_user_reaches(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_roles_decide_what_each_user_reaches() {
+    roles_decide_what_each_user_reaches(Backend::Postgres).await;
+}
+
+async fn roles_decide_what_each_user_reaches(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_policy(dir.path(), POLICY);
+    let gw = gateway::start(backend, |c| c.policy.file = Some(file.clone())).await;
+    let mut alice = signed_in(&gw, "alice", &["web-oncall"]).await;
+    let mut bob = signed_in(&gw, "bob", &["lab"]).await;
+    let mut carol = signed_in(&gw, "carol", &["watcher"]).await;
+    // The built-in roles are gone once a policy defines roles: "operator" allows nothing.
+    let mut dave = signed_in(&gw, "dave", &["operator"]).await;
+
+    // The targets list shows only what each may reach.
+    assert_eq!(target_names(&mut alice).await, ["web-1"]);
+    assert_eq!(target_names(&mut bob).await, ["lab-pi"]);
+    assert!(target_names(&mut carol).await.is_empty());
+    assert!(target_names(&mut dave).await.is_empty());
+    assert_eq!(
+        alice.get("/api/v1/me").await.body["user"]["roles"],
+        json!(["web-oncall"])
+    );
+
+    // Allowed: the start event names the role, the limits and the policy that decided.
+    let reason = "INC-4711 disk filling up on web-1";
+    let id = alice.open(NODE, reason).await;
+    let start = events_of(&gw, "session.start").await;
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].session_id.as_deref(), Some(id.as_str()));
+    assert_eq!(start[0].detail["roles"], json!(["web-oncall"]));
+    assert_eq!(start[0].detail["max_duration_seconds"], 3600);
+    assert_eq!(start[0].detail["idle_timeout_seconds"], 600);
+    assert_eq!(start[0].detail["policy"], sha256(POLICY));
+
+    // Denied: 403 that names the target, audited with the why.
+    let reply = alice
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": DB_NODE, "reason": reason}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{}",
+        reply.text
+    );
+    let why = format!("no role of yours allows {DB_NODE} (db-1, us-east-1, env=prod, team=data)");
+    assert_eq!(reply.message(), why);
+    let denied = events_of(&gw, "session.denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor, "alice");
+    assert_eq!(denied[0].reason.as_deref(), Some(reason));
+    assert_eq!(denied[0].detail["why"], why);
+    assert_eq!(denied[0].detail["target"], DB_NODE);
+    assert_eq!(denied[0].detail["roles"], json!(["web-oncall"]));
+
+    // Invalid reason: 422 with the rule's own message; nothing is started or denied.
+    let reply = alice
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": "just having a look around"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code(), reply.message()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason", TICKET),
+        "{}",
+        reply.text
+    );
+    let reply = alice
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": "INC-1"}),
+        )
+        .await;
+    assert_eq!(reply.code(), "invalid_reason");
+    assert!(reply.message().contains("at least 10"), "{}", reply.text);
+
+    // A document the role does not allow, and a node that does not exist: denied too.
+    let reply = alice
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": NODE, "reason": reason, "document": "AWS-StartPortForwardingSession"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(
+        reply
+            .message()
+            .contains("but not with the document AWS-StartPortForwardingSession"),
+        "{}",
+        reply.text
+    );
+    let reply = alice
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": "i-00000000000000000", "reason": reason}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.message()),
+        (
+            StatusCode::FORBIDDEN,
+            "no role of yours allows i-00000000000000000"
+        )
+    );
+    assert_eq!(events_of(&gw, "session.denied").await.len(), 3);
+    assert_eq!(events_of(&gw, "session.start").await.len(), 1);
+
+    // A role whose reason is optional: no reason at all will do.
+    let reply = bob
+        .post("/api/v1/sessions", &json!({"target": LAB_NODE}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let bobs = reply.body["id"].as_str().unwrap().to_owned();
+    let reply = dave
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": LAB_NODE, "reason": reason}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+
+    // The watcher may observe and audit, so sees every session; may not terminate them.
+    let all = carol.get("/api/v1/sessions?state=active").await;
+    let mut ids: Vec<&str> = all.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = vec![id.as_str(), bobs.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    let reply = carol.delete(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(
+        dave.get("/api/v1/sessions").await.body["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_policy_file_is_checked_then_applied_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = "[[roles]]\nname = \"r\"\ntargets = [{tags = [\"team=web\"]}]\n";
+    let file = write_policy(dir.path(), web);
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.policy.file = Some(file.clone());
+        c.policy.watch_seconds = 1;
+    })
+    .await;
+    let mut alice = signed_in(&gw, "alice", &["r"]).await;
+    assert_eq!(target_names(&mut alice).await, ["web-1"]);
+
+    // A bad file: refused, logged and audited; the old policy stays.
+    let bad = "[[roles]]\nname = \"r\"\ntargets = [{tags = [\"team=data\"]}]\nreason.pattern = \"^(INC\"\n";
+    std::fs::write(&file, bad).unwrap();
+    let failed = wait_for_events(&gw, "policy.reload_failed", 1).await;
+    let error = failed[0].detail["error"].as_str().unwrap();
+    assert!(
+        error.contains("roles[0].reason.pattern: invalid regex"),
+        "{error}"
+    );
+    assert_eq!(failed[0].detail["trigger"], "file change");
+    assert_eq!(failed[0].detail["kept"], sha256(web));
+    assert_eq!(failed[0].actor, "porthole");
+    assert_eq!(target_names(&mut alice).await, ["web-1"]);
+    assert!(events_of(&gw, "policy.reload").await.is_empty());
+
+    // A good file: audited, then in force for the next request.
+    let data = "[[roles]]\nname = \"r\"\ntargets = [{tags = [\"team=data\"]}]\n";
+    std::fs::write(&file, data).unwrap();
+    let reloaded = wait_for_events(&gw, "policy.reload", 1).await;
+    assert_eq!(reloaded[0].detail["hash"], sha256(data));
+    assert_eq!(reloaded[0].detail["previous_hash"], sha256(web));
+    assert_eq!(reloaded[0].detail["roles"], json!(["r"]));
+    assert_eq!(reloaded[0].detail["trigger"], "file change");
+    assert_eq!(
+        reloaded[0].detail["file"],
+        file.display().to_string().as_str()
+    );
+    assert_eq!(target_names(&mut alice).await, ["db-1", "old-batch"]);
+    assert_eq!(gw.state.policy.current().hash(), sha256(data));
+
+    // Asked again with nothing changed: nothing happens, nothing is audited.
+    assert_eq!(
+        porthole::gateway::policy::reload(&gw.state, "test").await,
+        Ok(false)
+    );
+    assert_eq!(events_of(&gw, "policy.reload").await.len(), 1);
+    gw.stop().await;
+}
