@@ -317,7 +317,10 @@ async fn a_reason_with_markup_is_rendered_escaped() {
     api.login("alice").await;
     let reason = "<script>alert('pwned')</script> & <img src=x onerror=alert(1)>";
     let id = api.open(NODE, reason).await;
-    assert_eq!(api.get(&format!("/api/v1/sessions/{id}")).await.body["reason"], reason);
+    assert_eq!(
+        api.get(&format!("/api/v1/sessions/{id}")).await.body["reason"],
+        reason
+    );
     for path in ["/sessions".to_owned(), format!("/sessions/{id}")] {
         let page = api.get(&path).await;
         assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.text);
@@ -326,7 +329,8 @@ async fn a_reason_with_markup_is_rendered_escaped() {
             "{path} renders the reason as markup"
         );
         assert!(
-            page.text.contains("&#60;script&#62;alert(") || page.text.contains("&lt;script&gt;alert("),
+            page.text.contains("&#60;script&#62;alert(")
+                || page.text.contains("&lt;script&gt;alert("),
             "{path} does not show the escaped reason"
         );
         // No inline script anywhere: every script comes from the gateway's own files.

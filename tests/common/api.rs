@@ -154,8 +154,18 @@ impl Api {
 
     /// Opens the attach socket of a session (with this client's cookie and Origin).
     pub async fn attach(&self, id: &str) -> Result<Attach, (u16, String)> {
+        self.attach_since(id, None).await
+    }
+
+    /// Opens the attach socket asking for the output from offset `since` on.
+    pub async fn attach_since(
+        &self,
+        id: &str,
+        since: Option<u64>,
+    ) -> Result<Attach, (u16, String)> {
+        let query = since.map(|n| format!("?since={n}")).unwrap_or_default();
         let url = format!(
-            "{}/api/v1/sessions/{id}/attach",
+            "{}/api/v1/sessions/{id}/attach{query}",
             self.base.replacen("http://", "ws://", 1)
         );
         let mut request = url.into_client_request().unwrap();
@@ -179,6 +189,11 @@ impl Api {
                     screen: Vec::new(),
                     texts: Vec::new(),
                     close: None,
+                    offset: since.unwrap_or(0),
+                    synced: false,
+                    live: Vec::new(),
+                    before_sync: Vec::new(),
+                    auto_ack: true,
                 })
             }
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -204,6 +219,11 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or("").to_owned())
 }
 
+/// The last 1,500 bytes of `screen`, as text (failure messages stay readable).
+pub fn tail(screen: &[u8]) -> String {
+    String::from_utf8_lossy(&screen[screen.len().saturating_sub(1500)..]).into_owned()
+}
+
 /// A generous bound for anything a test waits for; waits end as soon as the thing arrives.
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -219,6 +239,16 @@ pub struct Attach {
     pub texts: Vec<Value>,
     /// The close code and reason, once closed.
     pub close: Option<(u16, String)>,
+    /// The session output offset reached (set by `sync`, advanced by output after it).
+    pub offset: u64,
+    /// Whether a `sync` arrived.
+    pub synced: bool,
+    /// Output received after the first `sync` (live bytes, exactly as the session printed).
+    pub live: Vec<u8>,
+    /// Output received before it: the missing bytes (`since`) or a snapshot of the screen.
+    pub before_sync: Vec<u8>,
+    /// Acknowledge output as it arrives (a browser does once it has drawn it).
+    pub auto_ack: bool,
 }
 
 impl Attach {
@@ -238,6 +268,12 @@ impl Attach {
             .unwrap();
     }
 
+    /// Acknowledges the output received so far.
+    pub async fn ack(&mut self) {
+        let text = serde_json::json!({"type": "ack", "bytes": self.offset}).to_string();
+        let _ = self.socket.send(Message::Text(text.into())).await; // a closing socket
+    }
+
     /// Reads one message; false once closed.
     async fn read_one(&mut self) -> bool {
         let next = tokio::time::timeout(WAIT, self.socket.next()).await;
@@ -250,20 +286,34 @@ impl Attach {
                 return false;
             }
             Err(_) => panic!(
-                "nothing from the gateway for {WAIT:?}; screen so far: {:?}",
-                String::from_utf8_lossy(&self.screen)
+                "nothing from the gateway for {WAIT:?}; the screen ends with: {:?}",
+                tail(&self.screen)
             ),
         };
+        if let Message::Binary(bytes) = &message {
+            self.seen.lock().unwrap().extend_from_slice(bytes);
+            self.screen.extend_from_slice(bytes);
+            if self.synced {
+                self.live.extend_from_slice(bytes);
+                self.offset += bytes.len() as u64;
+                if self.auto_ack {
+                    self.ack().await;
+                }
+            } else {
+                self.before_sync.extend_from_slice(bytes);
+            }
+            return true;
+        }
         let mut seen = self.seen.lock().unwrap();
         match message {
-            Message::Binary(bytes) => {
-                seen.extend_from_slice(&bytes);
-                self.screen.extend_from_slice(&bytes);
-            }
             Message::Text(text) => {
                 seen.extend_from_slice(text.as_bytes());
-                self.texts
-                    .push(serde_json::from_str(text.as_str()).unwrap_or(Value::Null));
+                let value: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                if value["type"] == "sync" {
+                    self.offset = value["offset"].as_u64().unwrap();
+                    self.synced = true;
+                }
+                self.texts.push(value);
             }
             Message::Close(frame) => {
                 let (code, reason) = frame
@@ -288,10 +338,27 @@ impl Attach {
             }
             assert!(
                 self.read_one().await,
-                "closed ({:?}) before {needle:?} appeared; screen: {tail:?}",
+                "closed ({:?}) before {needle:?} appeared; the screen ends with: {:?}",
+                self.close,
+                super::api::tail(&self.screen)
+            );
+        }
+    }
+
+    /// Reads until the gateway's `sync` arrived (the replay or snapshot is complete).
+    pub async fn until_synced(&mut self) {
+        while !self.synced {
+            assert!(
+                self.read_one().await,
+                "closed ({:?}) before a sync",
                 self.close
             );
         }
+    }
+
+    /// Reads one message if one comes within `wait`; false on silence or close.
+    pub async fn read_within(&mut self, wait: Duration) -> bool {
+        matches!(tokio::time::timeout(wait, self.read_one()).await, Ok(true))
     }
 
     /// Reads until the screen contains `needle` anywhere.

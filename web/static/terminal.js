@@ -1,9 +1,15 @@
 // The terminal page: xterm.js attached to the gateway's WebSocket for one session.
 //
-// Protocol (docs: design §4): binary frames are terminal bytes both ways; text frames are JSON
-// control messages: {"type":"resize","cols","rows"} from here, {"type":"status","state"} and
-// {"type":"closed","reason"} from the gateway. On each attach the gateway replays the session's
-// recent output, so the screen is reset before every (re)attach.
+// Protocol (docs/architecture.md, "Attach"): binary frames are terminal bytes both ways; text
+// frames are JSON control messages: {"type":"resize","cols","rows"} and {"type":"ack","bytes"}
+// from here; {"type":"status"}, {"type":"sync","offset"}, {"type":"warning"} and
+// {"type":"closed"} from the gateway.
+//
+// Offsets: the page counts the session's output bytes it has drawn. A reconnect asks for the
+// output from that offset (`?since=N`): the gateway sends exactly the missing bytes when it
+// still holds them, else a snapshot of the screen (which starts with a terminal reset). Either
+// way it then sends `sync` with the current offset. Acknowledgements report the offset drawn,
+// so the gateway never runs more than a window ahead of what the screen has shown.
 import { Terminal } from './vendor/xterm/xterm.mjs';
 import { FitAddon } from './vendor/xterm/addon-fit.mjs';
 import { WebLinksAddon } from './vendor/xterm/addon-web-links.mjs';
@@ -54,6 +60,10 @@ function tick() {
 }
 tick();
 const ticker = setInterval(tick, 1000);
+// Acknowledge what was drawn at least once a second, so a quiet stream never stalls.
+setInterval(() => {
+  if (unacked > 0) ack();
+}, 1000);
 
 /** Shows the connection state: connecting, connected, reconnecting, offline, ended, … */
 function setState(state, label = state) {
@@ -138,10 +148,23 @@ let socket = null;
 let ended = false;
 let retries = 0;
 let retryTimer = null;
+/** The session output offset drawn on this page; null until the first sync. */
+let offset = null;
+/** Whether the current socket's sync arrived (bytes before it are a replay or snapshot). */
+let synced = false;
+/** Acknowledge at least every this many bytes drawn (well inside the gateway's window). */
+const ACK_EVERY = 32 * 1024;
+let unacked = 0;
 
 function attachUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}${data.attachUrl}`;
+  const since = offset === null ? '' : `?since=${offset}`;
+  return `${scheme}//${location.host}${data.attachUrl}${since}`;
+}
+
+function ack() {
+  unacked = 0;
+  if (offset !== null) send(JSON.stringify({ type: 'ack', bytes: offset }));
 }
 
 function send(message) {
@@ -191,8 +214,8 @@ function connect() {
   socket = ws;
 
   ws.addEventListener('open', () => {
-    // The gateway replays what the session printed; start from a clean screen.
-    term.reset();
+    // What follows is the missing output or a snapshot that resets the screen itself.
+    synced = false;
     hideBanner();
     sendSize();
     term.focus();
@@ -201,7 +224,14 @@ function connect() {
   ws.addEventListener('message', (event) => {
     if (typeof event.data !== 'string') {
       retries = 0;
-      term.write(new Uint8Array(event.data));
+      const bytes = new Uint8Array(event.data);
+      const counted = synced;
+      term.write(bytes, () => {
+        if (!counted || socket !== ws) return;
+        offset += bytes.length;
+        unacked += bytes.length;
+        if (unacked >= ACK_EVERY) ack();
+      });
       return;
     }
     let message;
@@ -210,7 +240,16 @@ function connect() {
     } catch {
       return;
     }
-    if (message.type === 'status') {
+    if (message.type === 'sync') {
+      // Drawn in order after the bytes before it: the page is then at the gateway's offset.
+      term.write('', () => {
+        if (socket !== ws) return;
+        offset = message.offset;
+        synced = true;
+        ack();
+      });
+      synced = true;
+    } else if (message.type === 'status') {
       if (message.state === 'connected') retries = 0;
       setState(message.state);
     } else if (message.type === 'closed') {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -40,10 +40,20 @@ const RECHECK: Duration = Duration::from_secs(15);
 /// Largest terminal size accepted.
 const MAX_DIMENSION: u32 = 1000;
 
+/// The query of an attach.
+#[derive(Debug, Deserialize)]
+pub struct AttachQuery {
+    /// The output offset the browser has (its byte count after the last `sync`): it gets
+    /// exactly the bytes from there when the gateway still holds them, else a snapshot.
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
 /// `GET /api/v1/sessions/{id}/attach`.
 pub async fn attach(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(query): Query<AttachQuery>,
     parts: Parts,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
@@ -75,7 +85,7 @@ pub async fn attach(
     Ok(upgrade
         .max_message_size(MAX_BROWSER_MESSAGE)
         .max_frame_size(MAX_BROWSER_MESSAGE)
-        .on_upgrade(move |socket| relay(state, signed, live, headers, socket)))
+        .on_upgrade(move |socket| relay(state, signed, live, headers, query.since, socket)))
 }
 
 fn close(code: u16, reason: &str) -> Message {
@@ -93,14 +103,8 @@ fn close(code: u16, reason: &str) -> Message {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Control {
-    Resize {
-        cols: u32,
-        rows: u32,
-    },
-    Ack {
-        #[allow(dead_code)] // flow control arrives with the reattach issue
-        bytes: u64,
-    },
+    Resize { cols: u32, rows: u32 },
+    Ack { bytes: u64 },
 }
 
 async fn relay(
@@ -108,6 +112,7 @@ async fn relay(
     signed: SignedIn,
     live: Arc<LiveSession>,
     headers: HeaderMap,
+    since: Option<u64>,
     mut socket: WebSocket,
 ) {
     let audit_event = |kind: &'static str, detail: serde_json::Value| {
@@ -135,7 +140,7 @@ async fn relay(
         let _ = socket.send(close(1011, "audit failed")).await;
         return;
     }
-    let (attach_id, mut from_session) = match live.attach().await {
+    let (attach_id, mut from_session) = match live.attach(since).await {
         Ok(pair) => pair,
         Err(_) => {
             let _ = socket
@@ -156,6 +161,18 @@ async fn relay(
                 }
                 Some(ToBrowser::Status(s)) => {
                     let text = json!({"type": "status", "state": s}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
+                Some(ToBrowser::Sync(offset)) => {
+                    let text = json!({"type": "sync", "offset": offset}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
+                Some(ToBrowser::Warning { message, seconds_left }) => {
+                    let text = json!({"type": "warning", "message": message, "seconds_left": seconds_left}).to_string();
                     if socket.send(Message::Text(text.into())).await.is_err() {
                         break "browser gone".into();
                     }
@@ -197,7 +214,7 @@ async fn relay(
                             let _ = socket.send(close(CLOSE_BAD_MESSAGE, &reason)).await;
                             break reason;
                         }
-                        Ok(Control::Ack { .. }) => {}
+                        Ok(Control::Ack { bytes }) => live.ack(attach_id, bytes).await,
                         Err(e) => {
                             let reason = format!("bad control message: {e}");
                             let _ = socket.send(close(CLOSE_BAD_MESSAGE, &reason)).await;

@@ -23,7 +23,7 @@ use super::auth::SignedIn;
 use super::db::{Db, DbError};
 use super::error::ApiError;
 use super::state::AppState;
-use super::users::{Role, User};
+use super::users::User;
 
 /// Events per page when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -34,11 +34,10 @@ const MAX_FILTER_CHARS: usize = 256;
 /// What a cursor holds before the row id (base64url-encoded as a whole: opaque to clients).
 const CURSOR_PREFIX: &str = "audit.v1.";
 
-/// Whether `user` may read the audit log (admins and auditors).
-// Role-based like the rest of today's policy; belongs in `policy` once the engine there has
-// a rule for it.
+/// Whether `user` may read the audit log (a role with `read_audit`; the built-in admin and
+/// auditor have it).
 pub fn may_read_audit(user: &User) -> bool {
-    user.has(Role::Admin) || user.has(Role::Auditor)
+    super::policy::may_read_audit(user)
 }
 
 /// The parameters as given (empty: not set), so a form can show them again.

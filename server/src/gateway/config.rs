@@ -186,8 +186,14 @@ impl Default for AuthConfig {
 pub struct SessionsConfig {
     /// Live sessions one user may hold at once.
     pub max_per_user: u32,
-    /// Output kept per session and replayed to a browser that attaches, in bytes.
+    /// Output kept per session (latest bytes) for a browser that reattaches, in bytes.
     pub scrollback_bytes: usize,
+    /// A session with no input for this long is ended (0: never). Warned 60 s and 10 s before.
+    pub idle_timeout_seconds: u64,
+    /// A session is ended after this long (0: never). Warned 60 s and 10 s before.
+    pub max_duration_seconds: u64,
+    /// A session with no browser attached for this long is ended (0: never).
+    pub detached_grace_seconds: u64,
 }
 
 impl Default for SessionsConfig {
@@ -195,6 +201,9 @@ impl Default for SessionsConfig {
         Self {
             max_per_user: 5,
             scrollback_bytes: 256 * 1024,
+            idle_timeout_seconds: 20 * 60,
+            max_duration_seconds: 12 * 3600,
+            detached_grace_seconds: 10 * 60,
         }
     }
 }

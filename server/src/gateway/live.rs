@@ -1,10 +1,21 @@
-//! Live sessions: one task per session owns its data-channel client, keeps a bounded
-//! scrollback, relays output to the one attached browser and input from it, and writes the
-//! session's end (row and audit event) when the data channel closes.
+//! Live sessions: one task per session owns its data-channel client, keeps a terminal model
+//! ([`Screen`]) and a bounded ring of the latest output, relays output to the one attached
+//! browser (with end-to-end flow control) and input from it, enforces the idle, duration and
+//! detached limits with warnings, and writes the session's end (row and audit event) when the
+//! data channel closes.
+//!
+//! Output offsets: every output byte of a session has an offset (0, 1, 2, … since the start).
+//! A browser that reattaches with `since = N` gets exactly the bytes from N on when the ring
+//! still holds them, else a snapshot of the screen; either way it is then told the current
+//! offset (`sync`) and acknowledges offsets as it writes them to its screen. The task forwards
+//! at most [`FLOW_WINDOW`] bytes beyond the last acknowledgement; beyond that it stops reading
+//! the data channel, so the pressure reaches the agent.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
@@ -12,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, Client, Event, kind};
 use super::db::{DbError, now_ms};
-use super::state::AppState;
+use super::screen::Screen;
+use super::state::{AppState, aws_message};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{ClientEvent, ClientHandle};
 
@@ -21,16 +33,32 @@ use crate::ssm::client::{ClientEvent, ClientHandle};
 pub const ATTACH_QUEUE: usize = 64;
 /// Commands queued towards a session task.
 const COMMAND_QUEUE: usize = 64;
-/// A browser that takes longer than this to accept one message is detached.
+/// How long an ending session waits for its browser to take the last messages.
 const BROWSER_STALL: Duration = Duration::from_secs(10);
+/// Output bytes forwarded to a browser beyond its last acknowledgement before the session
+/// stops reading the data channel.
+pub const FLOW_WINDOW: u64 = 256 * 1024;
+/// Lines of history the terminal model keeps above the screen.
+pub const MODEL_SCROLLBACK_LINES: usize = 2000;
+/// Seconds before a limit ends a session at which the browser is warned.
+pub const WARN_AT: [u64; 2] = [60, 10];
 
 /// What a session sends to its attached browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToBrowser {
     /// Terminal output.
     Output(Bytes),
+    /// Everything sent so far brings the browser to this output offset.
+    Sync(u64),
     /// The connection state: `connected`, `reconnecting`.
     Status(&'static str),
+    /// A limit is near.
+    Warning {
+        /// For a person.
+        message: String,
+        /// Seconds until the session ends.
+        seconds_left: u64,
+    },
     /// The session is over; how.
     Closed(String),
     /// A newer attach took over.
@@ -40,17 +68,23 @@ pub enum ToBrowser {
 #[derive(Debug)]
 enum Command {
     Attach {
+        since: Option<u64>,
         tx: mpsc::Sender<ToBrowser>,
         reply: oneshot::Sender<u64>,
     },
     Detach {
         attach_id: u64,
     },
+    Ack {
+        attach_id: u64,
+        offset: u64,
+    },
     Input(Bytes),
     Resize(u32, u32),
-    Terminating {
-        actor: String,
+    Ending {
+        how: String,
     },
+    ScreenText(oneshot::Sender<String>),
 }
 
 /// A live session as handlers see it.
@@ -75,16 +109,35 @@ pub struct LiveSession {
 pub struct Ended;
 
 impl LiveSession {
-    /// Attaches a browser: replaces any earlier one, replays the scrollback, then goes live.
-    /// Returns the attach id and the browser's queue.
-    pub async fn attach(&self) -> Result<(u64, mpsc::Receiver<ToBrowser>), Ended> {
+    /// Attaches a browser: replaces any earlier one, sends the output from offset `since`
+    /// (or a snapshot of the screen when that is not held or not given) and the current
+    /// offset, then goes live. Returns the attach id and the browser's queue.
+    pub async fn attach(
+        &self,
+        since: Option<u64>,
+    ) -> Result<(u64, mpsc::Receiver<ToBrowser>), Ended> {
         let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
         let (reply, id) = oneshot::channel();
         self.commands
-            .send(Command::Attach { tx, reply })
+            .send(Command::Attach { since, tx, reply })
             .await
             .map_err(|_| Ended)?;
         Ok((id.await.map_err(|_| Ended)?, rx))
+    }
+
+    /// The text on the session's screen now (the terminal model's view).
+    pub async fn screen_text(&self) -> Result<String, Ended> {
+        let (reply, text) = oneshot::channel();
+        self.commands
+            .send(Command::ScreenText(reply))
+            .await
+            .map_err(|_| Ended)?;
+        text.await.map_err(|_| Ended)
+    }
+
+    /// The browser `attach_id` has written output up to `offset` to its screen.
+    pub async fn ack(&self, attach_id: u64, offset: u64) {
+        let _ = self.commands.send(Command::Ack { attach_id, offset }).await; // ended: moot
     }
 
     /// Detaches browser `attach_id` (nothing happens if a newer one replaced it).
@@ -108,12 +161,13 @@ impl LiveSession {
             .map_err(|_| Ended)
     }
 
-    /// Records who asked for termination, so the end is described as such.
-    pub async fn terminating(&self, actor: &str) {
+    /// Records how the session is being ended ("terminated by alice", "gateway shutdown"),
+    /// so its end is described as such.
+    pub async fn ending(&self, how: &str) {
         let _ = self
             .commands
-            .send(Command::Terminating {
-                actor: actor.to_owned(),
+            .send(Command::Ending {
+                how: how.to_owned(),
             })
             .await; // ended already: the end row says how
     }
@@ -176,6 +230,10 @@ pub struct Spawn {
     pub ssm_session_id: String,
     /// The running data-channel client.
     pub handle: ClientHandle,
+    /// The policy's longest session for this one (the tighter of it and `[sessions]` holds).
+    pub max_duration: Option<Duration>,
+    /// The policy's idle timeout for this one (likewise).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Starts the session's task and registers it.
@@ -190,41 +248,58 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
         commands: tx,
     });
     state.live.insert(live.clone());
-    let scrollback = Scrollback::new(state.config.sessions.scrollback_bytes);
+    let ring = Ring::new(state.config.sessions.scrollback_bytes);
+    let limits = Limits::from_config(&state.config.sessions)
+        .tightened(spawn.max_duration, spawn.idle_timeout);
+    let now = Instant::now();
     tokio::spawn(
         Task {
             state,
             spawn,
             commands: rx,
-            scrollback,
+            ring,
+            screen: Screen::new(24, 80, MODEL_SCROLLBACK_LINES),
             attached: None,
             next_attach: 0,
             bytes_out: 0,
             bytes_in: 0,
             exit_code: None,
-            terminated_by: None,
+            ending: None,
             connected: false,
+            resumes: 0,
+            limits,
+            started: now,
+            last_input: now,
+            detached_since: Some(now),
+            warned: Vec::new(),
         }
         .run(),
     );
     live
 }
 
-/// The last output, bounded, replayed on attach.
+/// The latest output, bounded, with its offsets: what a reattaching browser missed.
 #[derive(Debug)]
-struct Scrollback {
+struct Ring {
     pieces: VecDeque<Bytes>,
+    /// Offset of the first byte held.
+    start: u64,
     len: usize,
     cap: usize,
 }
 
-impl Scrollback {
+impl Ring {
     fn new(cap: usize) -> Self {
         Self {
             pieces: VecDeque::new(),
+            start: 0,
             len: 0,
             cap,
         }
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.len as u64
     }
 
     fn push(&mut self, bytes: Bytes) {
@@ -235,46 +310,134 @@ impl Scrollback {
                 break;
             };
             self.len -= front.len();
+            self.start += front.len() as u64;
         }
+    }
+
+    /// The bytes from offset `since` to the end, if all of them are held.
+    fn since(&self, since: u64) -> Option<Vec<Bytes>> {
+        if since < self.start || since > self.end() {
+            return None;
+        }
+        let mut skip = since - self.start;
+        let mut out = Vec::new();
+        for piece in &self.pieces {
+            let n = piece.len() as u64;
+            if skip >= n {
+                skip -= n;
+                continue;
+            }
+            out.push(piece.slice(usize::try_from(skip).unwrap_or(0)..));
+            skip = 0;
+        }
+        Some(out)
+    }
+}
+
+/// The time limits of a session.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    idle: Option<Duration>,
+    max: Option<Duration>,
+    detached: Option<Duration>,
+}
+
+impl Limits {
+    /// The tighter of these and the policy's limits.
+    fn tightened(self, max: Option<Duration>, idle: Option<Duration>) -> Self {
+        let tighter = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Self {
+            max: tighter(self.max, max),
+            idle: tighter(self.idle, idle),
+            ..self
+        }
+    }
+
+    fn from_config(c: &super::config::SessionsConfig) -> Self {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Self {
+            idle: secs(c.idle_timeout_seconds),
+            max: secs(c.max_duration_seconds),
+            detached: secs(c.detached_grace_seconds),
+        }
+    }
+}
+
+/// "20 minutes", "90 seconds", "12 hours".
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 3600 == 0 && s >= 3600 => {
+            format!("{} hour{}", s / 3600, if s == 3600 { "" } else { "s" })
+        }
+        s if s % 60 == 0 && s >= 60 => {
+            format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" })
+        }
+        s => format!("{s} second{}", if s == 1 { "" } else { "s" }),
     }
 }
 
 struct Attached {
     id: u64,
     tx: mpsc::Sender<ToBrowser>,
+    /// Output offset forwarded to this browser.
+    sent: u64,
+    /// Output offset it has acknowledged.
+    acked: u64,
+    /// Messages waiting for room in the browser's queue, oldest first. Bounded: output is
+    /// read from the data channel only while `sent - acked` is within [`FLOW_WINDOW`].
+    pending: VecDeque<ToBrowser>,
 }
 
 struct Task {
     state: Arc<AppState>,
     spawn: Spawn,
     commands: mpsc::Receiver<Command>,
-    scrollback: Scrollback,
+    ring: Ring,
+    screen: Screen,
     attached: Option<Attached>,
     next_attach: u64,
     bytes_out: u64,
     bytes_in: u64,
     exit_code: Option<i32>,
-    terminated_by: Option<String>,
+    /// How the session is being ended, when the gateway or a person ends it.
+    ending: Option<String>,
     connected: bool,
+    resumes: u32,
+    limits: Limits,
+    started: Instant,
+    last_input: Instant,
+    detached_since: Option<Instant>,
+    /// Warnings already given, as (limit name, seconds before).
+    warned: Vec<(&'static str, u64)>,
 }
 
 impl Task {
     async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let how = loop {
+            let may_read = self.may_read();
+            let flush = self.flush_sender();
             tokio::select! {
-                event = self.spawn.handle.events.recv() => match event {
+                permit = async { flush?.reserve_owned().await.ok() }, if flush.is_some() => {
+                    self.flush_one(permit);
+                }
+                event = self.spawn.handle.events.recv(), if may_read => match event {
                     Some(ClientEvent::Ready(_)) | Some(ClientEvent::Reconnected) => {
                         self.connected = true;
                         self.send_browser(ToBrowser::Status("connected")).await;
                     }
-                    Some(ClientEvent::Output(bytes)) => {
-                        self.bytes_out += bytes.len() as u64;
-                        self.scrollback.push(bytes.clone());
-                        self.send_browser(ToBrowser::Output(bytes)).await;
-                    }
+                    Some(ClientEvent::Output(bytes)) => self.output(bytes).await,
                     Some(ClientEvent::ExitCode(code)) => self.exit_code = Some(code),
                     Some(ClientEvent::Reconnecting { attempt, error }) => {
                         tracing::info!(session = %self.spawn.id, attempt, "data channel reconnecting: {error}");
+                        if self.connected {
+                            self.resumes += 1;
+                        }
                         self.connected = false;
                         self.send_browser(ToBrowser::Status("reconnecting")).await;
                     }
@@ -286,14 +449,32 @@ impl Task {
                     // Unreachable while registered; end cleanly if it happens.
                     None => break "the gateway dropped the session".to_owned(),
                 },
+                _ = tick.tick() => self.check_limits().await,
             }
         };
         self.end(how).await;
     }
 
+    /// Whether the data channel may be read: no browser, or one within its window.
+    fn may_read(&self) -> bool {
+        self.attached
+            .as_ref()
+            .is_none_or(|a| a.sent.saturating_sub(a.acked) < FLOW_WINDOW)
+    }
+
+    async fn output(&mut self, bytes: Bytes) {
+        self.bytes_out += bytes.len() as u64;
+        self.screen.process(&bytes);
+        self.ring.push(bytes.clone());
+        if let Some(a) = &mut self.attached {
+            a.sent = self.bytes_out;
+        }
+        self.send_browser(ToBrowser::Output(bytes)).await;
+    }
+
     fn describe(&self, reason: &CloseReason) -> String {
-        match (&self.terminated_by, reason) {
-            (Some(actor), _) => format!("terminated by {actor}"),
+        match (&self.ending, reason) {
+            (Some(how), _) => how.clone(),
             (None, CloseReason::Remote { output }) if output.trim().is_empty() => {
                 "the shell exited".to_owned()
             }
@@ -301,52 +482,191 @@ impl Task {
         }
     }
 
+    /// Warns before, and enforces, the idle timeout, the maximum duration and the grace
+    /// period without a browser.
+    async fn check_limits(&mut self) {
+        if self.ending.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let checks = [
+            ("idle", self.limits.idle, Some(self.last_input), "idle for"),
+            (
+                "max",
+                self.limits.max,
+                Some(self.started),
+                "reached the maximum duration of",
+            ),
+            (
+                "detached",
+                self.limits.detached,
+                self.detached_since,
+                "no browser attached for",
+            ),
+        ];
+        for (name, limit, since, words) in checks {
+            let (Some(limit), Some(since)) = (limit, since) else {
+                continue;
+            };
+            let deadline = since + limit;
+            if now >= deadline {
+                let how = format!("{words} {}", human(limit));
+                self.terminate(how).await;
+                return;
+            }
+            let left = (deadline - now).as_secs() + 1;
+            for at in WARN_AT {
+                if left <= at && !self.warned.contains(&(name, at)) && name != "detached" {
+                    self.warned.push((name, at));
+                    let message = match name {
+                        "idle" => format!(
+                            "This session ends in {left} s unless you type something (idle timeout {})",
+                            human(limit)
+                        ),
+                        _ => format!(
+                            "This session reaches its maximum duration of {} in {left} s",
+                            human(limit)
+                        ),
+                    };
+                    self.send_browser(ToBrowser::Warning {
+                        message,
+                        seconds_left: left,
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Ends the session from here (a limit): TerminateSession, and the close that follows is
+    /// described as `how`.
+    async fn terminate(&mut self, how: String) {
+        tracing::info!(session = %self.spawn.id, "ending: {how}");
+        self.ending = Some(how);
+        if let Some(clients) = self.state.clients(&self.spawn.region) {
+            let sent = clients
+                .ssm
+                .terminate_session()
+                .session_id(&self.spawn.ssm_session_id)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(session = %self.spawn.id, "TerminateSession failed: {}", aws_message(&e));
+            }
+        }
+    }
+
     async fn command(&mut self, command: Command) {
         match command {
-            Command::Attach { tx, reply } => {
+            Command::Attach { since, tx, reply } => {
                 if let Some(old) = self.attached.take() {
                     let _ = old.tx.try_send(ToBrowser::Replaced); // it may be gone already
                 }
                 self.next_attach += 1;
                 let id = self.next_attach;
-                let replay: Vec<Bytes> = self.scrollback.pieces.iter().cloned().collect();
+                let offset = self.bytes_out;
                 let status = if self.connected {
                     "connected"
                 } else {
                     "connecting"
                 };
-                self.attached = Some(Attached { id, tx });
+                self.attached = Some(Attached {
+                    id,
+                    tx,
+                    sent: offset,
+                    acked: offset,
+                    pending: VecDeque::new(),
+                });
+                self.detached_since = None;
                 self.send_browser(ToBrowser::Status(status)).await;
-                for piece in replay {
-                    self.send_browser(ToBrowser::Output(piece)).await;
+                match since.and_then(|n| self.ring.since(n)) {
+                    Some(pieces) => {
+                        for piece in pieces {
+                            self.send_browser(ToBrowser::Output(piece)).await;
+                        }
+                    }
+                    None => {
+                        let snapshot = Bytes::from(self.screen.snapshot());
+                        self.send_browser(ToBrowser::Output(snapshot)).await;
+                    }
                 }
+                self.send_browser(ToBrowser::Sync(offset)).await;
                 let _ = reply.send(id); // the attacher may have gone; it detaches then
             }
             Command::Detach { attach_id } => {
                 if self.attached.as_ref().is_some_and(|a| a.id == attach_id) {
                     self.attached = None;
+                    self.detached_since = Some(Instant::now());
+                }
+            }
+            Command::Ack { attach_id, offset } => {
+                if let Some(a) = self.attached.as_mut().filter(|a| a.id == attach_id) {
+                    a.acked = a.acked.max(offset.min(a.sent));
                 }
             }
             Command::Input(bytes) => {
                 self.bytes_in += bytes.len() as u64;
+                self.last_input = Instant::now();
+                self.warned.retain(|(name, _)| *name != "idle");
                 // An error means the session is over; the Closed event follows.
                 let _ = self.spawn.handle.input(bytes).await;
             }
             Command::Resize(cols, rows) => {
+                self.screen.resize(
+                    u16::try_from(rows).unwrap_or(u16::MAX),
+                    u16::try_from(cols).unwrap_or(u16::MAX),
+                );
                 let _ = self.spawn.handle.resize(cols, rows).await; // as above
             }
-            Command::Terminating { actor } => self.terminated_by = Some(actor),
+            Command::Ending { how } => self.ending = Some(how),
+            Command::ScreenText(reply) => {
+                let _ = reply.send(self.screen.text()); // the asker may have gone
+            }
         }
     }
 
     /// Sends to the attached browser; one that stalls or has gone is detached.
+    ///
+    /// Never waits: what the browser's queue cannot take now waits in `pending` (flushed by
+    /// the run loop), so a slow browser never holds up input, resizes or limits.
     async fn send_browser(&mut self, message: ToBrowser) {
-        let Some(attached) = &self.attached else {
+        let Some(attached) = &mut self.attached else {
             return;
         };
-        let sent = tokio::time::timeout(BROWSER_STALL, attached.tx.send(message)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            self.attached = None;
+        if !attached.pending.is_empty() {
+            attached.pending.push_back(message);
+            return;
+        }
+        match attached.tx.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(message)) => attached.pending.push_back(message),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.browser_gone(),
+        }
+    }
+
+    fn browser_gone(&mut self) {
+        self.attached = None;
+        self.detached_since = Some(Instant::now());
+    }
+
+    /// A sender with room for one pending message, when there is a pending message.
+    fn flush_sender(&self) -> Option<mpsc::Sender<ToBrowser>> {
+        self.attached
+            .as_ref()
+            .filter(|a| !a.pending.is_empty())
+            .map(|a| a.tx.clone())
+    }
+
+    /// Moves one pending message into the browser's queue (a permit was granted).
+    fn flush_one(&mut self, permit: Option<mpsc::OwnedPermit<ToBrowser>>) {
+        match (permit, self.attached.as_mut()) {
+            (Some(permit), Some(a)) => {
+                if let Some(message) = a.pending.pop_front() {
+                    permit.send(message);
+                }
+            }
+            (None, Some(_)) => self.browser_gone(),
+            _ => {}
         }
     }
 
@@ -357,6 +677,17 @@ impl Task {
         }
         self.state.live.remove(&self.spawn.id);
         self.send_browser(ToBrowser::Closed(how.clone())).await;
+        // The browser gets what is pending and the end, within a bound.
+        if let Some(a) = self.attached.take() {
+            let _ = tokio::time::timeout(BROWSER_STALL, async move {
+                for message in a.pending {
+                    if a.tx.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         tracing::info!(session = %self.spawn.id, "session ended: {how}");
     }
 
@@ -385,6 +716,7 @@ impl Task {
                     "exit_code": self.exit_code,
                     "bytes_out": self.bytes_out,
                     "bytes_in": self.bytes_in,
+                    "resumes": self.resumes,
                     "ssm_session_id": s.ssm_session_id,
                 })),
         )

@@ -24,6 +24,7 @@ pub mod error;
 pub mod live;
 pub mod pages;
 pub mod policy;
+pub mod screen;
 pub mod sessions;
 pub mod state;
 pub mod targets;
@@ -137,15 +138,24 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     Ok(Arc::new(state))
 }
 
-/// Sessions this gateway left running when it last stopped without ending them (a crash) are
-/// marked ended, with an audit event; their shells were lost with the process.
+/// How often this gateway marks its live sessions as owned (`sessions.heartbeat_at`).
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// A live session whose owner has not marked it for this long belongs to no running gateway.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(120);
+
+/// Sessions recorded as live that no running gateway owns — this gateway's own from before a
+/// crash or a kill, or another's whose heartbeat stopped — are terminated with
+/// `TerminateSession` and recorded as ended by "gateway restart".
 async fn reconcile(state: &AppState) -> Result<(), db::DbError> {
     use sqlx::Row;
+    let stale_before = db::now_ms() - HEARTBEAT_STALE.as_millis() as i64;
     let rows = sqlx::query(
-        "SELECT s.id, s.target, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.owner_gateway = $1 AND s.state IN ('starting', 'active')",
+        "SELECT s.id, s.target, s.region, s.ssm_session_id, u.name FROM sessions s \
+         JOIN users u ON u.id = s.user_id \
+         WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2)",
     )
     .bind(&state.config.server.gateway_id)
+    .bind(stale_before)
     .fetch_all(state.db.pool())
     .await
     .map_err(|e| db::DbError::new("find stale sessions", e))?;
@@ -153,8 +163,23 @@ async fn reconcile(state: &AppState) -> Result<(), db::DbError> {
         let read = |e| db::DbError::new("read stale session", e);
         let id: String = row.try_get("id").map_err(read)?;
         let target: String = row.try_get("target").map_err(read)?;
+        let region: String = row.try_get("region").map_err(read)?;
+        let ssm_id: Option<String> = row.try_get("ssm_session_id").map_err(read)?;
         let user: String = row.try_get("name").map_err(read)?;
-        let how = "the gateway stopped without ending it";
+        let mut terminated = serde_json::Value::Null;
+        if let (Some(ssm_id), Some(clients)) = (&ssm_id, state.clients(&region)) {
+            let sent = clients
+                .ssm
+                .terminate_session()
+                .session_id(ssm_id)
+                .send()
+                .await;
+            terminated = match sent {
+                Ok(_) => serde_json::Value::Bool(true),
+                Err(e) => serde_json::Value::String(state::aws_message(&e)),
+            };
+        }
+        let how = "gateway restart";
         let mut tx = state.db.begin_write().await?;
         sqlx::query(
             "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2 WHERE id = $3",
@@ -170,12 +195,35 @@ async fn reconcile(state: &AppState) -> Result<(), db::DbError> {
             &mut tx.tx,
             &audit::Event::new(audit::kind::SESSION_END, &user, &client)
                 .session(&id, &target)
-                .detail(serde_json::json!({"how": how})),
+                .detail(serde_json::json!({
+                    "how": how,
+                    "ssm_session_id": ssm_id,
+                    "terminate_session": terminated,
+                })),
         )
         .await?;
         tx.commit().await?;
+        tracing::info!(session = %id, "ended a session left live by a stopped gateway");
     }
     Ok(())
+}
+
+/// Marks this gateway's live sessions as owned, every [`HEARTBEAT`].
+async fn heartbeat(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        for live in state.live.all() {
+            let done = sqlx::query("UPDATE sessions SET heartbeat_at = $1 WHERE id = $2")
+                .bind(db::now_ms())
+                .bind(&live.id)
+                .execute(state.db.pool())
+                .await;
+            if let Err(e) = done {
+                tracing::warn!(session = %live.id, "heartbeat: {e}");
+            }
+        }
+    }
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then terminates the live
@@ -196,20 +244,45 @@ pub async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let beat = tokio::spawn(heartbeat(state.clone()));
     let watcher = policy::spawn_watcher(state.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| StartError::Other(format!("serving failed: {e}")));
+    // On the signal: end every session (attached browsers are told, SSM sessions terminated,
+    // the ends audited as "gateway shutdown"), then stop serving; connections still open
+    // after SHUTDOWN_GRACE are dropped.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let ending = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+            end_all(&state, "gateway shutdown").await;
+        }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(ending);
+    let served = tokio::select! {
+        served = server => served.map_err(|e| StartError::Other(format!("serving failed: {e}"))),
+        () = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => Ok(()),
+    };
+    beat.abort();
     watcher.abort();
-    end_all(&state, "the gateway (shutting down)").await;
+    // Sessions started while stopping, if any.
+    end_all(&state, "gateway shutdown").await;
     served
 }
+
+/// How long a stopping gateway waits for its connections after ending its sessions.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 /// Terminates every live session and waits (a bounded time) for their ends to be recorded.
 pub async fn end_all(state: &AppState, why: &str) {
     for live in state.live.all() {
-        live.terminating(why).await;
+        live.ending(why).await;
         if let Some(clients) = state.clients(&live.region) {
             let sent = clients
                 .ssm

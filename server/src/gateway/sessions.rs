@@ -331,6 +331,8 @@ pub async fn create(
             region: target.region.clone(),
             ssm_session_id: ssm_id.to_owned(),
             handle,
+            max_duration: decision.max_duration,
+            idle_timeout: decision.idle_timeout,
         },
     );
     let view = load(&state, &id)
@@ -449,7 +451,8 @@ pub async fn terminate(
     )
     .await?;
     tx.commit().await?;
-    live.terminating(&signed.user.name).await;
+    live.ending(&format!("terminated by {}", signed.user.name))
+        .await;
     let clients = state
         .clients(&live.region)
         .ok_or_else(|| ApiError::internal(format!("no AWS clients for {}", live.region)))?;

@@ -1,0 +1,195 @@
+//! The server-side terminal model of a session: a vt100 parser fed with every output byte, so
+//! a browser that attaches (a reload, a second tab, a new laptop) gets the screen as it is —
+//! alternate-screen programs such as vim, less and top included, with colours and the cursor —
+//! and the lines above it, not a blank page.
+//!
+//! vt100 exposes only the active grid, so when a program switches to the alternate screen the
+//! main screen's history is captured at that moment (bounded by the scrollback) and replayed
+//! beneath the alternate screen on attach.
+
+use std::num::NonZeroU16;
+
+use vt100::Parser;
+use vt100::capture::{BasicFormattedCaptureRange, BasicFormattedCaptureState};
+
+/// The sequences that switch to the alternate screen (xterm's three variants).
+const ENTER_ALTERNATE: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
+
+/// A session's terminal model.
+pub struct Screen {
+    parser: Parser,
+    /// The main screen's history and rows, captured when the alternate screen was entered.
+    main_capture: Option<String>,
+}
+
+impl std::fmt::Debug for Screen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (rows, cols) = self.size();
+        f.debug_struct("Screen")
+            .field("rows", &rows)
+            .field("cols", &cols)
+            .field("alternate", &self.parser.screen().alternate_screen())
+            .finish()
+    }
+}
+
+fn dim(n: u16, default: u16) -> NonZeroU16 {
+    NonZeroU16::new(n)
+        .or(NonZeroU16::new(default))
+        .unwrap_or(NonZeroU16::MIN)
+}
+
+impl Screen {
+    /// A blank screen of `rows` × `cols` keeping `scrollback` lines above it.
+    pub fn new(rows: u16, cols: u16, scrollback: usize) -> Self {
+        Self {
+            parser: Parser::new(dim(rows, 24), dim(cols, 80), scrollback),
+            main_capture: None,
+        }
+    }
+
+    /// (rows, cols).
+    pub fn size(&self) -> (u16, u16) {
+        let (rows, cols) = self.parser.screen().size();
+        (rows.get(), cols.get())
+    }
+
+    /// Follows a resize of the terminal.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.parser.set_size(dim(rows, 24), dim(cols, 80));
+    }
+
+    /// Feeds output.
+    pub fn process(&mut self, mut bytes: &[u8]) {
+        while let Some((at, len)) = find_enter_alternate(bytes) {
+            self.parser.process(&bytes[..at]);
+            if !self.parser.screen().alternate_screen() {
+                self.main_capture = Some(self.history());
+            }
+            self.parser.process(&bytes[at..at + len]);
+            bytes = &bytes[at + len..];
+        }
+        self.parser.process(bytes);
+        if !self.parser.screen().alternate_screen() {
+            self.main_capture = None;
+        }
+    }
+
+    /// The active grid's scrollback and rows as lines with colours (SGR only), CRLF-separated.
+    fn history(&self) -> String {
+        let mut text = String::new();
+        let mut state = BasicFormattedCaptureState::new();
+        // Writing into a String cannot fail.
+        let _ = self.parser.screen().write_contents_formatted_basic(
+            &mut text,
+            BasicFormattedCaptureRange::Full(&mut state),
+        );
+        text.replace('\n', "\r\n")
+    }
+
+    /// Bytes that bring a freshly reset terminal of the same size to this screen: the history
+    /// lines (they scroll into the browser's scrollback), then the visible screen redrawn
+    /// with its attributes, the cursor and the input modes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let screen = self.parser.screen();
+        let mut out = String::from("\x1bc");
+        if screen.alternate_screen() {
+            if let Some(main) = &self.main_capture {
+                out.push_str(main);
+                out.push_str("\x1b[m");
+            }
+            out.push_str("\x1b[?1049h");
+        } else {
+            out.push_str(&self.history());
+            out.push_str("\x1b[m");
+        }
+        out.push_str(&screen.state_formatted());
+        out.into_bytes()
+    }
+
+    /// The visible screen as plain text (rows joined by newlines), for tests and logs.
+    pub fn text(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    /// Whether a program has the alternate screen.
+    pub fn alternate(&self) -> bool {
+        self.parser.screen().alternate_screen()
+    }
+}
+
+fn find_enter_alternate(bytes: &[u8]) -> Option<(usize, usize)> {
+    ENTER_ALTERNATE
+        .iter()
+        .filter_map(|seq| {
+            bytes
+                .windows(seq.len())
+                .position(|w| w == *seq)
+                .map(|at| (at, seq.len()))
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a terminal shows after `bytes`.
+    fn replay(bytes: &[u8], rows: u16, cols: u16) -> Screen {
+        let mut screen = Screen::new(rows, cols, 1000);
+        screen.process(bytes);
+        screen
+    }
+
+    #[test]
+    fn a_snapshot_reproduces_the_screen_and_its_history() {
+        let mut screen = Screen::new(5, 20, 100);
+        for i in 0..12 {
+            screen.process(format!("line {i}\r\n").as_bytes());
+        }
+        screen.process(b"\x1b[31mred\x1b[m $ ");
+        let copy = replay(&screen.snapshot(), 5, 20);
+        assert_eq!(copy.text(), screen.text());
+        assert_eq!(
+            copy.parser.screen().cursor_position(),
+            screen.parser.screen().cursor_position()
+        );
+        assert_eq!(
+            copy.parser.screen().cell(4, 0).unwrap().fgcolor(),
+            vt100::Color::Idx(1)
+        );
+        // The earlier lines are in the copy's scrollback.
+        let mut copy = copy;
+        copy.parser.screen_mut().set_scrollback(usize::MAX);
+        assert!(copy.text().contains("line 0"), "{}", copy.text());
+    }
+
+    #[test]
+    fn an_alternate_screen_program_is_restored_over_the_main_history() {
+        let mut screen = Screen::new(6, 30, 100);
+        screen.process(b"MARKER-BEFORE-VIM\r\n$ vim\r\n");
+        // vim switches screens in the middle of a chunk, then draws.
+        screen.process(b"\x1b[?1049h\x1b[H\x1b[2J~\r\n~\r\n\x1b[6;1H\"notes.txt\" 0L");
+        assert!(screen.alternate());
+        let snapshot = screen.snapshot();
+        let copy = replay(&snapshot, 6, 30);
+        assert!(copy.alternate());
+        assert_eq!(copy.text(), screen.text());
+        assert!(copy.text().contains("notes.txt"));
+        // Leaving vim shows the main screen with the marker.
+        let mut copy = copy;
+        copy.process(b"\x1b[?1049l");
+        assert!(copy.text().contains("MARKER-BEFORE-VIM"), "{}", copy.text());
+        screen.process(b"\x1b[?1049l");
+        assert!(!screen.alternate());
+        assert!(screen.main_capture.is_none());
+    }
+
+    #[test]
+    fn sizes_follow_resizes_and_zero_is_safe() {
+        let mut screen = Screen::new(0, 0, 10);
+        assert_eq!(screen.size(), (24, 80));
+        screen.resize(40, 120);
+        assert_eq!(screen.size(), (40, 120));
+    }
+}

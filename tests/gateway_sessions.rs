@@ -1,0 +1,296 @@
+//! Sessions that survive (issue 5): reattach exactly where a browser left off, the screen
+//! restored for a new page (alternate-screen programs included), bulk output and typed input
+//! through faults and SSM socket resumes, end-to-end flow control, and the limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::api::{Api, WAIT};
+use common::emulator::NODE;
+use common::gateway::{self, Backend, Gateway};
+use porthole::gateway::attach::CLOSE_SESSION_ENDED;
+use porthole::gateway::audit;
+use porthole::gateway::live::FLOW_WINDOW;
+use porthole::gateway::screen::Screen;
+use porthole::gateway::users::Role;
+use porthole::ssm::faults::FaultConfig;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const REASON: &str = "INC-5000 sessions that survive";
+
+async fn signed_in(gw: &Gateway) -> Api {
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(gw);
+    api.login("alice").await;
+    api
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reattach_continues_exactly_where_the_browser_left_off() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.type_text("for i in $(seq 1 4000); do echo line-$i; done; echo AL''L-DONE\n")
+        .await;
+    tab.expect("line-1500").await;
+    let (offset, first) = (tab.offset, tab.live.clone());
+    drop(tab); // the network goes away mid-output
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut tab = api.attach_since(&id, Some(offset)).await.unwrap();
+    tab.expect("ALL-DONE").await;
+    tab.until_synced().await;
+    assert!(
+        !tab.before_sync.starts_with(b"\x1bc"),
+        "a replay, not a snapshot"
+    );
+    let mut all = first;
+    all.extend_from_slice(&tab.before_sync);
+    all.extend_from_slice(&tab.live);
+    let text = String::from_utf8_lossy(&all);
+    // Every `line-N` printed, in order (the typed `line-$i` has no number).
+    let numbers: Vec<u32> = text
+        .split("line-")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    if let Some(at) = (0..numbers.len().max(4000)).find(|&i| numbers.get(i) != Some(&(i as u32 + 1))) {
+        let near = &numbers[at.saturating_sub(3)..(at + 3).min(numbers.len())];
+        panic!(
+            "lost or repeated output at line {}: {near:?} ({} numbers; first tab ended at {})",
+            at + 1,
+            numbers.len(),
+            offset
+        );
+    }
+
+    // An offset the gateway no longer holds (or a new page) gets the screen instead.
+    let mut tab = api.attach_since(&id, Some(u64::MAX)).await.unwrap();
+    tab.until_synced().await;
+    assert!(
+        tab.screen.starts_with(b"\x1bc"),
+        "a snapshot starts with a reset"
+    );
+    assert!(String::from_utf8_lossy(&tab.screen).contains("ALL-DONE"));
+    // The replaced tab's detach is written as it goes: wait for it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let kinds = loop {
+        let kinds: Vec<String> = audit::list(&gw.state.db, Some(&id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.len() >= 6 || tokio::time::Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        kinds,
+        [
+            "session.start",
+            "session.attach",
+            "session.detach",
+            "session.attach",
+            // The third attach is recorded before any byte flows; the second one it replaced
+            // detaches after.
+            "session.attach",
+            "session.detach"
+        ]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_page_gets_vims_screen_back_and_the_history_under_it() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.control(json!({"type": "resize", "cols": 100, "rows": 30}))
+        .await;
+    tab.type_text("echo MARK-$((40+2))-BEFORE\n").await;
+    let at = tab.expect("MARK-42-BEFORE").await;
+    tab.type_text("vim -u NONE -N notes.txt\n").await;
+    let at = tab.expect_from(at, "notes.txt").await;
+    tab.type_text("iHELLO-FROM-VIM\x1b").await;
+    tab.expect_from(at, "HELLO-FROM-VIM").await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // vim finishes drawing
+    drop(tab); // the page is reloaded
+
+    let live = gw.state.live.get(&id).unwrap();
+    let model = live.screen_text().await.unwrap();
+    assert!(
+        model.contains("HELLO-FROM-VIM") && model.contains('~'),
+        "{model}"
+    );
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.until_synced().await;
+    let mut browser = Screen::new(30, 100, 1000);
+    browser.process(&tab.screen);
+    assert!(
+        browser.alternate(),
+        "the new page is in vim's alternate screen"
+    );
+    assert_eq!(
+        browser.text(),
+        model,
+        "the restored screen is the model's screen"
+    );
+    // Quitting vim shows the main screen, with what was typed before.
+    tab.type_text(":q!\r").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = live.screen_text().await.unwrap();
+        if text.contains("MARK-42-BEFORE") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_megabytes_and_typed_input_survive_faults_and_socket_cuts() {
+    let gw = gateway::start_with(
+        Backend::Sqlite,
+        |c| {
+            c.faults = FaultConfig::uniform(0.05);
+            c.seed = 11;
+            c.disconnect_every = Some(Duration::from_secs(3));
+        },
+        |_| {},
+    )
+    .await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    let raw = 15_000_000; // base64 makes it 20 MB
+    tab.type_text(&format!(
+        "head -c {raw} /dev/urandom > data.bin; echo SU\"\"M $(base64 data.bin | sha256sum); \
+         echo BE''GIN; base64 data.bin; echo EN''D\n"
+    ))
+    .await;
+    let sum_at = tab.expect("SUM ").await;
+    let sum_end = tab.expect_from(sum_at, "\r\n").await;
+    let expected = String::from_utf8_lossy(&tab.screen[sum_at..sum_end])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let begin = tab.expect_from(sum_end, "BEGIN\r\n").await;
+    let end = tab.expect_from(begin, "\r\nEND\r\n").await;
+    let unix: Vec<u8> = tab.screen[begin..end - "END\r\n".len()]
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r')
+        .collect();
+    assert!(unix.len() > 20_000_000, "only {} bytes arrived", unix.len());
+    assert_eq!(
+        hex::encode(Sha256::digest(&unix)),
+        expected,
+        "output differs"
+    );
+
+    let typed: String = (0..300).map(|i| format!("{i:03}")).collect();
+    tab.type_text(&format!("echo {typed} | sha256sum\n")).await;
+    let digest = hex::encode(Sha256::digest(format!("{typed}\n")));
+    tab.expect_from(end, &digest).await;
+    assert!(
+        tab.texts
+            .iter()
+            .any(|t| t["type"] == "status" && t["state"] == "reconnecting"),
+        "the browser was told about the resumes"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_stops_acknowledging_stops_the_stream_and_ctrl_c_still_lands() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.until_synced().await;
+    tab.auto_ack = false;
+    let start = tab.offset;
+    tab.type_text("yes FLOW-CONTROL-LINE\n").await;
+    // Read without acknowledging until nothing more comes for a second.
+    while tab.read_within(Duration::from_secs(2)).await {}
+    let unacked = tab.offset - start;
+    assert!(unacked >= FLOW_WINDOW / 2, "the window is used: {unacked}");
+    assert!(
+        unacked <= FLOW_WINDOW + 128 * 1024,
+        "no more than the window (+ one queue of pieces) without acks: {unacked}"
+    );
+    // Ctrl-C goes through while output is held back; then acks let the rest drain.
+    tab.type_text("\x03").await;
+    tab.auto_ack = true;
+    tab.ack().await;
+    tab.type_text("echo AFTER-$((3*3))\n").await;
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tab.expect_from(start as usize, "AFTER-9"),
+    )
+    .await
+    .expect("the interrupt landed and the shell is back");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_warn_then_end_the_session_with_a_reason() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.sessions.idle_timeout_seconds = 12;
+        c.sessions.detached_grace_seconds = 3;
+    })
+    .await;
+    let mut api = signed_in(&gw).await;
+
+    // Idle: warned at 10 s left, ended at 12 s without input.
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    let (code, reason) = tab.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CLOSE_SESSION_ENDED, "idle for 12 seconds")
+    );
+    let warning = tab
+        .texts
+        .iter()
+        .find(|t| t["type"] == "warning")
+        .expect("a warning");
+    assert!(warning["seconds_left"].as_u64().unwrap() <= 10, "{warning}");
+    assert!(
+        warning["message"].as_str().unwrap().contains("idle"),
+        "{warning}"
+    );
+
+    // Detached: no browser for 3 s.
+    let id = api.open(NODE, REASON).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let row = api.get(&format!("/api/v1/sessions/{id}")).await;
+        if row.body["state"] == "ended" {
+            assert_eq!(row.body["end_reason"], "no browser attached for 3 seconds");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ssm = gw.emu.emulator.state().registry.list();
+    assert!(
+        ssm.iter().all(|s| !s.status.is_active()),
+        "terminated at SSM too"
+    );
+    gw.stop().await;
+}
