@@ -62,7 +62,9 @@ async fn a_reattach_continues_exactly_where_the_browser_left_off() {
             digits.parse().ok()
         })
         .collect();
-    if let Some(at) = (0..numbers.len().max(4000)).find(|&i| numbers.get(i) != Some(&(i as u32 + 1))) {
+    if let Some(at) =
+        (0..numbers.len().max(4000)).find(|&i| numbers.get(i) != Some(&(i as u32 + 1)))
+    {
         let near = &numbers[at.saturating_sub(3)..(at + 3).min(numbers.len())];
         panic!(
             "lost or repeated output at line {}: {near:?} ({} numbers; first tab ended at {})",
@@ -292,5 +294,84 @@ async fn limits_warn_then_end_the_session_with_a_reason() {
         ssm.iter().all(|s| !s.status.is_active()),
         "terminated at SSM too"
     );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_replays_what_was_printed_and_its_hash_is_audited() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.control(json!({"type": "resize", "cols": 90, "rows": 28}))
+        .await;
+    tab.type_text("printf 'REC-%s héllo wörld ✓ 🦀\\n' $((20+3))\n")
+        .await;
+    tab.expect("REC-23 héllo wörld ✓ 🦀").await;
+    tab.type_text("exit\n").await;
+    tab.closed().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let end = loop {
+        let ends: Vec<_> = audit::list(&gw.state.db, Some(&id))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "session.end")
+            .collect();
+        if let Some(end) = ends.into_iter().next() {
+            break end;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let reply = api.get(&format!("/api/v1/sessions/{id}/recording")).await;
+    assert_eq!(reply.status, reqwest::StatusCode::OK);
+    assert_eq!(reply.headers["content-type"], "application/x-asciicast");
+    let file = reply.text.clone();
+    assert_eq!(
+        end.detail["recording"]["sha256"],
+        hex::encode(Sha256::digest(file.as_bytes()))
+    );
+    assert_eq!(end.detail["recording"]["bytes"], file.len() as u64);
+    let mut lines = file.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let events: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut last = 0.0;
+    for e in &events {
+        let t = e[0].as_f64().unwrap();
+        assert!(t >= last, "times never go back");
+        last = t;
+    }
+    let output: String = events
+        .iter()
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap())
+        .collect();
+    // All the session printed: what came before the attach (the browser got it as a screen
+    // snapshot), then exactly the bytes the browser was sent live.
+    assert!(
+        output.as_bytes().ends_with(&tab.live),
+        "the recording's output ends with exactly what the browser was sent live:\n{:?}\n{:?}",
+        common::api::tail(output.as_bytes()),
+        common::api::tail(&tab.live)
+    );
+    assert!(events.iter().any(|e| e[1] == "r" && e[2] == "90x28"));
+    assert!(!events.iter().any(|e| e[1] == "i"), "no input by default");
+
+    // Another operator may not fetch it; an auditor may.
+    gw.user("bob", &[Role::Operator]).await;
+    gw.user("audrey", &[Role::Auditor]).await;
+    let mut bob = Api::new(&gw);
+    bob.login("bob").await;
+    let reply = bob.get(&format!("/api/v1/sessions/{id}/recording")).await;
+    assert_eq!(reply.status, reqwest::StatusCode::NOT_FOUND);
+    let mut audrey = Api::new(&gw);
+    audrey.login("audrey").await;
+    let reply = audrey
+        .get(&format!("/api/v1/sessions/{id}/recording"))
+        .await;
+    assert_eq!(reply.text, file);
     gw.stop().await;
 }

@@ -79,6 +79,7 @@ pub async fn start_with(
     config.server.listen = addr;
     config.server.public_url = format!("http://{addr}");
     config.auth.jwt_secret = Secret::new(JWT_SECRET);
+    config.recordings.dir = dir.path().join("recordings");
     config.aws.endpoint_url = Some(emu.emulator.url());
     config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
     config.aws.secret_access_key = Some(Secret::new("secret"));

@@ -70,6 +70,9 @@ pub struct Config {
     /// `[policy]`: roles, or the file that holds them (`docs/policy.md`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[recordings]`.
+    #[serde(default)]
+    pub recordings: RecordingsConfig,
     /// The file this configuration was read from, when it was (set by the caller; relative
     /// `policy.file` paths start there, and inline roles are reloaded from it).
     #[serde(skip)]
@@ -176,6 +179,25 @@ impl Default for AuthConfig {
             login_ttl_seconds: 12 * 3600,
             max_failed_logins: 5,
             failed_login_window_seconds: 300,
+        }
+    }
+}
+
+/// `[recordings]`: asciicast v2 files written by the gateway as sessions run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingsConfig {
+    /// The folder of the recordings (created when missing).
+    pub dir: PathBuf,
+    /// Record input too (keystrokes, including passwords typed at prompts). Off by default.
+    pub input: bool,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("porthole-recordings"),
+            input: false,
         }
     }
 }

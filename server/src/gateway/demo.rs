@@ -77,6 +77,7 @@ pub async fn prepare(
         "sqlite://{}",
         data_dir.join("porthole.db").display()
     ));
+    config.recordings.dir = data_dir.join("recordings");
     config.aws.endpoint_url = Some(emulator.url());
     config.aws.access_key_id = Some(Secret::new("demo"));
     config.aws.secret_access_key = Some(Secret::new("demo"));

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, Client, Event, kind};
 use super::db::{DbError, now_ms};
+use super::recording::Recorder;
 use super::screen::Screen;
 use super::state::{AppState, aws_message};
 use crate::ssm::channel::CloseReason;
@@ -252,6 +253,21 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
     let limits = Limits::from_config(&state.config.sessions)
         .tightened(spawn.max_duration, spawn.idle_timeout);
     let now = Instant::now();
+    let title = format!("{} on {}", spawn.user_name, spawn.target);
+    let recorder = match Recorder::create(
+        &state.config.recordings.dir,
+        &spawn.id,
+        80,
+        24,
+        &title,
+        state.config.recordings.input,
+    ) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(session = %spawn.id, "cannot record the session: {e}");
+            None
+        }
+    };
     tokio::spawn(
         Task {
             state,
@@ -272,6 +288,7 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
             last_input: now,
             detached_since: Some(now),
             warned: Vec::new(),
+            recorder,
         }
         .run(),
     );
@@ -413,6 +430,8 @@ struct Task {
     detached_since: Option<Instant>,
     /// Warnings already given, as (limit name, seconds before).
     warned: Vec<(&'static str, u64)>,
+    /// The session's recording (none when the file could not be created; that is logged).
+    recorder: Option<Recorder>,
 }
 
 impl Task {
@@ -449,7 +468,12 @@ impl Task {
                     // Unreachable while registered; end cleanly if it happens.
                     None => break "the gateway dropped the session".to_owned(),
                 },
-                _ = tick.tick() => self.check_limits().await,
+                _ = tick.tick() => {
+                    if let Some(r) = &mut self.recorder {
+                        r.flush();
+                    }
+                    self.check_limits().await;
+                }
             }
         };
         self.end(how).await;
@@ -465,6 +489,9 @@ impl Task {
     async fn output(&mut self, bytes: Bytes) {
         self.bytes_out += bytes.len() as u64;
         self.screen.process(&bytes);
+        if let Some(r) = &mut self.recorder {
+            r.output(&bytes);
+        }
         self.ring.push(bytes.clone());
         if let Some(a) = &mut self.attached {
             a.sent = self.bytes_out;
@@ -606,12 +633,18 @@ impl Task {
             }
             Command::Input(bytes) => {
                 self.bytes_in += bytes.len() as u64;
+                if let Some(r) = &mut self.recorder {
+                    r.input(&bytes);
+                }
                 self.last_input = Instant::now();
                 self.warned.retain(|(name, _)| *name != "idle");
                 // An error means the session is over; the Closed event follows.
                 let _ = self.spawn.handle.input(bytes).await;
             }
             Command::Resize(cols, rows) => {
+                if let Some(r) = &mut self.recorder {
+                    r.resize(cols, rows);
+                }
                 self.screen.resize(
                     u16::try_from(rows).unwrap_or(u16::MAX),
                     u16::try_from(cols).unwrap_or(u16::MAX),
@@ -691,7 +724,16 @@ impl Task {
         tracing::info!(session = %self.spawn.id, "session ended: {how}");
     }
 
-    async fn record_end(&self, how: &str) -> Result<(), DbError> {
+    async fn record_end(&mut self, how: &str) -> Result<(), DbError> {
+        let recording = self.recorder.take().map(|r| {
+            let done = r.finish();
+            json!({
+                "file": done.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "bytes": done.bytes,
+                "sha256": done.sha256,
+                "error": done.error,
+            })
+        });
         let s = &self.spawn;
         let mut tx = self.state.db.begin_write().await?;
         sqlx::query(
@@ -718,6 +760,7 @@ impl Task {
                     "bytes_in": self.bytes_in,
                     "resumes": self.resumes,
                     "ssm_session_id": s.ssm_session_id,
+                    "recording": recording,
                 })),
         )
         .await?;

@@ -24,6 +24,7 @@ pub mod error;
 pub mod live;
 pub mod pages;
 pub mod policy;
+pub mod recording;
 pub mod screen;
 pub mod sessions;
 pub mod state;
@@ -82,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(sessions::get_one).delete(sessions::terminate),
         )
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
+        .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
         .route("/api/v1/audit", get(audit_api::list))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

@@ -469,3 +469,33 @@ pub async fn terminate(
     )
         .into_response())
 }
+
+/// `GET /api/v1/sessions/{id}/recording`: the session's asciicast v2 file (as written so far,
+/// for a live one) — for its owner and for those who see every session.
+pub async fn recording(
+    State(state): State<Arc<AppState>>,
+    signed: SignedIn,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+    let view = visible_one(&state, &signed, &id).await?;
+    let path = super::recording::path_of(&state.config.recordings.dir, &view.id);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok((
+            [
+                (CONTENT_TYPE, super::recording::CONTENT_TYPE.to_owned()),
+                (
+                    CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}.cast\"", view.id),
+                ),
+            ],
+            bytes,
+        )
+            .into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(
+            "no_recording",
+            format!("session {id} has no recording"),
+        )),
+        Err(e) => Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    }
+}

@@ -1,0 +1,262 @@
+//! Session recordings: asciicast v2 (a JSON header line, then `[seconds, "o"|"r"|"i", data]`
+//! event lines), written by the gateway as the session runs — the agent on the node has no
+//! part in it, so root on the node cannot erase it. Output and resizes always; input only when
+//! `recordings.input` is on, since input holds passwords.
+//!
+//! Output arrives in arbitrary chunks; a UTF-8 sequence split across two chunks is held back
+//! until it is whole, so every `o` event is valid text and the concatenation of the events is
+//! exactly the bytes the session printed (invalid bytes become U+FFFD).
+//!
+//! The file's SHA-256 and size are computed as it is written and go into the session's end
+//! audit event, so an auditor can tell that the recording is the one that was made.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// The media type of asciicast v2.
+pub const CONTENT_TYPE: &str = "application/x-asciicast";
+
+/// A recording being written.
+pub struct Recorder {
+    path: PathBuf,
+    file: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+    started: Instant,
+    /// The tail of the last output chunk that is an incomplete UTF-8 sequence.
+    partial: Vec<u8>,
+    record_input: bool,
+    failed: Option<String>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("path", &self.path)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+/// What a finished recording is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Why writing stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// The recording file of a session in `dir`.
+pub fn path_of(dir: &Path, session_id: &str) -> PathBuf {
+    // Session ids are UUIDs made by the gateway; keep only what a UUID has, to be sure.
+    let safe: String = session_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect();
+    dir.join(format!("{safe}.cast"))
+}
+
+impl Recorder {
+    /// Creates `dir/<session>.cast` and writes the header.
+    pub fn create(
+        dir: &Path,
+        session_id: &str,
+        cols: u16,
+        rows: u16,
+        title: &str,
+        record_input: bool,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = path_of(dir, session_id);
+        let file = BufWriter::new(File::create(&path)?);
+        let mut recorder = Self {
+            path,
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+            started: Instant::now(),
+            partial: Vec::new(),
+            record_input,
+            failed: None,
+        };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let header = json!({
+            "version": 2,
+            "width": cols,
+            "height": rows,
+            "timestamp": timestamp,
+            "title": title,
+            "env": {"TERM": "xterm-256color"},
+        });
+        recorder.line(&header.to_string());
+        Ok(recorder)
+    }
+
+    fn line(&mut self, text: &str) {
+        if self.failed.is_some() {
+            return;
+        }
+        let result = self
+            .file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.write_all(b"\n"));
+        match result {
+            Ok(()) => {
+                self.hasher.update(text.as_bytes());
+                self.hasher.update(b"\n");
+                self.bytes += text.len() as u64 + 1;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), "recording stopped: {e}");
+                self.failed = Some(e.to_string());
+            }
+        }
+    }
+
+    fn event(&mut self, kind: &str, data: &str) {
+        let t = self.started.elapsed().as_secs_f64();
+        let line = json!([(t * 1e6).round() / 1e6, kind, data]).to_string();
+        self.line(&line);
+    }
+
+    /// Records output.
+    pub fn output(&mut self, bytes: &[u8]) {
+        let mut all = std::mem::take(&mut self.partial);
+        all.extend_from_slice(bytes);
+        let keep = incomplete_tail(&all);
+        self.partial = all.split_off(all.len() - keep);
+        if !all.is_empty() {
+            let text = String::from_utf8_lossy(&all).into_owned();
+            self.event("o", &text);
+        }
+    }
+
+    /// Records a resize.
+    pub fn resize(&mut self, cols: u32, rows: u32) {
+        self.event("r", &format!("{cols}x{rows}"));
+    }
+
+    /// Records input, when the configuration asks for it.
+    pub fn input(&mut self, bytes: &[u8]) {
+        if self.record_input {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            self.event("i", &text);
+        }
+    }
+
+    /// Writes buffered lines to the file (called every second).
+    pub fn flush(&mut self) {
+        if self.failed.is_none()
+            && let Err(e) = self.file.flush()
+        {
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    /// Writes what is held back and closes the file.
+    pub fn finish(mut self) -> Finished {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.event("o", &String::from_utf8_lossy(&rest));
+        }
+        self.flush();
+        Finished {
+            path: self.path,
+            bytes: self.bytes,
+            sha256: hex::encode(self.hasher.finalize()),
+            error: self.failed,
+        }
+    }
+}
+
+/// How many bytes at the end of `bytes` start a UTF-8 sequence that is not complete yet.
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    for back in 1..=3.min(bytes.len()) {
+        let b = bytes[bytes.len() - back];
+        if b & 0b1100_0000 == 0b1000_0000 {
+            continue; // a continuation byte: look further back
+        }
+        let need = match b {
+            b if b & 0b1110_0000 == 0b1100_0000 => 2,
+            b if b & 0b1111_0000 == 0b1110_0000 => 3,
+            b if b & 0b1111_1000 == 0b1111_0000 => 4,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(text: &str) -> Vec<serde_json::Value> {
+        text.lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn utf8_split_across_chunks_stays_whole_and_the_hash_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), "0a1b-2c3d", 80, 24, "t", false).unwrap();
+        let text = "héllo wörld ✓ 🦀\r\n".as_bytes();
+        for chunk in text.chunks(1) {
+            r.output(chunk);
+        }
+        r.resize(100, 30);
+        r.input(b"secret password");
+        let done = r.finish();
+        let file = std::fs::read(&done.path).unwrap();
+        assert_eq!(done.bytes, file.len() as u64);
+        assert_eq!(done.sha256, hex::encode(Sha256::digest(&file)));
+        let text_file = String::from_utf8(file).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_str(text_file.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (header["version"].as_i64(), header["width"].as_i64()),
+            (Some(2), Some(80))
+        );
+        let events = events(&text_file);
+        let output: String = events
+            .iter()
+            .filter(|e| e[1] == "o")
+            .map(|e| e[2].as_str().unwrap())
+            .collect();
+        assert_eq!(output.as_bytes(), text);
+        assert!(events.iter().any(|e| e[1] == "r" && e[2] == "100x30"));
+        assert!(
+            !text_file.contains("secret"),
+            "input is not recorded by default"
+        );
+    }
+
+    #[test]
+    fn incomplete_tails() {
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_tail(&"é".as_bytes()[..1]), 1);
+        assert_eq!(incomplete_tail(&"✓".as_bytes()[..2]), 2);
+        assert_eq!(incomplete_tail(&"🦀".as_bytes()[..3]), 3);
+        assert_eq!(incomplete_tail(b"\xff"), 0);
+        assert_eq!(
+            path_of(Path::new("/r"), "../../etc/passwd"),
+            Path::new("/r/ecad.cast")
+        );
+    }
+}
