@@ -375,3 +375,67 @@ async fn the_recording_replays_what_was_printed_and_its_hash_is_audited() {
     assert_eq!(reply.text, file);
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_observes_read_only_and_the_owner_sees_who() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut alice = signed_in(&gw).await;
+    gw.user("root", &[Role::Admin]).await;
+    gw.user("bob", &[Role::Operator]).await;
+    let id = alice.open(NODE, REASON).await;
+    let mut owner = alice.attach(&id).await.unwrap();
+    owner.type_text("echo FIRST-$((1+1))\n").await;
+    owner.expect("FIRST-2").await;
+
+    let mut bob = Api::new(&gw);
+    bob.login("bob").await;
+    let refused = bob.attach_with(&id, "?mode=observe", None).await.err();
+    assert_eq!(refused.map(|e| e.0), Some(404), "bob does not even see it");
+
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let mut watcher = root.attach_with(&id, "?mode=observe", None).await.unwrap();
+    watcher.until_synced().await;
+    assert!(
+        String::from_utf8_lossy(&watcher.before_sync).contains("FIRST-2"),
+        "the screen first"
+    );
+    // The owner is told who is watching.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !owner
+        .texts
+        .iter()
+        .any(|t| t["type"] == "observers" && t["names"] == json!(["root"]))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", owner.texts);
+        owner.read_within(Duration::from_millis(200)).await;
+    }
+    // Live output reaches the observer; its input reaches nothing.
+    owner.type_text("echo LIVE-$((2+3))\n").await;
+    watcher.expect("LIVE-5").await;
+    watcher.type_text("echo OBSERVER-$((4+4))\n").await;
+    while !watcher.texts.iter().any(|t| t["type"] == "refused") {
+        assert!(watcher.read_within(Duration::from_secs(10)).await);
+    }
+    let at = owner.screen.len();
+    owner.type_text("echo DONE-$((5+5))\n").await;
+    owner.expect_from(at, "DONE-10").await;
+    assert!(!String::from_utf8_lossy(&owner.screen).contains("OBSERVER-8"));
+    drop(watcher);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let kinds: Vec<String> = audit::list(&gw.state.db, Some(&id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.iter().any(|k| k == "session.observe_end") {
+            assert!(kinds.iter().any(|k| k == "session.observe"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{kinds:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
+}

@@ -164,6 +164,16 @@ impl Api {
         since: Option<u64>,
     ) -> Result<Attach, (u16, String)> {
         let query = since.map(|n| format!("?since={n}")).unwrap_or_default();
+        self.attach_with(id, &query, since).await
+    }
+
+    /// Opens the attach socket with a raw query string (`?mode=observe`).
+    pub async fn attach_with(
+        &self,
+        id: &str,
+        query: &str,
+        since: Option<u64>,
+    ) -> Result<Attach, (u16, String)> {
         let url = format!(
             "{}/api/v1/sessions/{id}/attach{query}",
             self.base.replacen("http://", "ws://", 1)

@@ -30,6 +30,8 @@ pub const CLOSE_REPLACED: u16 = 4001;
 pub const CLOSE_NOT_ALLOWED: u16 = 4003;
 /// The browser sent something that is not part of the protocol.
 pub const CLOSE_BAD_MESSAGE: u16 = 4400;
+/// An observer fell too far behind the session's output.
+pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// A browser message was larger than [`MAX_BROWSER_MESSAGE`].
 pub const CLOSE_TOO_LARGE: u16 = 1009;
 
@@ -47,6 +49,9 @@ pub struct AttachQuery {
     /// exactly the bytes from there when the gateway still holds them, else a snapshot.
     #[serde(default)]
     pub since: Option<u64>,
+    /// `observe`: a read-only view for roles that may observe others' sessions.
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// `GET /api/v1/sessions/{id}/attach`.
@@ -69,6 +74,34 @@ pub async fn attach(
         ));
     }
     let view = visible_one(&state, &signed, &id).await?;
+    let observe = match query.mode.as_deref() {
+        None | Some("") | Some("interactive") => false,
+        Some("observe") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("mode must be observe or left out, not {other:?}"),
+            ));
+        }
+    };
+    if observe {
+        if !policy::may_observe(&signed.user, view.user_id()) {
+            return Err(ApiError::forbidden(format!(
+                "{} may not observe {}'s sessions",
+                signed.user.name, view.user
+            )));
+        }
+        let Some(live) = state.live.get(&id) else {
+            return Err(ApiError::conflict(
+                "session_ended",
+                format!("session {id} is not running ({})", view.state),
+            ));
+        };
+        return Ok(upgrade
+            .max_message_size(MAX_BROWSER_MESSAGE)
+            .max_frame_size(MAX_BROWSER_MESSAGE)
+            .on_upgrade(move |socket| observe_relay(state, signed, live, socket)));
+    }
     if !policy::may_attach(&signed.user, view.user_id()) {
         return Err(ApiError::forbidden(format!(
             "only {} may attach to this session",
@@ -189,6 +222,13 @@ async fn relay(
                         .await;
                     break "replaced by a newer attach".into();
                 }
+                Some(ToBrowser::Observers(names)) => {
+                    let text = json!({"type": "observers", "names": names}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
+                Some(ToBrowser::TooSlow) => {}
                 None => {
                     let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
                     break "session ended".into();
@@ -245,4 +285,88 @@ async fn relay(
     };
     live.detach(attach_id).await;
     let _ = audit_event(kind::SESSION_DETACH, json!({"why": why})).await;
+}
+
+/// The read-only view of an observer: the screen, then live output; input is refused.
+async fn observe_relay(
+    state: Arc<AppState>,
+    signed: SignedIn,
+    live: Arc<LiveSession>,
+    mut socket: WebSocket,
+) {
+    let record = |kind: &'static str, detail: serde_json::Value| {
+        let (state, signed, live) = (state.clone(), signed.clone(), live.clone());
+        async move {
+            let result = async {
+                let mut tx = state.db.begin_write().await?;
+                audit::append(
+                    &mut tx.tx,
+                    &Event::new(kind, &signed.user.name, &signed.client)
+                        .session(&live.id, &live.target)
+                        .detail(detail),
+                )
+                .await?;
+                tx.commit().await
+            }
+            .await;
+            result.map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))
+        }
+    };
+    if record(kind::SESSION_OBSERVE, json!({})).await.is_err() {
+        let _ = socket.send(close(1011, "audit failed")).await;
+        return;
+    }
+    let Ok((id, mut from_session)) = live.observe(&signed.user.name).await else {
+        let _ = socket
+            .send(close(CLOSE_SESSION_ENDED, "the session has ended"))
+            .await;
+        return;
+    };
+    let mut told = false;
+    let why: String = loop {
+        tokio::select! {
+            message = from_session.recv() => {
+                let out = match message {
+                    Some(ToBrowser::Output(bytes)) => Message::Binary(bytes),
+                    Some(ToBrowser::Status(s)) => Message::Text(json!({"type": "status", "state": s}).to_string().into()),
+                    Some(ToBrowser::Sync(offset)) => Message::Text(json!({"type": "sync", "offset": offset}).to_string().into()),
+                    Some(ToBrowser::Warning { .. } | ToBrowser::Observers(_) | ToBrowser::Replaced) => continue,
+                    Some(ToBrowser::Closed(how)) => {
+                        let text = json!({"type": "closed", "reason": how}).to_string();
+                        let _ = socket.send(Message::Text(text.into())).await;
+                        let _ = socket.send(close(CLOSE_SESSION_ENDED, &how)).await;
+                        break format!("session ended: {how}");
+                    }
+                    Some(ToBrowser::TooSlow) => {
+                        let _ = socket.send(close(CLOSE_TOO_SLOW, "fell too far behind the session")).await;
+                        break "too slow".into();
+                    }
+                    None => {
+                        let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
+                        break "session ended".into();
+                    }
+                };
+                if socket.send(out).await.is_err() {
+                    break "browser gone".into();
+                }
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(_))) => {
+                    // Read-only: input is refused, and the observer is told once.
+                    if !told {
+                        told = true;
+                        let text = json!({"type": "refused", "message": "observing read-only: input is not sent"}).to_string();
+                        if socket.send(Message::Text(text.into())).await.is_err() {
+                            break "browser gone".into();
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break "browser closed".into(),
+                Some(Ok(_)) => {} // resizes and acks do not apply to an observer
+                Some(Err(e)) => break format!("browser socket error: {e}"),
+            },
+        }
+    };
+    live.unobserve(id).await;
+    let _ = record(kind::SESSION_OBSERVE_END, json!({"why": why})).await;
 }

@@ -41,6 +41,10 @@ pub mod kind {
     pub const SESSION_ATTACH: &str = "session.attach";
     /// A browser detached from a session.
     pub const SESSION_DETACH: &str = "session.detach";
+    /// Someone began observing a session read-only.
+    pub const SESSION_OBSERVE: &str = "session.observe";
+    /// An observer stopped.
+    pub const SESSION_OBSERVE_END: &str = "session.observe_end";
     /// A person asked for a session to be terminated (written before TerminateSession).
     pub const SESSION_TERMINATE: &str = "session.terminate";
     /// A session ended; the detail says how.
@@ -56,6 +60,8 @@ pub mod kind {
         SESSION_DENIED,
         SESSION_ATTACH,
         SESSION_DETACH,
+        SESSION_OBSERVE,
+        SESSION_OBSERVE_END,
         SESSION_TERMINATE,
         SESSION_END,
     ];

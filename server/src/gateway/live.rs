@@ -32,6 +32,8 @@ use crate::ssm::client::{ClientEvent, ClientHandle};
 /// Messages queued towards one attached browser; when it is this far behind, the session
 /// stops reading its data channel (and the agent stops reading the PTY).
 pub const ATTACH_QUEUE: usize = 64;
+/// Messages queued towards one observer; one that falls this far behind is dropped.
+pub const OBSERVER_QUEUE: usize = 1024;
 /// Commands queued towards a session task.
 const COMMAND_QUEUE: usize = 64;
 /// How long an ending session waits for its browser to take the last messages.
@@ -64,6 +66,10 @@ pub enum ToBrowser {
     Closed(String),
     /// A newer attach took over.
     Replaced,
+    /// Who is observing the session now (sent to its owner's browser when that changes).
+    Observers(Vec<String>),
+    /// An observer fell too far behind and was dropped.
+    TooSlow,
 }
 
 #[derive(Debug)]
@@ -86,6 +92,14 @@ enum Command {
         how: String,
     },
     ScreenText(oneshot::Sender<String>),
+    Observe {
+        name: String,
+        tx: mpsc::Sender<ToBrowser>,
+        reply: oneshot::Sender<u64>,
+    },
+    Unobserve {
+        id: u64,
+    },
 }
 
 /// A live session as handlers see it.
@@ -124,6 +138,28 @@ impl LiveSession {
             .await
             .map_err(|_| Ended)?;
         Ok((id.await.map_err(|_| Ended)?, rx))
+    }
+
+    /// Adds a read-only observer named `name`: it gets a snapshot of the screen, then the
+    /// live output (never holding the session back: an observer that falls behind by more
+    /// than its queue is dropped). The owner's browser is told who observes.
+    pub async fn observe(&self, name: &str) -> Result<(u64, mpsc::Receiver<ToBrowser>), Ended> {
+        let (tx, rx) = mpsc::channel(OBSERVER_QUEUE);
+        let (reply, id) = oneshot::channel();
+        self.commands
+            .send(Command::Observe {
+                name: name.to_owned(),
+                tx,
+                reply,
+            })
+            .await
+            .map_err(|_| Ended)?;
+        Ok((id.await.map_err(|_| Ended)?, rx))
+    }
+
+    /// Removes observer `id`.
+    pub async fn unobserve(&self, id: u64) {
+        let _ = self.commands.send(Command::Unobserve { id }).await; // ended: moot
     }
 
     /// The text on the session's screen now (the terminal model's view).
@@ -289,6 +325,7 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
             detached_since: Some(now),
             warned: Vec::new(),
             recorder,
+            observers: Vec::new(),
         }
         .run(),
     );
@@ -432,6 +469,8 @@ struct Task {
     warned: Vec<(&'static str, u64)>,
     /// The session's recording (none when the file could not be created; that is logged).
     recorder: Option<Recorder>,
+    /// Read-only observers: (id, name, queue).
+    observers: Vec<(u64, String, mpsc::Sender<ToBrowser>)>,
 }
 
 impl Task {
@@ -448,6 +487,7 @@ impl Task {
                 event = self.spawn.handle.events.recv(), if may_read => match event {
                     Some(ClientEvent::Ready(_)) | Some(ClientEvent::Reconnected) => {
                         self.connected = true;
+                        self.send_observers(ToBrowser::Status("connected"));
                         self.send_browser(ToBrowser::Status("connected")).await;
                     }
                     Some(ClientEvent::Output(bytes)) => self.output(bytes).await,
@@ -496,6 +536,7 @@ impl Task {
         if let Some(a) = &mut self.attached {
             a.sent = self.bytes_out;
         }
+        self.send_observers(ToBrowser::Output(bytes.clone()));
         self.send_browser(ToBrowser::Output(bytes)).await;
     }
 
@@ -618,6 +659,9 @@ impl Task {
                     }
                 }
                 self.send_browser(ToBrowser::Sync(offset)).await;
+                if !self.observers.is_empty() {
+                    self.tell_observers().await;
+                }
                 let _ = reply.send(id); // the attacher may have gone; it detaches then
             }
             Command::Detach { attach_id } => {
@@ -652,6 +696,29 @@ impl Task {
                 let _ = self.spawn.handle.resize(cols, rows).await; // as above
             }
             Command::Ending { how } => self.ending = Some(how),
+            Command::Observe { name, tx, reply } => {
+                self.next_attach += 1;
+                let id = self.next_attach;
+                let snapshot = Bytes::from(self.screen.snapshot());
+                let first = [
+                    ToBrowser::Status(if self.connected {
+                        "connected"
+                    } else {
+                        "connecting"
+                    }),
+                    ToBrowser::Output(snapshot),
+                    ToBrowser::Sync(self.bytes_out),
+                ];
+                if first.into_iter().all(|m| tx.try_send(m).is_ok()) {
+                    self.observers.push((id, name, tx));
+                    self.tell_observers().await;
+                }
+                let _ = reply.send(id); // the observer may have gone
+            }
+            Command::Unobserve { id } => {
+                self.observers.retain(|(oid, _, _)| *oid != id);
+                self.tell_observers().await;
+            }
             Command::ScreenText(reply) => {
                 let _ = reply.send(self.screen.text()); // the asker may have gone
             }
@@ -675,6 +742,36 @@ impl Task {
             Err(mpsc::error::TrySendError::Full(message)) => attached.pending.push_back(message),
             Err(mpsc::error::TrySendError::Closed(_)) => self.browser_gone(),
         }
+    }
+
+    /// Sends to every observer without waiting; one whose queue is full is dropped.
+    fn send_observers(&mut self, message: ToBrowser) {
+        let before = self.observers.len();
+        self.observers
+            .retain(|(_, _, tx)| match tx.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = tx.try_send(ToBrowser::TooSlow);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        if self.observers.len() != before {
+            let names = self.observer_names();
+            if let Some(a) = &self.attached {
+                let _ = a.tx.try_send(ToBrowser::Observers(names)); // best effort
+            }
+        }
+    }
+
+    fn observer_names(&self) -> Vec<String> {
+        self.observers.iter().map(|(_, n, _)| n.clone()).collect()
+    }
+
+    /// Tells the owner's browser who observes.
+    async fn tell_observers(&mut self) {
+        let names = self.observer_names();
+        self.send_browser(ToBrowser::Observers(names)).await;
     }
 
     fn browser_gone(&mut self) {
@@ -709,6 +806,7 @@ impl Task {
             tracing::error!(session = %self.spawn.id, "recording the end failed: {e}");
         }
         self.state.live.remove(&self.spawn.id);
+        self.send_observers(ToBrowser::Closed(how.clone()));
         self.send_browser(ToBrowser::Closed(how.clone())).await;
         // The browser gets what is pending and the end, within a bound.
         if let Some(a) = self.attached.take() {
