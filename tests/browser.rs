@@ -292,6 +292,224 @@ async fn a_person_opens_a_shell_in_the_browser() {
     gw.stop().await;
 }
 
+/// Signs in as `user` from the sign-in page; waits for the targets page.
+async fn sign_in(b: &Browser, gw: &Gateway, user: &str) {
+    b.client
+        .goto(&format!("{}/login?next=/targets", gw.url))
+        .await
+        .unwrap();
+    b.wait_for("the sign-in form to be ready", || async {
+        let button = b.client.find(Locator::Css("#login-submit")).await.ok()?;
+        button.is_enabled().await.ok()?.then_some(())
+    })
+    .await;
+    b.fill("#username", user).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#login-submit").await;
+    b.wait_for_path("/targets").await;
+}
+
+/// Every line of the terminal's normal buffer (its scrollback and rows, not the alternate
+/// screen), read through xterm.js's buffer API (terminal.js exposes the terminal).
+async fn normal_buffer(b: &Browser) -> Vec<String> {
+    let lines = b
+        .js(
+            "const buffer = window.portholeTerm.buffer.normal; const lines = []; \
+             for (let i = 0; i < buffer.length; i++) \
+               lines.push(buffer.getLine(i).translateToString(true)); \
+             return lines;",
+            vec![],
+        )
+        .await;
+    lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The value the shell printed as `NAME=value=` (the `=` after it tells the typed command line,
+/// `echo NAME=$…=`, from the output).
+fn printed(screen: &str, name: &str) -> Option<String> {
+    screen.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(&format!("{name}="))?;
+        let value = rest.strip_suffix('=')?;
+        (!value.is_empty() && value.bytes().all(|c| c.is_ascii_digit())).then(|| value.to_owned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_brings_back_the_same_shell_with_its_screen() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("carol", &[Role::Operator]).await;
+    assert_assets_built(&gw).await;
+    let b = Browser::start().await;
+    sign_in(&b, &gw, "carol").await;
+    let id = open_session(&b, &gw, "INC-4250 edit the notes, then reload").await;
+    b.wait_for_screen("a shell prompt", has_prompt).await;
+
+    // Before the reload: the shell's pid, a marker, enough lines to push the marker into the
+    // scrollback, then vim with a line typed in it.
+    b.type_in_terminal(&format!("echo PID=$$={}", enter()))
+        .await;
+    let screen = b
+        .wait_for_screen("the shell's pid", |s| printed(s, "PID").is_some())
+        .await;
+    let pid = printed(&screen, "PID").unwrap();
+    b.type_in_terminal(&format!("echo MARK-$((6*7))-BEFORE{}", enter()))
+        .await;
+    b.wait_for_screen("the marker", |s| s.contains("MARK-42-BEFORE"))
+        .await;
+    b.type_in_terminal(&format!("seq 1 80{}", enter())).await;
+    b.wait_for_screen("the last number", |s| s.lines().any(|l| l.trim() == "80"))
+        .await;
+    b.type_in_terminal(&format!("vim -u NONE -N notes.txt{}", enter()))
+        .await;
+    b.wait_for_screen("vim", |s| s.contains("notes.txt") && s.contains("\n~"))
+        .await;
+    b.type_in_terminal(&format!("iHELLO-FROM-VIM{}", char::from(Key::Escape)))
+        .await;
+    b.wait_for_screen("the typed line in vim", |s| {
+        s.contains("HELLO-FROM-VIM") && !s.contains("-- INSERT --")
+    })
+    .await;
+
+    // The reload: the same session, vim's screen without typing anything, connected.
+    b.client.refresh().await.unwrap();
+    assert_eq!(b.path().await, format!("/sessions/{id}"));
+    b.wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    let restored = b
+        .wait_for_screen("vim's screen, restored", |s| {
+            s.contains("HELLO-FROM-VIM") && s.lines().filter(|l| l.trim_end() == "~").count() >= 5
+        })
+        .await;
+    assert!(
+        b.js("return window.portholeTerm.buffer.active.type;", vec![])
+            .await
+            == "alternate",
+        "vim has the alternate screen again"
+    );
+    let live = gw.state.live.get(&id).expect("the session is still live");
+    let model = live.screen_text().await.unwrap();
+    let trimmed = |text: &str| -> Vec<String> {
+        let mut lines: Vec<String> = text.lines().map(|l| l.trim_end().to_owned()).collect();
+        while lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        lines
+    };
+    assert_eq!(
+        trimmed(&restored),
+        trimmed(&model),
+        "the page shows the gateway's model of the screen"
+    );
+    let shot = b.screenshot("reload-vim.png").await;
+    println!("browser test screenshot: {}", shot.display());
+
+    // Leaving vim: the shell, with what was typed before the reload in its scrollback, once.
+    b.type_in_terminal(&format!(":q!{}", enter())).await;
+    b.wait_for("the normal screen", || async {
+        let kind = b
+            .js("return window.portholeTerm.buffer.active.type;", vec![])
+            .await;
+        (kind == "normal").then_some(())
+    })
+    .await;
+    let lines = normal_buffer(&b).await;
+    let text = lines.join("\n");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.trim() == "MARK-42-BEFORE")
+            .count(),
+        1,
+        "the marker, once:\n{text}"
+    );
+    let numbers: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_digit()))
+        .collect();
+    let expected: Vec<String> = (1..=80).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected, "seq's output, in order, once:\n{text}");
+    assert_eq!(
+        printed(&text, "PID").as_deref(),
+        Some(pid.as_str()),
+        "{text}"
+    );
+
+    // The same shell (its pid), and it still runs commands.
+    b.type_in_terminal(&format!("echo AFTER-$((1+1)) PID=$$={}", enter()))
+        .await;
+    let screen = b
+        .wait_for_screen("the command after the reload", |s| {
+            s.lines().any(|l| l.trim().starts_with("AFTER-2 PID="))
+        })
+        .await;
+    let after = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("AFTER-2 "))
+        .unwrap();
+    assert_eq!(after, format!("PID={pid}="), "the same shell:\n{screen}");
+    let row = porthole::gateway::sessions::load(&gw.state, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, "active");
+    assert_eq!(b.path().await, format!("/sessions/{id}"));
+
+    // A flood of output: the tab stays responsive and Ctrl-C stops it within seconds. Far more
+    // than the page could draw in the time the test takes, so it really is stopped. What
+    // still arrives after the interrupt is what was queued before it: at most the gateway's
+    // window beyond what the page drew (256 KiB), the data-channel client's queues and the
+    // agent's send window (the emulator's: 1,024 messages, about 1 MiB) — a few seconds at
+    // the speed of a debug build with a headless browser on two cores.
+    b.type_in_terminal(&format!("seq 1 50000000{}", enter()))
+        .await;
+    b.wait_for_screen("seq's output", |s| {
+        s.lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .any(|n| n > 1000)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    b.js("return 1;", vec![]).await;
+    let script = asked.elapsed();
+    println!("a script during the flood: {script:?}");
+    assert!(
+        script < std::time::Duration::from_secs(1),
+        "a script took {script:?} during the flood"
+    );
+    let pressed = std::time::Instant::now();
+    b.type_in_terminal(&format!(
+        "{}c{}",
+        char::from(Key::Control),
+        char::from(Key::Null)
+    ))
+    .await;
+    b.type_in_terminal(&format!("echo INT-$((3+4))-DONE{}", enter()))
+        .await;
+    let screen = b
+        .wait_for_screen("the prompt after Ctrl-C", |s| {
+            s.lines().any(|l| l.trim() == "INT-7-DONE")
+        })
+        .await;
+    let stopped = pressed.elapsed();
+    println!("Ctrl-C to the prompt: {stopped:?}");
+    assert!(
+        stopped < std::time::Duration::from_secs(10),
+        "Ctrl-C took {stopped:?} to stop the flood"
+    );
+    assert!(!screen.contains("50000000"), "seq finished:\n{screen}");
+    assert!(has_prompt(&screen), "{screen}");
+
+    b.close().await;
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn pages_and_assets_over_http() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;

@@ -114,6 +114,8 @@ term.loadAddon(new WebLinksAddon());
 term.loadAddon(new Unicode11Addon());
 term.unicode.activeVersion = '11';
 term.open(document.getElementById('terminal'));
+// For tests and debugging from the console (the page's own module; no inline script).
+window.portholeTerm = term;
 document.title = `${nodeLabel} · Porthole`;
 
 function showSize() {
