@@ -253,11 +253,19 @@ async fn a_session_runs_from_start_to_exit(backend: Backend) {
 
     let ended = wait_ended(&mut api, &id).await;
     assert_eq!(ended["end_reason"], "the shell exited");
-    let kinds: Vec<String> = events(&gw, Some(&id))
-        .await
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    // The detach is written as the relay ends, just after the browser got the close.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let kinds = loop {
+        let kinds: Vec<String> = events(&gw, Some(&id))
+            .await
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        if kinds.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         kinds,
         [

@@ -528,16 +528,19 @@ impl Task {
 
     async fn output(&mut self, bytes: Bytes) {
         self.bytes_out += bytes.len() as u64;
+        if let Some(a) = &mut self.attached {
+            a.sent = self.bytes_out;
+        }
+        // Forwarded first, so the browser's relay task writes while this one updates the
+        // terminal model (the model is the costliest step: about a third of the CPU of bulk
+        // output, see docs/performance.md).
+        self.send_browser(ToBrowser::Output(bytes.clone())).await;
+        self.send_observers(ToBrowser::Output(bytes.clone()));
         self.screen.process(&bytes);
         if let Some(r) = &mut self.recorder {
             r.output(&bytes);
         }
-        self.ring.push(bytes.clone());
-        if let Some(a) = &mut self.attached {
-            a.sent = self.bytes_out;
-        }
-        self.send_observers(ToBrowser::Output(bytes.clone()));
-        self.send_browser(ToBrowser::Output(bytes)).await;
+        self.ring.push(bytes);
     }
 
     fn describe(&self, reason: &CloseReason) -> String {

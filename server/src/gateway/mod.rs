@@ -40,6 +40,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -260,6 +261,11 @@ pub async fn serve_state(
             end_all(&state, "gateway shutdown").await;
         }
     };
+    // Keystroke echoes are small writes: without TCP_NODELAY, Nagle's algorithm holds a
+    // second small write for up to 40 ms (docs/performance.md).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true); // best effort: only latency depends on it
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(ending);
     let served = tokio::select! {
         served = server => served.map_err(|e| StartError::Other(format!("serving failed: {e}"))),

@@ -119,15 +119,17 @@ impl Screen {
 }
 
 fn find_enter_alternate(bytes: &[u8]) -> Option<(usize, usize)> {
-    ENTER_ALTERNATE
+    // One pass over the escape characters (output is mostly text without them).
+    bytes
         .iter()
-        .filter_map(|seq| {
-            bytes
-                .windows(seq.len())
-                .position(|w| w == *seq)
-                .map(|at| (at, seq.len()))
+        .enumerate()
+        .filter(|(_, b)| **b == 0x1b)
+        .find_map(|(at, _)| {
+            ENTER_ALTERNATE
+                .iter()
+                .find(|seq| bytes[at..].starts_with(seq))
+                .map(|seq| (at, seq.len()))
         })
-        .min()
 }
 
 #[cfg(test)]
