@@ -121,6 +121,56 @@ fn tv2_is_the_acknowledgement_our_writer_produces() {
 }
 
 #[test]
+fn prefixed_sha256_equals_sha256_for_every_length_and_prefix() {
+    let data: Vec<u8> = (0..400u32).map(|i| (i * 7 + 3) as u8).collect();
+    for prefix_len in [0, 10, 63, 64, 65, 128, 200] {
+        let hasher = codec::PrefixedSha256::new(&data[..prefix_len]);
+        assert_eq!(hasher.prefix().len(), prefix_len / 64 * 64);
+        for len in prefix_len..data.len() {
+            assert_eq!(
+                hasher.digest(&data[..len]),
+                Some(codec::sha256(&data[..len])),
+                "prefix {prefix_len}, length {len}"
+            );
+        }
+    }
+    let hasher = codec::PrefixedSha256::new(&data[..64]);
+    let mut other = data.clone();
+    other[3] ^= 1;
+    assert_eq!(hasher.digest(&other), None, "a different prefix is refused");
+    assert_eq!(
+        hasher.digest(&data[..63]),
+        None,
+        "so is a message shorter than it"
+    );
+}
+
+#[test]
+fn write_header_is_the_start_of_the_encoded_frame() {
+    for (hex, m) in vectors() {
+        let frame = hex::decode(hex).unwrap();
+        let mut head = [0u8; codec::PAYLOAD_OFFSET];
+        let header = codec::Header {
+            message_type: m.message_type.as_str(),
+            schema_version: m.schema_version,
+            created_date: m.created_date,
+            sequence_number: m.sequence_number,
+            flags: m.flags,
+            message_id: m.message_id,
+            payload_type: m.payload_type,
+        };
+        codec::write_header(
+            &mut head,
+            &header,
+            m.payload.len(),
+            &codec::sha256(&m.payload),
+        )
+        .unwrap();
+        assert_eq!(&head[..], &frame[..codec::PAYLOAD_OFFSET]);
+    }
+}
+
+#[test]
 fn aes_gcm_vectors_decrypt_to_hello() {
     let key: [u8; 64] = std::array::from_fn(|i| i as u8);
     let agent_half: [u8; 32] = key[..32].try_into().unwrap();

@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use super::codec::{self, DecodeError, FLAG_FIN, FLAG_SYN, Header, MessageType, PayloadType};
+use super::codec::{
+    self, DecodeError, FLAG_FIN, FLAG_SYN, Header, MessageType, PayloadType, PrefixedSha256,
+};
 use super::crypto::{self, KeySide, PayloadCipher};
 use super::payload::{self, action_status, action_type};
 use super::rto::RttEstimator;
@@ -231,10 +233,12 @@ pub enum Event {
         /// The handshake's outcome, if there was one.
         handshake: Option<HandshakeSummary>,
     },
-    /// Client: terminal output (PayloadType 1), decrypted.
-    Output(Vec<u8>),
-    /// Client: stderr output (PayloadType 11), decrypted.
-    StdErr(Vec<u8>),
+    /// Client: terminal output (PayloadType 1), decrypted. Without encryption and with the
+    /// frame fed through [`Channel::handle_incoming_bytes`], a slice of that frame (no copy,
+    /// so it keeps the frame's buffer alive while it is held).
+    Output(Bytes),
+    /// Client: stderr output (PayloadType 11), decrypted; shared like [`Event::Output`].
+    StdErr(Bytes),
     /// Client: the command's exit code (PayloadType 12).
     ExitCode(i32),
     /// Agent: keystrokes, decrypted.
@@ -353,7 +357,7 @@ struct Unacked {
 #[derive(Debug)]
 struct Buffered {
     payload_type: PayloadType,
-    payload: Vec<u8>,
+    payload: Bytes,
 }
 
 #[derive(Debug)]
@@ -395,6 +399,29 @@ enum Phase {
     Closed,
 }
 
+/// Room an acknowledge frame needs at most: the header and its JSON with the longest
+/// stream type name (32 bytes) and sequence number (20 characters).
+const ACK_FRAME_ROOM: usize = codec::PAYLOAD_OFFSET + 256;
+/// Acknowledge frames are carved out of blocks of this size (about 13 acks each).
+const ACK_BLOCK: usize = 4096;
+
+/// An incoming stream payload: its bytes and, when the frame came as [`Bytes`], that frame,
+/// so that the payload can be handed on as a slice of it instead of a copy.
+#[derive(Debug, Clone, Copy)]
+struct Body<'a> {
+    bytes: &'a [u8],
+    shared: Option<&'a Bytes>,
+}
+
+impl Body<'_> {
+    fn to_bytes(self) -> Bytes {
+        match self.shared {
+            Some(frame) => frame.slice_ref(self.bytes),
+            None => Bytes::copy_from_slice(self.bytes),
+        }
+    }
+}
+
 /// One side of one data channel. See the module documentation.
 #[derive(Debug)]
 pub struct Channel {
@@ -417,10 +444,12 @@ pub struct Channel {
     connected: bool,
     cipher: Option<PayloadCipher>,
     chunker: Utf8Chunker,
-    scratch: String,
+    /// Where acknowledge frames are written and split off: the acks share an allocation,
+    /// which is reused once the IO layer has dropped them, instead of one allocation each.
+    ack_buf: BytesMut,
     /// SHA-256 state after the first 64 bytes of our acknowledge JSON, which never change
     /// for this role (`{"AcknowledgedMessageType":"<type>","AcknowledgedMes`).
-    ack_prefix: Option<(Vec<u8>, sha2::Sha256)>,
+    ack_hasher: Option<PrefixedSha256>,
     /// Agent: the RandomChallenge sent in the HandshakeRequest.
     sent_challenge: Option<String>,
     stats: ChannelStats,
@@ -457,8 +486,8 @@ impl Channel {
             connected: true,
             cipher: None,
             chunker: Utf8Chunker::default(),
-            scratch: String::with_capacity(256),
-            ack_prefix: None,
+            ack_buf: BytesMut::new(),
+            ack_hasher: None,
             sent_challenge: None,
             stats: ChannelStats::default(),
         }
@@ -664,8 +693,29 @@ impl Channel {
         self.transmit.clear();
     }
 
-    /// Feeds one binary frame received from the socket.
+    /// Feeds one binary frame received from the socket. Output is copied out of `frame`; an IO
+    /// layer that holds the frame as [`Bytes`] uses [`Channel::handle_incoming_bytes`] instead.
     pub fn handle_incoming(&mut self, frame: &[u8], now: Instant) -> Result<(), IncomingError> {
+        self.incoming(frame, None, now)
+    }
+
+    /// [`Channel::handle_incoming`] for a frame held as [`Bytes`] (as WebSocket libraries hand
+    /// them over): unencrypted output is passed on as a slice of `frame`, without a copy.
+    pub fn handle_incoming_bytes(
+        &mut self,
+        frame: &Bytes,
+        now: Instant,
+    ) -> Result<(), IncomingError> {
+        self.incoming(frame, Some(frame), now)
+    }
+
+    /// `shared` is `frame` itself when the caller holds it as [`Bytes`].
+    fn incoming(
+        &mut self,
+        frame: &[u8],
+        shared: Option<&Bytes>,
+        now: Instant,
+    ) -> Result<(), IncomingError> {
         if self.is_closed() {
             return Err(IncomingError::Closed);
         }
@@ -705,7 +755,11 @@ impl Channel {
                 if self.config.role == Role::Agent {
                     self.resume_publication(now);
                 }
-                self.on_stream(&msg, now)
+                let body = Body {
+                    bytes: msg.payload,
+                    shared,
+                };
+                self.on_stream(&msg, body, now)
             }
             MessageType::Unknown(name) => Err(IncomingError::UnknownMessageType(name.clone())),
         }
@@ -821,7 +875,6 @@ impl Channel {
             id,
             PayloadType::None,
             &body,
-            None,
             now,
         );
         self.transmit.push_back(Transmit::Binary(frame));
@@ -994,7 +1047,6 @@ impl Channel {
         id: Uuid,
         payload_type: PayloadType,
         body: &[u8],
-        digest: Option<[u8; 32]>,
         now: Instant,
     ) -> Bytes {
         let header = Header {
@@ -1007,8 +1059,7 @@ impl Channel {
             payload_type,
         };
         let mut out = Vec::with_capacity(codec::PAYLOAD_OFFSET + body.len());
-        let digest = digest.unwrap_or_else(|| codec::sha256(body));
-        if let Err(error) = codec::encode_parts_with_digest(&mut out, &header, body, digest) {
+        if let Err(error) = codec::encode_parts(&mut out, &header, body) {
             // Only our own fixed type names and bounded payloads reach here.
             debug_assert!(false, "encoding our own frame failed: {error}");
         }
@@ -1056,16 +1107,7 @@ impl Channel {
             0
         };
         let id = self.random_uuid();
-        let frame = self.encode(
-            self.stream_type(),
-            seq,
-            flags,
-            id,
-            payload_type,
-            &body,
-            None,
-            now,
-        );
+        let frame = self.encode(self.stream_type(), seq, flags, id, payload_type, &body, now);
         let entry = Unacked {
             frame: frame.clone(),
             first_sent: now,
@@ -1091,40 +1133,45 @@ impl Channel {
     }
 
     fn send_ack(&mut self, message_type: &str, id: &Uuid, seq: i64, now: Instant) {
-        use sha2::Digest as _;
-        let mut json = std::mem::take(&mut self.scratch);
-        json.clear();
-        payload::write_acknowledge(&mut json, message_type, id, seq);
-        let body = json.as_bytes();
-        if self
-            .ack_prefix
-            .as_ref()
-            .is_none_or(|(p, _)| !body.starts_with(p))
-        {
-            self.ack_prefix = body
-                .get(..64)
-                .map(|p| (p.to_vec(), sha2::Sha256::new_with_prefix(p)));
-        }
-        let digest: [u8; 32] = match &self.ack_prefix {
-            Some((p, state)) => state
-                .clone()
-                .chain_update(body.get(p.len()..).unwrap_or_default())
-                .finalize()
-                .into(),
-            None => codec::sha256(body),
+        let header = Header {
+            message_type: "acknowledge",
+            schema_version: codec::SCHEMA_VERSION,
+            created_date: self.unix_ms(now),
+            sequence_number: 0,
+            flags: FLAG_SYN | FLAG_FIN,
+            message_id: self.random_uuid(),
+            payload_type: PayloadType::None,
         };
-        let ack_id = self.random_uuid();
-        let frame = self.encode(
-            "acknowledge",
-            0,
-            FLAG_SYN | FLAG_FIN,
-            ack_id,
-            PayloadType::None,
-            body,
-            Some(digest),
-            now,
-        );
-        self.scratch = json;
+        // Reclaims the block once every ack split off it has been dropped, or starts a new one.
+        if self.ack_buf.capacity() < ACK_FRAME_ROOM {
+            self.ack_buf.reserve(ACK_BLOCK);
+        }
+        self.ack_buf.clear();
+        // The header goes first but needs the digest: reserve its place, fill it in last.
+        self.ack_buf.put_bytes(0, codec::PAYLOAD_OFFSET);
+        payload::append_acknowledge(&mut self.ack_buf, message_type, id, seq);
+        let Some((head, body)) = self
+            .ack_buf
+            .split_first_chunk_mut::<{ codec::PAYLOAD_OFFSET }>()
+        else {
+            return; // cannot happen: the header's place was just written
+        };
+        let digest = match self.ack_hasher.as_ref().and_then(|h| h.digest(body)) {
+            Some(digest) => digest,
+            None => {
+                let hasher = PrefixedSha256::new(body.get(..64).unwrap_or_default());
+                let digest = hasher.digest(body).unwrap_or_else(|| codec::sha256(body));
+                self.ack_hasher = Some(hasher);
+                digest
+            }
+        };
+        if let Err(error) = codec::write_header(head, &header, body.len(), &digest) {
+            // Only our own fixed type names and bounded payloads reach here.
+            debug_assert!(false, "encoding our own acknowledge failed: {error}");
+            self.ack_buf.clear();
+            return;
+        }
+        let frame = self.ack_buf.split().freeze();
         self.transmit.push_back(Transmit::Binary(frame));
     }
 
@@ -1173,6 +1220,7 @@ impl Channel {
     fn on_stream(
         &mut self,
         msg: &codec::MessageRef<'_>,
+        body: Body<'_>,
         now: Instant,
     ) -> Result<(), IncomingError> {
         let seq = msg.sequence_number;
@@ -1200,7 +1248,9 @@ impl Channel {
                     seq,
                     Buffered {
                         payload_type: msg.payload_type,
-                        payload: msg.payload.to_vec(),
+                        // A copy, not a slice: a buffered message may wait long, and a slice
+                        // would keep the whole receive buffer it came in alive meanwhile.
+                        payload: Bytes::copy_from_slice(body.bytes),
                     },
                 );
             } else {
@@ -1211,24 +1261,36 @@ impl Channel {
         }
         self.send_ack(type_name, &msg.message_id, seq, now);
         self.expected_seq += 1;
-        self.process(seq, msg.payload_type, msg.payload, now);
+        self.process(seq, msg.payload_type, body, now);
         while !self.is_closed() {
             let Some(next) = self.reorder.remove(&self.expected_seq) else {
                 break;
             };
             let seq = self.expected_seq;
             self.expected_seq += 1;
-            self.process(seq, next.payload_type, &next.payload, now);
+            let body = Body {
+                bytes: &next.payload,
+                shared: Some(&next.payload),
+            };
+            self.process(seq, next.payload_type, body, now);
         }
         Ok(())
     }
 
     /// Handles one in-order stream message (already acknowledged).
-    fn process(&mut self, seq: i64, payload_type: PayloadType, body: &[u8], now: Instant) {
+    fn process(&mut self, seq: i64, payload_type: PayloadType, body: Body<'_>, now: Instant) {
         self.stats.messages_delivered += 1;
         match self.config.role {
             Role::Client => self.process_client(seq, payload_type, body, now),
-            Role::Agent => self.process_agent(seq, payload_type, body, now),
+            Role::Agent => self.process_agent(seq, payload_type, body.bytes, now),
+        }
+    }
+
+    /// The plaintext of a user-data payload as [`Bytes`]: a slice of the frame where possible.
+    fn decrypt_shared(&mut self, seq: i64, body: Body<'_>) -> Option<Bytes> {
+        match self.cipher {
+            None => Some(body.to_bytes()),
+            Some(_) => self.decrypt(seq, body.bytes).map(Bytes::from),
         }
     }
 
@@ -1247,7 +1309,13 @@ impl Channel {
         }
     }
 
-    fn process_client(&mut self, seq: i64, payload_type: PayloadType, body: &[u8], now: Instant) {
+    fn process_client(
+        &mut self,
+        seq: i64,
+        payload_type: PayloadType,
+        body: Body<'_>,
+        now: Instant,
+    ) {
         match payload_type {
             PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode => {
                 if matches!(self.phase, Phase::AwaitingFirst) {
@@ -1256,7 +1324,7 @@ impl Channel {
                     self.events.push_back(Event::Ready { handshake: None });
                     self.flush_pending(now);
                 }
-                let Some(plain) = self.decrypt(seq, body) else {
+                let Some(plain) = self.decrypt_shared(seq, body) else {
                     return;
                 };
                 self.stats.bytes_delivered += plain.len() as u64;
@@ -1270,10 +1338,11 @@ impl Channel {
                 };
                 self.events.push_back(event);
             }
-            PayloadType::HandshakeRequest => self.on_handshake_request(body, now),
-            PayloadType::EncChallengeRequest => self.on_challenge_request(body, now),
+            PayloadType::HandshakeRequest => self.on_handshake_request(body.bytes, now),
+            PayloadType::EncChallengeRequest => self.on_challenge_request(body.bytes, now),
             PayloadType::HandshakeComplete => {
-                let complete: payload::HandshakeComplete = match serde_json::from_slice(body) {
+                let complete: payload::HandshakeComplete = match serde_json::from_slice(body.bytes)
+                {
                     Ok(c) => c,
                     Err(e) => {
                         return self.fail(CloseReason::HandshakeFailed {
@@ -1306,7 +1375,7 @@ impl Channel {
                 self.flush_pending(now);
             }
             PayloadType::Flag => {
-                if let Some(v) = payload::decode_flag(body) {
+                if let Some(v) = payload::decode_flag(body.bytes) {
                     self.events.push_back(Event::Flag(v));
                 }
             }

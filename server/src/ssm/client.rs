@@ -321,7 +321,7 @@ impl Task {
                 },
                 message = ws.next(), if read_socket => match message {
                     Some(Ok(Message::Binary(frame))) => {
-                        if let Err(error) = self.channel.handle_incoming(&frame, std::time::Instant::now()) {
+                        if let Err(error) = self.channel.handle_incoming_bytes(&frame, std::time::Instant::now()) {
                             debug!(%error, "ignored a data-channel frame");
                         }
                     }
@@ -352,9 +352,9 @@ impl Task {
     async fn collect_events(&mut self) -> Option<Step> {
         while let Some(event) = self.channel.poll_event() {
             match event {
-                Event::Output(bytes) | Event::StdErr(bytes) => self
-                    .outbox
-                    .push_back(ClientEvent::Output(Bytes::from(bytes))),
+                Event::Output(bytes) | Event::StdErr(bytes) => {
+                    self.outbox.push_back(ClientEvent::Output(bytes))
+                }
                 Event::ExitCode(code) => self.outbox.push_back(ClientEvent::ExitCode(code)),
                 Event::Ready { handshake } => self.outbox.push_back(ClientEvent::Ready(handshake)),
                 Event::DataKeyNeeded {

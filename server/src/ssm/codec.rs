@@ -397,28 +397,112 @@ pub fn encode_parts_with_digest(
     payload: &[u8],
     digest: [u8; 32],
 ) -> Result<(), EncodeError> {
+    let mut fixed = [0u8; PAYLOAD_OFFSET];
+    write_header(&mut fixed, header, payload.len(), &digest)?;
+    out.reserve(PAYLOAD_OFFSET + payload.len());
+    out.extend_from_slice(&fixed);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Writes the fixed part of a frame (everything before the payload) for `header`, a payload
+/// of `payload_len` bytes and its SHA-256 `digest`. For callers that write the payload into its
+/// final place first and fill in the header afterwards.
+pub fn write_header(
+    out: &mut [u8; PAYLOAD_OFFSET],
+    header: &Header<'_>,
+    payload_len: usize,
+    digest: &[u8; 32],
+) -> Result<(), EncodeError> {
     let ty = header.message_type.as_bytes();
     if ty.len() > MESSAGE_TYPE_LEN || !header.message_type.is_ascii() {
         return Err(EncodeError::MessageType(header.message_type.to_owned()));
     }
-    if payload.len() > MAX_PAYLOAD_LEN {
-        return Err(EncodeError::PayloadTooLarge { len: payload.len() });
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(EncodeError::PayloadTooLarge { len: payload_len });
     }
-    out.reserve(PAYLOAD_OFFSET + payload.len());
-    out.extend_from_slice(&HEADER_LENGTH.to_be_bytes());
-    out.extend_from_slice(ty);
-    out.extend(std::iter::repeat_n(b' ', MESSAGE_TYPE_LEN - ty.len()));
-    out.extend_from_slice(&header.schema_version.to_be_bytes());
-    out.extend_from_slice(&header.created_date.to_be_bytes());
-    out.extend_from_slice(&header.sequence_number.to_be_bytes());
-    out.extend_from_slice(&header.flags.to_be_bytes());
-    out.extend_from_slice(&message_id_to_wire(&header.message_id));
-    out.extend_from_slice(&digest);
-    out.extend_from_slice(&header.payload_type.to_u32().to_be_bytes());
+    out[..OFF_TYPE].copy_from_slice(&HEADER_LENGTH.to_be_bytes());
+    let (type_field, _) = out[OFF_TYPE..].split_at_mut(MESSAGE_TYPE_LEN);
+    let (name, pad) = type_field.split_at_mut(ty.len());
+    name.copy_from_slice(ty);
+    pad.fill(b' ');
+    out[OFF_SCHEMA..OFF_CREATED].copy_from_slice(&header.schema_version.to_be_bytes());
+    out[OFF_CREATED..OFF_SEQ].copy_from_slice(&header.created_date.to_be_bytes());
+    out[OFF_SEQ..OFF_FLAGS].copy_from_slice(&header.sequence_number.to_be_bytes());
+    out[OFF_FLAGS..OFF_ID].copy_from_slice(&header.flags.to_be_bytes());
+    out[OFF_ID..OFF_DIGEST].copy_from_slice(&message_id_to_wire(&header.message_id));
+    out[OFF_DIGEST..OFF_PAYLOAD_TYPE].copy_from_slice(digest);
+    out[OFF_PAYLOAD_TYPE..OFF_PAYLOAD_LEN]
+        .copy_from_slice(&header.payload_type.to_u32().to_be_bytes());
     // The length fits: it was checked against MAX_PAYLOAD_LEN above.
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
+    out[OFF_PAYLOAD_LEN..].copy_from_slice(&(payload_len as u32).to_be_bytes());
     Ok(())
+}
+
+/// SHA-256 of messages that all start with the same bytes: the whole 64-byte blocks of that
+/// prefix are compressed once, and each [`PrefixedSha256::digest`] only compresses the rest.
+/// Used for acknowledgements, whose JSON starts with the same 64 bytes every time.
+#[derive(Debug, Clone)]
+pub struct PrefixedSha256 {
+    /// The absorbed bytes: a whole number of blocks (possibly none).
+    prefix: Vec<u8>,
+    /// The compression state after `prefix`.
+    state: [u32; 8],
+}
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+impl PrefixedSha256 {
+    /// Absorbs the whole 64-byte blocks at the start of `prefix`; a partial block at its end
+    /// is not kept (it is hashed with the rest of each message).
+    pub fn new(prefix: &[u8]) -> Self {
+        let (blocks, _) = prefix.as_chunks::<64>();
+        let mut state = SHA256_IV;
+        sha2::block_api::compress256(&mut state, blocks);
+        Self {
+            prefix: prefix.get(..blocks.len() * 64).unwrap_or_default().to_vec(),
+            state,
+        }
+    }
+
+    /// The absorbed prefix (a multiple of 64 bytes long).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// SHA-256 of `message`, or `None` when `message` does not start with the prefix.
+    pub fn digest(&self, message: &[u8]) -> Option<[u8; 32]> {
+        let rest = message.strip_prefix(self.prefix.as_slice())?;
+        let mut state = self.state;
+        let (blocks, tail) = rest.as_chunks::<64>();
+        sha2::block_api::compress256(&mut state, blocks);
+        // Padding: 0x80, zeros, then the message length in bits, big-endian, ending a block.
+        let mut last = [[0u8; 64]; 2];
+        let bits = (message.len() as u64).wrapping_mul(8).to_be_bytes();
+        let used = if tail.len() < 56 { 1 } else { 2 };
+        {
+            let flat = last.as_flattened_mut();
+            flat[..tail.len()].copy_from_slice(tail);
+            flat[tail.len()] = 0x80;
+            flat[used * 64 - 8..used * 64].copy_from_slice(&bits);
+        }
+        sha2::block_api::compress256(&mut state, &last[..used]);
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        Some(out)
+    }
 }
 
 fn array_at<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {
@@ -433,6 +517,36 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     array_at(buf, at).map(u64::from_be_bytes).unwrap_or(0)
 }
 
+/// `name` as senders write it into the MessageType field: left-aligned, padded with spaces.
+const fn space_padded(name: &str) -> [u8; MESSAGE_TYPE_LEN] {
+    let mut out = [b' '; MESSAGE_TYPE_LEN];
+    let name = name.as_bytes();
+    let mut i = 0;
+    while i < name.len() && i < MESSAGE_TYPE_LEN {
+        out[i] = name[i];
+        i += 1;
+    }
+    out
+}
+
+const PADDED_OUTPUT: [u8; MESSAGE_TYPE_LEN] = space_padded("output_stream_data");
+const PADDED_INPUT: [u8; MESSAGE_TYPE_LEN] = space_padded("input_stream_data");
+const PADDED_ACKNOWLEDGE: [u8; MESSAGE_TYPE_LEN] = space_padded("acknowledge");
+
+/// The frequent types in exactly the form every sender writes them, matched whole before the
+/// general path (ASCII check, trimming, name lookup), which gives the same result for them.
+fn padded_type(raw: &[u8; MESSAGE_TYPE_LEN]) -> Option<MessageType> {
+    if *raw == PADDED_OUTPUT {
+        Some(MessageType::OutputStreamData)
+    } else if *raw == PADDED_INPUT {
+        Some(MessageType::InputStreamData)
+    } else if *raw == PADDED_ACKNOWLEDGE {
+        Some(MessageType::Acknowledge)
+    } else {
+        None
+    }
+}
+
 /// Decodes one untrusted frame. Never panics; every read is bounds-checked.
 pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
     if buf.len() > MAX_FRAME_LEN {
@@ -442,26 +556,32 @@ pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
         return Err(DecodeError::TooShort { len: buf.len() });
     };
     let header_length = u32_at(fixed, 0);
-    let raw_type = fixed
-        .get(OFF_TYPE..OFF_TYPE + MESSAGE_TYPE_LEN)
-        .unwrap_or_default();
-    if !raw_type.is_ascii() {
-        return Err(DecodeError::MessageTypeNotAscii);
-    }
-    // One pass over NULs and whitespace together, so that decoding what we re-encode gives the
-    // same type (trimming NULs and then whitespace is not idempotent: "\t\0a"). Byte-wise: the
-    // field is ASCII, checked above.
-    let pad = |b: &u8| *b == 0 || b.is_ascii_whitespace();
-    let start = raw_type
-        .iter()
-        .position(|b| !pad(b))
-        .unwrap_or(raw_type.len());
-    let end = raw_type
-        .iter()
-        .rposition(|b| !pad(b))
-        .map_or(start, |i| i + 1);
-    let type_bytes = raw_type.get(start..end).unwrap_or_default();
-    let message_type = MessageType::from_wire_bytes(type_bytes);
+    let raw_type: [u8; MESSAGE_TYPE_LEN] = array_at(fixed, OFF_TYPE).unwrap_or_default();
+    let (message_type, type_empty) = match padded_type(&raw_type) {
+        Some(known) => (known, false),
+        None => {
+            if !raw_type.is_ascii() {
+                return Err(DecodeError::MessageTypeNotAscii);
+            }
+            // One pass over NULs and whitespace together, so that decoding what we re-encode
+            // gives the same type (trimming NULs and then whitespace is not idempotent:
+            // "\t\0a"). Byte-wise: the field is ASCII, checked above.
+            let pad = |b: &u8| *b == 0 || b.is_ascii_whitespace();
+            let start = raw_type
+                .iter()
+                .position(|b| !pad(b))
+                .unwrap_or(raw_type.len());
+            let end = raw_type
+                .iter()
+                .rposition(|b| !pad(b))
+                .map_or(start, |i| i + 1);
+            let type_bytes = raw_type.get(start..end).unwrap_or_default();
+            (
+                MessageType::from_wire_bytes(type_bytes),
+                type_bytes.is_empty(),
+            )
+        }
+    };
     let created_date = u64_at(fixed, OFF_CREATED);
     let declared = u32_at(fixed, OFF_PAYLOAD_LEN);
     let payload = buf.get(PAYLOAD_OFFSET..).unwrap_or_default();
@@ -473,7 +593,7 @@ pub fn decode(buf: &[u8]) -> Result<MessageRef<'_>, DecodeError> {
                 found: header_length,
             });
         }
-        if type_bytes.is_empty() {
+        if type_empty {
             return Err(DecodeError::EmptyMessageType);
         }
         if created_date == 0 {

@@ -122,21 +122,31 @@ pub struct Acknowledge {
 /// Writes the acknowledge JSON for a message straight into `out`, byte for byte what
 /// serialising [`Acknowledge`] gives, without an intermediate allocation (the relay's hot path).
 pub fn write_acknowledge(out: &mut String, message_type: &str, id: &Uuid, seq: i64) {
+    acknowledge_parts(message_type, id, seq, |part| out.push_str(part));
+}
+
+/// [`write_acknowledge`] appending to a byte buffer (e.g. the frame the JSON goes into).
+pub fn append_acknowledge(out: &mut impl bytes::BufMut, message_type: &str, id: &Uuid, seq: i64) {
+    acknowledge_parts(message_type, id, seq, |part| out.put_slice(part.as_bytes()));
+}
+
+/// The acknowledge JSON in pieces, in order; the one place its layout is written down.
+fn acknowledge_parts(message_type: &str, id: &Uuid, seq: i64, mut push: impl FnMut(&str)) {
     let mut id_buf = Uuid::encode_buffer();
     let id = id.hyphenated().encode_lower(&mut id_buf);
-    out.push_str("{\"AcknowledgedMessageType\":\"");
+    push("{\"AcknowledgedMessageType\":\"");
     // Only stream messages are acknowledged, and their type names are fixed identifiers.
     debug_assert!(
         message_type
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
     );
-    out.push_str(message_type);
-    out.push_str("\",\"AcknowledgedMessageId\":\"");
-    out.push_str(id);
-    out.push_str("\",\"AcknowledgedMessageSequenceNumber\":");
-    out.push_str(itoa::Buffer::new().format(seq));
-    out.push_str(",\"IsSequentialMessage\":true}");
+    push(message_type);
+    push("\",\"AcknowledgedMessageId\":\"");
+    push(id);
+    push("\",\"AcknowledgedMessageSequenceNumber\":");
+    push(itoa::Buffer::new().format(seq));
+    push(",\"IsSequentialMessage\":true}");
 }
 
 /// The payload of `channel_closed`. Only `Output` matters to a client.
@@ -337,6 +347,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(fast, slow);
+        let mut bytes = b"xy".to_vec();
+        append_acknowledge(&mut bytes, "output_stream_data", &id, -7);
+        assert_eq!(&bytes[2..], slow.as_bytes());
     }
 
     #[test]
