@@ -148,28 +148,11 @@ async fn relay(
     since: Option<u64>,
     mut socket: WebSocket,
 ) {
-    let audit_event = |kind: &'static str, detail: serde_json::Value| {
-        let state = state.clone();
-        let signed = signed.clone();
-        let live = live.clone();
-        async move {
-            let result = async {
-                let mut tx = state.db.begin_write().await?;
-                audit::append(
-                    &mut tx.tx,
-                    &Event::new(kind, &signed.user.name, &signed.client)
-                        .session(&live.id, &live.target)
-                        .detail(detail),
-                )
-                .await?;
-                tx.commit().await
-            }
-            .await;
-            result.map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))
-        }
-    };
     // The attach is recorded before any byte flows; without the record, no attach.
-    if audit_event(kind::SESSION_ATTACH, json!({})).await.is_err() {
+    if record(&state, &signed, &live, kind::SESSION_ATTACH, json!({}))
+        .await
+        .is_err()
+    {
         let _ = socket.send(close(1011, "audit failed")).await;
         return;
     }
@@ -284,7 +267,14 @@ async fn relay(
         }
     };
     live.detach(attach_id).await;
-    let _ = audit_event(kind::SESSION_DETACH, json!({"why": why})).await;
+    let _ = record(
+        &state,
+        &signed,
+        &live,
+        kind::SESSION_DETACH,
+        json!({"why": why}),
+    )
+    .await;
 }
 
 /// The read-only view of an observer: the screen, then live output; input is refused.
@@ -294,25 +284,10 @@ async fn observe_relay(
     live: Arc<LiveSession>,
     mut socket: WebSocket,
 ) {
-    let record = |kind: &'static str, detail: serde_json::Value| {
-        let (state, signed, live) = (state.clone(), signed.clone(), live.clone());
-        async move {
-            let result = async {
-                let mut tx = state.db.begin_write().await?;
-                audit::append(
-                    &mut tx.tx,
-                    &Event::new(kind, &signed.user.name, &signed.client)
-                        .session(&live.id, &live.target)
-                        .detail(detail),
-                )
-                .await?;
-                tx.commit().await
-            }
-            .await;
-            result.map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))
-        }
-    };
-    if record(kind::SESSION_OBSERVE, json!({})).await.is_err() {
+    if record(&state, &signed, &live, kind::SESSION_OBSERVE, json!({}))
+        .await
+        .is_err()
+    {
         let _ = socket.send(close(1011, "audit failed")).await;
         return;
     }
@@ -368,5 +343,30 @@ async fn observe_relay(
         }
     };
     live.unobserve(id).await;
-    let _ = record(kind::SESSION_OBSERVE_END, json!({"why": why})).await;
+    let _ = record(
+        &state,
+        &signed,
+        &live,
+        kind::SESSION_OBSERVE_END,
+        json!({"why": why}),
+    )
+    .await;
+}
+
+/// Appends an event of `signed` on `live` in its own transaction; a failure is logged (the
+/// caller refuses the attach when the opening event cannot be written).
+async fn record(
+    state: &AppState,
+    signed: &SignedIn,
+    live: &LiveSession,
+    kind: &'static str,
+    detail: serde_json::Value,
+) -> Result<(), ()> {
+    let event = Event::new(kind, &signed.user.name, &signed.client)
+        .session(&live.id, &live.target)
+        .detail(detail);
+    audit::record(&state.db, &event)
+        .await
+        .map(|_| ())
+        .map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))
 }

@@ -326,6 +326,15 @@ fn events_of(rows: &[AnyRow], what: &'static str) -> Result<Vec<StoredEvent>, Db
         .map_err(|e| DbError::new(what, e))
 }
 
+/// Appends `event` in a write transaction of its own (for events that describe an action
+/// about to happen, not a change made in the same transaction).
+pub async fn record(db: &Db, event: &Event<'_>) -> Result<i64, DbError> {
+    let mut tx = db.begin_write().await?;
+    let id = append(&mut tx.tx, event).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
 /// Events in order of id, optionally only those of one session.
 pub async fn list(db: &Db, session_id: Option<&str>) -> Result<Vec<StoredEvent>, DbError> {
     let rows = sqlx::query(select_events!(
