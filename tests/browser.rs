@@ -460,12 +460,13 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
     assert_eq!(row.state, "active");
     assert_eq!(b.path().await, format!("/sessions/{id}"));
 
-    // A flood of output: the tab stays responsive and Ctrl-C stops it within seconds. Far more
-    // than the page could draw in the time the test takes, so it really is stopped. What
-    // still arrives after the interrupt is what was queued before it: at most the gateway's
-    // window beyond what the page drew (256 KiB), the data-channel client's queues and the
-    // agent's send window (the emulator's: 1,024 messages, about 1 MiB) — a few seconds at
-    // the speed of a debug build with a headless browser on two cores.
+    // A flood of output: the tab stays responsive and Ctrl-C stops it. Far more than the page
+    // could draw in the time the test takes, so it really is stopped. The interrupt flushes
+    // what the page was not yet sent (the data-channel client's queues and the agent's send
+    // window hold a megabyte or more) and the screen is redrawn from the terminal model, so
+    // only the gateway's window beyond what the page drew (256 KiB) is still drawn: about a
+    // second from Ctrl-C to the next command's output in a debug build, against 4.5–7.4 s
+    // before the flush (docs/performance.md). The bound leaves room for a busy machine.
     b.type_in_terminal(&format!("seq 1 50000000{}", enter()))
         .await;
     b.wait_for_screen("seq's output", |s| {
@@ -500,7 +501,7 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
     let stopped = pressed.elapsed();
     println!("Ctrl-C to the prompt: {stopped:?}");
     assert!(
-        stopped < std::time::Duration::from_secs(10),
+        stopped < std::time::Duration::from_secs(4),
         "Ctrl-C took {stopped:?} to stop the flood"
     );
     assert!(!screen.contains("50000000"), "seq finished:\n{screen}");

@@ -203,6 +203,7 @@ impl Api {
                     synced: false,
                     live: Vec::new(),
                     before_sync: Vec::new(),
+                    resyncs: 0,
                     auto_ack: true,
                 })
             }
@@ -259,6 +260,8 @@ pub struct Attach {
     pub before_sync: Vec<u8>,
     /// Acknowledge output as it arrives (a browser does once it has drawn it).
     pub auto_ack: bool,
+    /// How many `resync` messages arrived (redraws after an interrupt flush).
+    pub resyncs: usize,
 }
 
 impl Attach {
@@ -314,22 +317,35 @@ impl Attach {
             }
             return true;
         }
-        let mut seen = self.seen.lock().unwrap();
         match message {
             Message::Text(text) => {
-                seen.extend_from_slice(text.as_bytes());
+                self.seen.lock().unwrap().extend_from_slice(text.as_bytes());
                 let value: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
-                if value["type"] == "sync" {
+                let sync = value["type"] == "sync";
+                if sync {
                     self.offset = value["offset"].as_u64().unwrap();
                     self.synced = true;
                 }
+                if value["type"] == "resync" {
+                    // A redraw follows (an interrupt flushed output), then a sync.
+                    self.synced = false;
+                    self.resyncs += 1;
+                }
                 self.texts.push(value);
+                if sync && self.auto_ack {
+                    // As the page does: the offset it now stands at.
+                    self.ack().await;
+                }
+                return true;
             }
             Message::Close(frame) => {
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
-                seen.extend_from_slice(reason.as_bytes());
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .extend_from_slice(reason.as_bytes());
                 self.close = Some((code, reason));
                 return false;
             }

@@ -2,7 +2,7 @@
 //
 // Protocol (docs/architecture.md, "Attach"): binary frames are terminal bytes both ways; text
 // frames are JSON control messages: {"type":"resize","cols","rows"} and {"type":"ack","bytes"}
-// from here; {"type":"status"}, {"type":"sync","offset"}, {"type":"warning"} and
+// from here; {"type":"status"}, {"type":"sync","offset"}, {"type":"resync"}, {"type":"warning"} and
 // {"type":"closed"} from the gateway.
 //
 // Offsets: the page counts the session's output bytes it has drawn. A reconnect asks for the
@@ -251,6 +251,10 @@ function connect() {
         ack();
       });
       synced = true;
+    } else if (message.type === 'resync') {
+      // An interrupt flushed output this page was not sent: a redraw of the screen follows,
+      // then a sync with the offset it stands for.
+      synced = false;
     } else if (message.type === 'status') {
       if (message.state === 'connected') retries = 0;
       setState(message.state);

@@ -187,6 +187,12 @@ async fn relay(
                         break "browser gone".into();
                     }
                 }
+                Some(ToBrowser::Resync) => {
+                    let text = json!({"type": "resync"}).to_string();
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
                 Some(ToBrowser::Warning { message, seconds_left }) => {
                     let text = json!({"type": "warning", "message": message, "seconds_left": seconds_left}).to_string();
                     if socket.send(Message::Text(text.into())).await.is_err() {
@@ -305,7 +311,7 @@ async fn observe_relay(
                     Some(ToBrowser::Output(bytes)) => Message::Binary(bytes),
                     Some(ToBrowser::Status(s)) => Message::Text(json!({"type": "status", "state": s}).to_string().into()),
                     Some(ToBrowser::Sync(offset)) => Message::Text(json!({"type": "sync", "offset": offset}).to_string().into()),
-                    Some(ToBrowser::Warning { .. } | ToBrowser::Observers(_) | ToBrowser::Replaced) => continue,
+                    Some(ToBrowser::Warning { .. } | ToBrowser::Observers(_) | ToBrowser::Replaced | ToBrowser::Resync) => continue,
                     Some(ToBrowser::Closed(how)) => {
                         let text = json!({"type": "closed", "reason": how}).to_string();
                         let _ = socket.send(Message::Text(text.into())).await;

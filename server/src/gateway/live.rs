@@ -1,5 +1,5 @@
-//! Live sessions: one task per session owns its data-channel client, keeps a terminal model
-//! ([`Screen`]) and a bounded ring of the latest output, relays output to the one attached
+//! Live sessions: one task per session owns its data-channel client, feeds a terminal model
+//! ([`Model`], in a task of its own) and keeps a bounded ring of the latest output, relays output to the one attached
 //! browser (with end-to-end flow control) and input from it, enforces the idle, duration and
 //! detached limits with warnings, and writes the session's end (row and audit event) when the
 //! data channel closes.
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::audit::{self, Client, Event, kind};
 use super::db::{DbError, now_ms};
 use super::recording::Recorder;
-use super::screen::Screen;
+use super::screen::Model;
 use super::state::{AppState, aws_message};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{ClientEvent, ClientHandle};
@@ -43,6 +43,15 @@ const BROWSER_STALL: Duration = Duration::from_secs(10);
 pub const FLOW_WINDOW: u64 = 256 * 1024;
 /// Lines of history the terminal model keeps above the screen.
 pub const MODEL_SCROLLBACK_LINES: usize = 2000;
+/// Output produced but not yet drawn by the browser beyond which an interrupt (Ctrl-C) flushes
+/// it, as a terminal's line discipline flushes its output queue on an interrupt.
+pub const INTERRUPT_FLUSH_MIN: u64 = 64 * 1024;
+/// After an interrupt flush, the browser is redrawn from the terminal model once output has
+/// paused this long…
+const FLUSH_QUIET: Duration = Duration::from_millis(100);
+/// … or at the latest this long after the interrupt (output that goes on regardless of the
+/// interrupt is then streamed again, with flow control).
+const FLUSH_MAX: Duration = Duration::from_secs(1);
 /// Seconds before a limit ends a session at which the browser is warned.
 pub const WARN_AT: [u64; 2] = [60, 10];
 
@@ -53,6 +62,9 @@ pub enum ToBrowser {
     Output(Bytes),
     /// Everything sent so far brings the browser to this output offset.
     Sync(u64),
+    /// What follows up to the next `Sync` is a redraw of the screen (after an interrupt
+    /// flushed output the browser had not been sent), not output to count.
+    Resync,
     /// The connection state: `connected`, `reconnecting`.
     Status(&'static str),
     /// A limit is near.
@@ -310,7 +322,7 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
             spawn,
             commands: rx,
             ring,
-            screen: Screen::new(24, 80, MODEL_SCROLLBACK_LINES),
+            model: Model::spawn(24, 80, MODEL_SCROLLBACK_LINES),
             attached: None,
             next_attach: 0,
             bytes_out: 0,
@@ -444,6 +456,21 @@ struct Attached {
     /// Messages waiting for room in the browser's queue, oldest first. Bounded: output is
     /// read from the data channel only while `sent - acked` is within [`FLOW_WINDOW`].
     pending: VecDeque<ToBrowser>,
+    /// An interrupt flush in progress: output is not forwarded until the screen is redrawn.
+    flush: Option<Flush>,
+}
+
+/// An interrupt flush: when it started and when output last arrived.
+#[derive(Debug, Clone, Copy)]
+struct Flush {
+    started: Instant,
+    last_output: Instant,
+}
+
+impl Flush {
+    fn deadline(&self) -> Instant {
+        (self.last_output + FLUSH_QUIET).min(self.started + FLUSH_MAX)
+    }
 }
 
 struct Task {
@@ -451,7 +478,8 @@ struct Task {
     spawn: Spawn,
     commands: mpsc::Receiver<Command>,
     ring: Ring,
-    screen: Screen,
+    /// The terminal model, in a task of its own.
+    model: Model,
     attached: Option<Attached>,
     next_attach: u64,
     bytes_out: u64,
@@ -480,7 +508,15 @@ impl Task {
         let how = loop {
             let may_read = self.may_read();
             let flush = self.flush_sender();
+            let redraw_at = self
+                .attached
+                .as_ref()
+                .and_then(|a| a.flush)
+                .map(|f| f.deadline());
             tokio::select! {
+                _ = tokio::time::sleep_until(redraw_at.unwrap_or_else(Instant::now)), if redraw_at.is_some() => {
+                    self.redraw().await;
+                }
                 permit = async { flush?.reserve_owned().await.ok() }, if flush.is_some() => {
                     self.flush_one(permit);
                 }
@@ -519,24 +555,73 @@ impl Task {
         self.end(how).await;
     }
 
-    /// Whether the data channel may be read: no browser, or one within its window.
+    /// Whether the data channel may be read: no browser, or one within its window, or an
+    /// interrupt flush in progress.
     fn may_read(&self) -> bool {
         self.attached
             .as_ref()
-            .is_none_or(|a| a.sent.saturating_sub(a.acked) < FLOW_WINDOW)
+            .is_none_or(|a| a.flush.is_some() || a.sent.saturating_sub(a.acked) < FLOW_WINDOW)
+    }
+
+    /// An interrupt typed while the browser is far behind: the output it has not been sent
+    /// is dropped (the ring, the model and the recording keep it), output is read on without
+    /// being forwarded until it pauses, then the browser's screen is redrawn from the model.
+    /// Without this, everything queued between the PTY and the page (the window, the
+    /// data-channel client's queue, the agent's buffers: a megabyte or more) would have to
+    /// be drawn before the prompt came back.
+    fn interrupted(&mut self) {
+        let bytes_out = self.bytes_out;
+        let Some(a) = self.attached.as_mut() else {
+            return;
+        };
+        if a.flush.is_some() || bytes_out.saturating_sub(a.acked) < INTERRUPT_FLUSH_MIN {
+            return;
+        }
+        a.pending.retain(|m| !matches!(m, ToBrowser::Output(_)));
+        let now = Instant::now();
+        a.flush = Some(Flush {
+            started: now,
+            last_output: now,
+        });
+        tracing::debug!(session = %self.spawn.id, behind = bytes_out - a.acked, "interrupt: flushing output");
+    }
+
+    /// Ends an interrupt flush: the browser gets the screen as the model has it, then the
+    /// current offset, and output flows again.
+    async fn redraw(&mut self) {
+        let Some(a) = self.attached.as_mut() else {
+            return;
+        };
+        a.flush = None;
+        a.sent = self.bytes_out;
+        let snapshot = Bytes::from(self.model.snapshot().await);
+        self.send_browser(ToBrowser::Resync).await;
+        self.send_browser(ToBrowser::Output(snapshot)).await;
+        self.send_browser(ToBrowser::Sync(self.bytes_out)).await;
     }
 
     async fn output(&mut self, bytes: Bytes) {
         self.bytes_out += bytes.len() as u64;
-        if let Some(a) = &mut self.attached {
-            a.sent = self.bytes_out;
+        let flushing = match &mut self.attached {
+            Some(Attached {
+                flush: Some(flush), ..
+            }) => {
+                flush.last_output = Instant::now();
+                true
+            }
+            Some(a) => {
+                a.sent = self.bytes_out;
+                false
+            }
+            None => false,
+        };
+        if !flushing {
+            self.send_browser(ToBrowser::Output(bytes.clone())).await;
         }
-        // Forwarded first, so the browser's relay task writes while this one updates the
-        // terminal model (the model is the costliest step: about a third of the CPU of bulk
-        // output, see docs/performance.md).
-        self.send_browser(ToBrowser::Output(bytes.clone())).await;
         self.send_observers(ToBrowser::Output(bytes.clone()));
-        self.screen.process(&bytes);
+        // The model (the costliest step: about a third of the CPU of bulk output, see
+        // docs/performance.md) runs in its own task, beside this one and the relay.
+        self.model.output(bytes.clone()).await;
         if let Some(r) = &mut self.recorder {
             r.output(&bytes);
         }
@@ -647,6 +732,7 @@ impl Task {
                     sent: offset,
                     acked: offset,
                     pending: VecDeque::new(),
+                    flush: None,
                 });
                 self.detached_since = None;
                 self.send_browser(ToBrowser::Status(status)).await;
@@ -657,7 +743,7 @@ impl Task {
                         }
                     }
                     None => {
-                        let snapshot = Bytes::from(self.screen.snapshot());
+                        let snapshot = Bytes::from(self.model.snapshot().await);
                         self.send_browser(ToBrowser::Output(snapshot)).await;
                     }
                 }
@@ -679,6 +765,9 @@ impl Task {
                 }
             }
             Command::Input(bytes) => {
+                if bytes.contains(&0x03) {
+                    self.interrupted();
+                }
                 self.bytes_in += bytes.len() as u64;
                 if let Some(r) = &mut self.recorder {
                     r.input(&bytes);
@@ -692,17 +781,19 @@ impl Task {
                 if let Some(r) = &mut self.recorder {
                     r.resize(cols, rows);
                 }
-                self.screen.resize(
-                    u16::try_from(rows).unwrap_or(u16::MAX),
-                    u16::try_from(cols).unwrap_or(u16::MAX),
-                );
+                self.model
+                    .resize(
+                        u16::try_from(rows).unwrap_or(u16::MAX),
+                        u16::try_from(cols).unwrap_or(u16::MAX),
+                    )
+                    .await;
                 let _ = self.spawn.handle.resize(cols, rows).await; // as above
             }
             Command::Ending { how } => self.ending = Some(how),
             Command::Observe { name, tx, reply } => {
                 self.next_attach += 1;
                 let id = self.next_attach;
-                let snapshot = Bytes::from(self.screen.snapshot());
+                let snapshot = Bytes::from(self.model.snapshot().await);
                 let first = [
                     ToBrowser::Status(if self.connected {
                         "connected"
@@ -723,7 +814,7 @@ impl Task {
                 self.tell_observers().await;
             }
             Command::ScreenText(reply) => {
-                let _ = reply.send(self.screen.text()); // the asker may have gone
+                let _ = reply.send(self.model.text().await); // the asker may have gone
             }
         }
     }
