@@ -349,6 +349,52 @@ async fn limits_warn_then_end_the_session_with_a_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_is_given_up_terminated_and_audited_with_why() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.sessions.retransmit_give_up_seconds = 2;
+    })
+    .await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.until_synced().await;
+    tab.type_text("echo BEFORE-$((1+1))\n").await;
+    tab.expect("BEFORE-2").await;
+
+    // The node hangs: its agent keeps the socket but acknowledges nothing more.
+    let hung = gw.emu.emulator.state().registry.active();
+    assert_eq!(hung.len(), 1);
+    hung[0].freeze();
+    let typed = tokio::time::Instant::now();
+    tab.type_text("echo NEVER-$((2+2))\n").await;
+    let (code, reason) = tab.closed().await;
+    let took = typed.elapsed();
+    assert_eq!(code, CLOSE_SESSION_ENDED, "{reason}");
+    assert!(
+        reason.starts_with("gave up after ") && reason.ends_with(" without an acknowledgement"),
+        "{reason}"
+    );
+    assert!(took >= Duration::from_secs(2), "given up after {took:?}");
+    assert!(!String::from_utf8_lossy(&tab.screen).contains("NEVER-4"));
+
+    // Terminated at SSM too (the client calls TerminateSession, as the official one does),
+    // and the end is audited with why.
+    let info = hung[0].info();
+    assert!(!info.status.is_active(), "{:?}", info.status);
+    let end = audit::list(&gw.state.db, Some(&id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "session.end")
+        .expect("the end is audited");
+    assert_eq!(end.detail["how"], reason.as_str(), "{:?}", end.detail);
+    let row = api.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(row.body["state"], "ended");
+    assert_eq!(row.body["end_reason"], reason.as_str());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_replays_what_was_printed_and_its_hash_is_audited() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
     let mut api = signed_in(&gw).await;

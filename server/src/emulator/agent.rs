@@ -444,6 +444,7 @@ async fn run(
                 }
             },
             incoming = recv(&mut link.conn), if read_socket => match incoming {
+                Incoming::Message(Message::Binary(_)) if session.is_frozen() => {}
                 Incoming::Message(Message::Binary(frame)) => {
                     in_faults.apply(frame, &mut frames);
                     for frame in frames.drain(..) {

@@ -2,6 +2,7 @@
 //! tokens, and the command channel to each session's agent task.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -93,6 +94,8 @@ pub struct Session {
     /// The last [`MAX_ISSUED_KEPT`] tokens issued.
     issued: Mutex<Vec<String>>,
     commands: mpsc::Sender<SessionCommand>,
+    /// The node hangs (see [`Session::freeze`]).
+    frozen: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -166,6 +169,18 @@ impl Session {
         }
     }
 
+    /// A fault for tests: the node hangs. Its agent keeps the data channel's socket open but
+    /// handles no more of what arrives on it — no acknowledgements, no input — so the client
+    /// resends until it gives up.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Session::freeze`] was called.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Relaxed)
+    }
+
     /// Sends a command to the session task; false when the task is gone or stuck.
     pub fn command(&self, command: SessionCommand) -> bool {
         self.commands.try_send(command).is_ok()
@@ -202,6 +217,7 @@ impl Registry {
             token: Mutex::new(None),
             issued: Mutex::new(Vec::new()),
             commands: tx,
+            frozen: AtomicBool::new(false),
         });
         lock(&self.sessions).insert(info.id, session.clone());
         (session, rx)

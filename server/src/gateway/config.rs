@@ -216,6 +216,9 @@ pub struct SessionsConfig {
     pub max_duration_seconds: u64,
     /// A session with no browser attached for this long is ended (0: never).
     pub detached_grace_seconds: u64,
+    /// A message of the data channel unacknowledged for this long (socket open) gives the
+    /// session up: it is terminated and its end audited with why.
+    pub retransmit_give_up_seconds: u64,
 }
 
 impl Default for SessionsConfig {
@@ -226,6 +229,7 @@ impl Default for SessionsConfig {
             idle_timeout_seconds: 20 * 60,
             max_duration_seconds: 12 * 3600,
             detached_grace_seconds: 10 * 60,
+            retransmit_give_up_seconds: 300,
         }
     }
 }
@@ -301,6 +305,11 @@ impl Config {
         }
         if self.server.gateway_id.trim().is_empty() {
             return Err(ConfigError("server.gateway_id must not be empty".into()));
+        }
+        if self.sessions.retransmit_give_up_seconds == 0 {
+            return Err(ConfigError(
+                "sessions.retransmit_give_up_seconds must be at least 1".into(),
+            ));
         }
         if self.sessions.max_per_user == 0 {
             return Err(ConfigError(
@@ -449,6 +458,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.0.contains("policy.file and [[policy.roles]]"), "{err}");
+    }
+
+    #[test]
+    fn the_give_up_time_is_set_and_checked() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(&base, []).unwrap();
+        assert_eq!(c.sessions.retransmit_give_up_seconds, 300);
+        let c = Config::from_toml_and_env(
+            &base,
+            env(&[("PORTHOLE_SESSIONS__RETRANSMIT_GIVE_UP_SECONDS", "30")]),
+        )
+        .unwrap();
+        assert_eq!(c.sessions.retransmit_give_up_seconds, 30);
+        let err = Config::from_toml_and_env(
+            &format!("{base}[sessions]\nretransmit_give_up_seconds = 0\n"),
+            [],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "sessions.retransmit_give_up_seconds must be at least 1"
+        );
     }
 
     #[test]

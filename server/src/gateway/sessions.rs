@@ -301,7 +301,12 @@ pub async fn create(
         stream_url: stream_url.to_owned(),
         token: token.to_owned(),
     };
-    let handle = match client::start(start, clients.clone()).await {
+    let options = client::ClientOptions {
+        give_up_after: std::time::Duration::from_secs(
+            state.config.sessions.retransmit_give_up_seconds,
+        ),
+    };
+    let handle = match client::start_with(start, clients.clone(), options).await {
         Ok(handle) => handle,
         Err(message) => {
             // Do not leave the SSM session behind.

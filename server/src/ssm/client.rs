@@ -155,12 +155,38 @@ async fn connect(url: &str) -> Result<Socket, String> {
     Ok(socket)
 }
 
-/// Opens the data channel and starts the session's task.
+/// How a client behaves, beyond the protocol's fixed rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How long one message may go unacknowledged (socket open, publication running) before
+    /// the session is given up and terminated; 5 minutes by default, as the official client.
+    pub give_up_after: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            give_up_after: super::channel::DEFAULT_GIVE_UP_AFTER,
+        }
+    }
+}
+
+/// Opens the data channel and starts the session's task, with the default options.
 pub async fn start(start: SessionStart, aws: AwsClients) -> Result<ClientHandle, String> {
+    start_with(start, aws, ClientOptions::default()).await
+}
+
+/// Opens the data channel and starts the session's task.
+pub async fn start_with(
+    start: SessionStart,
+    aws: AwsClients,
+    options: ClientOptions,
+) -> Result<ClientHandle, String> {
     let socket = connect(&start.stream_url).await?;
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let config = ChannelConfig::client(start.session_id.clone(), start.target.clone());
+    let mut config = ChannelConfig::client(start.session_id.clone(), start.target.clone());
+    config.give_up_after = options.give_up_after;
     let mut channel = Channel::new(config, std::time::Instant::now(), unix_ms());
     channel.socket_opened(std::time::Instant::now(), Some(&start.token));
     let task = Task {
