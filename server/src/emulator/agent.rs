@@ -227,6 +227,20 @@ impl Link {
         }
     }
 
+    /// Closes the socket with 1000 "Bye", as the service does every hour; the session waits
+    /// for the client to resume.
+    fn bye(&mut self, channel: &mut Channel, session: &Session) {
+        if let Some(mut c) = self.conn.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, close(&mut c.socket, CLOSE_BYE, "Bye"))
+                    .await;
+            });
+            self.disconnected_at = Some(Instant::now());
+            channel.socket_closed();
+            session.set_status(SessionStatus::Disconnected, None);
+        }
+    }
+
     /// Writes `frames`, each within [`WRITE_TIMEOUT`]; a failed or stuck write loses the socket.
     async fn send(&mut self, frames: &mut Vec<Bytes>, channel: &mut Channel, session: &Session) {
         let Some(c) = self.conn.as_mut() else {
@@ -435,6 +449,10 @@ async fn run(
                     info!("client reconnected");
                     link.attach(*socket, &mut channel, session);
                 }
+                Some(SessionCommand::Disconnect) => {
+                    info!("forced disconnect (asked for)");
+                    link.bye(&mut channel, session);
+                }
                 Some(SessionCommand::Terminate) | None => {
                     info!("session terminated");
                     session.set_status(SessionStatus::Terminating, None);
@@ -504,16 +522,8 @@ async fn run(
                 channel.handle_timeout(std::time::Instant::now());
             },
             _ = sleep_until(disconnect_at) => {
-                if let Some(mut c) = link.conn.take() {
-                    info!("forced disconnect (--disconnect-every)");
-                    link.conn = None;
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, close(&mut c.socket, CLOSE_BYE, "Bye")).await;
-                    });
-                    link.disconnected_at = Some(Instant::now());
-                    channel.socket_closed();
-                    session.set_status(SessionStatus::Disconnected, None);
-                }
+                info!("forced disconnect (--disconnect-every)");
+                link.bye(&mut channel, session);
             },
             _ = sleep_until(idle_deadline) => {
                 info!("no client for the idle timeout; terminating");

@@ -84,6 +84,9 @@ pub enum SessionCommand {
     Attach(Box<WebSocket>),
     /// TerminateSession was called.
     Terminate,
+    /// A fault for tests and benchmarks: close the data channel's socket with 1000 "Bye", as
+    /// the service does every hour (the session lives on; the client resumes).
+    Disconnect,
 }
 
 /// One session.
