@@ -238,7 +238,7 @@ async fn a_finished_recording_is_uploaded_audited_and_served_from_the_bucket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_upload_keeps_the_spool_file_and_a_later_start_uploads_it() {
+async fn a_failed_upload_keeps_the_spool_file_and_the_next_start_uploads_it() {
     let moto = start_moto();
     let s3 = s3(&moto).await;
     // The bucket does not exist (yet).
@@ -263,28 +263,57 @@ async fn a_failed_upload_keeps_the_spool_file_and_a_later_start_uploads_it() {
     assert_eq!(reply.status, reqwest::StatusCode::OK);
     assert_eq!(reply.text.as_bytes(), &file[..]);
 
-    // What the gateway does at start: the ended session's file goes up, then is removed.
+    // The bucket appears; a gateway starting on the same database and spool uploads the
+    // ended session's file, audits it and removes it.
     create_bucket(&s3, "late-bucket").await;
-    assert_eq!(recording_store::upload_leftovers(&gw.state).await, 1);
+    let db_url = gw.state.config.database.url.clone();
+    let spool_dir = gw.state.config.recordings.dir.clone();
+    let gw2 = gateway::start(Backend::Sqlite, |c| {
+        s3_recordings(c, &moto, "late-bucket");
+        c.database.url = db_url;
+        c.recordings.dir = spool_dir;
+        c.server.gateway_id = "porthole-2".into();
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let upload = loop {
+        let upload = audit::list(&gw2.state.db, Some(&id))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.kind == "recording.upload");
+        if let Some(upload) = upload {
+            break upload;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no recording.upload after the start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let key = format!("recordings/{id}.cast");
+    assert_eq!(upload.detail["location"], format!("s3://late-bucket/{key}"));
+    assert_eq!(upload.detail["sha256"], rec["sha256"]);
     let (bytes, _, meta_sha) = object(&s3, "late-bucket", &key).await;
     assert_eq!(bytes, file);
     assert_eq!(rec["sha256"], meta_sha);
-    assert!(!spool.exists());
-    let upload = audit::list(&gw.state.db, Some(&id))
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|e| e.kind == "recording.upload")
-        .expect("the late upload is audited");
-    assert_eq!(upload.detail["location"], format!("s3://late-bucket/{key}"));
-    assert_eq!(upload.detail["sha256"], rec["sha256"]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while spool.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the spool file is removed after the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let reply = api.get(&format!("/api/v1/sessions/{id}/recording")).await;
     assert_eq!(
         reply.text.as_bytes(),
         &file[..],
         "now served from the bucket"
     );
+    // Nothing is left to upload.
+    assert_eq!(recording_store::upload_leftovers(&gw2.state).await, 0);
+    gw2.stop().await;
     gw.stop().await;
 }
 
