@@ -39,30 +39,21 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/stack.rs"]
+mod stack;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_sdk_ssm::config::Credentials;
-use axum::serve::ListenerExt as _;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use porthole::emulator::{self, EmulatorConfig};
-use porthole::gateway::config::{Config, Secret};
-use porthole::gateway::state::AppState;
-use porthole::gateway::users::{self, Role};
-use porthole::ssm::client::{self, AwsClients, ClientEvent, ClientHandle, SessionStart};
+use porthole::ssm::client::{self, ClientEvent, ClientHandle};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use common::api::Api;
 use common::emulator::NODE;
-use common::gateway::{JWT_SECRET, PASSWORD};
+use stack::{Stack, StackOptions, set_nodelay};
 
 /// The marker the shell prints after the bulk output (typed as `END''-MARK`, so the echo of
 /// the typed command does not contain it).
@@ -228,22 +219,13 @@ async fn run(args: Args) {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
     );
-    let stack = Stack::start(&args).await;
-    users::create(&stack.state.db, "bench", PASSWORD, &[Role::Operator])
-        .await
-        .unwrap();
-    let mut api = Api {
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        base: stack.gateway_url.clone(),
-        origin: Some(stack.gateway_url.clone()),
-        cookie: None,
-        csrf: None,
-        seen: Arc::default(),
-    };
-    api.login("bench").await;
+    let stack = Stack::start(StackOptions {
+        nodelay_emulator: args.nodelay_emulator,
+        nodelay_gateway: args.nodelay_gateway,
+        ..StackOptions::default()
+    })
+    .await;
+    let mut api = stack.signed_in("bench").await;
 
     if args.bulk {
         bulk(&args, &stack, &mut api).await;
@@ -253,147 +235,6 @@ async fn run(args: Args) {
     }
     println!("load average {} at the end", loadavg());
     stack.stop().await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The emulator and the gateway, served like `porthole demo` serves them (`axum::serve` on a
-// tokio listener), except that TCP_NODELAY on accepted sockets can be switched on.
-
-/// Serves `app` (a make-service) on `listener` until the returned sender fires or is
-/// dropped, with TCP_NODELAY on accepted sockets if `nodelay`. (A macro: the make-service
-/// bounds of `axum::serve` are long to spell out.)
-macro_rules! serve {
-    ($listener:expr, $app:expr, $nodelay:expr) => {{
-        let tap: fn(&mut TcpStream) = if $nodelay { set_nodelay } else { leave };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let listener = $listener.tap_io(tap);
-        let app = $app;
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await; // a stop request or the sender dropped
-                })
-                .await
-        });
-        (stop, task)
-    }};
-}
-
-struct Stack {
-    emulator: Arc<emulator::State>,
-    aws: AwsClients,
-    state: Arc<AppState>,
-    gateway_url: String,
-    stops: Vec<oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
-}
-
-fn set_nodelay(tcp: &mut TcpStream) {
-    let _ = tcp.set_nodelay(true); // a socket that refuses keeps Nagle; the run says which
-}
-
-fn leave(_: &mut TcpStream) {}
-
-impl Stack {
-    async fn start(args: &Args) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-
-        // The emulator, with its built-in nodes.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = listener.local_addr().unwrap();
-        let config = EmulatorConfig::new(dir.path().join("emulator"));
-        let kms = emulator::kms::LocalKms::new(config.kms_key_ids());
-        let emu = Arc::new(emulator::State {
-            config,
-            endpoint,
-            registry: emulator::sessions::Registry::default(),
-            kms,
-        });
-        let (emu_stop, emu_task) = serve!(
-            listener,
-            emulator::router(emu.clone()),
-            args.nodelay_emulator
-        );
-        let emulator_url = format!("http://{endpoint}");
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&emulator_url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "bench"))
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
-        let aws = AwsClients {
-            ssm: aws_sdk_ssm::Client::new(&sdk),
-            kms: aws_sdk_kms::Client::new(&sdk),
-        };
-
-        // The gateway on SQLite, in front of the emulator.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut config: Config = toml::from_str("").unwrap();
-        config.server.listen = addr;
-        config.server.public_url = format!("http://{addr}");
-        config.auth.jwt_secret = Secret::new(JWT_SECRET);
-        config.recordings.dir = dir.path().join("recordings");
-        config.aws.endpoint_url = Some(emulator_url);
-        config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
-        config.aws.secret_access_key = Some(Secret::new("secret"));
-        config.database.url = Secret::new(format!(
-            "sqlite://{}",
-            dir.path().join("porthole.db").display()
-        ));
-        config.validate().unwrap();
-        let state = porthole::gateway::prepare(config).await.unwrap();
-        let app = porthole::gateway::router(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let (gw_stop, gw_task) = serve!(listener, app, args.nodelay_gateway);
-        Self {
-            emulator: emu,
-            aws,
-            state,
-            gateway_url: format!("http://{addr}"),
-            stops: vec![gw_stop, emu_stop],
-            tasks: vec![gw_task, emu_task],
-            _dir: dir,
-        }
-    }
-
-    /// Stops the gateway (its sessions end and are recorded), then the emulator.
-    async fn stop(mut self) {
-        let stops = std::mem::take(&mut self.stops);
-        let tasks = std::mem::take(&mut self.tasks);
-        for (i, (stop, task)) in stops.into_iter().zip(tasks).enumerate() {
-            let _ = stop.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-            if i == 0 {
-                porthole::gateway::end_all(&self.state, "the benchmark (done)").await;
-            }
-        }
-        for session in self.emulator.registry.active() {
-            session.command(emulator::sessions::SessionCommand::Terminate);
-        }
-        self.state.db.pool().close().await;
-    }
-
-    /// `ssm:StartSession` on the emulator, as the gateway calls it.
-    async fn start_session(&self, target: &str) -> SessionStart {
-        let reply = self
-            .aws
-            .ssm
-            .start_session()
-            .target(target)
-            .reason("relay benchmark (issue 4)")
-            .send()
-            .await
-            .unwrap();
-        SessionStart {
-            session_id: reply.session_id().unwrap().to_owned(),
-            target: target.to_owned(),
-            stream_url: reply.stream_url().unwrap().to_owned(),
-            token: reply.token_value().unwrap().to_owned(),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -284,9 +284,12 @@ async fn run(
     let modes = modes(&state, &node, &info.document);
 
     // Nothing runs until a client connects (or the session is terminated first).
-    let first = match commands.recv().await {
-        Some(SessionCommand::Attach(socket)) => socket,
-        Some(SessionCommand::Terminate) | None => return Ok(SessionStatus::Terminated),
+    let first = loop {
+        match commands.recv().await {
+            Some(SessionCommand::Attach(socket)) => break socket,
+            Some(SessionCommand::Disconnect) => {} // no socket yet
+            Some(SessionCommand::Terminate) | None => return Ok(SessionStatus::Terminated),
+        }
     };
 
     let home = state

@@ -49,6 +49,8 @@ pub mod kind {
     pub const SESSION_TERMINATE: &str = "session.terminate";
     /// A session ended; the detail says how.
     pub const SESSION_END: &str = "session.end";
+    /// A recording left in the spool by a failed upload was uploaded at a later start.
+    pub const RECORDING_UPLOAD: &str = "recording.upload";
 
     /// The types above, for the audit page's suggestions (a type missing here can still be
     /// typed into the filter).
@@ -64,6 +66,7 @@ pub mod kind {
         SESSION_OBSERVE_END,
         SESSION_TERMINATE,
         SESSION_END,
+        RECORDING_UPLOAD,
     ];
 }
 

@@ -183,14 +183,28 @@ impl Default for AuthConfig {
     }
 }
 
-/// `[recordings]`: asciicast v2 files written by the gateway as sessions run.
+/// `[recordings]`: asciicast v2 files written by the gateway as sessions run, kept in
+/// `dir` or, with `storage = "s3"`, uploaded to a bucket when the session ends (`dir` is then
+/// the spool the running sessions write to).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingsConfig {
-    /// The folder of the recordings (created when missing).
+    /// The folder of the recordings (created when missing); the spool with `storage = "s3"`.
     pub dir: PathBuf,
     /// Record input too (keystrokes, including passwords typed at prompts). Off by default.
     pub input: bool,
+    /// Where finished recordings are kept.
+    pub storage: RecordingStorage,
+    /// The bucket, with `storage = "s3"`.
+    pub bucket: Option<String>,
+    /// Put before `<session id>.cast` to make the object key.
+    pub prefix: String,
+    /// The bucket's region; unset: the first of `[aws]`.
+    pub region: Option<String>,
+    /// An S3 endpoint override (an S3-compatible server); `aws.endpoint_url` is not used for S3.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    pub force_path_style: bool,
 }
 
 impl Default for RecordingsConfig {
@@ -198,7 +212,78 @@ impl Default for RecordingsConfig {
         Self {
             dir: PathBuf::from("porthole-recordings"),
             input: false,
+            storage: RecordingStorage::Local,
+            bucket: None,
+            prefix: "recordings/".into(),
+            region: None,
+            endpoint_url: None,
+            force_path_style: false,
         }
+    }
+}
+
+/// `recordings.storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingStorage {
+    /// Files in `recordings.dir`.
+    Local,
+    /// Objects in `recordings.bucket`.
+    S3,
+}
+
+impl<'de> Deserialize<'de> for RecordingStorage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "local" => Ok(Self::Local),
+            "s3" => Ok(Self::S3),
+            other => Err(serde::de::Error::custom(format!(
+                "recordings.storage must be \"local\" or \"s3\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+impl RecordingsConfig {
+    /// Checks the keys of `storage = "s3"`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.storage != RecordingStorage::S3 {
+            return Ok(());
+        }
+        let bucket = self.bucket.as_deref().unwrap_or("");
+        if bucket.is_empty() {
+            return Err(ConfigError(
+                "recordings.bucket must name a bucket when recordings.storage = \"s3\"".into(),
+            ));
+        }
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(ConfigError(format!(
+                "recordings.bucket {bucket:?} is not a bucket name (3-63 of a-z, 0-9, '.', '-')"
+            )));
+        }
+        if self.prefix.starts_with('/') {
+            return Err(ConfigError(format!(
+                "recordings.prefix must not start with '/', got {:?}",
+                self.prefix
+            )));
+        }
+        if let Some(url) = &self.endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "recordings.endpoint_url must start with http:// or https://, got {url:?}"
+            )));
+        }
+        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(ConfigError("recordings.region must not be empty".into()));
+        }
+        Ok(())
     }
 }
 
@@ -321,6 +406,7 @@ impl Config {
                 "policy.file and [[policy.roles]] are both set: keep the roles in one place".into(),
             ));
         }
+        self.recordings.validate()?;
         // Inline roles are checked here; a policy file is read when the gateway starts.
         super::policy::spec::compile(&self.policy.roles, "policy.roles").map_err(ConfigError)?;
         Ok(())
@@ -480,6 +566,57 @@ mod tests {
             err.0,
             "sessions.retransmit_give_up_seconds must be at least 1"
         );
+    }
+
+    #[test]
+    fn recording_storage_keys_are_read_and_named() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(&base, []).unwrap();
+        assert_eq!(c.recordings.storage, RecordingStorage::Local);
+        assert_eq!(c.recordings.prefix, "recordings/");
+        let c = Config::from_toml_and_env(
+            &format!("{base}[recordings]\nstorage = \"s3\"\nbucket = \"casts\"\n"),
+            env(&[
+                ("PORTHOLE_RECORDINGS__BUCKET", "porthole-casts"),
+                ("PORTHOLE_RECORDINGS__PREFIX", "gw1/"),
+                ("PORTHOLE_RECORDINGS__ENDPOINT_URL", "http://127.0.0.1:9000"),
+                ("PORTHOLE_RECORDINGS__FORCE_PATH_STYLE", "true"),
+                ("PORTHOLE_RECORDINGS__REGION", "eu-west-1"),
+            ]),
+        )
+        .unwrap();
+        let r = &c.recordings;
+        assert_eq!(r.storage, RecordingStorage::S3);
+        assert_eq!(r.bucket.as_deref(), Some("porthole-casts"));
+        assert_eq!(r.prefix, "gw1/");
+        assert_eq!(r.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(r.force_path_style);
+        assert_eq!(r.region.as_deref(), Some("eu-west-1"));
+
+        let err = Config::from_toml_and_env(&format!("{base}[recordings]\nstorage = \"s3\"\n"), [])
+            .unwrap_err();
+        assert!(err.0.contains("recordings.bucket"), "{err}");
+        let err = Config::from_toml_and_env(
+            &base,
+            env(&[
+                ("PORTHOLE_RECORDINGS__STORAGE", "s3"),
+                ("PORTHOLE_RECORDINGS__BUCKET", "Not_A_Bucket"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("recordings.bucket"), "{err}");
+        let err =
+            Config::from_toml_and_env(&format!("{base}[recordings]\nstorage = \"gcs\"\n"), [])
+                .unwrap_err();
+        assert!(err.0.contains("recordings.storage"), "{err}");
+        let err = Config::from_toml_and_env(
+            &format!(
+                "{base}[recordings]\nstorage = \"s3\"\nbucket = \"b-1\"\nendpoint_url = \"localhost:9000\"\n"
+            ),
+            [],
+        )
+        .unwrap_err();
+        assert!(err.0.contains("recordings.endpoint_url"), "{err}");
     }
 
     #[test]

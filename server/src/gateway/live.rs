@@ -917,15 +917,11 @@ impl Task {
     }
 
     async fn record_end(&mut self, how: &str) -> Result<(), DbError> {
-        let recording = self.recorder.take().map(|r| {
-            let done = r.finish();
-            json!({
-                "file": done.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-                "bytes": done.bytes,
-                "sha256": done.sha256,
-                "error": done.error,
-            })
-        });
+        // Kept (uploaded, with S3) before the end is written, so the event says where it is.
+        let recording = match self.recorder.take() {
+            Some(r) => Some(self.state.recordings.keep(&self.spawn.id, r.finish()).await),
+            None => None,
+        };
         let s = &self.spawn;
         let mut tx = self.state.db.begin_write().await?;
         sqlx::query(

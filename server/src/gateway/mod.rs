@@ -12,6 +12,8 @@
 //! - [`sessions`]: the sessions API; [`live`]: one task per live session; [`attach`]: the
 //!   browser's WebSocket.
 //! - [`pages`]: the server-rendered pages and the embedded browser code.
+//! - [`recording`]: asciicast files as sessions run; [`recording_store`]: where finished ones
+//!   are kept (the local folder or an S3 bucket).
 
 pub mod attach;
 pub mod audit;
@@ -25,6 +27,7 @@ pub mod live;
 pub mod pages;
 pub mod policy;
 pub mod recording;
+pub mod recording_store;
 pub mod screen;
 pub mod sessions;
 pub mod state;
@@ -249,6 +252,16 @@ pub async fn serve_state(
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let beat = tokio::spawn(heartbeat(state.clone()));
     let watcher = policy::spawn_watcher(state.clone());
+    // Recordings whose upload failed (or never ran) are uploaded now, in the background.
+    let leftovers = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let n = recording_store::upload_leftovers(&state).await;
+            if n > 0 {
+                tracing::info!(count = n, "uploaded recordings left in the spool");
+            }
+        })
+    };
     // On the signal: end every session (attached browsers are told, SSM sessions terminated,
     // the ends audited as "gateway shutdown"), then stop serving; connections still open
     // after SHUTDOWN_GRACE are dropped.
@@ -279,6 +292,7 @@ pub async fn serve_state(
     };
     beat.abort();
     watcher.abort();
+    leftovers.abort();
     // Sessions started while stopping, if any.
     end_all(&state, "gateway shutdown").await;
     served

@@ -476,31 +476,42 @@ pub async fn terminate(
 }
 
 /// `GET /api/v1/sessions/{id}/recording`: the session's asciicast v2 file (as written so far,
-/// for a live one) — for its owner and for those who see every session.
+/// for a live one; streamed from S3 once uploaded there) — for its owner and for those who see
+/// every session.
 pub async fn recording(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+    use super::recording_store::OpenError;
+    use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
     let view = visible_one(&state, &signed, &id).await?;
-    let path = super::recording::path_of(&state.config.recordings.dir, &view.id);
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => Ok((
-            [
-                (CONTENT_TYPE, super::recording::CONTENT_TYPE.to_owned()),
-                (
-                    CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{}.cast\"", view.id),
-                ),
-            ],
-            bytes,
-        )
-            .into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(
-            "no_recording",
-            format!("session {id} has no recording"),
-        )),
-        Err(e) => Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    let opened = match state.recordings.open(&view.id).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => {
+            return Err(ApiError::not_found(
+                "no_recording",
+                format!("session {id} has no recording"),
+            ));
+        }
+        Err(OpenError::Local(e)) => return Err(ApiError::internal(e)),
+        Err(OpenError::S3(e)) => return Err(ApiError::upstream(e)),
+    };
+    let mut response = (
+        [
+            (CONTENT_TYPE, super::recording::CONTENT_TYPE.to_owned()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.cast\"", view.id),
+            ),
+        ],
+        opened.body,
+    )
+        .into_response();
+    if let Some(length) = opened.length {
+        response
+            .headers_mut()
+            .insert(CONTENT_LENGTH, axum::http::HeaderValue::from(length));
     }
+    Ok(response)
 }

@@ -12,6 +12,7 @@ use super::config::Config;
 use super::db::Db;
 use super::live;
 use super::policy::PolicyHandle;
+use super::recording_store::RecordingStore;
 use super::targets;
 use super::users::{LocalRoles, RoleSource};
 use crate::ssm::client::AwsClients;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub policy: PolicyHandle,
     /// Where users' roles come from.
     pub role_source: Box<dyn RoleSource>,
+    /// Where finished recordings are kept (the local folder or S3).
+    pub recordings: RecordingStore,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
     pub async fn new(config: Config, db: Db) -> Result<Self, String> {
         let policy = PolicyHandle::load(&config)?;
         let aws = aws_clients(&config).await;
+        let recordings = RecordingStore::new(&config).await;
         let origin = config.origin();
         let jwt = JwtKeys::new(config.auth.jwt_secret.expose().as_bytes(), &origin);
         let dummy_hash =
@@ -61,6 +65,7 @@ impl AppState {
             dummy_hash,
             policy,
             role_source: Box::new(LocalRoles),
+            recordings,
             config,
         })
     }

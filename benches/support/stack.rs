@@ -1,0 +1,211 @@
+//! The benchmarks' stack: the emulator and the gateway (SQLite, recordings in a temporary
+//! folder) in this process, served like `porthole demo` serves them (`axum::serve` on a tokio
+//! listener), except that TCP_NODELAY on accepted sockets can be switched on and the
+//! emulator's faults set. Used by `benches/relay.rs` and `benches/sessions.rs`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ssm::config::Credentials;
+use axum::serve::ListenerExt as _;
+use porthole::emulator::{self, EmulatorConfig};
+use porthole::gateway::config::{Config, Secret};
+use porthole::gateway::state::AppState;
+use porthole::gateway::users::{self, Role};
+use porthole::ssm::client::{AwsClients, SessionStart};
+use porthole::ssm::faults::FaultConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::common::api::Api;
+use crate::common::gateway::{JWT_SECRET, PASSWORD};
+
+/// How to build a stack.
+#[derive(Debug, Clone, Copy)]
+pub struct StackOptions {
+    /// TCP_NODELAY on the sockets the emulator accepts.
+    pub nodelay_emulator: bool,
+    /// TCP_NODELAY on the sockets the gateway accepts.
+    pub nodelay_gateway: bool,
+    /// The emulator's frame faults.
+    pub faults: FaultConfig,
+    /// The emulator closes every data-channel socket after this long.
+    pub disconnect_every: Option<Duration>,
+    /// The gateway's `sessions.max_per_user`.
+    pub max_per_user: u32,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            nodelay_emulator: true,
+            nodelay_gateway: false,
+            faults: FaultConfig::NONE,
+            disconnect_every: None,
+            max_per_user: 5,
+        }
+    }
+}
+
+/// Serves `app` (a make-service) on `listener` until the returned sender fires or is
+/// dropped, with TCP_NODELAY on accepted sockets if `nodelay`. (A macro: the make-service
+/// bounds of `axum::serve` are long to spell out.)
+macro_rules! serve {
+    ($listener:expr, $app:expr, $nodelay:expr) => {{
+        let tap: fn(&mut TcpStream) = if $nodelay { set_nodelay } else { leave };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let listener = $listener.tap_io(tap);
+        let app = $app;
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await; // a stop request or the sender dropped
+                })
+                .await
+        });
+        (stop, task)
+    }};
+}
+
+pub struct Stack {
+    pub emulator: Arc<emulator::State>,
+    pub aws: AwsClients,
+    pub state: Arc<AppState>,
+    pub gateway_url: String,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn set_nodelay(tcp: &mut TcpStream) {
+    let _ = tcp.set_nodelay(true); // a socket that refuses keeps Nagle; the run says which
+}
+
+fn leave(_: &mut TcpStream) {}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+
+        // The emulator, with its built-in nodes.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = listener.local_addr().unwrap();
+        let mut config = EmulatorConfig::new(dir.path().join("emulator"));
+        config.faults = options.faults;
+        config.disconnect_every = options.disconnect_every;
+        let kms = emulator::kms::LocalKms::new(config.kms_key_ids());
+        let emu = Arc::new(emulator::State {
+            config,
+            endpoint,
+            registry: emulator::sessions::Registry::default(),
+            kms,
+        });
+        let (emu_stop, emu_task) = serve!(
+            listener,
+            emulator::router(emu.clone()),
+            options.nodelay_emulator
+        );
+        let emulator_url = format!("http://{endpoint}");
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&emulator_url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "bench"))
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        let aws = AwsClients {
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+            kms: aws_sdk_kms::Client::new(&sdk),
+        };
+
+        // The gateway on SQLite, in front of the emulator.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config: Config = toml::from_str("").unwrap();
+        config.server.listen = addr;
+        config.server.public_url = format!("http://{addr}");
+        config.auth.jwt_secret = Secret::new(JWT_SECRET);
+        config.sessions.max_per_user = options.max_per_user;
+        config.recordings.dir = dir.path().join("recordings");
+        config.aws.endpoint_url = Some(emulator_url);
+        config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
+        config.aws.secret_access_key = Some(Secret::new("secret"));
+        config.database.url = Secret::new(format!(
+            "sqlite://{}",
+            dir.path().join("porthole.db").display()
+        ));
+        config.validate().unwrap();
+        let state = porthole::gateway::prepare(config).await.unwrap();
+        let app = porthole::gateway::router(state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let (gw_stop, gw_task) = serve!(listener, app, options.nodelay_gateway);
+        Self {
+            emulator: emu,
+            aws,
+            state,
+            gateway_url: format!("http://{addr}"),
+            stops: vec![gw_stop, emu_stop],
+            tasks: vec![gw_task, emu_task],
+            _dir: dir,
+        }
+    }
+
+    /// Stops the gateway (its sessions end and are recorded), then the emulator.
+    pub async fn stop(mut self) {
+        let stops = std::mem::take(&mut self.stops);
+        let tasks = std::mem::take(&mut self.tasks);
+        for (i, (stop, task)) in stops.into_iter().zip(tasks).enumerate() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            if i == 0 {
+                porthole::gateway::end_all(&self.state, "the benchmark (done)").await;
+            }
+        }
+        for session in self.emulator.registry.active() {
+            session.command(emulator::sessions::SessionCommand::Terminate);
+        }
+        self.state.db.pool().close().await;
+    }
+
+    /// `ssm:StartSession` on the emulator, as the gateway calls it.
+    pub async fn start_session(&self, target: &str) -> SessionStart {
+        let reply = self
+            .aws
+            .ssm
+            .start_session()
+            .target(target)
+            .reason("porthole benchmark")
+            .send()
+            .await
+            .unwrap();
+        SessionStart {
+            session_id: reply.session_id().unwrap().to_owned(),
+            target: target.to_owned(),
+            stream_url: reply.stream_url().unwrap().to_owned(),
+            token: reply.token_value().unwrap().to_owned(),
+        }
+    }
+
+    /// An API client signed in as `name` (an operator, created here).
+    pub async fn signed_in(&self, name: &str) -> Api {
+        users::create(&self.state.db, name, PASSWORD, &[Role::Operator])
+            .await
+            .unwrap();
+        let mut api = Api {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: self.gateway_url.clone(),
+            origin: Some(self.gateway_url.clone()),
+            cookie: None,
+            csrf: None,
+            seen: Arc::default(),
+        };
+        api.login(name).await;
+        api
+    }
+}
