@@ -101,7 +101,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             auth::origin_guard,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(
+        // If not present: the playback page sets its own (CSP plus 'wasm-unsafe-eval', see
+        // pages::PLAYER_CSP); no other handler sets one.
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
         ))

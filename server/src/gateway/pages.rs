@@ -10,7 +10,8 @@
 //! them cheaply and never runs yesterday's script against today's gateway.
 //!
 //! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
-//! `/sessions/{id}` (the terminal), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
+//! `/sessions/{id}` (the terminal), `/sessions/{id}/play[?t=SECONDS]` (the recording, in
+//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
 //! browser without one to `/login?next=…`, which returns it there afterwards.
 
 use std::collections::HashMap;
@@ -58,6 +59,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/targets", get(targets_page))
         .route("/sessions", get(sessions_page))
         .route("/sessions/{id}", get(terminal_page))
+        .route("/sessions/{id}/play", get(play_page))
         .route("/audit", get(audit_page))
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
@@ -185,6 +187,19 @@ struct TerminalPage {
     now_ms: i64,
     ended_at: i64,
     end_reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "play.html")]
+struct PlayPage {
+    layout: Layout,
+    view: SessionView,
+    node_name: String,
+    live: bool,
+    started: String,
+    started_iso: String,
+    /// Where playback starts, in seconds (`?t=`), as the player takes it.
+    start_at: String,
 }
 
 /// One row of the audit table.
@@ -514,6 +529,60 @@ async fn terminal_page(
     })
 }
 
+/// The Content-Security-Policy of the playback page: the gateway's ([`super::CSP`]) with
+/// `'wasm-unsafe-eval'`, because asciinema-player's terminal emulator is WebAssembly (compiled
+/// from bytes inside the player's own script: no other source, and still no inline script).
+pub const PLAYER_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+    font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// `?t=SECONDS` of the playback page: a finite, non-negative number of seconds (fractions
+/// allowed); anything else starts at the beginning.
+fn start_at(t: Option<&String>) -> f64 {
+    t.and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .map_or(0.0, |t| (t * 1000.0).round() / 1000.0)
+}
+
+/// `/sessions/{id}/play[?t=SECONDS]`: the session's recording in asciinema-player, for whoever
+/// may read the recording (its owner, and those who see every session).
+async fn play_page(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let view = match visible_one(&state, &signed, &id).await {
+        Ok(view) => view,
+        Err(e) => return PageError::new(e, &signed).into_response(),
+    };
+    let node_name = node_names(&state)
+        .await
+        .remove(&view.target)
+        .unwrap_or_default();
+    let (started, started_iso) = times(view.started_at);
+    let page = PlayPage {
+        layout: Layout::signed_in(&signed, "sessions", "play.js"),
+        node_name,
+        live: is_live(&view),
+        started,
+        started_iso,
+        start_at: start_at(query.get("t")).to_string(),
+        view,
+    };
+    let mut response = render(&page);
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PLAYER_CSP),
+    );
+    response
+}
+
 /// `/audit?from=…&to=…&actor=…&target=…&type=…&session_id=…&limit=…&cursor=…`: the audit log,
 /// newest first, with the API's filters and paging (admins and auditors).
 async fn audit_page(
@@ -715,6 +784,27 @@ mod tests {
         assert_eq!(
             content_type("a.bin", "application/octet-stream"),
             "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn playback_start_times() {
+        let t = |s: &str| start_at(Some(&s.to_owned()));
+        assert_eq!(t("12"), 12.0);
+        assert_eq!(t(" 1.5 "), 1.5);
+        assert_eq!(t("0.12345"), 0.123);
+        assert_eq!(t("-3"), 0.0);
+        assert_eq!(t("NaN"), 0.0);
+        assert_eq!(t("inf"), 0.0);
+        assert_eq!(t("1:02"), 0.0);
+        assert_eq!(start_at(None), 0.0);
+        // The player's CSP is the gateway's plus WebAssembly, nothing else.
+        assert_eq!(
+            PLAYER_CSP
+                .replace(" 'wasm-unsafe-eval'", "")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            crate::gateway::CSP.split_whitespace().collect::<Vec<_>>()
         );
     }
 
