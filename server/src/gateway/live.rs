@@ -25,6 +25,7 @@ use super::audit::{self, Client, Event, kind};
 use super::db::{DbError, now_ms};
 use super::recording::Recorder;
 use super::screen::Screen;
+use super::search::Indexer;
 use super::state::{AppState, aws_message};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{ClientEvent, ClientHandle};
@@ -298,7 +299,7 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
         &title,
         state.config.recordings.input,
     ) {
-        Ok(r) => Some(r),
+        Ok(r) => Some(r.with_index(Indexer::spawn(state.db.clone(), &spawn.id))),
         Err(e) => {
             tracing::error!(session = %spawn.id, "cannot record the session: {e}");
             None

@@ -11,6 +11,8 @@
 //! - [`targets`]: managed nodes from `DescribeInstanceInformation`.
 //! - [`sessions`]: the sessions API; [`live`]: one task per live session; [`attach`]: the
 //!   browser's WebSocket.
+//! - [`recording`]: the asciicast recording of each session; [`search`]: the text index of
+//!   what sessions printed, and `GET /api/v1/recordings/search`.
 //! - [`pages`]: the server-rendered pages and the embedded browser code.
 
 pub mod attach;
@@ -26,6 +28,7 @@ pub mod pages;
 pub mod policy;
 pub mod recording;
 pub mod screen;
+pub mod search;
 pub mod sessions;
 pub mod state;
 pub mod targets;
@@ -86,6 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
         .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
         .route("/api/v1/audit", get(audit_api::list))
+        .route("/api/v1/recordings/search", get(search::search))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

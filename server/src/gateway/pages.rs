@@ -35,6 +35,7 @@ use super::auth::{SignedIn, client_of, signed_in};
 use super::db::now_ms;
 use super::error::ApiError;
 use super::policy;
+use super::search;
 use super::sessions::{SessionView, visible, visible_one};
 use super::state::AppState;
 use super::targets;
@@ -61,6 +62,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sessions/{id}", get(terminal_page))
         .route("/sessions/{id}/play", get(play_page))
         .route("/audit", get(audit_page))
+        .route("/search", get(search_page))
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
@@ -230,6 +232,23 @@ struct AuditPage {
     older_href: String,
     /// Suggestions for the type filter.
     kinds: &'static [&'static str],
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    layout: Layout,
+    /// The query as typed.
+    q: String,
+    /// Whether a search ran (a query was given).
+    searched: bool,
+    /// What is wrong with the query, if anything.
+    error: String,
+    matches: Vec<search::Match>,
+    /// Whether there were more than shown.
+    more: bool,
+    /// Whether the user reads everyone's sessions.
+    all_users: bool,
 }
 
 #[derive(Template)]
@@ -581,6 +600,48 @@ async fn play_page(
         HeaderValue::from_static(PLAYER_CSP),
     );
     response
+}
+
+/// `/search?q=TEXT`: lines the user's readable sessions printed, each a link to the recording
+/// at that moment. Same rules as `GET /api/v1/recordings/search`; a bad query is shown with
+/// status 422 above the form as typed.
+async fn search_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let q = query.get("q").cloned().unwrap_or_default();
+    let mut page = SearchPage {
+        layout: Layout::signed_in(&signed, "search", ""),
+        searched: query.contains_key("q"),
+        q,
+        error: String::new(),
+        matches: Vec::new(),
+        more: false,
+        all_users: policy::sees_all_sessions(&signed.user),
+    };
+    if !page.searched {
+        return render(&page);
+    }
+    let q = match search::check_query(&page.q) {
+        Ok(q) => q,
+        Err(message) => {
+            page.error = message;
+            return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
+        }
+    };
+    match search::find(&state.db, &signed.user, &q, search::DEFAULT_LIMIT).await {
+        Ok((matches, more)) => {
+            page.matches = matches;
+            page.more = more;
+            render(&page)
+        }
+        Err(e) => PageError::new(e.into(), &signed).into_response(),
+    }
 }
 
 /// `/audit?from=…&to=…&actor=…&target=…&type=…&session_id=…&limit=…&cursor=…`: the audit log,
