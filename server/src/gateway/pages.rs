@@ -63,6 +63,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sessions/{id}/play", get(play_page))
         .route("/audit", get(audit_page))
         .route("/search", get(search_page))
+        .route("/live", get(live_page))
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
@@ -94,6 +95,8 @@ struct Layout {
     script: &'static str,
     /// Whether the navigation shows the audit log (admins and auditors).
     show_audit: bool,
+    /// Whether the navigation shows everyone's live sessions (observe or terminate grants).
+    show_live: bool,
 }
 
 impl Layout {
@@ -106,6 +109,7 @@ impl Layout {
             sessions_label: "",
             script,
             show_audit: false,
+            show_live: false,
         }
     }
 
@@ -128,6 +132,7 @@ impl Layout {
             },
             script,
             show_audit: audit_api::may_read_audit(&signed.user),
+            show_live: policy::oversees_live_sessions(&signed.user),
         }
     }
 }
@@ -185,6 +190,8 @@ struct TerminalPage {
     live: bool,
     can_attach: bool,
     can_terminate: bool,
+    /// Whether the page observes (read-only) rather than attaches (`?mode=observe`).
+    observe: bool,
     /// The server's clock (ms), so the page's elapsed time does not depend on the browser's.
     now_ms: i64,
     ended_at: i64,
@@ -232,6 +239,31 @@ struct AuditPage {
     older_href: String,
     /// Suggestions for the type filter.
     kinds: &'static [&'static str],
+}
+
+/// One row of the live-sessions table.
+#[derive(Debug)]
+struct LiveRow {
+    view: SessionView,
+    node_name: String,
+    started: String,
+    started_iso: String,
+    duration: String,
+    /// "12.3 KiB", or "?" when another gateway runs it.
+    bytes_out: String,
+    /// Whether the owner's browser is attached.
+    attached: bool,
+    /// "attached", "detached", with observers, or "?".
+    browser: String,
+    can_observe: bool,
+    can_terminate: bool,
+}
+
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePage {
+    layout: Layout,
+    rows: Vec<LiveRow>,
 }
 
 #[derive(Template)]
@@ -515,10 +547,11 @@ async fn sessions_page(
     })
 }
 
-/// `/sessions/{id}`: the terminal.
+/// `/sessions/{id}[?mode=observe]`: the terminal; read-only for an observer.
 async fn terminal_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     parts: Parts,
 ) -> Response {
     let signed = match require_sign_in(&state, &parts).await {
@@ -535,10 +568,13 @@ async fn terminal_page(
         .unwrap_or_default();
     // Whether it runs is the row's word (another gateway may hold it), not this process's.
     let live = is_live(&view);
+    let observe = query.get("mode").map(String::as_str) == Some("observe")
+        && policy::may_observe(&signed.user, view.user_id());
     render(&TerminalPage {
         layout: Layout::signed_in(&signed, "", "terminal.js"),
         node_name,
         live,
+        observe,
         can_attach: policy::may_attach(&signed.user, view.user_id()),
         can_terminate: policy::may_terminate(&signed.user, view.user_id()),
         now_ms: now_ms(),
@@ -642,6 +678,72 @@ async fn search_page(
         }
         Err(e) => PageError::new(e.into(), &signed).into_response(),
     }
+}
+
+/// `1.2 MiB`, `3.4 KiB`, `56 B`.
+fn bytes_text(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// `/live`: everyone's running sessions with their counters, to observe or terminate them
+/// (roles that may observe or terminate others' sessions; others get 403).
+async fn live_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    if !policy::oversees_live_sessions(&signed.user) {
+        let e = ApiError::forbidden(
+            "only roles that may observe or terminate others' sessions see everyone's live sessions",
+        );
+        return PageError::new(e, &signed).into_response();
+    }
+    let views = match visible(&state, &signed.user, "active").await {
+        Ok(views) => views,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    };
+    let stats = super::sessions::live_stats(&state, &views).await;
+    let names = node_names(&state).await;
+    let now = now_ms();
+    let rows = views
+        .into_iter()
+        .zip(stats)
+        .map(|(view, stats)| {
+            let (started, started_iso) = times(view.started_at);
+            let browser = match &stats {
+                None => "?".to_owned(),
+                Some(s) => {
+                    let mut text = if s.attached { "attached" } else { "detached" }.to_owned();
+                    if !s.observers.is_empty() {
+                        text.push_str(&format!("; observed by {}", s.observers.join(", ")));
+                    }
+                    text
+                }
+            };
+            LiveRow {
+                node_name: names.get(&view.target).cloned().unwrap_or_default(),
+                started,
+                started_iso,
+                duration: duration_text(now - view.started_at),
+                bytes_out: stats
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), |s| bytes_text(s.bytes_out)),
+                attached: stats.as_ref().is_some_and(|s| s.attached),
+                browser,
+                can_observe: policy::may_observe(&signed.user, view.user_id()),
+                can_terminate: policy::may_terminate(&signed.user, view.user_id()),
+                view,
+            }
+        })
+        .collect();
+    render(&LivePage {
+        layout: Layout::signed_in(&signed, "live", "sessions.js"),
+        rows,
+    })
 }
 
 /// `/audit?from=…&to=…&actor=…&target=…&type=…&session_id=…&limit=…&cursor=…`: the audit log,
@@ -882,6 +984,9 @@ mod tests {
         assert_eq!(duration_text(123_000), "2m 03s");
         assert_eq!(duration_text(3_723_000), "1h 02m 03s");
         assert_eq!(duration_text(-5), "0s");
+        assert_eq!(bytes_text(56), "56 B");
+        assert_eq!(bytes_text(3 * 1024 + 512), "3.5 KiB");
+        assert_eq!(bytes_text(5 << 20), "5.0 MiB");
     }
 
     /// User text is escaped by askama (numeric entities); the browser test checks a reason on
