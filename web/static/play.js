@@ -17,6 +17,8 @@ function create(startAt, play) {
   host.replaceChildren();
   player = window.AsciinemaPlayer.create(root.dataset.recordingUrl, host, {
     startAt,
+    // Paused, the player shows its poster: the frame at the start time (NPT, in seconds).
+    poster: `npt:${startAt}`,
     speed: Number(speedMenu.value) || 1,
     autoPlay: play,
     preload: true,
