@@ -282,6 +282,9 @@ async fn insert(db: &Db, session_id: &str, first_seq: i64, lines: &[Line]) -> Re
             .bind(line.offset_ms)
             .bind(line.text.as_str());
     }
+    // Under the process's write lock: on SQLite, a commit between an audit append's read and
+    // write makes that append fail.
+    let _writing = db.lock_writes().await;
     query
         .execute(db.pool())
         .await
