@@ -6,9 +6,10 @@
 //!   ends a line, backspace removes a character, a carriage return followed by more text
 //!   also ends it (readline's line wrap and progress bars print that way: each state is kept,
 //!   nothing printed is lost), and a line longer than [`MAX_LINE_CHARS`] is cut into several.
-//! - [`Indexer`] is what the recorder holds: it feeds [`Lines`] and sends the finished lines in
-//!   batches to one writer task per session (bounded queue), at most every second, when a
-//!   batch is full and at the end.
+//! - [`Indexer`] is what the recorder holds: it only queues the output text (bounded) to one
+//!   writer task per session, which runs [`Lines`] and inserts the lines in batches: when
+//!   [`BATCH_LINES`] are ready, every second, and at the end. The session task never parses
+//!   for the index nor waits on the database.
 //! - [`find`] is the search: `LIKE` on the lower-cased line, the query's `%`, `_` and `!`
 //!   escaped (they match literally), every value bound, only sessions the caller may read.
 
@@ -35,12 +36,14 @@ pub const MAX_LINE_CHARS: usize = 500;
 /// Lines sent to the writer at once (also the most rows in one `INSERT`: 3 values each keeps
 /// the statement within SQLite's 999 bound parameters).
 pub const BATCH_LINES: usize = 200;
-/// Batches queued towards a session's writer task. A writer that falls this far behind (a slow
-/// database) makes lines wait in the indexer, up to [`MAX_WAITING_LINES`].
-const WRITER_QUEUE: usize = 8;
-/// Lines waiting in the indexer for room in the writer's queue; beyond this the oldest are
-/// dropped and counted (logged once, and in total at the end).
-const MAX_WAITING_LINES: usize = 20_000;
+/// Output chunks queued towards a session's writer task (a chunk is what one data-channel
+/// message carried, at most a few KiB). A writer that falls this far behind (a slow
+/// database) makes output wait in the indexer, up to [`MAX_WAITING_BYTES`].
+const WRITER_QUEUE: usize = 256;
+/// Output bytes waiting in the indexer for room in the writer's queue; beyond this the oldest
+/// are dropped and counted (logged once, and in total at the end): the recording keeps them,
+/// the index does not.
+const MAX_WAITING_BYTES: usize = 4 * 1024 * 1024;
 /// Longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
 /// Matches returned when `limit` is not given, and the most that may be asked for.
@@ -158,21 +161,32 @@ impl Lines {
     }
 }
 
-/// The text index of one session's output, held by its recorder.
+/// The text index of one session's output, held by its recorder. It only queues the text:
+/// parsing, batching and writing happen in the session's writer task, off the session's
+/// data path.
 pub struct Indexer {
     session_id: String,
-    lines: Lines,
-    /// Finished lines not yet handed to the writer.
-    waiting: VecDeque<Line>,
-    tx: mpsc::Sender<Vec<Line>>,
-    dropped: u64,
+    /// Output not yet handed to the writer (its queue was full), oldest first.
+    waiting: VecDeque<ToWriter>,
+    waiting_bytes: usize,
+    tx: mpsc::Sender<ToWriter>,
+    dropped_bytes: u64,
+}
+
+/// What the indexer sends its writer.
+#[derive(Debug)]
+enum ToWriter {
+    /// Output text printed this many seconds after the start of the recording.
+    Output(f64, String),
+    /// Write the finished lines now (once a second).
+    Flush,
 }
 
 impl std::fmt::Debug for Indexer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Indexer")
             .field("session_id", &self.session_id)
-            .field("waiting", &self.waiting.len())
+            .field("waiting_bytes", &self.waiting_bytes)
             .finish()
     }
 }
@@ -185,49 +199,63 @@ impl Indexer {
         tokio::spawn(write_lines(db, session_id.to_owned(), rx));
         Self {
             session_id: session_id.to_owned(),
-            lines: Lines::new(),
             waiting: VecDeque::new(),
+            waiting_bytes: 0,
             tx,
-            dropped: 0,
+            dropped_bytes: 0,
         }
     }
 
     /// Output text, printed `seconds` after the start of the recording.
     pub fn output(&mut self, seconds: f64, text: &str) {
-        let done = self.lines.push(seconds, text.as_bytes());
-        self.waiting.extend(done);
-        if self.waiting.len() > MAX_WAITING_LINES {
-            let excess = self.waiting.len() - MAX_WAITING_LINES;
-            self.waiting.drain(..excess);
-            if self.dropped == 0 {
-                tracing::warn!(session = %self.session_id, "search index: the database is behind; dropping the oldest lines not yet written");
-            }
-            self.dropped += excess as u64;
-        }
-        if self.waiting.len() >= BATCH_LINES {
-            self.flush();
-        }
-    }
-
-    /// Hands the waiting lines to the writer, as far as its queue has room (every second).
-    pub fn flush(&mut self) {
-        while !self.waiting.is_empty() {
-            let Ok(permit) = self.tx.try_reserve() else {
-                return; // full (the rest waits) or the writer has gone (logged by it)
+        self.waiting_bytes += text.len();
+        self.waiting
+            .push_back(ToWriter::Output(seconds, text.to_owned()));
+        while self.waiting_bytes > MAX_WAITING_BYTES {
+            let Some(ToWriter::Output(_, old)) = self.waiting.pop_front() else {
+                break;
             };
-            let n = self.waiting.len().min(BATCH_LINES);
-            permit.send(self.waiting.drain(..n).collect());
+            if self.dropped_bytes == 0 {
+                tracing::warn!(session = %self.session_id, "search index: the database is behind; output not yet indexed is dropped");
+            }
+            self.waiting_bytes -= old.len();
+            self.dropped_bytes += old.len() as u64;
+        }
+        self.send_waiting();
+    }
+
+    /// Hands what waits to the writer, as far as its queue has room.
+    fn send_waiting(&mut self) {
+        while let Some(message) = self.waiting.pop_front() {
+            match self.tx.try_reserve() {
+                Ok(permit) => {
+                    if let ToWriter::Output(_, text) = &message {
+                        self.waiting_bytes -= text.len();
+                    }
+                    permit.send(message);
+                }
+                Err(_) => {
+                    // Full (the rest waits) or the writer has gone (it logged why).
+                    self.waiting.push_front(message);
+                    return;
+                }
+            }
         }
     }
 
-    /// Ends the line in progress and hands everything to the writer; the writer task writes
-    /// it and ends.
+    /// Asks the writer to write the lines it has (called every second).
+    pub fn flush(&mut self) {
+        self.send_waiting();
+        if self.waiting.is_empty() {
+            let _ = self.tx.try_send(ToWriter::Flush); // full: it is writing already
+        }
+    }
+
+    /// Hands everything to the writer, which ends the last line, writes and ends.
     pub fn finish(mut self) {
-        let last = self.lines.finish();
-        self.waiting.extend(last);
-        self.flush();
-        if self.dropped > 0 {
-            tracing::warn!(session = %self.session_id, lines = self.dropped, "search index: lines dropped");
+        self.send_waiting();
+        if self.dropped_bytes > 0 {
+            tracing::warn!(session = %self.session_id, bytes = self.dropped_bytes, "search index: output dropped");
         }
         if self.waiting.is_empty() {
             return;
@@ -237,9 +265,8 @@ impl Indexer {
         let (tx, waiting) = (self.tx.clone(), std::mem::take(&mut self.waiting));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let batches: Vec<Line> = waiting.into();
-                for batch in batches.chunks(BATCH_LINES) {
-                    if tx.send(batch.to_vec()).await.is_err() {
+                for message in waiting {
+                    if tx.send(message).await.is_err() {
                         break; // the writer has gone; it logged why
                     }
                 }
@@ -248,15 +275,39 @@ impl Indexer {
     }
 }
 
-/// The writer task of one session: inserts each batch with its line numbers.
-async fn write_lines(db: Db, session_id: String, mut rx: mpsc::Receiver<Vec<Line>>) {
+/// The writer task of one session: turns output into lines and inserts them in batches, with
+/// their line numbers; the last line when the indexer is done.
+async fn write_lines(db: Db, session_id: String, mut rx: mpsc::Receiver<ToWriter>) {
+    let mut lines = Lines::new();
+    let mut done: Vec<Line> = Vec::new();
     let mut seq: i64 = 0;
-    while let Some(batch) = rx.recv().await {
-        let n = batch.len() as i64;
-        if let Err(e) = insert(&db, &session_id, seq, &batch).await {
-            tracing::warn!(session = %session_id, lines = n, "search index: {e}");
+    loop {
+        let message = rx.recv().await;
+        let last = message.is_none();
+        let flush = match message {
+            Some(ToWriter::Output(seconds, text)) => {
+                done.extend(lines.push(seconds, text.as_bytes()));
+                done.len() >= BATCH_LINES
+            }
+            Some(ToWriter::Flush) => true,
+            None => {
+                done.extend(lines.finish());
+                true
+            }
+        };
+        if flush {
+            for batch in done.chunks(BATCH_LINES) {
+                let n = batch.len() as i64;
+                if let Err(e) = insert(&db, &session_id, seq, batch).await {
+                    tracing::warn!(session = %session_id, lines = n, "search index: {e}");
+                }
+                seq += n;
+            }
+            done.clear();
         }
-        seq += n;
+        if last {
+            break;
+        }
     }
 }
 
