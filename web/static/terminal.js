@@ -5,6 +5,10 @@
 // from here; {"type":"status"}, {"type":"sync","offset"}, {"type":"resync"}, {"type":"warning"} and
 // {"type":"closed"} from the gateway.
 //
+// Observing (`/sessions/ID?mode=observe`, data-mode="observe"): a read-only view of someone
+// else's session for roles that may observe it. The socket asks for `mode=observe`; the gateway
+// sends a snapshot, then the output; nothing typed is sent (it would be refused).
+//
 // Offsets: the page counts the session's output bytes it has drawn. A reconnect asks for the
 // output from that offset (`?since=N`): the gateway sends exactly the missing bytes when it
 // still holds them, else a snapshot of the screen (which starts with a terminal reset). Either
@@ -30,6 +34,7 @@ const RETRY_DELAYS = [500, 1000, 2000, 4000, 8000, 15000];
 const root = document.getElementById('session');
 const data = root.dataset;
 const sessionId = data.sessionId;
+const observing = data.mode === 'observe';
 const nodeLabel = data.nodeName || data.target;
 const connState = document.getElementById('conn-state');
 const elapsed = document.getElementById('elapsed');
@@ -107,6 +112,7 @@ const term = new Terminal({
     cursor: '#e6edf3',
     selectionBackground: '#264f78',
   },
+  disableStdin: observing,
 });
 const fit = new FitAddon();
 term.loadAddon(fit);
@@ -161,7 +167,8 @@ let unacked = 0;
 function attachUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const since = offset === null ? '' : `?since=${offset}`;
-  return `${scheme}//${location.host}${data.attachUrl}${since}`;
+  const query = observing ? '?mode=observe' : since;
+  return `${scheme}//${location.host}${data.attachUrl}${query}`;
 }
 
 function ack() {
@@ -174,12 +181,14 @@ function send(message) {
 }
 
 function sendBytes(bytes) {
+  if (observing) return;
   for (let i = 0; i < bytes.length; i += MAX_INPUT_FRAME) {
     send(bytes.subarray(i, i + MAX_INPUT_FRAME));
   }
 }
 
 function sendSize() {
+  if (observing) return; // the owner's terminal decides the size
   send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
 }
 
@@ -218,7 +227,11 @@ function connect() {
   ws.addEventListener('open', () => {
     // What follows is the missing output or a snapshot that resets the screen itself.
     synced = false;
-    hideBanner();
+    if (observing) {
+      showBanner('info', `Observing ${data.user || 'this session'} read-only: what you type is not sent.`);
+    } else {
+      hideBanner();
+    }
     sendSize();
     term.focus();
   });
@@ -260,6 +273,8 @@ function connect() {
       setState(message.state);
     } else if (message.type === 'closed') {
       sessionEnded(message.reason);
+    } else if (message.type === 'refused') {
+      showBanner('info', message.message);
     } else if (message.type === 'warning') {
       showBanner('warning', message.message);
     }
@@ -351,6 +366,8 @@ terminateButton?.addEventListener('click', async () => {
 
 if (data.live !== 'true') {
   sessionEnded(data.endReason || `the session is ${data.state}`, endedAt);
+} else if (observing) {
+  connect();
 } else if (data.canAttach !== 'true') {
   setState('not-attached', 'not attached');
   showBanner('info', 'Only the person who opened this session can attach to it.');

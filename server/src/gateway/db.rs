@@ -161,6 +161,14 @@ impl Db {
         Ok(WriteTx { tx, _guard: guard })
     }
 
+    /// Takes this process's write lock (see [`Db`]'s `write_lock`) for a write that is not part
+    /// of the audit chain, held until the guard drops. On SQLite a write that commits between
+    /// a [`Db::begin_write`] transaction's read and its write makes that transaction fail
+    /// (its snapshot is stale), so frequent writers outside the chain take this lock too.
+    pub async fn lock_writes(&self) -> OwnedMutexGuard<()> {
+        self.write_lock.clone().lock_owned().await
+    }
+
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

@@ -25,6 +25,7 @@ use super::audit::{self, Client, Event, kind};
 use super::db::{DbError, now_ms};
 use super::recording::Recorder;
 use super::screen::Model;
+use super::search::Indexer;
 use super::state::{AppState, aws_message};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{ClientEvent, ClientHandle};
@@ -112,6 +113,22 @@ enum Command {
     Unobserve {
         id: u64,
     },
+    Stats(oneshot::Sender<Stats>),
+}
+
+/// A running session's counters, for the live-sessions page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Output bytes so far.
+    pub bytes_out: u64,
+    /// Input bytes so far.
+    pub bytes_in: u64,
+    /// Whether its owner's browser is attached.
+    pub attached: bool,
+    /// Who observes it.
+    pub observers: Vec<String>,
+    /// Whether the data channel is up (not reconnecting).
+    pub connected: bool,
 }
 
 /// A live session as handlers see it.
@@ -182,6 +199,16 @@ impl LiveSession {
             .await
             .map_err(|_| Ended)?;
         text.await.map_err(|_| Ended)
+    }
+
+    /// The session's counters now.
+    pub async fn stats(&self) -> Result<Stats, Ended> {
+        let (reply, stats) = oneshot::channel();
+        self.commands
+            .send(Command::Stats(reply))
+            .await
+            .map_err(|_| Ended)?;
+        stats.await.map_err(|_| Ended)
     }
 
     /// The browser `attach_id` has written output up to `offset` to its screen.
@@ -310,7 +337,7 @@ pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
         &title,
         state.config.recordings.input,
     ) {
-        Ok(r) => Some(r),
+        Ok(r) => Some(r.with_index(Indexer::spawn(state.db.clone(), &spawn.id))),
         Err(e) => {
             tracing::error!(session = %spawn.id, "cannot record the session: {e}");
             None
@@ -815,6 +842,15 @@ impl Task {
             }
             Command::ScreenText(reply) => {
                 let _ = reply.send(self.model.text().await); // the asker may have gone
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(Stats {
+                    bytes_out: self.bytes_out,
+                    bytes_in: self.bytes_in,
+                    attached: self.attached.is_some(),
+                    observers: self.observer_names(),
+                    connected: self.connected,
+                }); // the asker may have gone
             }
         }
     }

@@ -11,6 +11,8 @@
 //! - [`targets`]: managed nodes from `DescribeInstanceInformation`.
 //! - [`sessions`]: the sessions API; [`live`]: one task per live session; [`attach`]: the
 //!   browser's WebSocket.
+//! - [`recording`]: the asciicast recording of each session; [`search`]: the text index of
+//!   what sessions printed, and `GET /api/v1/recordings/search`.
 //! - [`pages`]: the server-rendered pages and the embedded browser code.
 //! - [`recording`]: asciicast files as sessions run; [`recording_store`]: where finished ones
 //!   are kept (the local folder or an S3 bucket).
@@ -29,6 +31,7 @@ pub mod policy;
 pub mod recording;
 pub mod recording_store;
 pub mod screen;
+pub mod search;
 pub mod sessions;
 pub mod state;
 pub mod targets;
@@ -89,6 +92,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
         .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
         .route("/api/v1/audit", get(audit_api::list))
+        .route("/api/v1/recordings/search", get(search::search))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -104,7 +108,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             auth::origin_guard,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::overriding(
+        // If not present: the playback page sets its own (CSP plus 'wasm-unsafe-eval', see
+        // pages::PLAYER_CSP); no other handler sets one.
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
         ))

@@ -10,7 +10,8 @@
 //! them cheaply and never runs yesterday's script against today's gateway.
 //!
 //! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
-//! `/sessions/{id}` (the terminal), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
+//! `/sessions/{id}` (the terminal), `/sessions/{id}/play[?t=SECONDS]` (the recording, in
+//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
 //! browser without one to `/login?next=…`, which returns it there afterwards.
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use super::auth::{SignedIn, client_of, signed_in};
 use super::db::now_ms;
 use super::error::ApiError;
 use super::policy;
+use super::search;
 use super::sessions::{SessionView, visible, visible_one};
 use super::state::AppState;
 use super::targets;
@@ -58,7 +60,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/targets", get(targets_page))
         .route("/sessions", get(sessions_page))
         .route("/sessions/{id}", get(terminal_page))
+        .route("/sessions/{id}/play", get(play_page))
         .route("/audit", get(audit_page))
+        .route("/search", get(search_page))
+        .route("/live", get(live_page))
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
@@ -90,6 +95,8 @@ struct Layout {
     script: &'static str,
     /// Whether the navigation shows the audit log (admins and auditors).
     show_audit: bool,
+    /// Whether the navigation shows everyone's live sessions (observe or terminate grants).
+    show_live: bool,
 }
 
 impl Layout {
@@ -102,6 +109,7 @@ impl Layout {
             sessions_label: "",
             script,
             show_audit: false,
+            show_live: false,
         }
     }
 
@@ -124,6 +132,7 @@ impl Layout {
             },
             script,
             show_audit: audit_api::may_read_audit(&signed.user),
+            show_live: policy::oversees_live_sessions(&signed.user),
         }
     }
 }
@@ -181,10 +190,25 @@ struct TerminalPage {
     live: bool,
     can_attach: bool,
     can_terminate: bool,
+    /// Whether the page observes (read-only) rather than attaches (`?mode=observe`).
+    observe: bool,
     /// The server's clock (ms), so the page's elapsed time does not depend on the browser's.
     now_ms: i64,
     ended_at: i64,
     end_reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "play.html")]
+struct PlayPage {
+    layout: Layout,
+    view: SessionView,
+    node_name: String,
+    live: bool,
+    started: String,
+    started_iso: String,
+    /// Where playback starts, in seconds (`?t=`), as the player takes it.
+    start_at: String,
 }
 
 /// One row of the audit table.
@@ -215,6 +239,48 @@ struct AuditPage {
     older_href: String,
     /// Suggestions for the type filter.
     kinds: &'static [&'static str],
+}
+
+/// One row of the live-sessions table.
+#[derive(Debug)]
+struct LiveRow {
+    view: SessionView,
+    node_name: String,
+    started: String,
+    started_iso: String,
+    duration: String,
+    /// "12.3 KiB", or "?" when another gateway runs it.
+    bytes_out: String,
+    /// Whether the owner's browser is attached.
+    attached: bool,
+    /// "attached", "detached", with observers, or "?".
+    browser: String,
+    can_observe: bool,
+    can_terminate: bool,
+}
+
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePage {
+    layout: Layout,
+    rows: Vec<LiveRow>,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    layout: Layout,
+    /// The query as typed.
+    q: String,
+    /// Whether a search ran (a query was given).
+    searched: bool,
+    /// What is wrong with the query, if anything.
+    error: String,
+    matches: Vec<search::Match>,
+    /// Whether there were more than shown.
+    more: bool,
+    /// Whether the user reads everyone's sessions.
+    all_users: bool,
 }
 
 #[derive(Template)]
@@ -481,10 +547,11 @@ async fn sessions_page(
     })
 }
 
-/// `/sessions/{id}`: the terminal.
+/// `/sessions/{id}[?mode=observe]`: the terminal; read-only for an observer.
 async fn terminal_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     parts: Parts,
 ) -> Response {
     let signed = match require_sign_in(&state, &parts).await {
@@ -501,16 +568,181 @@ async fn terminal_page(
         .unwrap_or_default();
     // Whether it runs is the row's word (another gateway may hold it), not this process's.
     let live = is_live(&view);
+    let observe = query.get("mode").map(String::as_str) == Some("observe")
+        && policy::may_observe(&signed.user, view.user_id());
     render(&TerminalPage {
         layout: Layout::signed_in(&signed, "", "terminal.js"),
         node_name,
         live,
+        observe,
         can_attach: policy::may_attach(&signed.user, view.user_id()),
         can_terminate: policy::may_terminate(&signed.user, view.user_id()),
         now_ms: now_ms(),
         ended_at: view.ended_at.unwrap_or(0),
         end_reason: view.end_reason.clone().unwrap_or_default(),
         view,
+    })
+}
+
+/// The Content-Security-Policy of the playback page: the gateway's ([`super::CSP`]) with
+/// `'wasm-unsafe-eval'`, because asciinema-player's terminal emulator is WebAssembly (compiled
+/// from bytes inside the player's own script: no other source, and still no inline script).
+pub const PLAYER_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+    font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// `?t=SECONDS` of the playback page: a finite, non-negative number of seconds (fractions
+/// allowed); anything else starts at the beginning.
+fn start_at(t: Option<&String>) -> f64 {
+    t.and_then(|t| t.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .map_or(0.0, |t| (t * 1000.0).round() / 1000.0)
+}
+
+/// `/sessions/{id}/play[?t=SECONDS]`: the session's recording in asciinema-player, for whoever
+/// may read the recording (its owner, and those who see every session).
+async fn play_page(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let view = match visible_one(&state, &signed, &id).await {
+        Ok(view) => view,
+        Err(e) => return PageError::new(e, &signed).into_response(),
+    };
+    let node_name = node_names(&state)
+        .await
+        .remove(&view.target)
+        .unwrap_or_default();
+    let (started, started_iso) = times(view.started_at);
+    let page = PlayPage {
+        layout: Layout::signed_in(&signed, "sessions", "play.js"),
+        node_name,
+        live: is_live(&view),
+        started,
+        started_iso,
+        start_at: start_at(query.get("t")).to_string(),
+        view,
+    };
+    let mut response = render(&page);
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PLAYER_CSP),
+    );
+    response
+}
+
+/// `/search?q=TEXT`: lines the user's readable sessions printed, each a link to the recording
+/// at that moment. Same rules as `GET /api/v1/recordings/search`; a bad query is shown with
+/// status 422 above the form as typed.
+async fn search_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    parts: Parts,
+) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    let q = query.get("q").cloned().unwrap_or_default();
+    let mut page = SearchPage {
+        layout: Layout::signed_in(&signed, "search", ""),
+        searched: query.contains_key("q"),
+        q,
+        error: String::new(),
+        matches: Vec::new(),
+        more: false,
+        all_users: policy::sees_all_sessions(&signed.user),
+    };
+    if !page.searched {
+        return render(&page);
+    }
+    let q = match search::check_query(&page.q) {
+        Ok(q) => q,
+        Err(message) => {
+            page.error = message;
+            return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
+        }
+    };
+    match search::find(&state.db, &signed.user, &q, search::DEFAULT_LIMIT).await {
+        Ok((matches, more)) => {
+            page.matches = matches;
+            page.more = more;
+            render(&page)
+        }
+        Err(e) => PageError::new(e.into(), &signed).into_response(),
+    }
+}
+
+/// `1.2 MiB`, `3.4 KiB`, `56 B`.
+fn bytes_text(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// `/live`: everyone's running sessions with their counters, to observe or terminate them
+/// (roles that may observe or terminate others' sessions; others get 403).
+async fn live_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
+    };
+    if !policy::oversees_live_sessions(&signed.user) {
+        let e = ApiError::forbidden(
+            "only roles that may observe or terminate others' sessions see everyone's live sessions",
+        );
+        return PageError::new(e, &signed).into_response();
+    }
+    let views = match visible(&state, &signed.user, "active").await {
+        Ok(views) => views,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    };
+    let stats = super::sessions::live_stats(&state, &views).await;
+    let names = node_names(&state).await;
+    let now = now_ms();
+    let rows = views
+        .into_iter()
+        .zip(stats)
+        .map(|(view, stats)| {
+            let (started, started_iso) = times(view.started_at);
+            let browser = match &stats {
+                None => "?".to_owned(),
+                Some(s) => {
+                    let mut text = if s.attached { "attached" } else { "detached" }.to_owned();
+                    if !s.observers.is_empty() {
+                        text.push_str(&format!("; observed by {}", s.observers.join(", ")));
+                    }
+                    text
+                }
+            };
+            LiveRow {
+                node_name: names.get(&view.target).cloned().unwrap_or_default(),
+                started,
+                started_iso,
+                duration: duration_text(now - view.started_at),
+                bytes_out: stats
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), |s| bytes_text(s.bytes_out)),
+                attached: stats.as_ref().is_some_and(|s| s.attached),
+                browser,
+                can_observe: policy::may_observe(&signed.user, view.user_id()),
+                can_terminate: policy::may_terminate(&signed.user, view.user_id()),
+                view,
+            }
+        })
+        .collect();
+    render(&LivePage {
+        layout: Layout::signed_in(&signed, "live", "sessions.js"),
+        rows,
     })
 }
 
@@ -719,6 +951,27 @@ mod tests {
     }
 
     #[test]
+    fn playback_start_times() {
+        let t = |s: &str| start_at(Some(&s.to_owned()));
+        assert_eq!(t("12"), 12.0);
+        assert_eq!(t(" 1.5 "), 1.5);
+        assert_eq!(t("0.12345"), 0.123);
+        assert_eq!(t("-3"), 0.0);
+        assert_eq!(t("NaN"), 0.0);
+        assert_eq!(t("inf"), 0.0);
+        assert_eq!(t("1:02"), 0.0);
+        assert_eq!(start_at(None), 0.0);
+        // The player's CSP is the gateway's plus WebAssembly, nothing else.
+        assert_eq!(
+            PLAYER_CSP
+                .replace(" 'wasm-unsafe-eval'", "")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            crate::gateway::CSP.split_whitespace().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn times_and_durations() {
         assert_eq!(
             times(1_795_000_000_123),
@@ -731,6 +984,9 @@ mod tests {
         assert_eq!(duration_text(123_000), "2m 03s");
         assert_eq!(duration_text(3_723_000), "1h 02m 03s");
         assert_eq!(duration_text(-5), "0s");
+        assert_eq!(bytes_text(56), "56 B");
+        assert_eq!(bytes_text(3 * 1024 + 512), "3.5 KiB");
+        assert_eq!(bytes_text(5 << 20), "5.0 MiB");
     }
 
     /// User text is escaped by askama (numeric entities); the browser test checks a reason on

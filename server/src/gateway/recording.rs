@@ -32,6 +32,8 @@ pub struct Recorder {
     partial: Vec<u8>,
     record_input: bool,
     failed: Option<String>,
+    /// The text index of the output, for search (`with_index`).
+    index: Option<super::search::Indexer>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -88,6 +90,7 @@ impl Recorder {
             partial: Vec::new(),
             record_input,
             failed: None,
+            index: None,
         };
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -103,6 +106,12 @@ impl Recorder {
         });
         recorder.line(&header.to_string());
         Ok(recorder)
+    }
+
+    /// Also indexes the output for search ([`super::search`]).
+    pub fn with_index(mut self, index: super::search::Indexer) -> Self {
+        self.index = Some(index);
+        self
     }
 
     fn line(&mut self, text: &str) {
@@ -130,6 +139,9 @@ impl Recorder {
         let t = self.started.elapsed().as_secs_f64();
         let line = json!([(t * 1e6).round() / 1e6, kind, data]).to_string();
         self.line(&line);
+        if let (Some(index), "o") = (&mut self.index, kind) {
+            index.output(t, data);
+        }
     }
 
     /// Records output.
@@ -159,6 +171,9 @@ impl Recorder {
 
     /// Writes buffered lines to the file (called every second).
     pub fn flush(&mut self) {
+        if let Some(index) = &mut self.index {
+            index.flush();
+        }
         if self.failed.is_none()
             && let Err(e) = self.file.flush()
         {
@@ -171,6 +186,9 @@ impl Recorder {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             self.event("o", &String::from_utf8_lossy(&rest));
+        }
+        if let Some(index) = self.index.take() {
+            index.finish();
         }
         self.flush();
         Finished {

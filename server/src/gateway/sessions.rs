@@ -382,14 +382,54 @@ pub struct ListQuery {
     /// `active`, `ended` or `all` (the default).
     #[serde(default)]
     pub state: Option<String>,
+    /// `all`: everyone's sessions with the live counters of running ones, for roles that
+    /// observe or terminate others' sessions ([`policy::oversees_live_sessions`]).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
-/// `GET /api/v1/sessions?state=active|ended|all`.
+/// How long a listing waits for one session's counters.
+const STATS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The counters of each session running in this gateway (`None`: not here, ended, or busy
+/// for longer than [`STATS_WAIT`]), in the order of `views`.
+pub async fn live_stats(state: &AppState, views: &[SessionView]) -> Vec<Option<live::Stats>> {
+    let asks = views.iter().map(|view| {
+        let live = state.live.get(&view.id);
+        async move {
+            let live = live?;
+            tokio::time::timeout(STATS_WAIT, live.stats())
+                .await
+                .ok()?
+                .ok()
+        }
+    });
+    futures_util::future::join_all(asks).await
+}
+
+/// `GET /api/v1/sessions?state=active|ended|all[&scope=all]`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let everyone = match query.scope.as_deref() {
+        None | Some("") | Some("visible") => false,
+        Some("all") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("scope must be all or left out, not {other:?}"),
+            ));
+        }
+    };
+    if everyone && !policy::oversees_live_sessions(&signed.user) {
+        return Err(ApiError::forbidden(format!(
+            "{} may not list everyone's live sessions: no role of yours may observe or \
+             terminate others' sessions",
+            signed.user.name
+        )));
+    }
     let filter = query.state.as_deref().unwrap_or("all");
     if !matches!(filter, "active" | "ended" | "all") {
         return Err(ApiError::bad_request(
@@ -398,6 +438,19 @@ pub async fn list(
         ));
     }
     let sessions = visible(&state, &signed.user, filter).await?;
+    if !everyone {
+        return Ok(Json(json!({ "sessions": sessions })));
+    }
+    let stats = live_stats(&state, &sessions).await;
+    let sessions: Vec<serde_json::Value> = sessions
+        .iter()
+        .zip(stats)
+        .map(|(view, stats)| {
+            let mut value = json!(view);
+            value["live"] = json!(stats);
+            value
+        })
+        .collect();
     Ok(Json(json!({ "sessions": sessions })))
 }
 

@@ -312,6 +312,12 @@ pub fn may_observe(user: &User, owner_id: i64) -> bool {
     user.id == owner_id || user.grants.observe_others
 }
 
+/// Whether `user` oversees everyone's live sessions (the live-sessions page and
+/// `GET /api/v1/sessions?scope=all`): a role lets them observe or terminate others' sessions.
+pub fn oversees_live_sessions(user: &User) -> bool {
+    user.grants.observe_others || user.grants.terminate_others
+}
+
 /// Whether `user` may read the audit log.
 pub fn may_read_audit(user: &User) -> bool {
     user.grants.read_audit

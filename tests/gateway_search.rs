@@ -1,0 +1,275 @@
+//! Search inside recordings, end to end on SQLite and on PostgreSQL: real sessions in front of
+//! the emulator print markers; `GET /api/v1/recordings/search` (and the `/search` page) finds
+//! them at the moment they were printed, only in sessions the caller may read, with `%` and `_`
+//! matching literally and bad queries refused with 422.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::api::{Api, WAIT};
+use common::emulator::NODE;
+use common::gateway::{self, Backend};
+use porthole::gateway::users::Role;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Runs a scenario on both backends.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+both_backends!(a_marker_is_found_where_it_was_printed);
+both_backends!(only_readable_sessions_are_searched_and_queries_are_checked);
+
+/// Opens a session, types `command` (then `exit`), waits until `needle` was printed and the
+/// session ended. Returns the id and the bounds, in seconds from the start of the recording,
+/// within which `needle`'s line was printed.
+async fn run(api: &mut Api, command: &str, needle: &str) -> (String, f64, f64) {
+    let posted = Instant::now();
+    let id = api.open(NODE, "INC-5150 looking for a marker").await;
+    let answered = Instant::now();
+    let mut term = api.attach(&id).await.unwrap();
+    let typed = Instant::now();
+    term.type_text(&format!("{command}\n")).await;
+    term.expect(needle).await;
+    let seen = Instant::now();
+    term.type_text("exit\n").await;
+    term.closed().await;
+    wait_ended(api, &id).await;
+    // The recording starts while the POST is answered: between `posted` and `answered`.
+    let earliest = typed.duration_since(answered).as_secs_f64();
+    let latest = seen.duration_since(posted).as_secs_f64();
+    (id, earliest, latest)
+}
+
+async fn wait_ended(api: &mut Api, id: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reply = api.get(&format!("/api/v1/sessions/{id}")).await;
+        if reply.body["state"] == "ended" {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", reply.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /api/v1/recordings/search?q=…`, asserting 200; the matches.
+async fn search(api: &mut Api, q: &str) -> Vec<Value> {
+    let reply = api
+        .get(&format!("/api/v1/recordings/search?q={}", urlencode(q)))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{q:?}: {}", reply.text);
+    reply.body["matches"].as_array().unwrap().clone()
+}
+
+/// Searches until a match of `q` in session `id` appears (the index is written by a task of
+/// its own, moments after the output); returns the matches.
+async fn search_until(api: &mut Api, q: &str, id: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let matches = search(api, q).await;
+        if matches.iter().any(|m| m["session_id"] == id) {
+            return matches;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{q:?} never found in {id}: {matches:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn lines(matches: &[Value]) -> Vec<&str> {
+    matches
+        .iter()
+        .map(|m| m["line"].as_str().unwrap())
+        .collect()
+}
+
+async fn a_marker_is_found_where_it_was_printed(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+
+    // The marker is computed by the shell two seconds after the command arrives, so neither
+    // the echo of the typed line nor the start of the session contains it.
+    let (first, earliest, latest) = run(
+        &mut api,
+        "sleep 2; echo MARK-$((6*7))-ALPHA; echo '100%_done'; echo 10$((0))0xdone",
+        "1000xdone",
+    )
+    .await;
+    let (second, ..) = run(&mut api, "echo OTHER-$((6*7))-BETA", "OTHER-42-BETA").await;
+
+    let matches = search_until(&mut api, "mark-42-alpha", &first).await;
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    let found = &matches[0];
+    assert_eq!(found["line"], "MARK-42-ALPHA");
+    assert_eq!(found["user"], "alice");
+    assert_eq!(found["target"], NODE);
+    assert_eq!(found["reason"], "INC-5150 looking for a marker");
+    let offset = found["offset_seconds"].as_f64().unwrap();
+    assert!(
+        offset >= 2.0 && offset >= earliest && offset <= latest,
+        "printed between {earliest:.3} s and {latest:.3} s (and after the sleep), found at {offset}"
+    );
+    // The other session printed its own marker, not this one.
+    let other = search_until(&mut api, "OTHER-42-BETA", &second).await;
+    assert_eq!(lines(&other), ["OTHER-42-BETA"]);
+    assert_eq!(other[0]["session_id"], second.as_str());
+
+    // `%` and `_` match themselves: "1000xdone" would match them as wildcards.
+    let literal = search_until(&mut api, "0%_d", &first).await;
+    assert!(lines(&literal).contains(&"100%_done"), "{literal:?}");
+    assert!(
+        literal
+            .iter()
+            .all(|m| m["line"].as_str().unwrap().contains("0%_d")),
+        "{literal:?}"
+    );
+    assert!(search(&mut api, "100_x").await.is_empty());
+    assert!(
+        search(&mut api, "%")
+            .await
+            .iter()
+            .all(|m| m["line"].as_str().unwrap().contains('%'))
+    );
+
+    // The search page links each match to the player at its moment.
+    let page = api.get("/search?q=MARK-42-ALPHA").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let link = format!("/sessions/{first}/play?t={offset}");
+    assert!(page.text.contains(&link), "{link} in {}", page.text);
+    let play = api.get(&link).await;
+    assert_eq!(play.status, StatusCode::OK);
+    assert!(
+        play.text.contains(&format!(r#"data-start-at="{offset}""#)),
+        "{}",
+        play.text
+    );
+    gw.stop().await;
+}
+
+async fn only_readable_sessions_are_searched_and_queries_are_checked(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("bob", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    gw.user("audrey", &[Role::Auditor]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let mut bob = Api::new(&gw);
+    bob.login("bob").await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let mut audrey = Api::new(&gw);
+    audrey.login("audrey").await;
+
+    let (alice_id, ..) = run(&mut alice, "echo SECRET-$((6*7))-ALICE", "SECRET-42-ALICE").await;
+    let (bob_id, ..) = run(&mut bob, "echo BOB-$((6*7))-LINE", "BOB-42-LINE").await;
+    search_until(&mut root, "-42-", &alice_id).await;
+    let all = search_until(&mut root, "-42-", &bob_id).await;
+    assert_eq!(lines(&all).len(), 2, "{all:?}");
+
+    // An operator reads their own sessions only; roles that see every session read all.
+    assert!(search(&mut bob, "SECRET-42").await.is_empty());
+    assert_eq!(lines(&search(&mut bob, "-42-").await), ["BOB-42-LINE"]);
+    assert_eq!(
+        lines(&search(&mut alice, "-42-").await),
+        ["SECRET-42-ALICE"]
+    );
+    let audited = search(&mut audrey, "SECRET-42").await;
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0]["user"], "alice");
+    let page = bob.get("/search?q=SECRET-42").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("SECRET-42-ALICE"), "{}", page.text);
+    assert!(
+        page.text.contains("Nothing printed matches"),
+        "{}",
+        page.text
+    );
+    // … and the player of another's session is not theirs to open.
+    let play = bob.get(&format!("/sessions/{alice_id}/play")).await;
+    assert_eq!(play.status, StatusCode::NOT_FOUND);
+    let play = root.get(&format!("/sessions/{alice_id}/play")).await;
+    assert_eq!(play.status, StatusCode::OK);
+    let csp = play.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
+        "{csp}"
+    );
+    let other = root.get("/sessions").await;
+    let csp = other.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        !csp.contains("wasm"),
+        "only the player's page allows WebAssembly: {csp}"
+    );
+
+    // The limit.
+    let reply = root.get("/api/v1/recordings/search?q=-42-&limit=1").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["matches"].as_array().unwrap().len(), 1);
+    assert_eq!(reply.body["more"], true);
+
+    // Bad queries: 422 with a message that names the parameter.
+    let long = "x".repeat(201);
+    for (query, words) in [
+        ("", "q: give the text"),
+        ("q=", "q: give the text"),
+        ("q=%20%20", "q: give the text"),
+        (&*format!("q={long}"), "at most 200 characters"),
+        ("q=disk&limit=0", "limit: a whole number from 1 to 500"),
+        ("q=disk&limit=many", "limit: a whole number from 1 to 500"),
+    ] {
+        let reply = alice
+            .get(&format!("/api/v1/recordings/search?{query}"))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(reply.code(), "invalid_query", "{query}");
+        assert!(reply.message().contains(words), "{query}: {}", reply.text);
+    }
+    let reply = alice.get("/api/v1/recordings/search?q=disk&user=bob").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let page = alice.get(&format!("/search?q={long}")).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.text.contains("at most 200 characters"),
+        "{}",
+        page.text
+    );
+    // Signed out: 401.
+    let mut anonymous = Api::new(&gw);
+    let reply = anonymous.get("/api/v1/recordings/search?q=disk").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    gw.stop().await;
+}
