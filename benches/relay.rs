@@ -53,7 +53,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use common::api::Api;
 use common::emulator::NODE;
-use stack::{Stack, StackOptions, set_nodelay};
+use stack::{Stack, StackOptions, loadavg, set_nodelay};
 
 /// The marker the shell prints after the bulk output (typed as `END''-MARK`, so the echo of
 /// the typed command does not contain it).
@@ -195,22 +195,7 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let outcome = runtime.block_on(async { tokio::time::timeout(RUN_LIMIT, run(args)).await });
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    if outcome.is_err() {
-        eprintln!("the benchmark did not finish within {RUN_LIMIT:?}");
-        std::process::exit(2);
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
+    stack::run_bounded(RUN_LIMIT, run(args));
 }
 
 async fn run(args: Args) {

@@ -23,6 +23,27 @@ use tokio::sync::oneshot;
 use crate::common::api::Api;
 use crate::common::gateway::{JWT_SECRET, PASSWORD};
 
+/// Runs a benchmark on a multi-threaded runtime; exits with 2 if it takes longer than `limit`.
+pub fn run_bounded(limit: Duration, run: impl Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async { tokio::time::timeout(limit, run).await });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if outcome.is_err() {
+        eprintln!("the benchmark did not finish within {limit:?}");
+        std::process::exit(2);
+    }
+}
+
+/// The load average (1, 5, 15 minutes), for the record of a run.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// How to build a stack.
 #[derive(Debug, Clone, Copy)]
 pub struct StackOptions {

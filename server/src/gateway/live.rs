@@ -407,6 +407,27 @@ impl Ring {
         }
     }
 
+    /// Everything held, from the first line start when earlier bytes were dropped (so the
+    /// replay that makes a snapshot's history does not begin in the middle of a line or of
+    /// an escape sequence).
+    fn latest(&self) -> Vec<Bytes> {
+        let mut pieces: Vec<Bytes> = self.pieces.iter().cloned().collect();
+        if self.start > 0 {
+            while let Some(first) = pieces.first_mut() {
+                match first.iter().position(|b| *b == b'\n') {
+                    Some(at) => {
+                        *first = first.slice(at + 1..);
+                        break;
+                    }
+                    None => {
+                        pieces.remove(0);
+                    }
+                }
+            }
+        }
+        pieces
+    }
+
     /// The bytes from offset `since` to the end, if all of them are held.
     fn since(&self, since: u64) -> Option<Vec<Bytes>> {
         if since < self.start || since > self.end() {
@@ -621,7 +642,7 @@ impl Task {
         };
         a.flush = None;
         a.sent = self.bytes_out;
-        let snapshot = Bytes::from(self.model.snapshot().await);
+        let snapshot = Bytes::from(self.model.snapshot(self.ring.latest()).await);
         self.send_browser(ToBrowser::Resync).await;
         self.send_browser(ToBrowser::Output(snapshot)).await;
         self.send_browser(ToBrowser::Sync(self.bytes_out)).await;
@@ -770,7 +791,7 @@ impl Task {
                         }
                     }
                     None => {
-                        let snapshot = Bytes::from(self.model.snapshot().await);
+                        let snapshot = Bytes::from(self.model.snapshot(self.ring.latest()).await);
                         self.send_browser(ToBrowser::Output(snapshot)).await;
                     }
                 }
@@ -820,7 +841,7 @@ impl Task {
             Command::Observe { name, tx, reply } => {
                 self.next_attach += 1;
                 let id = self.next_attach;
-                let snapshot = Bytes::from(self.model.snapshot().await);
+                let snapshot = Bytes::from(self.model.snapshot(self.ring.latest()).await);
                 let first = [
                     ToBrowser::Status(if self.connected {
                         "connected"
