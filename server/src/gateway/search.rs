@@ -311,36 +311,37 @@ async fn write_lines(db: Db, session_id: String, mut rx: mpsc::Receiver<ToWriter
     }
 }
 
-/// `INSERT INTO recording_lines … VALUES ($1, $2, $3, $4), …` for up to [`BATCH_LINES`] rows:
-/// placeholders only, every value bound.
+/// The lines, one prepared `INSERT` each (the statement is cached per connection) in one
+/// transaction. A single multi-row `VALUES` list binds hundreds of parameters, and SQLite's
+/// driver looks every one up by name among all of them: measured at 7 % of the whole
+/// process's CPU during bulk output, against nothing noticeable this way.
 async fn insert(db: &Db, session_id: &str, first_seq: i64, lines: &[Line]) -> Result<(), DbError> {
     if lines.is_empty() {
         return Ok(());
     }
-    let mut sql =
-        String::from("INSERT INTO recording_lines (session_id, seq, offset_ms, line) VALUES ");
-    for i in 0..lines.len() {
-        let p = 1 + i * 3;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("($1, ${}, ${}, ${})", p + 1, p + 2, p + 3));
-    }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(session_id);
-    for (i, line) in lines.iter().enumerate() {
-        query = query
-            .bind(first_seq + i as i64)
-            .bind(line.offset_ms)
-            .bind(line.text.as_str());
-    }
     // Under the process's write lock: on SQLite, a commit between an audit append's read and
     // write makes that append fail.
     let _writing = db.lock_writes().await;
-    query
-        .execute(db.pool())
+    let mut tx = db
+        .pool()
+        .begin()
+        .await
+        .map_err(|e| DbError::new("begin recording lines", e))?;
+    for (i, line) in lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO recording_lines (session_id, seq, offset_ms, line) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session_id)
+        .bind(first_seq + i as i64)
+        .bind(line.offset_ms)
+        .bind(line.text.as_str())
+        .execute(&mut *tx)
         .await
         .map_err(|e| DbError::new("write recording lines", e))?;
-    Ok(())
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::new("commit recording lines", e))
 }
 
 /// One match.
