@@ -1,6 +1,7 @@
 //! Sessions that survive (issue 5): reattach exactly where a browser left off, the screen
 //! restored for a new page (alternate-screen programs included), bulk output and typed input
-//! through faults and SSM socket resumes, the limits (flow control: tests/gateway_flow.rs).
+//! through faults and SSM socket resumes, the limits, a pasted megabyte (flow control:
+//! tests/gateway_flow.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
@@ -450,5 +451,37 @@ async fn an_admin_observes_read_only_and_the_owner_sees_who() {
         assert!(tokio::time::Instant::now() < deadline, "{kinds:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_megabyte_arrives_complete_and_in_order() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.until_synced().await;
+    // 16,384 different lines of 64 bytes: 1 MiB, in lines a terminal's line discipline takes.
+    let mut paste = String::with_capacity(1 << 20);
+    for i in 0..16_384u32 {
+        let digest = hex::encode(Sha256::digest(i.to_le_bytes()));
+        paste.push_str(&digest[..63]);
+        paste.push('\n');
+    }
+    assert_eq!(paste.len(), 1 << 20);
+    let want = hex::encode(Sha256::digest(paste.as_bytes()));
+    tab.type_text("stty -echo; echo PASTE-''READY; head -c 1048576 | sha256sum; stty echo\n")
+        .await;
+    let ready = tab.expect("PASTE-READY").await;
+    // As a browser pastes: large messages, which the gateway splits into SSM payloads of at
+    // most 1,024 bytes; the PTY takes them as fast as `head` reads.
+    let started = std::time::Instant::now();
+    for chunk in paste.as_bytes().chunks(16 * 1024) {
+        tab.type_text(std::str::from_utf8(chunk).unwrap()).await;
+    }
+    tokio::time::timeout(Duration::from_secs(120), tab.expect_from(ready, &want))
+        .await
+        .expect("the pasted megabyte's digest");
+    println!("1 MiB pasted and hashed in {:?}", started.elapsed());
     gw.stop().await;
 }
