@@ -1,8 +1,8 @@
 //! Live sessions: one task per session owns its data-channel client, feeds a terminal model
-//! ([`Model`], in a task of its own) and keeps a bounded ring of the latest output, relays output to the one attached
-//! browser (with end-to-end flow control) and input from it, enforces the idle, duration and
-//! detached limits with warnings, and writes the session's end (row and audit event) when the
-//! data channel closes.
+//! ([`Model`], in a task of its own) and keeps a bounded ring of the latest output, relays
+//! output to the one attached browser (with end-to-end flow control) and input from it,
+//! enforces the idle, duration and detached limits with warnings, and writes the session's end
+//! (row and audit event) when the data channel closes.
 //!
 //! Output offsets: every output byte of a session has an offset (0, 1, 2, … since the start).
 //! A browser that reattaches with `since = N` gets exactly the bytes from N on when the ring
