@@ -547,6 +547,27 @@ async fn sessions_page(
     })
 }
 
+/// What a page about one session needs: the signed-in user, the session as they may see it,
+/// and its node's name; or the page that says why not (sign-in, not found, not allowed).
+async fn session_for_page(
+    state: &AppState,
+    parts: &Parts,
+    id: &str,
+) -> Result<(SignedIn, SessionView, String), Response> {
+    let signed = require_sign_in(state, parts)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let view = match visible_one(state, &signed, id).await {
+        Ok(view) => view,
+        Err(e) => return Err(PageError::new(e, &signed).into_response()),
+    };
+    let node_name = node_names(state)
+        .await
+        .remove(&view.target)
+        .unwrap_or_default();
+    Ok((signed, view, node_name))
+}
+
 /// `/sessions/{id}[?mode=observe]`: the terminal; read-only for an observer.
 async fn terminal_page(
     State(state): State<Arc<AppState>>,
@@ -554,18 +575,10 @@ async fn terminal_page(
     Query(query): Query<HashMap<String, String>>,
     parts: Parts,
 ) -> Response {
-    let signed = match require_sign_in(&state, &parts).await {
-        Ok(signed) => signed,
-        Err(denied) => return denied.into_response(),
+    let (signed, view, node_name) = match session_for_page(&state, &parts, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let view = match visible_one(&state, &signed, &id).await {
-        Ok(view) => view,
-        Err(e) => return PageError::new(e, &signed).into_response(),
-    };
-    let node_name = node_names(&state)
-        .await
-        .remove(&view.target)
-        .unwrap_or_default();
     // Whether it runs is the row's word (another gateway may hold it), not this process's.
     let live = is_live(&view);
     let observe = query.get("mode").map(String::as_str) == Some("observe")
@@ -608,18 +621,10 @@ async fn play_page(
     Query(query): Query<HashMap<String, String>>,
     parts: Parts,
 ) -> Response {
-    let signed = match require_sign_in(&state, &parts).await {
-        Ok(signed) => signed,
-        Err(denied) => return denied.into_response(),
+    let (signed, view, node_name) = match session_for_page(&state, &parts, &id).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let view = match visible_one(&state, &signed, &id).await {
-        Ok(view) => view,
-        Err(e) => return PageError::new(e, &signed).into_response(),
-    };
-    let node_name = node_names(&state)
-        .await
-        .remove(&view.target)
-        .unwrap_or_default();
     let (started, started_iso) = times(view.started_at);
     let page = PlayPage {
         layout: Layout::signed_in(&signed, "sessions", "play.js"),
