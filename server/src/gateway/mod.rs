@@ -25,6 +25,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod ground;
 pub mod live;
 pub mod pages;
 pub mod policy;

@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use vt100::Parser;
 use vt100::capture::{BasicFormattedCaptureRange, BasicFormattedCaptureState};
 
+use super::ground::{Seen, Tracker, is_plain};
+
 /// The sequences that switch to the alternate screen (xterm's three variants).
 const ENTER_ALTERNATE: [&[u8]; 3] = [b"\x1b[?1049h", b"\x1b[?1047h", b"\x1b[?47h"];
 
@@ -22,6 +24,26 @@ pub struct Screen {
     parser: Parser,
     /// The main screen's history and rows, captured when the alternate screen was entered.
     main_capture: Option<String>,
+    /// For a screen without scrollback: what lets it skip plain text that scrolls away
+    /// unseen (see [`Skipping`]).
+    skipping: Option<Skipping>,
+}
+
+/// Bulk output (a `cat`, a build log) is mostly plain text that scrolls off the screen
+/// before anyone could see it. For a screen without scrollback, such text only moves the
+/// cursor down: once a plain run has brought the cursor to the bottom row (rows − 1 line
+/// feeds) and then, from column 0, scrolls the whole screen (another `rows` line feeds),
+/// nothing of what came before that last stretch is left on the screen, so the model puts
+/// the cursor where it would be and feeds only the stretch. This holds when the parser is at
+/// rest where the run begins, on the main screen, and with no scroll region; a tracker
+/// follows the parser to know the first and the last (an unreadable region is taken to be
+/// set). vt100 is about 35 ns a byte; the scan is about 1.
+#[derive(Debug)]
+struct Skipping {
+    tracker: Tracker,
+    region_maybe_set: bool,
+    /// Bytes not fed to the parser so far.
+    skipped: u64,
 }
 
 impl std::fmt::Debug for Screen {
@@ -47,6 +69,11 @@ impl Screen {
         Self {
             parser: Parser::new(dim(rows, 24), dim(cols, 80), scrollback),
             main_capture: None,
+            skipping: (scrollback == 0).then(|| Skipping {
+                tracker: Tracker::new(),
+                region_maybe_set: false,
+                skipped: 0,
+            }),
         }
     }
 
@@ -64,17 +91,74 @@ impl Screen {
     /// Feeds output.
     pub fn process(&mut self, mut bytes: &[u8]) {
         while let Some((at, len)) = find_enter_alternate(bytes) {
-            self.parser.process(&bytes[..at]);
+            self.feed(&bytes[..at]);
             if !self.parser.screen().alternate_screen() {
                 self.main_capture = Some(self.history());
             }
-            self.parser.process(&bytes[at..at + len]);
+            self.feed(&bytes[at..at + len]);
             bytes = &bytes[at + len..];
         }
-        self.parser.process(bytes);
+        self.feed(bytes);
         if !self.parser.screen().alternate_screen() {
             self.main_capture = None;
         }
+    }
+
+    /// Gives output to the parser, without the plain text that cannot reach the screen.
+    fn feed(&mut self, bytes: &[u8]) {
+        let Some(skipping) = &mut self.skipping else {
+            self.parser.process(bytes);
+            return;
+        };
+        let parser = &mut self.parser;
+        let mut fed = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            if skipping.tracker.at_rest() && is_plain(bytes[at]) {
+                let end = bytes[at..]
+                    .iter()
+                    .position(|b| !is_plain(*b))
+                    .map_or(bytes.len(), |n| at + n);
+                if !skipping.region_maybe_set {
+                    parser.process(&bytes[fed..at]);
+                    fed = at;
+                    let screen = parser.screen();
+                    let (rows, cols) = screen.size();
+                    let plan = plan_skip(
+                        &bytes[at..end],
+                        rows.get(),
+                        cols.get(),
+                        screen.cursor_position(),
+                    );
+                    if let (false, Some((cut, scrolled))) = (screen.alternate_screen(), plan) {
+                        parser.process(skip_sequence(rows.get(), scrolled).as_bytes());
+                        fed = at + cut;
+                        skipping.skipped += cut as u64;
+                    }
+                }
+                at = end;
+                continue;
+            }
+            if let Some(seen) = skipping.tracker.step(bytes[at]) {
+                // The model needs the screen as of this sequence to read it.
+                parser.process(&bytes[fed..=at]);
+                fed = at + 1;
+                let screen = parser.screen();
+                match seen {
+                    Seen::Reset => skipping.region_maybe_set = false,
+                    // A region set on the alternate screen leaves the main screen's alone.
+                    _ if screen.alternate_screen() => {}
+                    Seen::ScrollRegion(Some((top, bottom))) => {
+                        let rows = u32::from(screen.size().0.get());
+                        let whole = top <= 1 && (bottom == 0 || bottom >= rows);
+                        skipping.region_maybe_set = !whole;
+                    }
+                    Seen::ScrollRegion(None) => skipping.region_maybe_set = true,
+                }
+            }
+            at += 1;
+        }
+        parser.process(&bytes[fed..]);
     }
 
     /// The active grid's scrollback and rows as lines with colours (SGR only), CRLF-separated.
@@ -144,6 +228,9 @@ impl Screen {
 /// this many unprocessed pieces.
 pub const MODEL_QUEUE: usize = 256;
 
+/// At most this much queued output is handed to the model at once.
+const MODEL_BATCH: usize = 256 * 1024;
+
 #[derive(Debug)]
 enum ToModel {
     Output(Bytes),
@@ -175,9 +262,35 @@ impl Model {
         let (tx, mut rx) = mpsc::channel(MODEL_QUEUE);
         let mut screen = Screen::new(rows, cols, 0);
         tokio::spawn(async move {
-            while let Some(message) = rx.recv().await {
+            let mut batch = Vec::new();
+            let mut next = None;
+            loop {
+                let message = match next.take() {
+                    Some(message) => message,
+                    None => match rx.recv().await {
+                        Some(message) => message,
+                        None => break,
+                    },
+                };
                 match message {
-                    ToModel::Output(bytes) => screen.process(&bytes),
+                    ToModel::Output(bytes) => {
+                        // Output queued behind this piece goes in with it, so that plain
+                        // text scrolling past in many small pieces can be skipped as one run
+                        // (see `Skipping`).
+                        batch.clear();
+                        batch.extend_from_slice(&bytes);
+                        while batch.len() < MODEL_BATCH {
+                            match rx.try_recv() {
+                                Ok(ToModel::Output(more)) => batch.extend_from_slice(&more),
+                                Ok(other) => {
+                                    next = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        screen.process(&batch);
+                    }
                     ToModel::Resize(rows, cols) => screen.resize(rows, cols),
                     // The asker may have gone; nothing to do then.
                     ToModel::Snapshot { latest, reply } => {
@@ -227,6 +340,74 @@ impl Model {
     }
 }
 
+/// How to skip the start of plain text `run`, read from rest on a screen of `rows` × `cols`
+/// without a scroll region with the cursor at `cursor` (row, column; the column may be
+/// `cols`, a wrap pending): the length to skip and how many lines it would have scrolled
+/// off. The skipped part ends with "\r\n" and leaves the cursor on the bottom row, so the
+/// rest starts at the bottom row's column 0; the rest has at least `rows` line feeds (so
+/// every row it leaves on the screen was scrolled in blank during it) and a printable
+/// character (the one a later `CSI b` repeats). `None` when the run is too short for that.
+///
+/// The cursor is followed exactly as vt100 moves it for these bytes: a printable character
+/// advances one column and wraps to the next row when the column is `cols`; tab stops are
+/// every 8 columns; backspace stops at column 0.
+fn plan_skip(run: &[u8], rows: u16, cols: u16, cursor: (u16, u16)) -> Option<(usize, u64)> {
+    let (rows, cols) = (u64::from(rows), u64::from(cols));
+    // The latest "\r\n" with `rows` line feeds after it.
+    let mut after = 0;
+    let mut cut = None;
+    for (at, byte) in run.iter().enumerate().rev() {
+        if *byte != b'\n' {
+            continue;
+        }
+        if after >= rows && at > 0 && run[at - 1] == b'\r' {
+            cut = Some(at + 1);
+            break;
+        }
+        after += 1;
+    }
+    let cut = cut?;
+    if !run[cut..].iter().any(|b| (0x20..=0x7e).contains(b)) {
+        return None;
+    }
+    // Rows the cursor moves down over the skipped part.
+    let (mut down, mut col) = (0u64, u64::from(cursor.1));
+    for byte in &run[..cut] {
+        match byte {
+            b'\n' => down += 1,
+            b'\r' => col = 0,
+            0x08 => col = col.saturating_sub(1),
+            b'\t' => col = (col - col % 8 + 8).min(cols - 1),
+            _ => {
+                if col >= cols {
+                    down += 1;
+                    col = 0;
+                }
+                col += 1;
+            }
+        }
+    }
+    let reach = u64::from(cursor.0) + down;
+    (reach >= rows - 1).then(|| (cut, reach - (rows - 1)))
+}
+
+/// What stands in for skipped text: the lines it scrolled off (vt100 counts them, and
+/// lets a later taller screen pull that many rows back), then the cursor to the bottom row's
+/// first column. A scroll-up scrolls at most a screenful.
+fn skip_sequence(rows: u16, scrolled: u64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let (full, rest) = (scrolled / u64::from(rows), scrolled % u64::from(rows));
+    for _ in 0..full {
+        let _ = write!(out, "\x1b[{rows}S"); // writing into a String cannot fail
+    }
+    if rest > 0 {
+        let _ = write!(out, "\x1b[{rest}S");
+    }
+    let _ = write!(out, "\x1b[{rows};1H");
+    out
+}
+
 fn find_enter_alternate(bytes: &[u8]) -> Option<(usize, usize)> {
     // One pass over the escape characters (output is mostly text without them).
     bytes
@@ -244,6 +425,7 @@ fn find_enter_alternate(bytes: &[u8]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// What a terminal shows after `bytes`.
     fn replay(bytes: &[u8], rows: u16, cols: u16) -> Screen {
@@ -339,6 +521,217 @@ mod tests {
         assert_eq!(copy.text(), model.text().await);
         copy.process(b"\x1b[?1049l");
         assert!(copy.text().contains("MARK"), "{}", copy.text());
+    }
+
+    /// What the terminal model must equal: vt100 fed every byte.
+    fn same_screen(model: &Screen, reference: &Parser) -> Result<(), String> {
+        let (a, b) = (model.parser.screen(), reference.screen());
+        let pairs = [
+            ("contents", a.contents_formatted(), b.contents_formatted()),
+            ("state", a.state_formatted(), b.state_formatted()),
+            (
+                "cursor",
+                format!("{:?}", a.cursor_position()),
+                format!("{:?}", b.cursor_position()),
+            ),
+        ];
+        for (what, x, y) in pairs {
+            if x != y {
+                return Err(format!("{what} differs:\n{x:?}\n--- vs ---\n{y:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Output, then maybe a resize (rows, cols).
+    type Chunk = (Vec<u8>, Option<(u16, u16)>);
+
+    /// Feeds `chunks` (with resizes between them) to a model and to plain vt100, then a probe
+    /// that shows hidden state (saved cursor, the character `CSI b` repeats, the scroll
+    /// region), comparing after each.
+    fn compare(rows: u16, cols: u16, chunks: &[Chunk]) -> Result<u64, String> {
+        let mut model = Screen::new(rows, cols, 0);
+        let mut reference = Parser::new(dim(rows, 24), dim(cols, 80), 0);
+        for (chunk, resize) in chunks {
+            model.process(chunk);
+            reference.process(chunk);
+            same_screen(&model, &reference)?;
+            if let Some((r, c)) = resize {
+                model.resize(*r, *c);
+                reference.set_size(dim(*r, 24), dim(*c, 80));
+            }
+        }
+        let (rows, _) = model.size();
+        let probe = format!(
+            "\x18\x1b8P\x1b[3bQ{}R\x1b[HS",
+            "\r\n".repeat(usize::from(rows) + 1)
+        );
+        model.process(probe.as_bytes());
+        reference.process(probe.as_bytes());
+        same_screen(&model, &reference)?;
+        Ok(model.skipping.as_ref().map_or(0, |s| s.skipped))
+    }
+
+    #[test]
+    fn bulk_plain_text_is_skipped_and_the_screen_is_the_same() {
+        let mut text = Vec::new();
+        for i in 0..2000 {
+            text.extend_from_slice(
+                format!(
+                    "\x1b[32m{i}\x1b[m line of output {}\r\n",
+                    "x".repeat(i % 150)
+                )
+                .as_bytes(),
+            );
+        }
+        // Colour on every line: nothing to skip.
+        assert_eq!(compare(24, 80, &[(text, None)]), Ok(0));
+        let plain: Vec<u8> = (0..2000)
+            .flat_map(|i| format!("{i} line of output {}\r\n", "x".repeat(i % 150)).into_bytes())
+            .collect();
+        let chunks: Vec<_> = plain
+            .chunks(64 * 1024)
+            .map(|c| (c.to_vec(), None))
+            .collect();
+        let skipped = compare(24, 80, &chunks).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            skipped > plain.len() as u64 / 2,
+            "skipped {skipped} of {}",
+            plain.len()
+        );
+    }
+
+    #[test]
+    fn a_scroll_region_on_the_main_screen_stops_skipping_until_it_is_lifted() {
+        let lines = |n: usize| -> Vec<u8> {
+            (0..n)
+                .flat_map(|i| format!("line {i}\r\n").into_bytes())
+                .collect()
+        };
+        let mut chunks = vec![(b"\x1b[3;10r".to_vec(), None), (lines(300), None)];
+        assert_eq!(compare(24, 80, &chunks), Ok(0));
+        // Set on the alternate screen only: the main screen's still skips.
+        chunks[0].0 = b"\x1b[?1049h\x1b[3;10r\x1b[?1049l".to_vec();
+        assert!(compare(24, 80, &chunks).is_ok_and(|n| n > 0));
+        // Lifted the way vim and less do on exit.
+        chunks[0].0 = b"\x1b[3;10rabc\x1b[1;24r".to_vec();
+        assert!(compare(24, 80, &chunks).is_ok_and(|n| n > 0));
+        chunks[0].0 = b"\x1b[3;10rabc\x1bc".to_vec();
+        assert!(compare(24, 80, &chunks).is_ok_and(|n| n > 0));
+    }
+
+    #[test]
+    fn lines_scrolled_off_while_skipping_still_count_when_the_screen_grows() {
+        // vt100 pulls back as many rows as were scrolled off (up to the growth) when the
+        // screen gets taller; found by the property test below.
+        assert!(
+            compare(
+                1,
+                1,
+                &[(b"\r\n9\n".to_vec(), Some((13, 35))), (Vec::new(), None)]
+            )
+            .is_ok_and(|n| n > 0)
+        );
+        let long: Vec<u8> = (0..500)
+            .flat_map(|i| format!("{i}: {}\t|\x08\r\n", "w".repeat(i % 300)).into_bytes())
+            .collect();
+        let chunks = [(long, Some((60, 100))), (b"tail".to_vec(), Some((10, 20)))];
+        assert!(compare(24, 80, &chunks).is_ok_and(|n| n > 0));
+    }
+
+    fn token() -> impl Strategy<Value = Vec<u8>> {
+        let plain_line = proptest::collection::vec(
+            prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'\t'), 1 => Just(0x08u8)],
+            0..100,
+        )
+        .prop_map(|mut line| {
+            line.extend_from_slice(b"\r\n");
+            line
+        });
+        let fixed: Vec<&'static [u8]> = vec![
+            b"\n",
+            b"\r",
+            b"\r\n",
+            b"\x1b[31m",
+            b"\x1b[m",
+            b"\x1b[?1049h",
+            b"\x1b[?1049l",
+            b"\x1b[?47h",
+            b"\x1b[?47l",
+            b"\x1bc",
+            b"\x1b]0;ti\ntle\x07",
+            b"\x1b]0;x",
+            b"\x1bP1$r\r\n",
+            b"\x1b\\",
+            b"\x18",
+            b"\x1a",
+            b"\x1b[",
+            b"\x1b[1;",
+            b"\x1b[3b",
+            b"\x1b7",
+            b"\x1b8",
+            b"\xc3\xa9",
+            b"\xe2\x82",
+            b"\xff",
+            b"\x9c",
+            b"\x1b[?25l",
+            b"\x1b[4h",
+            b"\x1b[4l",
+            b"\x1b[?6h",
+            b"\x1b[?6l",
+            b"\x1b[?7l",
+            b"\x1b[?7h",
+            b"\x1b[2J",
+            b"\x1bM",
+            b"\x1bD",
+            b"\x1bE",
+            b"\x1b[r",
+            b"\x1b[1:2;3r",
+            b"\x1b[?1r",
+            b"\x1b[1 r",
+            b"\x1b_apc\n",
+            b"\x1bX",
+            b"\x1b(0",
+            b"\x0e",
+            b"\x0f",
+            b"\x0b",
+            b"\x0c",
+            b"\x07",
+        ];
+        prop_oneof![
+            6 => plain_line,
+            3 => proptest::sample::select(fixed).prop_map(<[u8]>::to_vec),
+            1 => (0u16..40, 0u16..40).prop_map(|(r, c)| format!("\x1b[{r};{c}H").into_bytes()),
+            1 => (0u16..30, 0u16..30).prop_map(|(t, b)| format!("\x1b[{t};{b}r").into_bytes()),
+            1 => proptest::collection::vec(any::<u8>(), 0..6),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        /// Skipping never changes what the model shows, whatever the stream.
+        #[test]
+        fn skipping_plain_text_never_changes_the_screen(
+            rows in 1u16..14,
+            cols in 1u16..90,
+            tokens in proptest::collection::vec(token(), 0..400),
+            cuts in proptest::collection::vec(any::<usize>(), 0..12),
+            resizes in proptest::collection::vec(proptest::option::weighted(0.3, (1u16..14, 1u16..90)), 12),
+        ) {
+            let stream: Vec<u8> = tokens.concat();
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for (i, cut) in cuts.into_iter().chain([stream.len()]).enumerate() {
+                chunks.push((stream[from..cut].to_vec(), resizes.get(i).copied().flatten()));
+                from = cut;
+            }
+            if let Err(e) = compare(rows, cols, &chunks) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
     }
 
     #[test]
