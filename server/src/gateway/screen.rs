@@ -29,15 +29,15 @@ pub struct Screen {
     skipping: Option<Skipping>,
 }
 
-/// Bulk output (a `cat`, a build log) is mostly plain text that scrolls off the screen
-/// before anyone could see it. For a screen without scrollback, such text only moves the
-/// cursor down: once a plain run has brought the cursor to the bottom row (rows − 1 line
-/// feeds) and then, from column 0, scrolls the whole screen (another `rows` line feeds),
-/// nothing of what came before that last stretch is left on the screen, so the model puts
-/// the cursor where it would be and feeds only the stretch. This holds when the parser is at
-/// rest where the run begins, on the main screen, and with no scroll region; a tracker
-/// follows the parser to know the first and the last (an unreadable region is taken to be
-/// set). vt100 is about 35 ns a byte; the scan is about 1.
+/// Bulk output (a `cat`, a build log, a long line of base64) is mostly plain text that
+/// scrolls off the screen before anyone could see it. For a screen without scrollback, such
+/// text only moves the cursor; once the cursor is on the bottom row, every further line feed
+/// or wrap scrolls, and after a screenful of those nothing printed before them is left on
+/// the screen. So the model follows the cursor over the text without drawing it, replays the
+/// scrolls it skipped (vt100 counts them) and feeds only the last screenful. This holds when
+/// the parser is at rest where the text begins, on the main screen, with no scroll region; a
+/// tracker follows the parser to know the first and the last (a region it cannot read is
+/// taken to be set). vt100 costs about 35 ns a byte; following the cursor about 1.
 #[derive(Debug)]
 struct Skipping {
     tracker: Tracker,
@@ -130,10 +130,10 @@ impl Screen {
                         cols.get(),
                         screen.cursor_position(),
                     );
-                    if let (false, Some((cut, scrolled))) = (screen.alternate_screen(), plan) {
-                        parser.process(skip_sequence(rows.get(), scrolled).as_bytes());
-                        fed = at + cut;
-                        skipping.skipped += cut as u64;
+                    if let (false, Some(skip)) = (screen.alternate_screen(), plan) {
+                        parser.process(skip_sequence(rows.get(), skip).as_bytes());
+                        fed = at + skip.len;
+                        skipping.skipped += skip.len as u64;
                     }
                 }
                 at = end;
@@ -342,69 +342,100 @@ impl Model {
 
 /// How to skip the start of plain text `run`, read from rest on a screen of `rows` × `cols`
 /// without a scroll region with the cursor at `cursor` (row, column; the column may be
-/// `cols`, a wrap pending): the length to skip and how many lines it would have scrolled
-/// off. The skipped part ends with "\r\n" and leaves the cursor on the bottom row, so the
-/// rest starts at the bottom row's column 0; the rest has at least `rows` line feeds (so
-/// every row it leaves on the screen was scrolled in blank during it) and a printable
-/// character (the one a later `CSI b` repeats). `None` when the run is too short for that.
+/// `cols`, a wrap pending): the length to skip, how many lines it would have scrolled off,
+/// and the cursor after it. The skipped part leaves the cursor on the bottom row, in a column
+/// (not a pending wrap); the rest moves down at least `rows` times (line feeds or wraps, each
+/// scrolling, so every row it leaves on the screen was scrolled in blank during it) and
+/// prints a character (the one a later `CSI b` repeats). `None` when the run is too short.
 ///
 /// The cursor is followed exactly as vt100 moves it for these bytes: a printable character
-/// advances one column and wraps to the next row when the column is `cols`; tab stops are
-/// every 8 columns; backspace stops at column 0.
-fn plan_skip(run: &[u8], rows: u16, cols: u16, cursor: (u16, u16)) -> Option<(usize, u64)> {
+/// advances one column, wrapping to the next row first when the column is `cols`; tab stops
+/// are every 8 columns; backspace stops at column 0; carriage return goes to column 0.
+fn plan_skip(run: &[u8], rows: u16, cols: u16, cursor: (u16, u16)) -> Option<Skip> {
     let (rows, cols) = (u64::from(rows), u64::from(cols));
-    // The latest "\r\n" with `rows` line feeds after it.
-    let mut after = 0;
-    let mut cut = None;
-    for (at, byte) in run.iter().enumerate().rev() {
-        if *byte != b'\n' {
-            continue;
-        }
-        if after >= rows && at > 0 && run[at - 1] == b'\r' {
-            cut = Some(at + 1);
+    let start = Cursor {
+        down: 0,
+        col: u64::from(cursor.1),
+    };
+    // Every move down in the run, then the last place with `rows` of them still to come.
+    let mut total = start;
+    for byte in run {
+        total.step(*byte, cols);
+    }
+    let bottom_from = (rows - 1).saturating_sub(u64::from(cursor.0));
+    let mut at = start;
+    let mut best = None;
+    for (i, byte) in run.iter().enumerate() {
+        if total.down - at.down < rows {
             break;
         }
-        after += 1;
+        if at.down >= bottom_from && at.col < cols {
+            best = Some((i, at));
+        }
+        at.step(*byte, cols);
     }
-    let cut = cut?;
+    let (cut, at) = best.filter(|(cut, _)| *cut > 0)?;
     if !run[cut..].iter().any(|b| (0x20..=0x7e).contains(b)) {
         return None;
     }
-    // Rows the cursor moves down over the skipped part.
-    let (mut down, mut col) = (0u64, u64::from(cursor.1));
-    for byte in &run[..cut] {
+    Some(Skip {
+        len: cut,
+        scrolled: u64::from(cursor.0) + at.down - (rows - 1),
+        col: at.col,
+    })
+}
+
+/// A plan from [`plan_skip`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Skip {
+    len: usize,
+    scrolled: u64,
+    col: u64,
+}
+
+/// Where the cursor is, relative to where a run began.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    down: u64,
+    col: u64,
+}
+
+impl Cursor {
+    /// vt100's move for a plain byte.
+    fn step(&mut self, byte: u8, cols: u64) {
         match byte {
-            b'\n' => down += 1,
-            b'\r' => col = 0,
-            0x08 => col = col.saturating_sub(1),
-            b'\t' => col = (col - col % 8 + 8).min(cols - 1),
+            b'\n' => self.down += 1,
+            b'\r' => self.col = 0,
+            0x08 => self.col = self.col.saturating_sub(1),
+            b'\t' => self.col = (self.col - self.col % 8 + 8).min(cols - 1),
             _ => {
-                if col >= cols {
-                    down += 1;
-                    col = 0;
+                if self.col >= cols {
+                    self.down += 1;
+                    self.col = 0;
                 }
-                col += 1;
+                self.col += 1;
             }
         }
     }
-    let reach = u64::from(cursor.0) + down;
-    (reach >= rows - 1).then(|| (cut, reach - (rows - 1)))
 }
 
 /// What stands in for skipped text: the lines it scrolled off (vt100 counts them, and
-/// lets a later taller screen pull that many rows back), then the cursor to the bottom row's
-/// first column. A scroll-up scrolls at most a screenful.
-fn skip_sequence(rows: u16, scrolled: u64) -> String {
+/// lets a later taller screen pull that many rows back), then the cursor to where the text
+/// left it on the bottom row. A scroll-up scrolls at most a screenful.
+fn skip_sequence(rows: u16, skip: Skip) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let (full, rest) = (scrolled / u64::from(rows), scrolled % u64::from(rows));
+    let (full, rest) = (
+        skip.scrolled / u64::from(rows),
+        skip.scrolled % u64::from(rows),
+    );
     for _ in 0..full {
         let _ = write!(out, "\x1b[{rows}S"); // writing into a String cannot fail
     }
     if rest > 0 {
         let _ = write!(out, "\x1b[{rest}S");
     }
-    let _ = write!(out, "\x1b[{rows};1H");
+    let _ = write!(out, "\x1b[{rows};{}H", skip.col + 1);
     out
 }
 
@@ -599,6 +630,21 @@ mod tests {
             "skipped {skipped} of {}",
             plain.len()
         );
+    }
+
+    #[test]
+    fn one_long_line_wrapping_many_times_is_skipped_too() {
+        // `head -c N /dev/zero | base64 -w 0`: one line, wrapped at every column limit.
+        let line = "QUFB".repeat(50_000);
+        let chunks: Vec<_> = line
+            .as_bytes()
+            .chunks(4000)
+            .map(|c| (c.to_vec(), None))
+            .chain([(b"\r\n$ ".to_vec(), None)])
+            .collect();
+        let skipped = compare(24, 80, &chunks).unwrap_or_else(|e| panic!("{e}"));
+        // Each piece is fed from its last screenful (80 × 24 = 1,920 bytes) on.
+        assert!(skipped > 50 * (4000 - 2 * 1920), "skipped {skipped}");
     }
 
     #[test]
