@@ -137,7 +137,9 @@ impl Recorder {
 
     fn event(&mut self, kind: &str, data: &str) {
         let t = self.started.elapsed().as_secs_f64();
-        let line = json!([(t * 1e6).round() / 1e6, kind, data]).to_string();
+        // Serialised straight from the borrowed text (no JSON value holding a copy of it).
+        let event = ((t * 1e6).round() / 1e6, kind, data);
+        let line = serde_json::to_string(&event).unwrap_or_default(); // a tuple of plain values cannot fail
         self.line(&line);
         if let (Some(index), "o") = (&mut self.index, kind) {
             index.output(t, data);
@@ -146,6 +148,17 @@ impl Recorder {
 
     /// Records output.
     pub fn output(&mut self, bytes: &[u8]) {
+        if self.partial.is_empty() {
+            // The usual case: no sequence left over, the chunk is read in place.
+            let keep = incomplete_tail(bytes);
+            let (whole, tail) = bytes.split_at(bytes.len() - keep);
+            self.partial.extend_from_slice(tail);
+            if !whole.is_empty() {
+                let text = String::from_utf8_lossy(whole);
+                self.event("o", &text);
+            }
+            return;
+        }
         let mut all = std::mem::take(&mut self.partial);
         all.extend_from_slice(bytes);
         let keep = incomplete_tail(&all);
