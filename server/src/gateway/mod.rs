@@ -226,6 +226,9 @@ async fn heartbeat(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tick.tick().await;
+        // On SQLite a commit between an audit append's read and its write fails the append;
+        // the chain's writers and this one take turns (see `Db::lock_writes`).
+        let _writes = state.db.lock_writes().await;
         for live in state.live.all() {
             let done = sqlx::query("UPDATE sessions SET heartbeat_at = $1 WHERE id = $2")
                 .bind(db::now_ms())
