@@ -7,6 +7,7 @@
 //! main screen's history is captured at that moment (bounded by the scrollback) and replayed
 //! beneath the alternate screen on attach.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU16;
 
 use bytes::Bytes;
@@ -44,6 +45,8 @@ struct Skipping {
     region_maybe_set: bool,
     /// Bytes not fed to the parser so far.
     skipped: u64,
+    /// [`plan_skip`]'s memory, kept to save allocating it for every run.
+    moves: VecDeque<(usize, Cursor)>,
 }
 
 impl std::fmt::Debug for Screen {
@@ -73,6 +76,7 @@ impl Screen {
                 tracker: Tracker::new(),
                 region_maybe_set: false,
                 skipped: 0,
+                moves: VecDeque::new(),
             }),
         }
     }
@@ -115,28 +119,30 @@ impl Screen {
         let mut at = 0;
         while at < bytes.len() {
             if skipping.tracker.at_rest() && is_plain(bytes[at]) {
-                let end = bytes[at..]
-                    .iter()
-                    .position(|b| !is_plain(*b))
-                    .map_or(bytes.len(), |n| at + n);
-                if !skipping.region_maybe_set {
-                    parser.process(&bytes[fed..at]);
-                    fed = at;
-                    let screen = parser.screen();
-                    let (rows, cols) = screen.size();
-                    let plan = plan_skip(
-                        &bytes[at..end],
-                        rows.get(),
-                        cols.get(),
-                        screen.cursor_position(),
-                    );
-                    if let (false, Some(skip)) = (screen.alternate_screen(), plan) {
-                        parser.process(skip_sequence(rows.get(), skip).as_bytes());
-                        fed = at + skip.len;
-                        skipping.skipped += skip.len as u64;
-                    }
+                if skipping.region_maybe_set {
+                    at = bytes[at..]
+                        .iter()
+                        .position(|b| !is_plain(*b))
+                        .map_or(bytes.len(), |n| at + n);
+                    continue;
                 }
-                at = end;
+                parser.process(&bytes[fed..at]);
+                fed = at;
+                let screen = parser.screen();
+                let (rows, cols) = screen.size();
+                let (end, plan) = plan_skip(
+                    &bytes[at..],
+                    rows.get(),
+                    cols.get(),
+                    screen.cursor_position(),
+                    &mut skipping.moves,
+                );
+                if let (false, Some(skip)) = (screen.alternate_screen(), plan) {
+                    parser.process(skip_sequence(rows.get(), skip).as_bytes());
+                    fed = at + skip.len;
+                    skipping.skipped += skip.len as u64;
+                }
+                at += end;
                 continue;
             }
             if let Some(seen) = skipping.tracker.step(bytes[at]) {
@@ -340,49 +346,69 @@ impl Model {
     }
 }
 
-/// How to skip the start of plain text `run`, read from rest on a screen of `rows` × `cols`
+/// How to skip the start of the plain text at the start of `bytes` (up to the first byte
+/// that is not plain: the returned end), read from rest on a screen of `rows` × `cols`
 /// without a scroll region with the cursor at `cursor` (row, column; the column may be
 /// `cols`, a wrap pending): the length to skip, how many lines it would have scrolled off,
 /// and the cursor after it. The skipped part leaves the cursor on the bottom row, in a column
 /// (not a pending wrap); the rest moves down at least `rows` times (line feeds or wraps, each
 /// scrolling, so every row it leaves on the screen was scrolled in blank during it) and
-/// prints a character (the one a later `CSI b` repeats). `None` when the run is too short.
+/// prints a character (the one a later `CSI b` repeats). No plan when the text is too short.
 ///
 /// The cursor is followed exactly as vt100 moves it for these bytes: a printable character
 /// advances one column, wrapping to the next row first when the column is `cols`; tab stops
-/// are every 8 columns; backspace stops at column 0; carriage return goes to column 0.
-fn plan_skip(run: &[u8], rows: u16, cols: u16, cursor: (u16, u16)) -> Option<Skip> {
+/// are every 8 columns; backspace stops at column 0; carriage return goes to column 0. One
+/// pass, keeping the last `rows` moves down in `moves`.
+fn plan_skip(
+    bytes: &[u8],
+    rows: u16,
+    cols: u16,
+    cursor: (u16, u16),
+    moves: &mut VecDeque<(usize, Cursor)>,
+) -> (usize, Option<Skip>) {
     let (rows, cols) = (u64::from(rows), u64::from(cols));
-    let start = Cursor {
+    moves.clear();
+    let mut at = Cursor {
         down: 0,
         col: u64::from(cursor.1),
     };
-    // Every move down in the run, then the last place with `rows` of them still to come.
-    let mut total = start;
-    for byte in run {
-        total.step(*byte, cols);
-    }
-    let bottom_from = (rows - 1).saturating_sub(u64::from(cursor.0));
-    let mut at = start;
-    let mut best = None;
-    for (i, byte) in run.iter().enumerate() {
-        if total.down - at.down < rows {
+    let mut end = bytes.len();
+    for (i, byte) in bytes.iter().enumerate() {
+        if !is_plain(*byte) {
+            end = i;
             break;
         }
-        if at.down >= bottom_from && at.col < cols {
-            best = Some((i, at));
-        }
+        let before = at;
         at.step(*byte, cols);
+        if at.down > before.down {
+            if moves.len() as u64 == rows {
+                moves.pop_front();
+            }
+            moves.push_back((i, before));
+        }
     }
-    let (cut, at) = best.filter(|(cut, _)| *cut > 0)?;
-    if !run[cut..].iter().any(|b| (0x20..=0x7e).contains(b)) {
-        return None;
-    }
-    Some(Skip {
-        len: cut,
-        scrolled: u64::from(cursor.0) + at.down - (rows - 1),
-        col: at.col,
-    })
+    let plan = || {
+        // The `rows`-th move down from the end: cut just before it, or, when it is a wrap
+        // (the cursor stands past the last column then), before the character that took
+        // the cursor there from the last column.
+        let &(first, before) = moves.front().filter(|_| moves.len() as u64 == rows)?;
+        let (cut, cursor_at_cut) = if before.col < cols {
+            (first, before)
+        } else if cols > 1 && first > 1 {
+            let col = cols - 1;
+            (first - 1, Cursor { col, ..before })
+        } else {
+            return None;
+        };
+        let reach = u64::from(cursor.0) + cursor_at_cut.down;
+        let printable = bytes[cut..end].iter().any(|b| (0x20..=0x7e).contains(b));
+        (cut > 0 && reach >= rows - 1 && printable).then(|| Skip {
+            len: cut,
+            scrolled: reach - (rows - 1),
+            col: cursor_at_cut.col,
+        })
+    };
+    (end, plan())
 }
 
 /// A plan from [`plan_skip`].
@@ -395,7 +421,7 @@ struct Skip {
 
 /// Where the cursor is, relative to where a run began.
 #[derive(Debug, Clone, Copy)]
-struct Cursor {
+pub struct Cursor {
     down: u64,
     col: u64,
 }
@@ -670,13 +696,10 @@ mod tests {
     fn lines_scrolled_off_while_skipping_still_count_when_the_screen_grows() {
         // vt100 pulls back as many rows as were scrolled off (up to the growth) when the
         // screen gets taller; found by the property test below.
+        let grow = Some((13, 35));
+        assert!(compare(1, 1, &[(b"\r\n9\n".to_vec(), grow), (Vec::new(), None)]).is_ok());
         assert!(
-            compare(
-                1,
-                1,
-                &[(b"\r\n9\n".to_vec(), Some((13, 35))), (Vec::new(), None)]
-            )
-            .is_ok_and(|n| n > 0)
+            compare(1, 2, &[(b"\r\n9\n8".to_vec(), grow), (Vec::new(), None)]).is_ok_and(|n| n > 0)
         );
         let long: Vec<u8> = (0..500)
             .flat_map(|i| format!("{i}: {}\t|\x08\r\n", "w".repeat(i % 300)).into_bytes())
