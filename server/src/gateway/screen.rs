@@ -466,17 +466,13 @@ fn skip_sequence(rows: u16, skip: Skip) -> String {
 }
 
 fn find_enter_alternate(bytes: &[u8]) -> Option<(usize, usize)> {
-    // One pass over the escape characters (output is mostly text without them).
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == 0x1b)
-        .find_map(|(at, _)| {
-            ENTER_ALTERNATE
-                .iter()
-                .find(|seq| bytes[at..].starts_with(seq))
-                .map(|seq| (at, seq.len()))
-        })
+    // Output is mostly text without escape characters: look only where they are.
+    memchr::memchr_iter(0x1b, bytes).find_map(|at| {
+        ENTER_ALTERNATE
+            .iter()
+            .find(|seq| bytes[at..].starts_with(seq))
+            .map(|seq| (at, seq.len()))
+    })
 }
 
 #[cfg(test)]
