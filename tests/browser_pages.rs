@@ -299,6 +299,33 @@ async fn the_live_page_lists_observes_and_terminates_sessions() {
     assert!(!out.starts_with("0 B") && !out.starts_with('?'), "{out}");
     b.screenshot("live.png").await;
 
+    // The list keeps itself current without a reload: a session started now appears, and
+    // goes once it ends, while the rows that stay are the same elements.
+    b.js("window.porthole_test_mark = 1; return 1;", vec![])
+        .await;
+    let second = alice.open(NODE, "INC-6003 a second look").await;
+    let tr2 = format!("#live tr[data-session-id='{second}']");
+    b.wait_for_shown(&tr2).await;
+    b.wait_for_text(&format!("{tr2} td.reason"), "INC-6003")
+        .await;
+    b.wait_for_text("#live-updated", "Updated").await;
+    b.screenshot("live-updated.png").await;
+    let ended = alice.delete(&format!("/api/v1/sessions/{second}")).await;
+    assert!(ended.status.is_success(), "{}", ended.text);
+    b.wait_for("the ended session's row to go", || async {
+        b.client
+            .find(Locator::Css(&tr2))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    b.wait_for_shown(&tr).await;
+    let mark = b
+        .js("return window.porthole_test_mark ?? null;", vec![])
+        .await;
+    assert_eq!(mark, serde_json::json!(1), "the page was not reloaded");
+
     // Observe: the terminal page, read-only, with what the session shows and prints next.
     b.click(&format!("{tr} a.observe")).await;
     let query = b.wait_for_path(&format!("/sessions/{id}")).await;
