@@ -292,23 +292,6 @@ async fn a_person_opens_a_shell_in_the_browser() {
     gw.stop().await;
 }
 
-/// Signs in as `user` from the sign-in page; waits for the targets page.
-async fn sign_in(b: &Browser, gw: &Gateway, user: &str) {
-    b.client
-        .goto(&format!("{}/login?next=/targets", gw.url))
-        .await
-        .unwrap();
-    b.wait_for("the sign-in form to be ready", || async {
-        let button = b.client.find(Locator::Css("#login-submit")).await.ok()?;
-        button.is_enabled().await.ok()?.then_some(())
-    })
-    .await;
-    b.fill("#username", user).await;
-    b.fill("#password", PASSWORD).await;
-    b.click("#login-submit").await;
-    b.wait_for_path("/targets").await;
-}
-
 /// Every line of the terminal's normal buffer (its scrollback and rows, not the alternate
 /// screen), read through xterm.js's buffer API (terminal.js exposes the terminal).
 async fn normal_buffer(b: &Browser) -> Vec<String> {
@@ -345,7 +328,7 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
     gw.user("carol", &[Role::Operator]).await;
     assert_assets_built(&gw).await;
     let b = Browser::start().await;
-    sign_in(&b, &gw, "carol").await;
+    b.sign_in(&gw.url, "carol", PASSWORD).await;
     let id = open_session(&b, &gw, "INC-4250 edit the notes, then reload").await;
     b.wait_for_screen("a shell prompt", has_prompt).await;
 

@@ -37,23 +37,6 @@ async fn assert_assets_built(gw: &Gateway) {
     );
 }
 
-/// Signs in as `user` from the sign-in page; waits for the targets page.
-async fn sign_in(b: &Browser, gw: &Gateway, user: &str) {
-    b.client
-        .goto(&format!("{}/login?next=/targets", gw.url))
-        .await
-        .unwrap();
-    b.wait_for("the sign-in form to be ready", || async {
-        let button = b.client.find(Locator::Css("#login-submit")).await.ok()?;
-        button.is_enabled().await.ok()?.then_some(())
-    })
-    .await;
-    b.fill("#username", user).await;
-    b.fill("#password", PASSWORD).await;
-    b.click("#login-submit").await;
-    b.wait_for_path("/targets").await;
-}
-
 /// The text the player shows (asciinema-player renders its lines as DOM text).
 async fn player_text(b: &Browser) -> String {
     let text = b
@@ -116,7 +99,7 @@ async fn recordings_are_played_searched_and_linked_from_the_audit_log() {
     };
 
     let b = Browser::start().await;
-    sign_in(&b, &gw, "root").await;
+    b.sign_in(&gw.url, "root", PASSWORD).await;
 
     // The audit page: both sessions' events; filtered by session and type, one row, with a
     // link to the recording.
@@ -282,7 +265,7 @@ async fn the_live_page_lists_observes_and_terminates_sessions() {
     );
 
     let b = Browser::start().await;
-    sign_in(&b, &gw, "root").await;
+    b.sign_in(&gw.url, "root", PASSWORD).await;
     b.client.goto(&format!("{}/live", gw.url)).await.unwrap();
     let tr = format!("#live tr[data-session-id='{id}']");
     b.wait_for_shown(&tr).await;

@@ -261,6 +261,24 @@ impl Browser {
             .unwrap();
     }
 
+    /// Signs in as `user` from the sign-in page of the gateway at `url`; waits for the
+    /// targets page.
+    pub async fn sign_in(&self, url: &str, user: &str, password: &str) {
+        self.client
+            .goto(&format!("{url}/login?next=/targets"))
+            .await
+            .unwrap();
+        self.wait_for("the sign-in form to be ready", || async {
+            let button = self.client.find(Locator::Css("#login-submit")).await.ok()?;
+            button.is_enabled().await.ok()?.then_some(())
+        })
+        .await;
+        self.fill("#username", user).await;
+        self.fill("#password", password).await;
+        self.click("#login-submit").await;
+        self.wait_for_path("/targets").await;
+    }
+
     /// Fills the input matching `css` with `text` (clearing it first).
     pub async fn fill(&self, css: &str, text: &str) {
         let input = self.client.find(Locator::Css(css)).await.unwrap();

@@ -148,24 +148,18 @@ impl Recorder {
 
     /// Records output.
     pub fn output(&mut self, bytes: &[u8]) {
-        if self.partial.is_empty() {
-            // The usual case: no sequence left over, the chunk is read in place.
-            let keep = incomplete_tail(bytes);
-            let (whole, tail) = bytes.split_at(bytes.len() - keep);
-            self.partial.extend_from_slice(tail);
-            if !whole.is_empty() {
-                let text = String::from_utf8_lossy(whole);
-                self.event("o", &text);
-            }
-            return;
-        }
-        let mut all = std::mem::take(&mut self.partial);
-        all.extend_from_slice(bytes);
-        let keep = incomplete_tail(&all);
-        self.partial = all.split_off(all.len() - keep);
-        if !all.is_empty() {
-            let text = String::from_utf8_lossy(&all).into_owned();
-            self.event("o", &text);
+        // Usually nothing is carried over and the chunk is read in place.
+        let joined;
+        let all = if self.partial.is_empty() {
+            bytes
+        } else {
+            joined = [std::mem::take(&mut self.partial).as_slice(), bytes].concat();
+            joined.as_slice()
+        };
+        let (whole, tail) = all.split_at(all.len() - incomplete_tail(all));
+        self.partial = tail.to_vec();
+        if !whole.is_empty() {
+            self.event("o", &String::from_utf8_lossy(whole));
         }
     }
 
