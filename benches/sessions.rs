@@ -342,7 +342,7 @@ async fn memory_child(mode: &str, n: usize) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib();
-    let live = stack.state.live.len();
+    let live = stack.state.engine.live.len();
     println!(
         "MEMORY {mode} {n} {baseline} {after} {live} {:.1}",
         started.elapsed().as_secs_f64()

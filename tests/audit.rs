@@ -12,9 +12,9 @@ use std::path::Path;
 
 use common::api::Api;
 use common::gateway::{self, Backend};
-use porthole::gateway::audit::{self, Anchor, BreakKind, Client, Event, StoredEvent, kind};
-use porthole::gateway::db::{Db, now_ms};
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::users::Role;
+use porthole::gateway::store::audit::{self, Anchor, BreakKind, Client, Event, StoredEvent, kind};
+use porthole::gateway::store::db::{Db, now_ms};
 use reqwest::StatusCode;
 use sqlx::Row;
 
@@ -196,7 +196,7 @@ async fn expect_break(db: &Db, row: i64, kind: BreakKind, message: &str) {
 
 async fn verify_names_the_first_changed_row(backend: Backend) {
     let gw = gateway::start(backend, |_| {}).await;
-    let db = &gw.state.db;
+    let db = &gw.state.engine.db;
     let mut rows = Vec::new();
     for i in 0..8 {
         let session = format!("session-{i}");
@@ -519,7 +519,7 @@ async fn the_api_filters_pages_and_refuses(backend: Backend) {
     gw.user("oscar", &[Role::Operator]).await;
     let mut auditor = Api::new(&gw);
     auditor.login("audrey").await;
-    let db = &gw.state.db;
+    let db = &gw.state.engine.db;
     let kinds = [kind::SESSION_START, kind::SESSION_END, kind::LOGIN];
     for i in 0..230usize {
         let (actor, target, session) = (
@@ -728,7 +728,7 @@ async fn the_page_filters_pages_and_escapes(backend: Backend) {
     gw.user("oscar", &[Role::Operator]).await;
     let mut auditor = Api::new(&gw);
     auditor.login("audrey").await;
-    let db = &gw.state.db;
+    let db = &gw.state.engine.db;
     let evil = "<script>alert(1)</script> & \"quoted\" INC-9";
     let evil_id = append(
         db,

@@ -12,7 +12,7 @@ mod common;
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
 
@@ -217,7 +217,7 @@ async fn a_person_opens_a_shell_in_the_browser() {
     b.wait_for_attr("#conn-state", "data-state", "ended").await;
     let banner = b.wait_for_text("#banner", "The session has ended").await;
     assert!(banner.contains("the shell exited"), "{banner}");
-    let row = porthole::gateway::sessions::load(&gw.state, &id)
+    let row = porthole::gateway::store::sessions::load(&gw.state.engine.db, &id)
         .await
         .unwrap()
         .unwrap();
@@ -374,7 +374,12 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
             == "alternate",
         "vim has the alternate screen again"
     );
-    let live = gw.state.live.get(&id).expect("the session is still live");
+    let live = gw
+        .state
+        .engine
+        .live
+        .get(&id)
+        .expect("the session is still live");
     let model = live.screen_text().await.unwrap();
     let trimmed = |text: &str| -> Vec<String> {
         let mut lines: Vec<String> = text.lines().map(|l| l.trim_end().to_owned()).collect();
@@ -436,7 +441,7 @@ async fn a_reload_brings_back_the_same_shell_with_its_screen() {
         .find_map(|l| l.trim().strip_prefix("AFTER-2 "))
         .unwrap();
     assert_eq!(after, format!("PID={pid}="), "the same shell:\n{screen}");
-    let row = porthole::gateway::sessions::load(&gw.state, &id)
+    let row = porthole::gateway::store::sessions::load(&gw.state.engine.db, &id)
         .await
         .unwrap()
         .unwrap();

@@ -11,8 +11,8 @@ mod browser;
 mod common;
 
 use fantoccini::Locator;
-use porthole::gateway::attach::CLOSE_SESSION_ENDED;
-use porthole::gateway::users::Role;
+use porthole::gateway::http::attach::CLOSE_SESSION_ENDED;
+use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 
 use browser::Browser;
@@ -339,7 +339,7 @@ async fn the_live_page_lists_observes_and_terminates_sessions() {
     })
     .await;
     b.wait_for_shown("#live-empty").await;
-    let row = porthole::gateway::sessions::load(&gw.state, &id)
+    let row = porthole::gateway::store::sessions::load(&gw.state.engine.db, &id)
         .await
         .unwrap()
         .unwrap();

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use porthole::gateway::audit::{self, Client, Event, kind};
-use porthole::gateway::db::{Db, now_ms};
+use porthole::gateway::store::audit::{self, Client, Event, kind};
+use porthole::gateway::store::db::{Db, now_ms};
 use sqlx::Row;
 
 fn porthole() -> Command {

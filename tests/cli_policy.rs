@@ -334,7 +334,7 @@ async fn serve_reloads_the_policy_on_sighup_and_audits_it() {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
 
-    let db = porthole::gateway::db::Db::connect(&format!(
+    let db = porthole::gateway::store::db::Db::connect(&format!(
         "sqlite://{}",
         dir.path().join("p.db").display()
     ))
@@ -342,7 +342,9 @@ async fn serve_reloads_the_policy_on_sighup_and_audits_it() {
     .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     let reload = loop {
-        let events = porthole::gateway::audit::list(&db, None).await.unwrap();
+        let events = porthole::gateway::store::audit::list(&db, None)
+            .await
+            .unwrap();
         if let Some(e) = events.into_iter().find(|e| e.kind == "policy.reload") {
             break e;
         }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use common::api::{Api, WAIT};
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, PASSWORD};
-use porthole::gateway::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
-use porthole::gateway::audit::{self, StoredEvent};
-use porthole::gateway::users::{self, Role};
+use porthole::gateway::http::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
+use porthole::gateway::identity::users::{self, Role};
+use porthole::gateway::store::audit::{self, StoredEvent};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -44,7 +44,7 @@ both_backends!(delete_terminates_and_the_cap_holds);
 both_backends!(error_paths_have_their_status_and_code);
 
 async fn events(gw: &Gateway, session_id: Option<&str>) -> Vec<StoredEvent> {
-    audit::list(&gw.state.db, session_id).await.unwrap()
+    audit::list(&gw.state.engine.db, session_id).await.unwrap()
 }
 
 async fn events_of(gw: &Gateway, kind: &str) -> Vec<StoredEvent> {
@@ -141,7 +141,7 @@ async fn sign_in_out_and_revocation(backend: Backend) {
     // Disabling a user ends their sign-ins at once, and they cannot sign in again.
     api.login("alice").await;
     assert_eq!(api.get("/api/v1/me").await.status, StatusCode::OK);
-    users::set_disabled(&gw.state.db, "alice", true)
+    users::set_disabled(&gw.state.engine.db, "alice", true)
         .await
         .unwrap();
     assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
@@ -404,7 +404,7 @@ async fn delete_terminates_and_the_cap_holds(backend: Backend) {
     // Stopping the gateway ends what is live, and says so.
     let state = gw.state.clone();
     gw.stop().await;
-    let row = porthole::gateway::sessions::load(&state, &third).await;
+    let row = porthole::gateway::store::sessions::load(&state.engine.db, &third).await;
     let _ = row; // the pool is closed after stop; the end event was checked through the API
 }
 
@@ -541,7 +541,7 @@ async fn error_paths_have_their_status_and_code(backend: Backend) {
     wait_ended(&mut api, &id).await;
 
     // The audit chain holds.
-    let checked = audit::verify(&gw.state.db).await.unwrap();
+    let checked = audit::verify(&gw.state.engine.db).await.unwrap();
     assert!(matches!(checked, Ok(n) if n > 5), "{checked:?}");
     gw.stop().await;
 }

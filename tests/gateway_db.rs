@@ -2,8 +2,8 @@
 //! are created, found, listed and disabled, and input is bound, never spliced into SQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use porthole::gateway::db::{Backend, Db};
-use porthole::gateway::users::{self, Role, UserError};
+use porthole::gateway::identity::users::{self, Role, UserError};
+use porthole::gateway::store::db::{Backend, Db};
 
 async fn exercise(db: &Db) {
     db.migrate().await.unwrap();

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::api::Api;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
-use porthole::gateway::live::FLOW_WINDOW;
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::users::Role;
+use porthole::gateway::sessions::live::FLOW_WINDOW;
 
 const REASON: &str = "INC-5001 flow control";
 
@@ -101,7 +101,15 @@ async fn a_browser_that_stops_acknowledging_stops_the_stream_and_ctrl_c_still_la
     // flow control, until it does. So the count is printed, and the redraw is what is checked.
     assert!(tab.resyncs >= 1, "a redraw after the flush");
     // The model saw everything, the flushed output included.
-    let screen = gw.state.live.get(&id).unwrap().screen_text().await.unwrap();
+    let screen = gw
+        .state
+        .engine
+        .live
+        .get(&id)
+        .unwrap()
+        .screen_text()
+        .await
+        .unwrap();
     assert!(screen.contains("AFTER-9"), "{screen}");
     gw.stop().await;
 }

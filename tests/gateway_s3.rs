@@ -15,11 +15,13 @@ use std::time::Duration;
 use common::api::{Api, WAIT};
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
-use porthole::gateway::audit::{self, StoredEvent};
 use porthole::gateway::config::{Config, RecordingStorage};
-use porthole::gateway::recording::path_of;
-use porthole::gateway::recording_store::{self, MULTIPART_THRESHOLD, RecordingStore};
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::users::Role;
+use porthole::gateway::store::audit::{self, StoredEvent};
+use porthole::gateway::store::recordings::path_of;
+use porthole::gateway::store::recordings::{
+    self as recording_store, MULTIPART_THRESHOLD, RecordingStore,
+};
 use sha2::{Digest, Sha256};
 
 const REASON: &str = "INC-6000 recordings in a bucket";
@@ -135,7 +137,7 @@ async fn session_printing(gw: &Gateway, api: &mut Api, marker: &str) -> (String,
     tab.closed().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let end = audit::list(&gw.state.db, Some(&id))
+        let end = audit::list(&gw.state.engine.db, Some(&id))
             .await
             .unwrap()
             .into_iter()
@@ -278,7 +280,7 @@ async fn a_failed_upload_keeps_the_spool_file_and_the_next_start_uploads_it() {
     .await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let upload = loop {
-        let upload = audit::list(&gw2.state.db, Some(&id))
+        let upload = audit::list(&gw2.state.engine.db, Some(&id))
             .await
             .unwrap()
             .into_iter()
@@ -313,7 +315,12 @@ async fn a_failed_upload_keeps_the_spool_file_and_the_next_start_uploads_it() {
         "now served from the bucket"
     );
     // Nothing is left to upload.
-    assert_eq!(recording_store::upload_leftovers(&gw2.state).await, 0);
+    let engine = &gw2.state.engine;
+    let is_live = |id: &str| engine.live.get(id).is_some();
+    assert_eq!(
+        recording_store::upload_leftovers(&engine.recordings, &engine.db, is_live).await,
+        0
+    );
     gw2.stop().await;
     gw.stop().await;
 }

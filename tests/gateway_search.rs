@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::api::{Api, WAIT};
 use common::emulator::NODE;
 use common::gateway::{self, Backend};
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use serde_json::Value;
 

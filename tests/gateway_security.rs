@@ -8,8 +8,8 @@ use common::api::Api;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, JWT_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use porthole::gateway::auth::Claims;
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::tokens::Claims;
+use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -132,7 +132,7 @@ async fn forged_expired_and_logged_out_tokens_are_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let root_id = porthole::gateway::users::find(&gw.state.db, "root")
+    let root_id = porthole::gateway::identity::users::find(&gw.state.engine.db, "root")
         .await
         .unwrap()
         .unwrap()
@@ -274,7 +274,7 @@ async fn failed_sign_ins_are_limited_per_user_and_per_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_messages_are_bounded_and_checked() {
     use futures_util::SinkExt as _;
-    use porthole::gateway::attach::CLOSE_BAD_MESSAGE;
+    use porthole::gateway::http::attach::CLOSE_BAD_MESSAGE;
     use tokio_tungstenite::tungstenite::Message;
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
     gw.user("alice", &[Role::Operator]).await;
@@ -297,10 +297,14 @@ async fn browser_messages_are_bounded_and_checked() {
 
     // Larger than the limit: the socket closes with 1009, the session lives on.
     let mut term = api.attach(&id).await.unwrap();
-    let huge = vec![b'a'; porthole::gateway::attach::MAX_BROWSER_MESSAGE + 1];
+    let huge = vec![b'a'; porthole::gateway::http::attach::MAX_BROWSER_MESSAGE + 1];
     let _ = term.socket.send(Message::Binary(huge.into())).await;
     let (code, reason) = term.closed().await;
-    assert_eq!(code, porthole::gateway::attach::CLOSE_TOO_LARGE, "{reason}");
+    assert_eq!(
+        code,
+        porthole::gateway::http::attach::CLOSE_TOO_LARGE,
+        "{reason}"
+    );
     let mut term = api.attach(&id).await.unwrap();
     // A paste within the limit reaches the shell whole (in ≤ 1,024-byte data-channel pieces).
     let paste = format!("echo {} | wc -c\n", "b".repeat(20_000));

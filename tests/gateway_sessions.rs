@@ -11,10 +11,10 @@ use std::time::Duration;
 use common::api::{Api, WAIT};
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
-use porthole::gateway::attach::CLOSE_SESSION_ENDED;
-use porthole::gateway::audit;
-use porthole::gateway::screen::Screen;
-use porthole::gateway::users::Role;
+use porthole::gateway::http::attach::CLOSE_SESSION_ENDED;
+use porthole::gateway::identity::users::Role;
+use porthole::gateway::sessions::screen::Screen;
+use porthole::gateway::store::audit;
 use porthole::ssm::faults::FaultConfig;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -85,7 +85,7 @@ async fn a_reattach_continues_exactly_where_the_browser_left_off() {
     // The replaced tab's detach is written as it goes: wait for it.
     let deadline = tokio::time::Instant::now() + WAIT;
     let kinds = loop {
-        let kinds: Vec<String> = audit::list(&gw.state.db, Some(&id))
+        let kinds: Vec<String> = audit::list(&gw.state.engine.db, Some(&id))
             .await
             .unwrap()
             .into_iter()
@@ -129,7 +129,7 @@ async fn a_new_page_gets_vims_screen_back_and_the_history_under_it() {
     tokio::time::sleep(Duration::from_millis(500)).await; // vim finishes drawing
     drop(tab); // the page is reloaded
 
-    let live = gw.state.live.get(&id).unwrap();
+    let live = gw.state.engine.live.get(&id).unwrap();
     let model = live.screen_text().await.unwrap();
     assert!(
         model.contains("HELLO-FROM-VIM") && model.contains('~'),
@@ -298,7 +298,7 @@ async fn a_hung_node_is_given_up_terminated_and_audited_with_why() {
     // and the end is audited with why.
     let info = hung[0].info();
     assert!(!info.status.is_active(), "{:?}", info.status);
-    let end = audit::list(&gw.state.db, Some(&id))
+    let end = audit::list(&gw.state.engine.db, Some(&id))
         .await
         .unwrap()
         .into_iter()
@@ -326,7 +326,7 @@ async fn the_recording_replays_what_was_printed_and_its_hash_is_audited() {
     tab.closed().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     let end = loop {
-        let ends: Vec<_> = audit::list(&gw.state.db, Some(&id))
+        let ends: Vec<_> = audit::list(&gw.state.engine.db, Some(&id))
             .await
             .unwrap()
             .into_iter()
@@ -438,7 +438,7 @@ async fn an_admin_observes_read_only_and_the_owner_sees_who() {
     drop(watcher);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let kinds: Vec<String> = audit::list(&gw.state.db, Some(&id))
+        let kinds: Vec<String> = audit::list(&gw.state.engine.db, Some(&id))
             .await
             .unwrap()
             .into_iter()

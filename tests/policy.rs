@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::api::{Api, WAIT};
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
-use porthole::gateway::audit::{self, StoredEvent};
-use porthole::gateway::users::Role;
+use porthole::gateway::identity::users::Role;
+use porthole::gateway::store::audit::{self, StoredEvent};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -56,7 +56,7 @@ fn sha256(text: &str) -> String {
 }
 
 async fn events_of(gw: &Gateway, kind: &str) -> Vec<StoredEvent> {
-    audit::list(&gw.state.db, None)
+    audit::list(&gw.state.engine.db, None)
         .await
         .unwrap()
         .into_iter()
@@ -294,11 +294,12 @@ async fn a_changed_policy_file_is_checked_then_applied_and_audited() {
         file.display().to_string().as_str()
     );
     assert_eq!(target_names(&mut alice).await, ["db-1", "old-batch"]);
-    assert_eq!(gw.state.policy.current().hash(), sha256(data));
+    assert_eq!(gw.state.engine.policy.current().hash(), sha256(data));
 
     // Asked again with nothing changed: nothing happens, nothing is audited.
     assert_eq!(
-        porthole::gateway::policy::reload(&gw.state, "test").await,
+        porthole::gateway::reload::reload(&gw.state.engine.policy, &gw.state.engine.db, "test")
+            .await,
         Ok(false)
     );
     assert_eq!(events_of(&gw, "policy.reload").await.len(), 1);

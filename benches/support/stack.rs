@@ -13,8 +13,8 @@ use aws_sdk_ssm::config::Credentials;
 use axum::serve::ListenerExt as _;
 use porthole::emulator::{self, EmulatorConfig};
 use porthole::gateway::config::{Config, Secret};
-use porthole::gateway::state::AppState;
-use porthole::gateway::users::{self, Role};
+use porthole::gateway::http::AppState;
+use porthole::gateway::identity::users::{self, Role};
 use porthole::ssm::client::{AwsClients, SessionStart};
 use porthole::ssm::faults::FaultConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -160,7 +160,7 @@ impl Stack {
         ));
         config.validate().unwrap();
         let state = porthole::gateway::prepare(config).await.unwrap();
-        let app = porthole::gateway::router(state.clone())
+        let app = porthole::gateway::http::router(state.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
         let (gw_stop, gw_task) = serve!(listener, app, options.nodelay_gateway);
         Self {
@@ -182,13 +182,17 @@ impl Stack {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
             if i == 0 {
-                porthole::gateway::end_all(&self.state, "the benchmark (done)").await;
+                porthole::gateway::sessions::upkeep::end_all(
+                    &self.state.engine,
+                    "the benchmark (done)",
+                )
+                .await;
             }
         }
         for session in self.emulator.registry.active() {
             session.command(emulator::sessions::SessionCommand::Terminate);
         }
-        self.state.db.pool().close().await;
+        self.state.engine.db.pool().close().await;
     }
 
     /// `ssm:StartSession` on the emulator, as the gateway calls it.
@@ -212,7 +216,7 @@ impl Stack {
 
     /// An API client signed in as `name` (an operator, created here).
     pub async fn signed_in(&self, name: &str) -> Api {
-        users::create(&self.state.db, name, PASSWORD, &[Role::Operator])
+        users::create(&self.state.engine.db, name, PASSWORD, &[Role::Operator])
             .await
             .unwrap();
         let mut api = Api {

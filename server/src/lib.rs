@@ -3,6 +3,8 @@
 //! The library holds everything; `main.rs` only parses the command line.
 
 #[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod emulator;

@@ -136,7 +136,7 @@ enum AuditCommand {
         /// A row id and hash kept from an earlier run (`ID:HASH`, as verify prints the head):
         /// that row must still be there, unchanged. Catches rows deleted from the end.
         #[arg(long, value_name = "ID:HASH")]
-        anchor: Option<porthole::gateway::audit::Anchor>,
+        anchor: Option<porthole::gateway::store::audit::Anchor>,
     },
     /// Write the events to standard output, oldest first, for a SIEM.
     ///
@@ -145,10 +145,10 @@ enum AuditCommand {
     Export {
         /// Only events at or after this time: RFC 3339 (2026-01-02T15:04:05Z), a date
         /// (midnight UTC) or milliseconds since the Unix epoch.
-        #[arg(long, value_name = "TIME", value_parser = porthole::gateway::audit::parse_time)]
+        #[arg(long, value_name = "TIME", value_parser = porthole::gateway::store::audit::parse_time)]
         since: Option<i64>,
         /// Only events before this time (same forms as --since).
-        #[arg(long, value_name = "TIME", value_parser = porthole::gateway::audit::parse_time)]
+        #[arg(long, value_name = "TIME", value_parser = porthole::gateway::store::audit::parse_time)]
         until: Option<i64>,
         /// jsonl: one JSON object per line; csv: RFC 4180 with a header line.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
@@ -304,11 +304,11 @@ fn run_demo(args: DemoArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(p) = &args.password
-        && p.chars().count() < porthole::gateway::users::MIN_PASSWORD
+        && p.chars().count() < porthole::gateway::identity::users::MIN_PASSWORD
     {
         eprintln!(
             "error: the demo password must be at least {} characters",
-            porthole::gateway::users::MIN_PASSWORD
+            porthole::gateway::identity::users::MIN_PASSWORD
         );
         return ExitCode::from(2);
     }
@@ -326,8 +326,7 @@ fn run_demo(args: DemoArgs) -> ExitCode {
         };
         // The bound address (a port of 0 becomes a real one) is the public URL.
         let addr = listener.local_addr().unwrap_or(args.listen);
-        let demo = match porthole::gateway::demo::prepare(addr, args.data_dir, args.password).await
-        {
+        let demo = match porthole::cli::demo::prepare(addr, args.data_dir, args.password).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -404,9 +403,9 @@ fn run_serve(config: &ConfigArg) -> ExitCode {
     })
 }
 
-async fn open_db(config: &ConfigArg) -> Result<porthole::gateway::db::Db, String> {
+async fn open_db(config: &ConfigArg) -> Result<porthole::gateway::store::db::Db, String> {
     let config = config.load()?;
-    let db = porthole::gateway::db::Db::connect(config.database.url.expose())
+    let db = porthole::gateway::store::db::Db::connect(config.database.url.expose())
         .await
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
@@ -432,7 +431,7 @@ fn run_migrate(config: &ConfigArg) -> ExitCode {
 }
 
 fn run_users(config: &ConfigArg, command: UsersCommand) -> ExitCode {
-    use porthole::gateway::users;
+    use porthole::gateway::identity::users;
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
@@ -495,7 +494,7 @@ fn run_users(config: &ConfigArg, command: UsersCommand) -> ExitCode {
 
 /// Connects without migrating: the audit commands only read (a read-only replica will do).
 /// A SQLite file that does not exist is an error, not a new empty database.
-async fn connect_existing(config: &ConfigArg) -> Result<porthole::gateway::db::Db, String> {
+async fn connect_existing(config: &ConfigArg) -> Result<porthole::gateway::store::db::Db, String> {
     let config = config.load()?;
     let url = config.database.url.expose();
     if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -510,13 +509,13 @@ async fn connect_existing(config: &ConfigArg) -> Result<porthole::gateway::db::D
             ));
         }
     }
-    porthole::gateway::db::Db::connect(url)
+    porthole::gateway::store::db::Db::connect(url)
         .await
         .map_err(|e| e.to_string())
 }
 
 fn run_audit(config: &ConfigArg, command: AuditCommand) -> ExitCode {
-    use porthole::gateway::audit;
+    use porthole::gateway::store::audit;
     if let AuditCommand::Export {
         since: Some(since),
         until: Some(until),
@@ -593,7 +592,7 @@ fn run_audit(config: &ConfigArg, command: AuditCommand) -> ExitCode {
     })
 }
 
-fn role_list(roles: &[porthole::gateway::users::Role]) -> String {
+fn role_list(roles: &[porthole::gateway::identity::users::Role]) -> String {
     roles
         .iter()
         .map(|r| r.as_str())
@@ -749,7 +748,7 @@ struct PolicyCheckArgs {
 }
 
 fn run_policy(config: &ConfigArg, command: PolicyCommand) -> ExitCode {
-    use porthole::gateway::policy::check;
+    use porthole::cli::policy_check as check;
     let PolicyCommand::Check(args) = command;
     let config = match config.load() {
         Ok(c) => c,

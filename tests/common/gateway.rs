@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use porthole::gateway::config::{Config, Secret};
-use porthole::gateway::db::Db;
-use porthole::gateway::state::AppState;
-use porthole::gateway::users::{self, Role};
+use porthole::gateway::http::AppState;
+use porthole::gateway::identity::users::{self, Role};
+use porthole::gateway::store::db::Db;
 use tokio::net::TcpListener;
 
 use super::emulator::{self, Emu};
@@ -125,7 +125,7 @@ pub async fn start_with(
 impl Gateway {
     /// Creates a user with [`PASSWORD`].
     pub async fn user(&self, name: &str, roles: &[Role]) {
-        users::create(&self.state.db, name, PASSWORD, roles)
+        users::create(&self.state.engine.db, name, PASSWORD, roles)
             .await
             .unwrap();
     }
@@ -148,7 +148,7 @@ impl Gateway {
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
-        self.state.db.pool().close().await;
+        self.state.engine.db.pool().close().await;
         if let Some((admin_url, name)) = self.postgres.take() {
             let admin = Db::connect(&admin_url).await.unwrap();
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

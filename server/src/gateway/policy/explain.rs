@@ -7,8 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{Policy, describe_target};
-use crate::gateway::targets::Target;
-use crate::gateway::users::User;
+use crate::gateway::facts::{Target, User};
 
 /// An allowed start.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,17 +14,20 @@
 //! - [`Policy::explain`]: the same decision, rule by rule (`porthole policy check`).
 //! - [`Policy::reaches`]: whether a target belongs in the user's list.
 //! - [`Grants`]: what the user's roles allow beyond their own sessions, resolved once per
-//!   request ([`resolve`]) so that [`sees_all_sessions`], [`may_terminate`],
+//!   request (`identity::resolve`) so that [`sees_all_sessions`], [`may_terminate`],
 //!   [`may_observe`] and [`may_read_audit`] need only the user.
 //!
 //! The policy in force lives in a [`PolicyHandle`] and is replaced whole on reload (SIGHUP or
-//! a change of its file, [`reload`]); a bad file keeps the old policy.
+//! a change of its file, `gateway::reload`); a bad file keeps the old policy.
 //!
-//! [`RoleSource`]: super::users::RoleSource
+//! The policy is a pure decision on plain facts (`gateway::facts`): it reads no database,
+//! asks no AWS API and writes no audit row; its callers fetch the facts and record the
+//! outcome. Reading its own file is the only IO it does.
+//!
+//! [`RoleSource`]: crate::gateway::identity::users::RoleSource
 
-pub mod check;
 mod explain;
-pub mod reload;
+mod handle;
 pub mod rules;
 pub mod spec;
 
@@ -34,13 +37,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use self::explain::{Decision, Explanation, Refusal, RoleCheck};
-pub use self::reload::{PolicyHandle, reload, spawn_watcher};
+pub use self::handle::{PolicyHandle, log_loaded, stamp};
 pub use self::spec::{DEFAULT_DOCUMENTS, PolicyConfig, PolicyFile, RoleSpec};
 
 use self::rules::RoleDef;
-use super::state::AppState;
-use super::targets::Target;
-use super::users::{Role, User};
+pub use crate::gateway::facts::Grants;
+use crate::gateway::facts::{Role, Target, User};
 
 /// The rule for reasons when no role says otherwise: at least this many characters.
 pub const MIN_REASON: usize = spec::DEFAULT_MIN_REASON;
@@ -86,29 +88,6 @@ pub struct Policy {
     roles: Vec<RoleDef>,
     source: Source,
     hash: String,
-}
-
-/// What a user's roles allow beyond opening sessions on targets: resolved from the policy in
-/// force when a request is signed in ([`resolve`]); none until then.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// Some role selects at least one target (coarse: the decision per target is
-    /// [`Policy::decide_start`]).
-    pub opens_sessions: bool,
-    /// May watch others' live sessions, read-only.
-    pub observe_others: bool,
-    /// May terminate others' sessions.
-    pub terminate_others: bool,
-    /// May read the audit log.
-    pub read_audit: bool,
-}
-
-impl Grants {
-    /// Whether the user sees every session, not only their own: anyone who may observe,
-    /// terminate or audit others' sessions must be able to find them.
-    pub fn sees_all_sessions(&self) -> bool {
-        self.observe_others || self.terminate_others || self.read_audit
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -269,14 +248,6 @@ pub fn describe_target(target: &Target) -> String {
     } else {
         format!("{} ({})", target.id, parts.join(", "))
     }
-}
-
-/// A signed-in user as the policy sees them: roles from the state's role source, grants from
-/// the policy in force.
-pub fn resolve(state: &AppState, mut user: User) -> User {
-    user.roles = state.role_source.roles_of(&user);
-    user.grants = state.policy.current().grants(&user.roles);
-    user
 }
 
 /// Whether `user` may open sessions at all (some role selects some target). The decision for

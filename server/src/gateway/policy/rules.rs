@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::gateway::targets::Target;
+use crate::gateway::facts::Target;
 
 /// A glob (`*`, `?`, `[a-z]`, `{a,b}`; case-sensitive; `*` crosses `/`).
 #[derive(Debug, Clone)]

@@ -187,7 +187,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
 
 /// Checks a role name: what user names allow (a-z, 0-9, `.`, `_`, `-`; 1 to 64).
 pub fn valid_role_name(name: &str) -> bool {
-    crate::gateway::users::valid_name(name)
+    crate::gateway::facts::valid_name(name)
 }
 
 /// Turns written roles into matchers; `key` is where they were written (`policy.roles`, or

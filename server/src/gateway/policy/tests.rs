@@ -445,10 +445,7 @@ fn refusals_describe_the_target() {
         describe_target(&web1()),
         "i-0abc0001 (web-1, us-east-1, env=prod, team=web)"
     );
-    assert_eq!(
-        describe_target(&super::super::targets::unknown("i-0")),
-        "i-0"
-    );
+    assert_eq!(describe_target(&Target::unknown("i-0")), "i-0");
 }
 
 #[test]

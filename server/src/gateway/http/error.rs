@@ -7,7 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::db::DbError;
+use crate::gateway::aws::AwsError;
+use crate::gateway::identity::login::SignInError;
+use crate::gateway::sessions;
+use crate::gateway::store::db::DbError;
 
 /// An error answer of the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,53 @@ impl std::error::Error for ApiError {}
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         Self::internal(e)
+    }
+}
+
+impl From<sessions::Error> for ApiError {
+    fn from(e: sessions::Error) -> Self {
+        use sessions::Error as E;
+        let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+        match e {
+            E::Forbidden(m) => Self::forbidden(m),
+            E::UnknownTarget(m) => Self::not_found("unknown_target", m),
+            E::UnknownSession(m) => Self::not_found("unknown_session", m),
+            E::NoRecording(m) => Self::not_found("no_recording", m),
+            E::InvalidDocument(m) => Self::new(unprocessable, "invalid_document", m),
+            E::InvalidReason(m) => Self::new(unprocessable, "invalid_reason", m),
+            E::TooManySessions(m) => Self::conflict("too_many_sessions", m),
+            E::TargetNotConnected(m) => Self::conflict("target_not_connected", m),
+            E::SessionEnded(m) => Self::conflict("session_ended", m),
+            E::Upstream(m) => Self::upstream(m),
+            E::Db(e) => Self::internal(e),
+            E::Internal(m) => Self::internal(m),
+        }
+    }
+}
+
+impl From<AwsError> for ApiError {
+    fn from(e: AwsError) -> Self {
+        match e {
+            AwsError::Upstream(m) => Self::upstream(m),
+            AwsError::Internal(m) => Self::internal(m),
+        }
+    }
+}
+
+impl From<SignInError> for ApiError {
+    fn from(e: SignInError) -> Self {
+        match e {
+            SignInError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                e.to_string(),
+            ),
+            SignInError::RateLimited { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            }
+            SignInError::Db(e) => Self::internal(e),
+            SignInError::Internal(m) => Self::internal(m),
+        }
     }
 }
 

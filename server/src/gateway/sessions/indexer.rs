@@ -1,5 +1,5 @@
-//! Search inside recordings: the text each session printed, escape sequences removed, kept as
-//! lines with the moment each began (`recording_lines`), and `GET /api/v1/recordings/search`.
+//! The search index of what sessions printed: the text, escape sequences removed, kept as
+//! lines with the moment each began (`recording_lines`, written by `store::search`).
 //!
 //! - [`Lines`] turns output into lines, with no IO: a `vte` parser (the terminal model's, so no
 //!   second copy is built) keeps printable text and drops control and escape sequences; `\n`
@@ -10,33 +10,18 @@
 //!   writer task per session, which runs [`Lines`] and inserts the lines in batches: when
 //!   [`BATCH_LINES`] are ready, every second, and at the end. The session task never parses
 //!   for the index nor waits on the database.
-//! - [`find`] is the search: `LIKE` on the lower-cased line, the query's `%`, `_` and `!`
-//!   escaped (they match literally), every value bound, only sessions the caller may read.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use serde::Serialize;
-use serde_json::json;
-use sqlx::Row;
 use tokio::sync::mpsc;
 
-use super::auth::SignedIn;
-use super::db::{Backend, Db, DbError};
-use super::error::ApiError;
 use super::ground::{Tracker, is_plain};
-use super::policy;
-use super::state::AppState;
-use super::users::User;
+use crate::gateway::store::db::Db;
+use crate::gateway::store::search::insert;
+pub use crate::gateway::store::search::{BATCH_LINES, Line};
 
 /// Longest line indexed; a longer one continues as another line.
 pub const MAX_LINE_CHARS: usize = 500;
-/// Lines sent to the writer at once (also the most rows in one `INSERT`: 3 values each keeps
-/// the statement within SQLite's 999 bound parameters).
-pub const BATCH_LINES: usize = 200;
 /// Output chunks queued towards a session's writer task (a chunk is what one data-channel
 /// message carried, at most a few KiB). A writer that falls this far behind (a slow
 /// database) makes output wait in the indexer, up to [`MAX_WAITING_BYTES`].
@@ -45,22 +30,6 @@ const WRITER_QUEUE: usize = 256;
 /// are dropped and counted (logged once, and in total at the end): the recording keeps them,
 /// the index does not.
 const MAX_WAITING_BYTES: usize = 4 * 1024 * 1024;
-/// Longest query, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
-/// Matches returned when `limit` is not given, and the most that may be asked for.
-pub const DEFAULT_LIMIT: i64 = 50;
-/// … the most.
-pub const MAX_LIMIT: i64 = 500;
-
-/// One line of output and when it began.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    /// Milliseconds from the start of the recording to the line's first character, rounded
-    /// up: a player positioned there already shows that character.
-    pub offset_ms: i64,
-    /// The text, escape sequences removed, trailing blanks trimmed.
-    pub text: String,
-}
 
 /// Output to lines, without IO.
 pub struct Lines {
@@ -376,204 +345,6 @@ async fn write_lines(db: Db, session_id: String, mut rx: mpsc::Receiver<ToWriter
     }
 }
 
-/// The lines in one statement with three parameters: the session, the first line number and
-/// the lines as a JSON array of `[offset_ms, text]`, unpacked by the database (`json_each` on
-/// SQLite, `jsonb_array_elements` on PostgreSQL). Hundreds of bound parameters instead cost
-/// SQLite's driver a lookup of each among all (7 % of the process's CPU during bulk output),
-/// and one statement a line costs a round trip to the driver's thread a line.
-async fn insert(db: &Db, session_id: &str, first_seq: i64, lines: &[Line]) -> Result<(), DbError> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(i64, &str)> = lines
-        .iter()
-        .map(|l| (l.offset_ms, l.text.as_str()))
-        .collect();
-    // Numbers and strings: encoding cannot fail.
-    let rows = serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned());
-    let sql = match db.backend() {
-        Backend::Sqlite => {
-            "INSERT INTO recording_lines (session_id, seq, offset_ms, line) \
-             SELECT $1, $2 + CAST(key AS INTEGER), json_extract(value, '$[0]'), json_extract(value, '$[1]') \
-             FROM json_each($3)"
-        }
-        Backend::Postgres => {
-            "INSERT INTO recording_lines (session_id, seq, offset_ms, line) \
-             SELECT $1, $2 + ord - 1, (elem->>0)::BIGINT, elem->>1 \
-             FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS t(elem, ord)"
-        }
-    };
-    // Under the process's write lock: on SQLite, a commit between an audit append's read and
-    // write makes that append fail.
-    let _writing = db.lock_writes().await;
-    sqlx::query(sql)
-        .bind(session_id)
-        .bind(first_seq)
-        .bind(rows)
-        .execute(db.pool())
-        .await
-        .map_err(|e| DbError::new("write recording lines", e))?;
-    Ok(())
-}
-
-/// One match.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Match {
-    /// The session.
-    pub session_id: String,
-    /// Who opened it.
-    pub user: String,
-    /// The node.
-    pub target: String,
-    /// The reason given.
-    pub reason: String,
-    /// Seconds from the start of the recording to the line (a player started there shows it).
-    pub offset_seconds: f64,
-    /// The line, as printed (escape sequences removed).
-    pub line: String,
-}
-
-/// The query, trimmed, when it is one: not empty, at most [`MAX_QUERY_CHARS`] characters.
-pub fn check_query(q: &str) -> Result<String, String> {
-    let q = q.trim();
-    if q.is_empty() {
-        return Err("q: give the text to search for".into());
-    }
-    let n = q.chars().count();
-    if n > MAX_QUERY_CHARS {
-        return Err(format!("q: at most {MAX_QUERY_CHARS} characters (got {n})"));
-    }
-    if q.chars().any(char::is_control) {
-        return Err("q: no control characters".into());
-    }
-    Ok(q.to_owned())
-}
-
-/// A `LIKE … ESCAPE '!'` pattern that matches `text` anywhere, literally.
-pub fn like_pattern(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.chars() {
-        if matches!(c, '!' | '%' | '_') {
-            out.push('!');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-/// Lines containing `q` (case-insensitive: ASCII on SQLite, all letters on PostgreSQL) in the
-/// sessions `user` may read, newest session first, in order within a session; at most
-/// `limit`, and whether there were more.
-pub async fn find(
-    db: &Db,
-    user: &User,
-    q: &str,
-    limit: i64,
-) -> Result<(Vec<Match>, bool), DbError> {
-    let rows = sqlx::query(
-        "SELECT l.session_id, l.offset_ms, l.line, u.name, s.target, s.reason \
-         FROM recording_lines l \
-         JOIN sessions s ON s.id = l.session_id \
-         JOIN users u ON u.id = s.user_id \
-         WHERE ($1 = 1 OR s.user_id = $2) AND LOWER(l.line) LIKE LOWER($3) ESCAPE '!' \
-         ORDER BY s.started_at DESC, l.session_id, l.seq \
-         LIMIT $4",
-    )
-    .bind(i64::from(policy::sees_all_sessions(user)))
-    .bind(user.id)
-    .bind(like_pattern(q))
-    .bind(limit + 1)
-    .fetch_all(db.pool())
-    .await
-    .map_err(|e| DbError::new("search recordings", e))?;
-    let read = |e| DbError::new("read search match", e);
-    let mut matches = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let offset_ms: i64 = row.try_get("offset_ms").map_err(read)?;
-        matches.push(Match {
-            session_id: row.try_get("session_id").map_err(read)?,
-            user: row.try_get("name").map_err(read)?,
-            target: row.try_get("target").map_err(read)?,
-            reason: row.try_get("reason").map_err(read)?,
-            offset_seconds: offset_ms as f64 / 1000.0,
-            line: row.try_get("line").map_err(read)?,
-        });
-    }
-    let more = matches.len() as i64 > limit;
-    matches.truncate(usize::try_from(limit).unwrap_or(0));
-    Ok((matches, more))
-}
-
-/// A search request: the query and the limit, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The text, trimmed.
-    pub q: String,
-    /// 1 to [`MAX_LIMIT`].
-    pub limit: i64,
-}
-
-fn unprocessable(message: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message)
-}
-
-/// Reads `q` and `limit` from a query string's pairs. Errors name the parameter.
-pub fn parse(pairs: &[(String, String)]) -> Result<Request, ApiError> {
-    let mut q = None;
-    let mut limit = None;
-    for (k, v) in pairs {
-        let slot = match k.as_str() {
-            "q" => &mut q,
-            "limit" => &mut limit,
-            other => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
-                    format!("{other}: not a parameter of this API (q, limit)"),
-                ));
-            }
-        };
-        if slot.replace(v.clone()).is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("{k}: given more than once"),
-            ));
-        }
-    }
-    let q = check_query(q.as_deref().unwrap_or("")).map_err(unprocessable)?;
-    let limit = match limit.as_deref().map(str::trim) {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                unprocessable(format!(
-                    "limit: a whole number from 1 to {MAX_LIMIT} (got {text:?})"
-                ))
-            })?,
-    };
-    Ok(Request { q, limit })
-}
-
-/// `GET /api/v1/recordings/search?q=TEXT[&limit=N]`.
-pub async fn search(
-    State(state): State<Arc<AppState>>,
-    signed: SignedIn,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(pairs) = query.map_err(|e| {
-        ApiError::bad_request(
-            "invalid_request",
-            format!("the query string is malformed: {e}"),
-        )
-    })?;
-    let request = parse(&pairs)?;
-    let (matches, more) = find(&state.db, &signed.user, &request.q, request.limit).await?;
-    Ok(Json(json!({ "matches": matches, "more": more })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,39 +422,5 @@ mod tests {
             }
             proptest::prop_assert_eq!(fast.finish(), reference.finish());
         }
-    }
-
-    #[test]
-    fn like_metacharacters_are_escaped() {
-        assert_eq!(like_pattern("100%_done!"), "%100!%!_done!!%");
-        assert_eq!(like_pattern("plain"), "%plain%");
-    }
-
-    #[test]
-    fn queries_are_checked() {
-        assert_eq!(check_query("  disk  ").as_deref(), Ok("disk"));
-        assert!(check_query("   ").unwrap_err().starts_with("q:"));
-        assert!(check_query(&"x".repeat(201)).unwrap_err().contains("200"));
-        assert!(check_query(&"é".repeat(200)).is_ok());
-        assert!(check_query("a\u{7}b").is_err());
-        let pairs = |v: &[(&str, &str)]| {
-            v.iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            parse(&pairs(&[("q", "x"), ("limit", "5")])).unwrap(),
-            Request {
-                q: "x".into(),
-                limit: 5
-            }
-        );
-        assert_eq!(parse(&pairs(&[("q", "x")])).unwrap().limit, DEFAULT_LIMIT);
-        let status = |v: &[(&str, &str)]| parse(&pairs(v)).unwrap_err().status.as_u16();
-        assert_eq!(status(&[]), 422);
-        assert_eq!(status(&[("q", "x"), ("limit", "0")]), 422);
-        assert_eq!(status(&[("q", "x"), ("limit", "501")]), 422);
-        assert_eq!(status(&[("q", "x"), ("nope", "1")]), 400);
-        assert_eq!(status(&[("q", "x"), ("q", "y")]), 400);
     }
 }

@@ -29,16 +29,16 @@ use axum::routing::get;
 use rust_embed::RustEmbed;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use super::audit::{self, StoredEvent};
-use super::audit_api::{self, Params};
-use super::auth::{SignedIn, client_of, signed_in};
-use super::db::now_ms;
+use super::audit::{self as audit_api, Params};
 use super::error::ApiError;
-use super::policy;
-use super::search;
-use super::sessions::{SessionView, visible, visible_one};
+use super::extract::{SignedIn, client_of, signed_in};
 use super::state::AppState;
-use super::targets;
+use crate::gateway::policy;
+use crate::gateway::sessions::engine;
+use crate::gateway::store::audit::{self, StoredEvent};
+use crate::gateway::store::db::now_ms;
+use crate::gateway::store::search;
+use crate::gateway::store::sessions::{SessionView, StateFilter};
 
 /// The browser assets: `web/dist/`, made by `scripts/web-build`. Debug builds read the folder
 /// at run time; release builds embed it (`build.rs` makes cargo re-embed when it changes).
@@ -403,7 +403,8 @@ fn local_path(next: Option<&String>) -> Option<String> {
 /// Node names by id, best effort: an empty map when AWS is slow or failing (pages then show
 /// ids only; the targets page reports such errors itself).
 async fn node_names(state: &AppState) -> HashMap<String, String> {
-    match tokio::time::timeout(NAMES_TIMEOUT, targets::all(state)).await {
+    let engine = &state.engine;
+    match tokio::time::timeout(NAMES_TIMEOUT, engine.targets.all(&engine.aws)).await {
         Ok(Ok(list)) => list
             .iter()
             .map(|t| (t.id.clone(), t.name.clone()))
@@ -513,7 +514,8 @@ async fn sessions_page(
         Some("ended") => "ended",
         _ => "all",
     };
-    let views = match visible(&state, &signed.user, filter).await {
+    let state_filter = StateFilter::parse(filter).unwrap_or(StateFilter::All);
+    let views = match engine::list(&state.engine, &signed.user, state_filter).await {
         Ok(views) => views,
         Err(e) => return PageError::new(e.into(), &signed).into_response(),
     };
@@ -557,9 +559,9 @@ async fn session_for_page(
     let signed = require_sign_in(state, parts)
         .await
         .map_err(IntoResponse::into_response)?;
-    let view = match visible_one(state, &signed, id).await {
+    let view = match engine::visible_one(&state.engine, &signed.user, id).await {
         Ok(view) => view,
-        Err(e) => return Err(PageError::new(e, &signed).into_response()),
+        Err(e) => return Err(PageError::new(e.into(), &signed).into_response()),
     };
     let node_name = node_names(state)
         .await
@@ -675,7 +677,11 @@ async fn search_page(
             return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
         }
     };
-    match search::find(&state.db, &signed.user, &q, search::DEFAULT_LIMIT).await {
+    let reader = search::Reader {
+        user_id: signed.user.id,
+        everyone: policy::sees_all_sessions(&signed.user),
+    };
+    match search::find(&state.engine.db, reader, &q, search::DEFAULT_LIMIT).await {
         Ok((matches, more)) => {
             page.matches = matches;
             page.more = more;
@@ -707,11 +713,11 @@ async fn live_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response
         );
         return PageError::new(e, &signed).into_response();
     }
-    let views = match visible(&state, &signed.user, "active").await {
+    let views = match engine::list(&state.engine, &signed.user, StateFilter::Active).await {
         Ok(views) => views,
         Err(e) => return PageError::new(e.into(), &signed).into_response(),
     };
-    let stats = super::sessions::live_stats(&state, &views).await;
+    let stats = engine::live_stats(&state.engine, &views).await;
     let names = node_names(&state).await;
     let now = now_ms();
     let rows = views
@@ -791,7 +797,7 @@ async fn audit_page(
             return (StatusCode::BAD_REQUEST, render(&page)).into_response();
         }
     };
-    let result = match audit_api::read_page(&state.db, &request).await {
+    let result = match audit_api::read_page(&state.engine.db, &request).await {
         Ok(result) => result,
         Err(e) => return PageError::new(e.into(), &signed).into_response(),
     };
@@ -972,7 +978,9 @@ mod tests {
                 .replace(" 'wasm-unsafe-eval'", "")
                 .split_whitespace()
                 .collect::<Vec<_>>(),
-            crate::gateway::CSP.split_whitespace().collect::<Vec<_>>()
+            crate::gateway::http::CSP
+                .split_whitespace()
+                .collect::<Vec<_>>()
         );
     }
 

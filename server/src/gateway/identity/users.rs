@@ -2,74 +2,14 @@
 //! `users` table. What a role allows is the policy's to say; where a user's roles come from is
 //! a [`RoleSource`] (local assignment today).
 
-use std::borrow::Cow;
-
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use sqlx::Row;
 
-use super::db::{Db, DbError, now_ms};
-use super::policy::Grants;
-
-/// A role name. What a role allows is the policy's business (`policy`, the roles of the
-/// configuration); a user only holds names. `Role::Admin`, `Role::Operator` and
-/// `Role::Auditor` name the built-in roles, used when the configuration defines none.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Role(Cow<'static, str>);
-
-// Spelled like the enum variants they replace, so `Role::Operator` reads as it always did.
-#[allow(non_upper_case_globals)]
-impl Role {
-    /// The built-in role that may do everything, including to others' sessions.
-    pub const Admin: Role = Role(Cow::Borrowed("admin"));
-    /// The built-in role that opens sessions on any target.
-    pub const Operator: Role = Role(Cow::Borrowed("operator"));
-    /// The built-in role that reads sessions and the audit log and opens none.
-    pub const Auditor: Role = Role(Cow::Borrowed("auditor"));
-}
-
-impl Role {
-    /// The name used in the database, the CLI, the API and the policy.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// A role name, when it is one (the characters of user names: a-z, 0-9, `.`, `_`, `-`;
-    /// 1 to 64). Whether the policy defines it is another question ([`check_defined`]).
-    pub fn parse(s: &str) -> Option<Self> {
-        valid_name(s).then(|| Self(Cow::Owned(s.to_owned())))
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A user as the rest of the gateway sees it (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Row id.
-    pub id: i64,
-    /// Sign-in name.
-    pub name: String,
-    /// Role names.
-    pub roles: Vec<Role>,
-    /// Disabled users cannot sign in and their sign-ins stop working.
-    pub disabled: bool,
-    /// What the roles allow beyond one's own sessions, resolved by the policy for a signed-in
-    /// request (`policy::resolve`); none for a user merely read from the table.
-    pub grants: Grants,
-}
-
-impl User {
-    /// Whether the user holds `role` (a name; what it allows is the policy's to say).
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
-}
+use crate::gateway::facts::Grants;
+pub use crate::gateway::facts::{Role, User};
+use crate::gateway::store::db::{Db, DbError, now_ms};
 
 /// Where a user's roles come from. The gateway asks it for every signed-in request, so a
 /// source may map an outside identity to policy roles (an SSO group claim, later). Today's one
@@ -129,13 +69,7 @@ pub const MIN_PASSWORD: usize = 8;
 /// Longest accepted password (argon2 hashes anything, but unbounded input is a DoS lever).
 pub const MAX_PASSWORD: usize = 1024;
 
-/// Checks a user name.
-pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+pub use crate::gateway::facts::valid_name;
 
 /// Parses a comma-separated role list, in the order given, without repeats (names only; see
 /// [`check_defined`]).

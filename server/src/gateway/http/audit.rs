@@ -18,12 +18,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
-use super::audit::{self, Filter, StoredEvent};
-use super::auth::SignedIn;
-use super::db::{Db, DbError};
 use super::error::ApiError;
+use super::extract::SignedIn;
 use super::state::AppState;
-use super::users::User;
+pub use crate::gateway::policy::may_read_audit;
+use crate::gateway::store::audit::{self, Filter, StoredEvent};
+use crate::gateway::store::db::{Db, DbError};
 
 /// Events per page when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -33,12 +33,6 @@ pub const MAX_LIMIT: i64 = 500;
 const MAX_FILTER_CHARS: usize = 256;
 /// What a cursor holds before the row id (base64url-encoded as a whole: opaque to clients).
 const CURSOR_PREFIX: &str = "audit.v1.";
-
-/// Whether `user` may read the audit log (a role with `read_audit`; the built-in admin and
-/// auditor have it).
-pub fn may_read_audit(user: &User) -> bool {
-    super::policy::may_read_audit(user)
-}
 
 /// The parameters as given (empty: not set), so a form can show them again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -270,7 +264,7 @@ pub async fn list(
     }
     let Query(pairs) = query.map_err(|e| invalid(format!("the query string is malformed: {e}")))?;
     let request = Params::from_pairs(&pairs)?.parse()?;
-    let page = read_page(&state.db, &request).await?;
+    let page = read_page(&state.engine.db, &request).await?;
     Ok(Json(json!({
         "events": page.events,
         "next_cursor": page.next_cursor,

@@ -18,8 +18,8 @@ use std::time::Instant;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-/// The media type of asciicast v2.
-pub const CONTENT_TYPE: &str = "application/x-asciicast";
+use super::indexer::Indexer;
+pub use crate::gateway::store::recordings::{CONTENT_TYPE, Finished, path_of};
 
 /// A recording being written.
 pub struct Recorder {
@@ -33,7 +33,7 @@ pub struct Recorder {
     record_input: bool,
     failed: Option<String>,
     /// The text index of the output, for search (`with_index`).
-    index: Option<super::search::Indexer>,
+    index: Option<Indexer>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -43,29 +43,6 @@ impl std::fmt::Debug for Recorder {
             .field("bytes", &self.bytes)
             .finish()
     }
-}
-
-/// What a finished recording is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finished {
-    /// Where it is.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub bytes: u64,
-    /// Its SHA-256, hex.
-    pub sha256: String,
-    /// Why writing stopped early, if it did.
-    pub error: Option<String>,
-}
-
-/// The recording file of a session in `dir`.
-pub fn path_of(dir: &Path, session_id: &str) -> PathBuf {
-    // Session ids are UUIDs made by the gateway; keep only what a UUID has, to be sure.
-    let safe: String = session_id
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
-        .collect();
-    dir.join(format!("{safe}.cast"))
 }
 
 impl Recorder {
@@ -108,8 +85,8 @@ impl Recorder {
         Ok(recorder)
     }
 
-    /// Also indexes the output for search ([`super::search`]).
-    pub fn with_index(mut self, index: super::search::Indexer) -> Self {
+    /// Also indexes the output for search ([`super::indexer`]).
+    pub fn with_index(mut self, index: Indexer) -> Self {
         self.index = Some(index);
         self
     }

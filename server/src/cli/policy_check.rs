@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{DEFAULT_DOCUMENT, Policy, check_document};
+use crate::gateway::aws::targets;
 use crate::gateway::config::Config;
-use crate::gateway::db::Db;
-use crate::gateway::targets::{self, Target};
-use crate::gateway::users::{self, LocalRoles, RoleSource, User};
+use crate::gateway::facts::{Grants, Target, User};
+use crate::gateway::identity::users::{self, LocalRoles, RoleSource};
+use crate::gateway::policy::{DEFAULT_DOCUMENT, Policy, check_document};
+use crate::gateway::store::db::Db;
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -77,7 +78,7 @@ async fn user_of(config: &Config, request: &CheckRequest) -> Result<(User, &'sta
             name: request.user.clone(),
             roles,
             disabled: false,
-            grants: super::Grants::default(),
+            grants: Grants::default(),
         };
         return Ok((user, "as given with --roles"));
     }
@@ -105,7 +106,7 @@ async fn target_of(
 ) -> Result<(Target, &'static str), String> {
     let offline = request.name.is_some() || request.region.is_some() || !request.tags.is_empty();
     if !offline {
-        let aws = crate::gateway::state::aws_clients(config).await;
+        let aws = crate::gateway::aws::aws_clients(config).await;
         let regions = config.aws.all_regions().join(", ");
         return match targets::lookup(&aws, &request.target).await? {
             Some(target) => Ok((target, "from AWS")),

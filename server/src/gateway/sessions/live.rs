@@ -21,12 +21,13 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::{self, Client, Event, kind};
-use super::db::{DbError, now_ms};
-use super::recording::Recorder;
+use super::Engine;
+use super::indexer::Indexer;
+use super::recorder::Recorder;
 use super::screen::Model;
-use super::search::Indexer;
-use super::state::{AppState, aws_message};
+use crate::gateway::aws::aws_message;
+use crate::gateway::store::audit::{self, Client, Event, kind};
+use crate::gateway::store::db::{DbError, now_ms};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{ClientEvent, ClientHandle};
 
@@ -313,7 +314,7 @@ pub struct Spawn {
 }
 
 /// Starts the session's task and registers it.
-pub fn spawn(state: Arc<AppState>, spawn: Spawn) -> Arc<LiveSession> {
+pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let live = Arc::new(LiveSession {
         id: spawn.id.clone(),
@@ -470,7 +471,7 @@ impl Limits {
         }
     }
 
-    fn from_config(c: &super::config::SessionsConfig) -> Self {
+    fn from_config(c: &crate::gateway::config::SessionsConfig) -> Self {
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Self {
             idle: secs(c.idle_timeout_seconds),
@@ -522,7 +523,7 @@ impl Flush {
 }
 
 struct Task {
-    state: Arc<AppState>,
+    state: Arc<Engine>,
     spawn: Spawn,
     commands: mpsc::Receiver<Command>,
     ring: Ring,

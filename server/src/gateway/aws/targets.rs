@@ -7,36 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, ResourceTypeForTagging};
-use axum::Json;
-use axum::extract::State;
-use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::auth::SignedIn;
-use super::error::ApiError;
-use super::state::{AppState, aws_message};
-use crate::ssm::client::AwsClients;
+use super::{AwsError, Regions, aws_message};
+pub use crate::gateway::facts::Target;
 
 /// How long a fetched list is served before it is fetched again.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
-
-/// A managed node as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Target {
-    /// Instance id (`i-…`, `mi-…`).
-    pub id: String,
-    /// The `Name` tag, else the node's name, else its computer name.
-    pub name: String,
-    /// Linux, Windows, MacOS.
-    pub platform: String,
-    /// Online, ConnectionLost, Inactive.
-    pub ping_status: String,
-    /// The region it is in.
-    pub region: String,
-    /// Its tags.
-    pub tags: BTreeMap<String, String>,
-}
 
 /// The cache of the last list.
 #[derive(Debug, Default)]
@@ -44,40 +21,39 @@ pub struct Cache {
     last: Mutex<Option<(Instant, Arc<Vec<Target>>)>>,
 }
 
-/// Every node of every region, from the cache when it is fresh. One fetch at a time: callers
-/// that arrive during a fetch wait for it and share its result.
-pub async fn all(state: &AppState) -> Result<Arc<Vec<Target>>, ApiError> {
-    let mut last = state.targets.last.lock().await;
-    if let Some((at, list)) = last.as_ref()
-        && at.elapsed() < CACHE_TTL
-    {
-        return Ok(list.clone());
+impl Cache {
+    /// Every node of every region, from the cache when it is fresh. One fetch at a time:
+    /// callers that arrive during a fetch wait for it and share its result.
+    pub async fn all(&self, aws: &Regions) -> Result<Arc<Vec<Target>>, AwsError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, list)) = last.as_ref()
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(list.clone());
+        }
+        let mut out = Vec::new();
+        for (region, clients) in aws {
+            out.extend(fetch_region(region, &clients.ssm, None).await?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        let list = Arc::new(out);
+        *last = Some((Instant::now(), list.clone()));
+        Ok(list)
     }
-    let mut out = Vec::new();
-    for (region, clients) in &state.aws {
-        out.extend(fetch_region(region, &clients.ssm, None).await?);
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
-    let list = Arc::new(out);
-    *last = Some((Instant::now(), list.clone()));
-    Ok(list)
-}
 
-/// One node by id.
-pub async fn find(state: &AppState, id: &str) -> Result<Option<Target>, ApiError> {
-    Ok(all(state).await?.iter().find(|t| t.id == id).cloned())
+    /// One node by id.
+    pub async fn find(&self, aws: &Regions, id: &str) -> Result<Option<Target>, AwsError> {
+        Ok(self.all(aws).await?.iter().find(|t| t.id == id).cloned())
+    }
 }
 
 /// One node by id, asked of AWS directly (no cache): each region in turn, with an
 /// `InstanceIds` filter (`porthole policy check`).
-pub async fn lookup(
-    aws: &BTreeMap<String, AwsClients>,
-    id: &str,
-) -> Result<Option<Target>, String> {
+pub async fn lookup(aws: &Regions, id: &str) -> Result<Option<Target>, String> {
     for (region, clients) in aws {
         let found = fetch_region(region, &clients.ssm, Some(id))
             .await
-            .map_err(|e| e.message)?;
+            .map_err(|e| e.to_string())?;
         if let Some(target) = found.into_iter().find(|t| t.id == id) {
             return Ok(Some(target));
         }
@@ -85,37 +61,25 @@ pub async fn lookup(
     Ok(None)
 }
 
-/// A target that is not among the managed nodes, as the policy sees it: only its id.
-pub fn unknown(id: &str) -> Target {
-    Target {
-        id: id.to_owned(),
-        name: id.to_owned(),
-        platform: String::new(),
-        ping_status: String::new(),
-        region: String::new(),
-        tags: BTreeMap::new(),
-    }
-}
-
 async fn fetch_region(
     region: &str,
     ssm: &aws_sdk_ssm::Client,
     only: Option<&str>,
-) -> Result<Vec<Target>, ApiError> {
+) -> Result<Vec<Target>, AwsError> {
     let mut request = ssm.describe_instance_information().max_results(50);
     if let Some(id) = only {
         let filter = InstanceInformationStringFilter::builder()
             .key("InstanceIds")
             .values(id)
             .build()
-            .map_err(|e| ApiError::internal(format!("InstanceIds filter: {e}")))?;
+            .map_err(|e| AwsError::Internal(format!("InstanceIds filter: {e}")))?;
         request = request.filters(filter);
     }
     let mut pages = request.into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            ApiError::upstream(format!(
+            AwsError::Upstream(format!(
                 "DescribeInstanceInformation in {region}: {}",
                 aws_message(&e)
             ))
@@ -165,19 +129,4 @@ async fn fetch_region(
         }
     }
     Ok(out)
-}
-
-/// `GET /api/v1/targets`: what this user may reach.
-pub async fn list(
-    State(state): State<Arc<AppState>>,
-    signed: SignedIn,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let policy = state.policy.current();
-    let targets: Vec<Target> = all(&state)
-        .await?
-        .iter()
-        .filter(|t| policy.reaches(&signed.user, t))
-        .cloned()
-        .collect();
-    Ok(Json(json!({ "targets": targets })))
 }

@@ -14,13 +14,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::audit::{self, Event, kind};
-use super::auth::{self, SignedIn, origin_ok};
 use super::error::ApiError;
-use super::live::{LiveSession, ToBrowser};
-use super::policy;
-use super::sessions::visible_one;
+use super::extract::{self as auth, SignedIn, origin_ok};
 use super::state::AppState;
+use crate::gateway::policy;
+use crate::gateway::sessions::engine::visible_one;
+use crate::gateway::sessions::live::{LiveSession, ToBrowser};
+use crate::gateway::store::audit::{self, Event, kind};
 
 /// The session ended (the shell exited, it was terminated, or it failed).
 pub const CLOSE_SESSION_ENDED: u16 = 4000;
@@ -73,7 +73,7 @@ pub async fn attach(
             format!("the Origin header must be {}", state.origin),
         ));
     }
-    let view = visible_one(&state, &signed, &id).await?;
+    let view = visible_one(&state.engine, &signed.user, &id).await?;
     let observe = match query.mode.as_deref() {
         None | Some("") | Some("interactive") => false,
         Some("observe") => true,
@@ -91,7 +91,7 @@ pub async fn attach(
                 signed.user.name, view.user
             )));
         }
-        let Some(live) = state.live.get(&id) else {
+        let Some(live) = state.engine.live.get(&id) else {
             return Err(ApiError::conflict(
                 "session_ended",
                 format!("session {id} is not running ({})", view.state),
@@ -108,7 +108,7 @@ pub async fn attach(
             view.user
         )));
     }
-    let Some(live) = state.live.get(&id) else {
+    let Some(live) = state.engine.live.get(&id) else {
         return Err(ApiError::conflict(
             "session_ended",
             format!("session {id} is not running ({})", view.state),
@@ -371,7 +371,7 @@ async fn record(
     let event = Event::new(kind, &signed.user.name, &signed.client)
         .session(&live.id, &live.target)
         .detail(detail);
-    audit::record(&state.db, &event)
+    audit::record(&state.engine.db, &event)
         .await
         .map(|_| ())
         .map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))

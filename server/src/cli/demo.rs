@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::config::{Config, Secret};
-use super::db::Db;
-use super::users::{self, Role, UserError};
 use crate::emulator::{EmulatorConfig, RunningEmulator};
+use crate::gateway::config::{Config, Secret};
+use crate::gateway::facts::Role;
+use crate::gateway::identity::users::{self, UserError};
+use crate::gateway::store::db::Db;
 
 /// The demo users and their roles.
 pub const DEMO_USERS: [(&str, Role); 3] = [

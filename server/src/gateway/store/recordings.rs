@@ -1,7 +1,7 @@
 //! Where finished recordings are kept: `recordings.dir` (`storage = "local"`), or an S3
 //! bucket (`storage = "s3"`).
 //!
-//! A running session's [`Recorder`](super::recording::Recorder) always writes to a file in
+//! A running session's recorder (`sessions::recorder`) always writes to a file in
 //! `recordings.dir`. With S3 that folder is a spool: when the session ends the finished file is
 //! uploaded (PutObject, or a multipart upload from [`MULTIPART_THRESHOLD`] on) to
 //! `bucket/prefix<session id>.cast` with the asciicast media type and its SHA-256 as object
@@ -24,9 +24,35 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::audit::{self, Client, Event, kind};
-use super::config::{Config, RecordingStorage};
-use super::recording::{CONTENT_TYPE, Finished, path_of};
-use super::state::{AppState, aws_message};
+use super::db::Db;
+use crate::gateway::aws::aws_message;
+use crate::gateway::config::{Config, RecordingStorage};
+
+/// The media type of asciicast v2.
+pub const CONTENT_TYPE: &str = "application/x-asciicast";
+
+/// What a finished recording is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Why writing stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// The recording file of a session in `dir`.
+pub fn path_of(dir: &Path, session_id: &str) -> PathBuf {
+    // Session ids are UUIDs made by the gateway; keep only what a UUID has, to be sure.
+    let safe: String = session_id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit() || *c == '-')
+        .collect();
+    dir.join(format!("{safe}.cast"))
+}
 
 /// From this size on a recording is uploaded in parts.
 pub const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
@@ -56,8 +82,17 @@ struct S3Target {
 pub struct Opened {
     /// Its size, when known.
     pub length: Option<u64>,
-    /// Its bytes (streamed from S3).
-    pub body: axum::body::Body,
+    /// Its bytes.
+    pub body: Content,
+}
+
+/// The bytes of an opened recording.
+#[derive(Debug)]
+pub enum Content {
+    /// A spool file, read whole.
+    Local(Vec<u8>),
+    /// An object's body, streamed from S3.
+    S3(ByteStream),
 }
 
 /// Why a recording could not be read.
@@ -153,7 +188,7 @@ impl RecordingStore {
             Ok(bytes) => {
                 return Ok(Some(Opened {
                     length: Some(bytes.len() as u64),
-                    body: axum::body::Body::from(bytes),
+                    body: Content::Local(bytes),
                 }));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -172,7 +207,7 @@ impl RecordingStore {
         match got {
             Ok(out) => Ok(Some(Opened {
                 length: out.content_length().and_then(|n| u64::try_from(n).ok()),
-                body: axum::body::Body::new(out.body.into_inner()),
+                body: Content::S3(out.body),
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(e) => Err(OpenError::S3(aws_message(&e))),
@@ -349,13 +384,18 @@ async fn s3_client(config: &Config) -> aws_sdk_s3::Client {
 
 /// Uploads the spool files of ended sessions (left by a failed upload, or by a gateway that
 /// stopped before it could upload) and audits each as `recording.upload`; returns how many
-/// were uploaded. Run once at start with `storage = "s3"`; a failure is logged and the file
+/// were uploaded. `is_live` says whether a session still runs in this gateway (its file is
+/// left alone). Run once at start with `storage = "s3"`; a failure is logged and the file
 /// kept for the next start.
-pub async fn upload_leftovers(state: &AppState) -> usize {
-    if state.recordings.s3.is_none() {
+pub async fn upload_leftovers(
+    store: &RecordingStore,
+    db: &Db,
+    is_live: impl Fn(&str) -> bool,
+) -> usize {
+    if store.s3.is_none() {
         return 0;
     }
-    let spool = state.recordings.spool().to_owned();
+    let spool = store.spool().to_owned();
     let mut entries = match tokio::fs::read_dir(&spool).await {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
@@ -383,7 +423,7 @@ pub async fn upload_leftovers(state: &AppState) -> usize {
         else {
             continue;
         };
-        match upload_leftover(state, &id, &path).await {
+        match upload_leftover(store, db, is_live(&id), &id, &path).await {
             Ok(true) => uploaded += 1,
             Ok(false) => {}
             Err(e) => {
@@ -395,9 +435,15 @@ pub async fn upload_leftovers(state: &AppState) -> usize {
 }
 
 /// Uploads one spool file when its session has ended; `Ok(false)` when it has not.
-async fn upload_leftover(state: &AppState, id: &str, path: &Path) -> Result<bool, String> {
+async fn upload_leftover(
+    store: &RecordingStore,
+    db: &Db,
+    live: bool,
+    id: &str,
+    path: &Path,
+) -> Result<bool, String> {
     use sqlx::Row;
-    if state.live.get(id).is_some() || path_of(state.recordings.spool(), id) != path {
+    if live || path_of(store.spool(), id) != path {
         return Ok(false);
     }
     let row = sqlx::query(
@@ -405,7 +451,7 @@ async fn upload_leftover(state: &AppState, id: &str, path: &Path) -> Result<bool
          WHERE s.id = $1",
     )
     .bind(id)
-    .fetch_optional(state.db.pool())
+    .fetch_optional(db.pool())
     .await
     .map_err(|e| format!("read the session: {e}"))?;
     let Some(row) = row else {
@@ -419,10 +465,10 @@ async fn upload_leftover(state: &AppState, id: &str, path: &Path) -> Result<bool
         return Ok(false);
     }
     let (bytes, sha256) = hash_file(path).await?;
-    let location = state.recordings.upload(path, id, &sha256).await?;
+    let location = store.upload(path, id, &sha256).await?;
     let client = Client::default();
     audit::record(
-        &state.db,
+        db,
         &Event::new(kind::RECORDING_UPLOAD, &user, &client)
             .session(id, &target)
             .detail(json!({

@@ -1,0 +1,102 @@
+//! HTTP: the router, the security headers, the extractors for the signed-in person, the API
+//! handlers (one file per resource), the browser's WebSocket and the pages. Handlers parse the
+//! request, call one function of the engine or identity, and turn its answer into a response;
+//! [`error::ApiError`] is the one place errors become responses.
+
+pub mod attach;
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod pages;
+pub mod search;
+pub mod sessions;
+pub mod state;
+pub mod targets;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use self::state::AppState;
+
+/// Largest JSON body accepted by the API.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The Content-Security-Policy of every response: scripts only from the gateway itself (no
+/// inline script), no framing. Inline styles are allowed because xterm.js sets them.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The routes of the gateway.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/targets", get(targets::list))
+        .route(
+            "/api/v1/sessions",
+            get(sessions::list).post(sessions::create),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            get(sessions::get_one).delete(sessions::terminate),
+        )
+        .route("/api/v1/sessions/{id}/attach", get(attach::attach))
+        .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/recordings/search", get(search::search))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .merge(api)
+        .merge(pages::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such page or API path") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::origin_guard,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // If not present: the playback page sets its own (CSP plus 'wasm-unsafe-eval', see
+        // pages::PLAYER_CSP); no other handler sets one.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.engine.db.ping().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}

@@ -1,0 +1,30 @@
+//! `GET /api/v1/targets`: the managed nodes the policy lets this person reach.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::SignedIn;
+use super::state::AppState;
+use crate::gateway::facts::Target;
+
+/// `GET /api/v1/targets`: what this user may reach.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    signed: SignedIn,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = &state.engine;
+    let policy = engine.policy.current();
+    let targets: Vec<Target> = engine
+        .targets
+        .all(&engine.aws)
+        .await?
+        .iter()
+        .filter(|t| policy.reaches(&signed.user, t))
+        .cloned()
+        .collect();
+    Ok(Json(json!({ "targets": targets })))
+}

@@ -1,0 +1,61 @@
+//! Who a person is: users and their password hashes ([`users`]), where their roles come from
+//! ([`users::RoleSource`]), sign-in and the tokens that carry it ([`login`], [`tokens`]).
+//! Knows nothing of HTTP; reads and writes through `store`, asks `policy` what roles grant.
+
+pub mod login;
+pub mod tokens;
+pub mod users;
+
+use std::sync::Arc;
+
+use self::tokens::JwtKeys;
+use self::users::{LocalRoles, RoleSource};
+use crate::gateway::config::{AuthConfig, Config};
+use crate::gateway::facts::User;
+use crate::gateway::policy::PolicyHandle;
+use crate::gateway::store::db::Db;
+
+/// What signing people in needs.
+#[derive(Debug)]
+pub struct Identity {
+    /// The database (users, logins, the audit log).
+    pub db: Db,
+    /// The `[auth]` section.
+    pub auth: AuthConfig,
+    /// The gateway's origin: the audience of its tokens.
+    pub origin: String,
+    /// Sign-in token keys.
+    pub jwt: JwtKeys,
+    /// A real argon2 hash, checked against when the user name is unknown (equal timing).
+    pub dummy_hash: String,
+    /// Where users' roles come from.
+    pub role_source: Box<dyn RoleSource>,
+    /// The policy in force (what roles grant).
+    pub policy: Arc<PolicyHandle>,
+}
+
+impl Identity {
+    /// Identity with local roles, keys from `[auth]`.
+    pub fn new(config: &Config, db: Db, policy: Arc<PolicyHandle>) -> Result<Self, String> {
+        let origin = config.origin();
+        let jwt = JwtKeys::new(config.auth.jwt_secret.expose().as_bytes(), &origin);
+        let dummy_hash = users::hash_password("not a real password").map_err(|e| e.to_string())?;
+        Ok(Self {
+            db,
+            auth: config.auth.clone(),
+            origin,
+            jwt,
+            dummy_hash,
+            role_source: Box::new(LocalRoles),
+            policy,
+        })
+    }
+
+    /// A signed-in user as the policy sees them: roles from the role source, grants from the
+    /// policy in force.
+    pub fn resolve(&self, mut user: User) -> User {
+        user.roles = self.role_source.roles_of(&user);
+        user.grants = self.policy.current().grants(&user.roles);
+        user
+    }
+}

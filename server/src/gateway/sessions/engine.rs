@@ -1,0 +1,338 @@
+//! Starting, listing and terminating sessions. Starting: the document and reason checked, the
+//! policy asked, the row and the audit event committed before `StartSession` is called, the
+//! data channel opened here and handed to the session's task. The SSM token and stream URL
+//! stay in this process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::live;
+use super::{Engine, Error};
+use crate::gateway::aws::aws_message;
+use crate::gateway::facts::{Target, User};
+use crate::gateway::policy::{self, Refusal};
+use crate::gateway::store::audit::{self, Client, Event, kind};
+use crate::gateway::store::recordings::{OpenError, Opened};
+use crate::gateway::store::sessions::{self as rows, NewSession, SessionView, StateFilter};
+use crate::ssm::client::{self, SessionStart};
+
+/// What a person asks for when opening a session.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// The node's id.
+    pub target: String,
+    /// Why (untrimmed; the policy trims and checks it).
+    pub reason: String,
+    /// The SSM document; the default when `None`.
+    pub document: Option<String>,
+    /// The document's parameters, passed to `StartSession`.
+    pub parameters: Option<HashMap<String, Vec<String>>>,
+}
+
+/// Opens a session for `user` (who asked from `client`): the policy decides, a refusal is
+/// audited (`session.denied`), an allowed start is recorded (`session.start`, committed with
+/// the row) before AWS is asked; the session's task is running when this returns.
+pub async fn start(
+    engine: &Arc<Engine>,
+    user: &User,
+    client: &Client,
+    request: StartRequest,
+) -> Result<SessionView, Error> {
+    let document = request
+        .document
+        .unwrap_or_else(|| policy::DEFAULT_DOCUMENT.to_owned());
+    policy::check_document(&document).map_err(Error::InvalidDocument)?;
+    // The policy decides on the node's name, region and tags; a node that is not listed is
+    // judged by its id alone, so that who may not reach it learns nothing of whether it exists.
+    let found = engine.targets.find(&engine.aws, &request.target).await?;
+    let in_force = engine.policy.current();
+    let facts = found
+        .clone()
+        .unwrap_or_else(|| Target::unknown(&request.target));
+    let decided = in_force.decide_start(user, &facts, &document, &request.reason);
+    if let Err(Refusal::Denied(why)) = &decided {
+        let mut tx = engine.db.begin_write().await?;
+        audit::append(
+            &mut tx.tx,
+            &Event::new(kind::SESSION_DENIED, &user.name, client)
+                .reason(request.reason.trim())
+                .detail(json!({
+                    "why": why, "target": request.target, "document": document,
+                    "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    "policy": in_force.hash(),
+                })),
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(Error::Forbidden(why.clone()));
+    }
+    let Some(target) = found else {
+        return Err(Error::UnknownTarget(format!(
+            "no managed node {:?} in the configured regions",
+            request.target
+        )));
+    };
+    let decision = decided.map_err(|refusal| Error::InvalidReason(refusal.message().to_owned()))?;
+    let reason = decision.reason.clone();
+    let clients = engine
+        .clients(&target.region)
+        .cloned()
+        .ok_or_else(|| Error::Internal(format!("no AWS clients for {}", target.region)))?;
+
+    // The row and the audit event are committed before AWS is asked.
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut tx = engine.db.begin_write().await?;
+    let live_count = rows::count_live(&mut tx, user.id).await?;
+    let cap = i64::from(engine.config.sessions.max_per_user);
+    if live_count >= cap {
+        return Err(Error::TooManySessions(format!(
+            "you already have {live_count} live sessions (the limit is {cap}); end one first"
+        )));
+    }
+    rows::insert_starting(
+        &mut tx,
+        &NewSession {
+            id: &id,
+            user_id: user.id,
+            target: &target.id,
+            region: &target.region,
+            document: &document,
+            reason: &reason,
+            gateway_id: &engine.config.server.gateway_id,
+        },
+    )
+    .await?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_START, &user.name, client)
+            .session(&id, &target.id)
+            .reason(&reason)
+            .detail(json!({
+                "document": document, "region": target.region,
+                "roles": decision.roles, "policy": decision.policy_hash,
+                "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
+                "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+
+    let mut ask = clients
+        .ssm
+        .start_session()
+        .target(&target.id)
+        .document_name(&document)
+        // AWS takes 1 to 256 characters or none (a role may make the reason optional).
+        .set_reason((!reason.is_empty()).then(|| policy::aws_reason(&reason)));
+    if let Some(parameters) = request.parameters {
+        ask = ask.set_parameters(Some(parameters));
+    }
+    let started = match ask.send().await {
+        Ok(reply) => reply,
+        Err(e) => {
+            let message = aws_message(&e);
+            let error = match e.as_service_error() {
+                Some(se) if se.is_target_not_connected() => {
+                    Error::TargetNotConnected(message.clone())
+                }
+                Some(se) if se.is_invalid_document() => Error::InvalidDocument(message.clone()),
+                _ => Error::Upstream(message.clone()),
+            };
+            fail(engine, &id, &user.name, &target.id, &message).await?;
+            return Err(error);
+        }
+    };
+    let (Some(ssm_id), Some(stream_url), Some(token)) = (
+        started.session_id(),
+        started.stream_url(),
+        started.token_value(),
+    ) else {
+        let message = "StartSession answered without a session id, stream URL or token";
+        fail(engine, &id, &user.name, &target.id, message).await?;
+        return Err(Error::Upstream(message.into()));
+    };
+    let start = SessionStart {
+        session_id: ssm_id.to_owned(),
+        target: target.id.clone(),
+        stream_url: stream_url.to_owned(),
+        token: token.to_owned(),
+    };
+    let options = client::ClientOptions {
+        give_up_after: Duration::from_secs(engine.config.sessions.retransmit_give_up_seconds),
+    };
+    let handle = match client::start_with(start, clients.clone(), options).await {
+        Ok(handle) => handle,
+        Err(message) => {
+            // Do not leave the SSM session behind.
+            let _ = clients
+                .ssm
+                .terminate_session()
+                .session_id(ssm_id)
+                .send()
+                .await;
+            fail(engine, &id, &user.name, &target.id, &message).await?;
+            return Err(Error::Upstream(message));
+        }
+    };
+    rows::activate(&engine.db, &id, ssm_id).await?;
+    live::spawn(
+        engine.clone(),
+        live::Spawn {
+            id: id.clone(),
+            user_id: user.id,
+            user_name: user.name.clone(),
+            target: target.id.clone(),
+            region: target.region.clone(),
+            ssm_session_id: ssm_id.to_owned(),
+            handle,
+            max_duration: decision.max_duration,
+            idle_timeout: decision.idle_timeout,
+        },
+    );
+    rows::load(&engine.db, &id)
+        .await?
+        .ok_or_else(|| Error::Internal("the new session row vanished".into()))
+}
+
+/// Marks a session that never started as failed, with an end event saying why.
+async fn fail(
+    engine: &Engine,
+    id: &str,
+    user: &str,
+    target: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let mut tx = engine.db.begin_write().await?;
+    rows::mark_failed(&mut tx, id, message).await?;
+    let client = Client::default();
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_END, user, &client)
+            .session(id, target)
+            .detail(json!({"how": format!("failed to start: {message}")})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sessions `user` may see in `filter`: their own, or everyone's for roles that see all
+/// sessions; newest first.
+pub async fn list(
+    engine: &Engine,
+    user: &User,
+    filter: StateFilter,
+) -> Result<Vec<SessionView>, Error> {
+    Ok(rows::visible(&engine.db, user.id, policy::sees_all_sessions(user), filter).await?)
+}
+
+/// Everyone's sessions in `filter` with the counters of those running here, for roles that
+/// oversee live sessions ([`policy::oversees_live_sessions`]).
+pub async fn list_everyone(
+    engine: &Engine,
+    user: &User,
+    filter: StateFilter,
+) -> Result<Vec<(SessionView, Option<live::Stats>)>, Error> {
+    if !policy::oversees_live_sessions(user) {
+        return Err(Error::Forbidden(format!(
+            "{} may not list everyone's live sessions: no role of yours may observe or \
+             terminate others' sessions",
+            user.name
+        )));
+    }
+    let sessions = list(engine, user, filter).await?;
+    let stats = live_stats(engine, &sessions).await;
+    Ok(sessions.into_iter().zip(stats).collect())
+}
+
+/// How long a listing waits for one session's counters.
+const STATS_WAIT: Duration = Duration::from_secs(1);
+
+/// The counters of each session running in this gateway (`None`: not here, ended, or busy
+/// for longer than [`STATS_WAIT`]), in the order of `views`.
+pub async fn live_stats(engine: &Engine, views: &[SessionView]) -> Vec<Option<live::Stats>> {
+    let asks = views.iter().map(|view| {
+        let live = engine.live.get(&view.id);
+        async move {
+            let live = live?;
+            tokio::time::timeout(STATS_WAIT, live.stats())
+                .await
+                .ok()?
+                .ok()
+        }
+    });
+    futures_util::future::join_all(asks).await
+}
+
+/// A session `user` may see (another user's session is not acknowledged to exist unless the
+/// user sees all sessions).
+pub async fn visible_one(engine: &Engine, user: &User, id: &str) -> Result<SessionView, Error> {
+    match rows::load(&engine.db, id).await? {
+        Some(view) if view.user_id() == user.id || policy::sees_all_sessions(user) => Ok(view),
+        _ => Err(Error::UnknownSession(format!("no session {id:?} of yours"))),
+    }
+}
+
+/// Terminates a running session for `user` (its owner, or a role that terminates others'):
+/// `session.terminate` is audited before `TerminateSession` is called; the session's task
+/// records the end.
+pub async fn terminate(
+    engine: &Engine,
+    user: &User,
+    client: &Client,
+    id: &str,
+) -> Result<(), Error> {
+    let view = visible_one(engine, user, id).await?;
+    if !policy::may_terminate(user, view.user_id()) {
+        return Err(Error::Forbidden(format!(
+            "{} may not terminate {}'s session",
+            user.name, view.user
+        )));
+    }
+    let Some(live) = engine.live.get(id) else {
+        return Err(Error::SessionEnded(format!(
+            "session {id} is not running ({})",
+            view.state
+        )));
+    };
+    let mut tx = engine.db.begin_write().await?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_TERMINATE, &user.name, client)
+            .session(id, &view.target)
+            .detail(json!({"ssm_session_id": live.ssm_session_id})),
+    )
+    .await?;
+    tx.commit().await?;
+    live.ending(&format!("terminated by {}", user.name)).await;
+    let clients = engine
+        .clients(&live.region)
+        .ok_or_else(|| Error::Internal(format!("no AWS clients for {}", live.region)))?;
+    clients
+        .ssm
+        .terminate_session()
+        .session_id(&live.ssm_session_id)
+        .send()
+        .await
+        .map_err(|e| Error::Upstream(aws_message(&e)))?;
+    Ok(())
+}
+
+/// The recording of a session `user` may see: as written so far for a live one, streamed from
+/// S3 once uploaded there.
+pub async fn recording(
+    engine: &Engine,
+    user: &User,
+    id: &str,
+) -> Result<(SessionView, Opened), Error> {
+    let view = visible_one(engine, user, id).await?;
+    match engine.recordings.open(&view.id).await {
+        Ok(Some(opened)) => Ok((view, opened)),
+        Ok(None) => Err(Error::NoRecording(format!("session {id} has no recording"))),
+        Err(OpenError::Local(e)) => Err(Error::Internal(e)),
+        Err(OpenError::S3(e)) => Err(Error::Upstream(e)),
+    }
+}

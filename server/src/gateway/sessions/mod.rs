@@ -1,0 +1,115 @@
+//! The session engine: starting, listing and terminating sessions as plain functions (no HTTP
+//! types), and everything a live session runs: its task ([`live`]), the terminal model
+//! ([`screen`], [`ground`]), the recording ([`recorder`]) and the search index ([`indexer`]).
+//! Asks `policy` for decisions, keeps rows and the audit log through `store`, talks to AWS
+//! through `aws` and the data channel through `ssm`.
+
+pub mod engine;
+pub mod ground;
+pub mod indexer;
+pub mod live;
+pub mod recorder;
+pub mod screen;
+pub mod upkeep;
+
+use std::sync::Arc;
+
+use crate::gateway::aws::{self, AwsClients, Regions, targets};
+use crate::gateway::config::Config;
+use crate::gateway::policy::PolicyHandle;
+use crate::gateway::store::db::{Db, DbError};
+use crate::gateway::store::recordings::RecordingStore;
+
+/// What the engine works with: the configuration, the database, the AWS clients of each
+/// region, the policy in force, the live sessions, the targets cache and the recordings store.
+#[derive(Debug)]
+pub struct Engine {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+    /// AWS clients by region, in the configured order.
+    pub aws: Regions,
+    /// The policy in force (replaced on reload).
+    pub policy: Arc<PolicyHandle>,
+    /// The sessions this gateway holds.
+    pub live: live::Registry,
+    /// The targets cache.
+    pub targets: targets::Cache,
+    /// Where finished recordings are kept (the local folder or S3).
+    pub recordings: RecordingStore,
+}
+
+impl Engine {
+    /// The engine for `config`: AWS clients for every region (aws-config's default chain
+    /// unless the configuration has static credentials) and the recordings store.
+    pub async fn new(config: Arc<Config>, db: Db, policy: Arc<PolicyHandle>) -> Self {
+        let aws = aws::aws_clients(&config).await;
+        let recordings = RecordingStore::new(&config).await;
+        Self {
+            config,
+            db,
+            aws,
+            policy,
+            live: live::Registry::default(),
+            targets: targets::Cache::default(),
+            recordings,
+        }
+    }
+
+    /// The clients of `region`.
+    pub fn clients(&self, region: &str) -> Option<&AwsClients> {
+        self.aws.get(region)
+    }
+}
+
+/// Why the engine refused or failed. Each variant is one answer the API gives (its code and
+/// status are the HTTP layer's to choose); the words are for the person.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy refuses (audited as `session.denied`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such node in the configured regions.
+    #[error("{0}")]
+    UnknownTarget(String),
+    /// No such session, or not one the person may see.
+    #[error("{0}")]
+    UnknownSession(String),
+    /// The document name is not one, or AWS does not know it.
+    #[error("{0}")]
+    InvalidDocument(String),
+    /// The reason breaks a rule of the person's roles.
+    #[error("{0}")]
+    InvalidReason(String),
+    /// The person has as many live sessions as allowed.
+    #[error("{0}")]
+    TooManySessions(String),
+    /// The node's agent is not connected.
+    #[error("{0}")]
+    TargetNotConnected(String),
+    /// The session is not running.
+    #[error("{0}")]
+    SessionEnded(String),
+    /// A recording that does not exist.
+    #[error("{0}")]
+    NoRecording(String),
+    /// AWS (or S3) refused or failed: its words.
+    #[error("{0}")]
+    Upstream(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A bug or a broken environment.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<aws::AwsError> for Error {
+    fn from(e: aws::AwsError) -> Self {
+        match e {
+            aws::AwsError::Upstream(m) => Self::Upstream(m),
+            aws::AwsError::Internal(m) => Self::Internal(m),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Storage: the database and what is kept in it or beside it. Knows nothing of HTTP, the
+//! policy or the session engine; imports only `config`, `facts` and `aws` (the S3 client).
+//!
+//! - [`db`]: the SQLite / PostgreSQL pool, migrations, the write lock.
+//! - [`audit`]: the append-only, hash-chained audit log (append, read, verify, export).
+//! - [`sessions`]: the `sessions` table (rows as the API shows them).
+//! - [`recordings`]: where finished recordings are kept (the local folder or an S3 bucket).
+//! - [`search`]: the `recording_lines` table and the search over it.
+
+pub mod audit;
+pub mod db;
+pub mod recordings;
+pub mod search;
+pub mod sessions;

@@ -1,0 +1,219 @@
+//! The `sessions` table: a row per session (who, which node, why, with which document, its
+//! state and times), as the API shows it, and the writes of a session's start.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::db::{Db, DbError, WriteTx, now_ms};
+
+/// A session row as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionView {
+    /// Porthole's id.
+    pub id: String,
+    /// The node.
+    pub target: String,
+    /// Its region.
+    pub region: String,
+    /// The reason given.
+    pub reason: String,
+    /// The SSM document.
+    pub document: String,
+    /// Who opened it.
+    pub user: String,
+    /// starting, active, ended, failed.
+    pub state: String,
+    /// Milliseconds since the epoch.
+    pub started_at: i64,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// How it ended.
+    pub end_reason: Option<String>,
+    /// Where the browser attaches.
+    pub attach_url: String,
+    #[serde(skip)]
+    user_id: i64,
+}
+
+/// A session query: the view's columns, then `$rest` (a literal, so the SQL stays static).
+macro_rules! select_sessions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT s.id, s.target, s.region, s.reason, s.document, s.state, s.started_at, ",
+            "s.ended_at, s.end_reason, s.user_id, u.name FROM sessions s ",
+            "JOIN users u ON u.id = s.user_id ",
+            $rest
+        )
+    };
+}
+
+fn view_of(row: &sqlx::any::AnyRow) -> Result<SessionView, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    Ok(SessionView {
+        attach_url: format!("/api/v1/sessions/{id}/attach"),
+        id,
+        target: row.try_get("target")?,
+        region: row.try_get("region")?,
+        reason: row.try_get("reason")?,
+        document: row.try_get("document")?,
+        user: row.try_get("name")?,
+        state: row.try_get("state")?,
+        started_at: row.try_get("started_at")?,
+        ended_at: row.try_get("ended_at")?,
+        end_reason: row.try_get("end_reason")?,
+        user_id: row.try_get("user_id")?,
+    })
+}
+
+/// One session row by id.
+pub async fn load(db: &Db, id: &str) -> Result<Option<SessionView>, DbError> {
+    let row = sqlx::query(select_sessions!("WHERE s.id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(|e| DbError::new("load session", e))?;
+    row.map(|r| view_of(&r))
+        .transpose()
+        .map_err(|e| DbError::new("read session", e))
+}
+
+impl SessionView {
+    /// The owner's user id.
+    pub fn user_id(&self) -> i64 {
+        self.user_id
+    }
+}
+
+/// Which sessions a listing shows, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Starting or active.
+    Active,
+    /// Ended or failed.
+    Ended,
+    /// All of them.
+    All,
+}
+
+impl StateFilter {
+    /// `active`, `ended` or `all`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "ended" => Some(Self::Ended),
+            "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
+/// The sessions of `user_id` (of everyone when `everyone`) in `filter`, newest first (at most
+/// 500).
+pub async fn visible(
+    db: &Db,
+    user_id: i64,
+    everyone: bool,
+    filter: StateFilter,
+) -> Result<Vec<SessionView>, DbError> {
+    let states: &[&str] = match filter {
+        StateFilter::Active => &["starting", "active"],
+        StateFilter::Ended => &["ended", "failed"],
+        StateFilter::All => &["starting", "active", "ended", "failed"],
+    };
+    let sql = select_sessions!(
+        "WHERE ($1 = 1 OR s.user_id = $2) AND s.state IN ($3, $4, $5, $6) \
+         ORDER BY s.started_at DESC, s.id LIMIT 500"
+    );
+    let pick = |i: usize| states.get(i).or(states.last()).copied().unwrap_or("");
+    let rows = sqlx::query(sql)
+        .bind(i64::from(everyone))
+        .bind(user_id)
+        .bind(pick(0))
+        .bind(pick(1))
+        .bind(pick(2))
+        .bind(pick(3))
+        .fetch_all(db.pool())
+        .await
+        .map_err(|e| DbError::new("list sessions", e))?;
+    rows.iter()
+        .map(view_of)
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::new("read session", e))
+}
+
+/// What a new session's row holds.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// Porthole's id.
+    pub id: &'a str,
+    /// The owner.
+    pub user_id: i64,
+    /// The node.
+    pub target: &'a str,
+    /// Its region.
+    pub region: &'a str,
+    /// The SSM document.
+    pub document: &'a str,
+    /// The reason given.
+    pub reason: &'a str,
+    /// The gateway that owns it.
+    pub gateway_id: &'a str,
+}
+
+/// How many sessions `user_id` has starting or active (in the write transaction, so that the
+/// cap cannot be raced).
+pub async fn count_live(tx: &mut WriteTx, user_id: i64) -> Result<i64, DbError> {
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND state IN ('starting', 'active')",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .and_then(|r| r.try_get("n"))
+    .map_err(|e| DbError::new("count sessions", e))
+}
+
+/// Inserts a `starting` row.
+pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
+         owner_gateway, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7)",
+    )
+    .bind(new.id)
+    .bind(new.user_id)
+    .bind(new.target)
+    .bind(new.region)
+    .bind(new.document)
+    .bind(new.reason)
+    .bind(now_ms())
+    .bind(new.gateway_id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| DbError::new("insert session", e))?;
+    Ok(())
+}
+
+/// Marks a started session `active` with its SSM session id.
+pub async fn activate(db: &Db, id: &str, ssm_session_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE sessions SET ssm_session_id = $1, state = 'active' WHERE id = $2")
+        .bind(ssm_session_id)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .map_err(|e| DbError::new("activate session", e))?;
+    Ok(())
+}
+
+/// Marks a session `failed` (it never started), with why.
+pub async fn mark_failed(tx: &mut WriteTx, id: &str, message: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE sessions SET state = 'failed', ended_at = $1, end_reason = $2 WHERE id = $3",
+    )
+    .bind(now_ms())
+    .bind(message)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| DbError::new("fail session", e))?;
+    Ok(())
+}
