@@ -27,7 +27,8 @@ use super::recorder::Recorder;
 use super::screen::Model;
 use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit::{self, Client, Event, kind};
-use crate::gateway::store::db::{DbError, now_ms};
+use crate::gateway::store::db::DbError;
+use crate::gateway::store::sessions as rows;
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{ClientEvent, ClientHandle};
 
@@ -982,18 +983,12 @@ impl Task {
         };
         let s = &self.spawn;
         let mut tx = self.state.db.begin_write().await?;
-        sqlx::query(
-            "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2, \
-             bytes_out = $3, bytes_in = $4 WHERE id = $5",
-        )
-        .bind(now_ms())
-        .bind(how)
-        .bind(i64::try_from(self.bytes_out).unwrap_or(i64::MAX))
-        .bind(i64::try_from(self.bytes_in).unwrap_or(i64::MAX))
-        .bind(&s.id)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(|e| DbError::new("end session", e))?;
+        let ending = rows::Ending {
+            how,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+        };
+        rows::mark_ended(&mut tx, &s.id, &ending).await?;
         let client = Client::default();
         audit::append(
             &mut tx.tx,

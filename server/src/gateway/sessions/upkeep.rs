@@ -9,6 +9,7 @@ use super::Engine;
 use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit;
 use crate::gateway::store::db::{self, DbError};
+use crate::gateway::store::sessions as rows;
 
 /// How often this gateway marks its live sessions as owned (`sessions.heartbeat_at`).
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -19,27 +20,14 @@ pub const HEARTBEAT_STALE: Duration = Duration::from_secs(120);
 /// crash or a kill, or another's whose heartbeat stopped — are terminated with
 /// `TerminateSession` and recorded as ended by "gateway restart".
 pub async fn reconcile(engine: &Engine) -> Result<(), DbError> {
-    use sqlx::Row;
     let stale_before = db::now_ms() - HEARTBEAT_STALE.as_millis() as i64;
-    let rows = sqlx::query(
-        "SELECT s.id, s.target, s.region, s.ssm_session_id, u.name FROM sessions s \
-         JOIN users u ON u.id = s.user_id \
-         WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2)",
-    )
-    .bind(&engine.config.server.gateway_id)
-    .bind(stale_before)
-    .fetch_all(engine.db.pool())
-    .await
-    .map_err(|e| DbError::new("find stale sessions", e))?;
-    for row in rows {
-        let read = |e| DbError::new("read stale session", e);
-        let id: String = row.try_get("id").map_err(read)?;
-        let target: String = row.try_get("target").map_err(read)?;
-        let region: String = row.try_get("region").map_err(read)?;
-        let ssm_id: Option<String> = row.try_get("ssm_session_id").map_err(read)?;
-        let user: String = row.try_get("name").map_err(read)?;
+    let stale =
+        rows::find_stale(&engine.db, &engine.config.server.gateway_id, stale_before).await?;
+    for session in stale {
         let mut terminated = serde_json::Value::Null;
-        if let (Some(ssm_id), Some(clients)) = (&ssm_id, engine.clients(&region)) {
+        if let (Some(ssm_id), Some(clients)) =
+            (&session.ssm_session_id, engine.clients(&session.region))
+        {
             let sent = clients
                 .ssm
                 .terminate_session()
@@ -53,29 +41,21 @@ pub async fn reconcile(engine: &Engine) -> Result<(), DbError> {
         }
         let how = "gateway restart";
         let mut tx = engine.db.begin_write().await?;
-        sqlx::query(
-            "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2 WHERE id = $3",
-        )
-        .bind(db::now_ms())
-        .bind(how)
-        .bind(&id)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(|e| DbError::new("end stale session", e))?;
+        rows::mark_abandoned(&mut tx, &session.id, how).await?;
         let client = audit::Client::default();
         audit::append(
             &mut tx.tx,
-            &audit::Event::new(audit::kind::SESSION_END, &user, &client)
-                .session(&id, &target)
+            &audit::Event::new(audit::kind::SESSION_END, &session.user, &client)
+                .session(&session.id, &session.target)
                 .detail(serde_json::json!({
                     "how": how,
-                    "ssm_session_id": ssm_id,
+                    "ssm_session_id": session.ssm_session_id,
                     "terminate_session": terminated,
                 })),
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(session = %id, "ended a session left live by a stopped gateway");
+        tracing::info!(session = %session.id, "ended a session left live by a stopped gateway");
     }
     Ok(())
 }
@@ -89,13 +69,8 @@ pub async fn heartbeat(engine: Arc<Engine>) {
         // the chain's writers and this one take turns (see `Db::lock_writes`).
         let _writes = engine.db.lock_writes().await;
         for live in engine.live.all() {
-            let done = sqlx::query("UPDATE sessions SET heartbeat_at = $1 WHERE id = $2")
-                .bind(db::now_ms())
-                .bind(&live.id)
-                .execute(engine.db.pool())
-                .await;
-            if let Err(e) = done {
-                tracing::warn!(session = %live.id, "heartbeat: {e}");
+            if let Err(e) = rows::touch(&engine.db, &live.id).await {
+                tracing::warn!(session = %live.id, "{e}");
             }
         }
     }

@@ -217,3 +217,103 @@ pub async fn mark_failed(tx: &mut WriteTx, id: &str, message: &str) -> Result<()
     .map_err(|e| DbError::new("fail session", e))?;
     Ok(())
 }
+
+/// How a session that ran ended, for its row.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// How it ended, in words.
+    pub how: &'a str,
+    /// Output bytes.
+    pub bytes_out: u64,
+    /// Input bytes.
+    pub bytes_in: u64,
+}
+
+/// Marks a session `ended` with how and its byte counts.
+pub async fn mark_ended(tx: &mut WriteTx, id: &str, ending: &Ending<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2, \
+         bytes_out = $3, bytes_in = $4 WHERE id = $5",
+    )
+    .bind(now_ms())
+    .bind(ending.how)
+    .bind(i64::try_from(ending.bytes_out).unwrap_or(i64::MAX))
+    .bind(i64::try_from(ending.bytes_in).unwrap_or(i64::MAX))
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| DbError::new("end session", e))?;
+    Ok(())
+}
+
+/// A session recorded as live that no running gateway owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    /// Porthole's id.
+    pub id: String,
+    /// The node.
+    pub target: String,
+    /// Its region.
+    pub region: String,
+    /// The SSM session, once started.
+    pub ssm_session_id: Option<String>,
+    /// Its owner's name.
+    pub user: String,
+}
+
+/// Sessions recorded as live that `gateway_id` owned, or whose owner has not marked them
+/// since `stale_before` (milliseconds).
+pub async fn find_stale(
+    db: &Db,
+    gateway_id: &str,
+    stale_before: i64,
+) -> Result<Vec<Stale>, DbError> {
+    let rows = sqlx::query(
+        "SELECT s.id, s.target, s.region, s.ssm_session_id, u.name FROM sessions s \
+         JOIN users u ON u.id = s.user_id \
+         WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2)",
+    )
+    .bind(gateway_id)
+    .bind(stale_before)
+    .fetch_all(db.pool())
+    .await
+    .map_err(|e| DbError::new("find stale sessions", e))?;
+    let read = |e| DbError::new("read stale session", e);
+    rows.iter()
+        .map(|row| {
+            Ok(Stale {
+                id: row.try_get("id").map_err(read)?,
+                target: row.try_get("target").map_err(read)?,
+                region: row.try_get("region").map_err(read)?,
+                ssm_session_id: row.try_get("ssm_session_id").map_err(read)?,
+                user: row.try_get("name").map_err(read)?,
+            })
+        })
+        .collect()
+}
+
+/// Marks a session left live by a stopped gateway `ended`, with how.
+pub async fn mark_abandoned(tx: &mut WriteTx, id: &str, how: &str) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE sessions SET state = 'ended', ended_at = $1, end_reason = $2 WHERE id = $3",
+    )
+    .bind(now_ms())
+    .bind(how)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| DbError::new("end stale session", e))?;
+    Ok(())
+}
+
+/// Marks a session as owned by the gateway that runs it, now (`heartbeat_at`). The caller
+/// holds the write lock.
+pub async fn touch(db: &Db, id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE sessions SET heartbeat_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .map_err(|e| DbError::new("heartbeat", e))?;
+    Ok(())
+}
