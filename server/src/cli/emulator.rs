@@ -23,8 +23,9 @@ pub(crate) struct EmulatorArgs {
         default_value = "127.0.0.1:4566"
     )]
     pub(crate) listen: SocketAddr,
-    /// Allow a non-loopback listen address. The emulator hands out shells without checking
-    /// signatures: never expose it.
+    /// Allow a non-loopback listen address, and requests whose Host or Origin is not a
+    /// loopback name (without it, web pages cannot drive the emulator). The emulator hands out
+    /// shells without checking signatures: never expose it.
     #[arg(long, env = "PORTHOLE_EMULATOR_ALLOW_REMOTE")]
     pub(crate) allow_remote: bool,
     /// TOML file of managed nodes (default: a built-in set with one offline node).
@@ -105,6 +106,7 @@ impl EmulatorArgs {
         config.disconnect_every = disconnect_every;
         config.pace = self.pace;
         config.echo = self.echo;
+        config.allow_remote = self.allow_remote;
         Ok((self.listen, config))
     }
 }

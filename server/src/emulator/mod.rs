@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod control;
+pub mod guard;
 pub mod kms;
 pub mod nodes;
 pub mod pty;
@@ -60,6 +61,10 @@ pub struct EmulatorConfig {
     pub shell: Option<Vec<String>>,
     /// The WebSocket ping interval (the current agent: 54 s).
     pub ping_interval: Duration,
+    /// Accept any `Host` and `Origin` (`--allow-remote`). Off: only loopback names, so that a
+    /// web page (DNS rebinding, or any other site in the developer's browser) cannot drive the
+    /// emulator and open a shell.
+    pub allow_remote: bool,
 }
 
 impl EmulatorConfig {
@@ -78,6 +83,7 @@ impl EmulatorConfig {
             disconnect_every: None,
             shell: None,
             ping_interval: Duration::from_secs(54),
+            allow_remote: false,
         }
     }
 
@@ -127,6 +133,10 @@ pub fn router(state: Arc<State>) -> Router {
             post(control::handle).layer(DefaultBodyLimit::max(control::MAX_BODY_BYTES)),
         )
         .route("/v1/data-channel/{session_id}", get(agent::data_channel))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::loopback_only,
+        ))
         .with_state(state)
 }
 
