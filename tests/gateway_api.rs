@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::api::{Api, WAIT};
+use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, PASSWORD};
 use porthole::gateway::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
@@ -254,18 +255,7 @@ async fn a_session_runs_from_start_to_exit(backend: Backend) {
     let ended = wait_ended(&mut api, &id).await;
     assert_eq!(ended["end_reason"], "the shell exited");
     // The detach is written as the relay ends, just after the browser got the close.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let kinds = loop {
-        let kinds: Vec<String> = events(&gw, Some(&id))
-            .await
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        if kinds.len() >= 4 || tokio::time::Instant::now() > deadline {
-            break kinds;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let kinds = audit_log::wait_for_kinds(&gw.state.db, Some(&id), 4).await;
     assert_eq!(
         kinds,
         [

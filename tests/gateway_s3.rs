@@ -13,9 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::api::{Api, WAIT};
+use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
-use porthole::gateway::audit::{self, StoredEvent};
+use porthole::gateway::audit::StoredEvent;
 use porthole::gateway::config::{Config, RecordingStorage};
 use porthole::gateway::recording::path_of;
 use porthole::gateway::recording_store::{self, MULTIPART_THRESHOLD, RecordingStore};
@@ -133,22 +134,8 @@ async fn session_printing(gw: &Gateway, api: &mut Api, marker: &str) -> (String,
     tab.expect(marker).await;
     tab.type_text("exit\n").await;
     tab.closed().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let end = audit::list(&gw.state.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.kind == "session.end");
-        if let Some(end) = end {
-            return (id, end);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no session.end for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let end = audit_log::wait_for_event(&gw.state.db, Some(&id), "session.end").await;
+    (id, end)
 }
 
 async fn signed_in(gw: &Gateway) -> Api {
@@ -276,22 +263,8 @@ async fn a_failed_upload_keeps_the_spool_file_and_the_next_start_uploads_it() {
         c.server.gateway_id = "porthole-2".into();
     })
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let upload = loop {
-        let upload = audit::list(&gw2.state.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.kind == "recording.upload");
-        if let Some(upload) = upload {
-            break upload;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no recording.upload after the start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The second gateway uploads the spooled recording after its start.
+    let upload = audit_log::wait_for_event(&gw2.state.db, Some(&id), "recording.upload").await;
     let key = format!("recordings/{id}.cast");
     assert_eq!(upload.detail["location"], format!("s3://late-bucket/{key}"));
     assert_eq!(upload.detail["sha256"], rec["sha256"]);
