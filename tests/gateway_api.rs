@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::api::{Api, WAIT};
 use common::audit_log;
 use common::emulator::NODE;
-use common::gateway::{self, Backend, Gateway, PASSWORD};
+use common::gateway::{self, Backend, Gateway, PASSWORD, both_backends};
 use porthole::gateway::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
 use porthole::gateway::audit::{self, StoredEvent};
 use porthole::gateway::users::{self, Role};
@@ -20,23 +20,6 @@ use serde_json::json;
 /// The offline node of the emulator's defaults.
 const OFFLINE_NODE: &str = "i-0a1b2c3d4e5f60004";
 const REASON: &str = "INC-4711 disk filling up on web-1";
-
-/// Runs a scenario on both backends.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await;
-            }
-        }
-    };
-}
 
 both_backends!(sign_in_out_and_revocation);
 both_backends!(targets_are_listed_by_role);

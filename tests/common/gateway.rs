@@ -25,6 +25,28 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs the scenario `async fn $name(backend: Backend)` of a test file on both backends, as the
+/// tests `$name::sqlite` and `$name::postgres`. (Unused in some test binaries, as the rest of
+/// `common`.)
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::gateway::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::gateway::Backend::Postgres).await;
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_backends;
+
 pub struct Gateway {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
