@@ -37,6 +37,8 @@
 //! See docs/performance.md, "Gateway relay (issue 4)".
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/stack.rs"]
@@ -129,61 +131,51 @@ fn parse_args() -> Args {
     };
     // `cargo bench` passes --bench; `cargo test --all-targets` runs the binary without it:
     // then a smoke run (small sizes) checks that every path still works, in seconds.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !args::is_bench_run() {
         (args.bytes, args.rounds, args.trips, args.warmup) = (1_000_000, 1, 50, 10);
     }
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> usize {
-            it.next()
-                .and_then(|v| v.replace('_', "").parse().ok())
-                .unwrap_or_else(|| panic!("{name} takes a number; {USAGE}"))
-        };
+    let mut cli = args::Cli::new(USAGE);
+    while let Some(arg) = cli.next_flag() {
         match arg.as_str() {
-            "--bench" => {} // passed by `cargo bench`
-            "--bytes" => args.bytes = number("--bytes"),
-            "--rounds" => args.rounds = number("--rounds").clamp(1, 50),
-            "--trips" => args.trips = number("--trips").clamp(1, 100_000),
-            "--warmup" => args.warmup = number("--warmup").min(10_000),
-            "--phase" => match it.next().as_deref() {
+            "--bytes" => args.bytes = cli.number("--bytes"),
+            "--rounds" => args.rounds = cli.number("--rounds").clamp(1, 50),
+            "--trips" => args.trips = cli.number("--trips").clamp(1, 100_000),
+            "--warmup" => args.warmup = cli.number("--warmup").min(10_000),
+            "--phase" => match cli.value().as_deref() {
                 Some("all") => (args.bulk, args.latency) = (true, true),
                 Some("bulk") => (args.bulk, args.latency) = (true, false),
                 Some("latency") => (args.bulk, args.latency) = (false, true),
-                _ => panic!("{USAGE}"),
+                _ => cli.bad_value(),
             },
             "--paths" => {
-                let list = it.next().unwrap_or_default();
+                let list = cli.value().unwrap_or_default();
                 args.paths = list
                     .split(',')
                     .map(|p| match p {
                         "gateway" => Path::Gateway,
                         "bare" => Path::Bare,
                         "client" => Path::Client,
-                        _ => panic!("unknown path {p:?}; {USAGE}"),
+                        _ => cli.fail(&format!("unknown path {p:?}")),
                     })
                     .collect();
             }
             "--nodelay" => {
-                (args.nodelay_emulator, args.nodelay_gateway) = match it.next().as_deref() {
+                (args.nodelay_emulator, args.nodelay_gateway) = match cli.value().as_deref() {
                     Some("none") => (false, false),
                     Some("emulator") => (true, false),
                     Some("gateway") => (false, true),
                     Some("both") => (true, true),
-                    _ => panic!("{USAGE}"),
+                    _ => cli.bad_value(),
                 }
             }
             "--echo" => {
-                args.double_echo = match it.next().as_deref() {
+                args.double_echo = match cli.value().as_deref() {
                     Some("single") => false,
                     Some("double") => true,
-                    _ => panic!("{USAGE}"),
+                    _ => cli.bad_value(),
                 }
             }
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => panic!("unknown argument {other:?}; {USAGE}"),
+            other => cli.unknown(other),
         }
     }
     assert!(

@@ -28,6 +28,8 @@
 //! docs/performance.md, "Sessions (issue 5)".
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails loudly by design
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/stack.rs"]
@@ -82,38 +84,28 @@ fn parse_args() -> Args {
         rounds: 3,
         child: None,
     };
-    if !std::env::args().any(|a| a == "--bench") {
+    if !args::is_bench_run() {
         (args.sessions, args.cuts, args.bytes, args.rounds) = (4, 2, 200_000, 1);
     }
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> usize {
-            it.next()
-                .and_then(|v| v.replace('_', "").parse().ok())
-                .unwrap_or_else(|| panic!("{name} takes a number; {USAGE}"))
-        };
+    let mut cli = args::Cli::new(USAGE);
+    while let Some(arg) = cli.next_flag() {
         match arg.as_str() {
-            "--bench" => {}
-            "--sessions" => args.sessions = number("--sessions").clamp(1, 1000),
-            "--cuts" => args.cuts = number("--cuts").clamp(1, 200),
-            "--bytes" => args.bytes = number("--bytes").clamp(1, 500_000_000),
-            "--rounds" => args.rounds = number("--rounds").clamp(1, 50),
+            "--sessions" => args.sessions = cli.number("--sessions").clamp(1, 1000),
+            "--cuts" => args.cuts = cli.number("--cuts").clamp(1, 200),
+            "--bytes" => args.bytes = cli.number("--bytes").clamp(1, 500_000_000),
+            "--rounds" => args.rounds = cli.number("--rounds").clamp(1, 50),
             "--phase" => {
-                let phase = it.next().unwrap_or_default();
+                let phase = cli.value().unwrap_or_default();
                 (args.memory, args.resume, args.faults) = match phase.as_str() {
                     "all" => (true, true, true),
                     "memory" => (true, false, false),
                     "resume" => (false, true, false),
                     "faults" => (false, false, true),
-                    _ => panic!("{USAGE}"),
+                    _ => cli.bad_value(),
                 };
             }
-            "--child" => args.child = it.next(),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => panic!("unknown argument {other:?}; {USAGE}"),
+            "--child" => args.child = cli.value(),
+            other => cli.unknown(other),
         }
     }
     args

@@ -11,29 +11,12 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use common::api::Api;
-use common::gateway::{self, Backend};
+use common::gateway::{self, Backend, both_backends};
 use porthole::gateway::identity::users::Role;
 use porthole::gateway::store::audit::{self, Anchor, BreakKind, Client, Event, StoredEvent, kind};
 use porthole::gateway::store::db::{Db, now_ms};
 use reqwest::StatusCode;
 use sqlx::Row;
-
-/// Runs a scenario on both backends.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await;
-            }
-        }
-    };
-}
 
 both_backends!(verify_names_the_first_changed_row);
 both_backends!(the_api_filters_pages_and_refuses);

@@ -9,9 +9,8 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
-use common::api::WAIT;
+use common::audit_log;
 
 const POLICY: &str = r#"
 [[roles]]
@@ -340,17 +339,7 @@ async fn serve_reloads_the_policy_on_sighup_and_audits_it() {
     ))
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let reload = loop {
-        let events = porthole::gateway::store::audit::list(&db, None)
-            .await
-            .unwrap();
-        if let Some(e) = events.into_iter().find(|e| e.kind == "policy.reload") {
-            break e;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no policy.reload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let reload = audit_log::wait_for_event(&db, None, "policy.reload").await;
     assert_eq!(reload.detail["trigger"], "SIGHUP");
     assert_eq!(reload.detail["roles"], serde_json::json!(["only"]));
     use sha2::Digest;

@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::api::{Api, WAIT};
+use common::audit_log;
 use common::emulator::NODE;
-use common::gateway::{self, Backend, Gateway, PASSWORD};
+use common::gateway::{self, Backend, Gateway, PASSWORD, both_backends};
 use porthole::gateway::http::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
 use porthole::gateway::identity::users::{self, Role};
 use porthole::gateway::store::audit::{self, StoredEvent};
@@ -19,23 +20,6 @@ use serde_json::json;
 /// The offline node of the emulator's defaults.
 const OFFLINE_NODE: &str = "i-0a1b2c3d4e5f60004";
 const REASON: &str = "INC-4711 disk filling up on web-1";
-
-/// Runs a scenario on both backends.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await;
-            }
-        }
-    };
-}
 
 both_backends!(sign_in_out_and_revocation);
 both_backends!(targets_are_listed_by_role);
@@ -254,18 +238,7 @@ async fn a_session_runs_from_start_to_exit(backend: Backend) {
     let ended = wait_ended(&mut api, &id).await;
     assert_eq!(ended["end_reason"], "the shell exited");
     // The detach is written as the relay ends, just after the browser got the close.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let kinds = loop {
-        let kinds: Vec<String> = events(&gw, Some(&id))
-            .await
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        if kinds.len() >= 4 || tokio::time::Instant::now() > deadline {
-            break kinds;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let kinds = audit_log::wait_for_kinds(&gw.state.engine.db, Some(&id), 4).await;
     assert_eq!(
         kinds,
         [

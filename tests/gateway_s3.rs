@@ -13,11 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::api::{Api, WAIT};
+use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
 use porthole::gateway::config::{Config, RecordingStorage};
 use porthole::gateway::identity::users::Role;
-use porthole::gateway::store::audit::{self, StoredEvent};
+use porthole::gateway::store::audit::StoredEvent;
 use porthole::gateway::store::recordings::path_of;
 use porthole::gateway::store::recordings::{
     self as recording_store, MULTIPART_THRESHOLD, RecordingStore,
@@ -135,22 +136,8 @@ async fn session_printing(gw: &Gateway, api: &mut Api, marker: &str) -> (String,
     tab.expect(marker).await;
     tab.type_text("exit\n").await;
     tab.closed().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let end = audit::list(&gw.state.engine.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.kind == "session.end");
-        if let Some(end) = end {
-            return (id, end);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no session.end for {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let end = audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.end").await;
+    (id, end)
 }
 
 async fn signed_in(gw: &Gateway) -> Api {
@@ -278,22 +265,9 @@ async fn a_failed_upload_keeps_the_spool_file_and_the_next_start_uploads_it() {
         c.server.gateway_id = "porthole-2".into();
     })
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let upload = loop {
-        let upload = audit::list(&gw2.state.engine.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|e| e.kind == "recording.upload");
-        if let Some(upload) = upload {
-            break upload;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no recording.upload after the start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The second gateway uploads the spooled recording after its start.
+    let upload =
+        audit_log::wait_for_event(&gw2.state.engine.db, Some(&id), "recording.upload").await;
     let key = format!("recordings/{id}.cast");
     assert_eq!(upload.detail["location"], format!("s3://late-bucket/{key}"));
     assert_eq!(upload.detail["sha256"], rec["sha256"]);

@@ -10,27 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::api::{Api, WAIT};
 use common::emulator::NODE;
-use common::gateway::{self, Backend};
+use common::gateway::{self, Backend, both_backends};
 use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// Runs a scenario on both backends.
-macro_rules! both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await;
-            }
-        }
-    };
-}
 
 both_backends!(a_marker_is_found_where_it_was_printed);
 both_backends!(only_readable_sessions_are_searched_and_queries_are_checked);

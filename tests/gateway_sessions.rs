@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::api::{Api, WAIT};
+use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
 use porthole::gateway::http::attach::CLOSE_SESSION_ENDED;
@@ -83,19 +84,7 @@ async fn a_reattach_continues_exactly_where_the_browser_left_off() {
     );
     assert!(String::from_utf8_lossy(&tab.screen).contains("ALL-DONE"));
     // The replaced tab's detach is written as it goes: wait for it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let kinds = loop {
-        let kinds: Vec<String> = audit::list(&gw.state.engine.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        if kinds.len() >= 6 || tokio::time::Instant::now() > deadline {
-            break kinds;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let kinds = audit_log::wait_for_kinds(&gw.state.engine.db, Some(&id), 6).await;
     assert_eq!(
         kinds,
         [
@@ -324,20 +313,7 @@ async fn the_recording_replays_what_was_printed_and_its_hash_is_audited() {
     tab.expect("REC-23 héllo wörld ✓ 🦀").await;
     tab.type_text("exit\n").await;
     tab.closed().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let end = loop {
-        let ends: Vec<_> = audit::list(&gw.state.engine.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == "session.end")
-            .collect();
-        if let Some(end) = ends.into_iter().next() {
-            break end;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let end = audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.end").await;
 
     let reply = api.get(&format!("/api/v1/sessions/{id}/recording")).await;
     assert_eq!(reply.status, reqwest::StatusCode::OK);
@@ -436,21 +412,15 @@ async fn an_admin_observes_read_only_and_the_owner_sees_who() {
     owner.expect_from(at, "DONE-10").await;
     assert!(!String::from_utf8_lossy(&owner.screen).contains("OBSERVER-8"));
     drop(watcher);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let kinds: Vec<String> = audit::list(&gw.state.engine.db, Some(&id))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.kind)
-            .collect();
-        if kinds.iter().any(|k| k == "session.observe_end") {
-            assert!(kinds.iter().any(|k| k == "session.observe"));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{kinds:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let events = audit_log::wait_until(
+        &gw.state.engine.db,
+        Some(&id),
+        "a session.observe_end",
+        |events| events.iter().any(|e| e.kind == "session.observe_end"),
+    )
+    .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.contains(&"session.observe"), "{kinds:?}");
     gw.stop().await;
 }
 

@@ -7,9 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use common::api::{Api, WAIT};
+use common::api::Api;
+use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway};
 use porthole::gateway::identity::users::Role;
@@ -62,22 +62,6 @@ async fn events_of(gw: &Gateway, kind: &str) -> Vec<StoredEvent> {
         .into_iter()
         .filter(|e| e.kind == kind)
         .collect()
-}
-
-/// Waits until `count` events of `kind` exist (the watcher writes them on its own time).
-async fn wait_for_events(gw: &Gateway, kind: &str, count: usize) -> Vec<StoredEvent> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let found = events_of(gw, kind).await;
-        if found.len() >= count {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {kind} event after {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn target_names(api: &mut Api) -> Vec<String> {
@@ -269,7 +253,9 @@ async fn a_changed_policy_file_is_checked_then_applied_and_audited() {
     // A bad file: refused, logged and audited; the old policy stays.
     let bad = "[[roles]]\nname = \"r\"\ntargets = [{tags = [\"team=data\"]}]\nreason.pattern = \"^(INC\"\n";
     std::fs::write(&file, bad).unwrap();
-    let failed = wait_for_events(&gw, "policy.reload_failed", 1).await;
+    // The watcher writes it on its own time.
+    let failed =
+        audit_log::wait_for_events_of(&gw.state.engine.db, None, "policy.reload_failed", 1).await;
     let error = failed[0].detail["error"].as_str().unwrap();
     assert!(
         error.contains("roles[0].reason.pattern: invalid regex"),
@@ -284,7 +270,8 @@ async fn a_changed_policy_file_is_checked_then_applied_and_audited() {
     // A good file: audited, then in force for the next request.
     let data = "[[roles]]\nname = \"r\"\ntargets = [{tags = [\"team=data\"]}]\n";
     std::fs::write(&file, data).unwrap();
-    let reloaded = wait_for_events(&gw, "policy.reload", 1).await;
+    let reloaded =
+        audit_log::wait_for_events_of(&gw.state.engine.db, None, "policy.reload", 1).await;
     assert_eq!(reloaded[0].detail["hash"], sha256(data));
     assert_eq!(reloaded[0].detail["previous_hash"], sha256(web));
     assert_eq!(reloaded[0].detail["roles"], json!(["r"]));

@@ -7,12 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_sdk_ssm::config::Credentials;
 use axum::serve::ListenerExt as _;
 use porthole::emulator::{self, EmulatorConfig};
-use porthole::gateway::config::{Config, Secret};
 use porthole::gateway::http::AppState;
 use porthole::gateway::identity::users::{self, Role};
 use porthole::ssm::client::{AwsClients, SessionStart};
@@ -21,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use crate::common::api::Api;
-use crate::common::gateway::{JWT_SECRET, PASSWORD};
+use crate::common::emulator::{aws_clients, start_session};
+use crate::common::gateway::{self, PASSWORD};
 
 /// Runs a benchmark on a multi-threaded runtime; exits with 2 if it takes longer than `limit`.
 pub fn run_bounded(limit: Duration, run: impl Future<Output = ()>) {
@@ -130,34 +127,13 @@ impl Stack {
             options.nodelay_emulator
         );
         let emulator_url = format!("http://{endpoint}");
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&emulator_url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "bench"))
-            .retry_config(RetryConfig::disabled())
-            .load()
-            .await;
-        let aws = AwsClients {
-            ssm: aws_sdk_ssm::Client::new(&sdk),
-            kms: aws_sdk_kms::Client::new(&sdk),
-        };
+        let aws = aws_clients(&emulator_url, "bench").await;
 
         // The gateway on SQLite, in front of the emulator.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut config: Config = toml::from_str("").unwrap();
-        config.server.listen = addr;
-        config.server.public_url = format!("http://{addr}");
-        config.auth.jwt_secret = Secret::new(JWT_SECRET);
+        let mut config = gateway::config(addr, dir.path(), emulator_url);
         config.sessions.max_per_user = options.max_per_user;
-        config.recordings.dir = dir.path().join("recordings");
-        config.aws.endpoint_url = Some(emulator_url);
-        config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
-        config.aws.secret_access_key = Some(Secret::new("secret"));
-        config.database.url = Secret::new(format!(
-            "sqlite://{}",
-            dir.path().join("porthole.db").display()
-        ));
         config.validate().unwrap();
         let state = porthole::gateway::prepare(config).await.unwrap();
         let app = porthole::gateway::http::router(state.clone())
@@ -197,21 +173,7 @@ impl Stack {
 
     /// `ssm:StartSession` on the emulator, as the gateway calls it.
     pub async fn start_session(&self, target: &str) -> SessionStart {
-        let reply = self
-            .aws
-            .ssm
-            .start_session()
-            .target(target)
-            .reason("porthole benchmark")
-            .send()
-            .await
-            .unwrap();
-        SessionStart {
-            session_id: reply.session_id().unwrap().to_owned(),
-            target: target.to_owned(),
-            stream_url: reply.stream_url().unwrap().to_owned(),
-            token: reply.token_value().unwrap().to_owned(),
-        }
+        start_session(&self.aws.ssm, target, "porthole benchmark").await
     }
 
     /// An API client signed in as `name` (an operator, created here).

@@ -26,21 +26,45 @@ pub async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Emu {
     let emulator = RunningEmulator::start("127.0.0.1:0".parse().unwrap(), config)
         .await
         .unwrap();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(emulator.url())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-        .retry_config(RetryConfig::disabled())
-        .load()
-        .await;
-    let aws = AwsClients {
-        ssm: aws_sdk_ssm::Client::new(&sdk),
-        kms: aws_sdk_kms::Client::new(&sdk),
-    };
+    let aws = aws_clients(&emulator.url(), "test").await;
     Emu {
         emulator,
         aws,
         _dir: dir,
+    }
+}
+
+/// AWS clients for the emulator at `url` (`http://…`), with test credentials from `provider`
+/// and no retries.
+pub async fn aws_clients(url: &str, provider: &'static str) -> AwsClients {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, provider))
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    AwsClients {
+        ssm: aws_sdk_ssm::Client::new(&sdk),
+        kms: aws_sdk_kms::Client::new(&sdk),
+    }
+}
+
+/// `ssm:StartSession` on `target` with `reason`, as the gateway calls it: what the
+/// data-channel client needs to connect.
+pub async fn start_session(ssm: &aws_sdk_ssm::Client, target: &str, reason: &str) -> SessionStart {
+    let reply = ssm
+        .start_session()
+        .target(target)
+        .reason(reason)
+        .send()
+        .await
+        .unwrap();
+    SessionStart {
+        session_id: reply.session_id().unwrap().to_owned(),
+        target: target.to_owned(),
+        stream_url: reply.stream_url().unwrap().to_owned(),
+        token: reply.token_value().unwrap().to_owned(),
     }
 }
 
@@ -49,21 +73,7 @@ pub const NODE: &str = "i-0a1b2c3d4e5f60001";
 
 impl Emu {
     pub async fn start_session(&self, target: &str) -> SessionStart {
-        let reply = self
-            .aws
-            .ssm
-            .start_session()
-            .target(target)
-            .reason("integration test")
-            .send()
-            .await
-            .unwrap();
-        SessionStart {
-            session_id: reply.session_id().unwrap().to_owned(),
-            target: target.to_owned(),
-            stream_url: reply.stream_url().unwrap().to_owned(),
-            token: reply.token_value().unwrap().to_owned(),
-        }
+        start_session(&self.aws.ssm, target, "integration test").await
     }
 
     pub async fn open(&self, target: &str) -> Term {

@@ -1,6 +1,8 @@
 //! A real gateway on an ephemeral port, in front of a real emulator, with SQLite in a temporary
 //! folder or a fresh PostgreSQL database; and a small typed client for its API.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use porthole::gateway::config::{Config, Secret};
@@ -22,6 +24,28 @@ pub enum Backend {
     Sqlite,
     Postgres,
 }
+
+/// Runs the scenario `async fn $name(backend: Backend)` of a test file on both backends, as the
+/// tests `$name::sqlite` and `$name::postgres`. (Unused in some test binaries, as the rest of
+/// `common`.)
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::gateway::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::gateway::Backend::Postgres).await;
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_backends;
 
 pub struct Gateway {
     /// `http://127.0.0.1:PORT`.
@@ -59,6 +83,21 @@ async fn fresh_postgres() -> (String, String) {
     (format!("{base}/{name}"), name)
 }
 
+/// The configuration of a gateway for tests and benchmarks: listening on `addr`, in front of
+/// the emulator at `emulator_url`, its recordings and its SQLite database in `dir`.
+pub fn config(addr: SocketAddr, dir: &Path, emulator_url: String) -> Config {
+    let mut config: Config = toml::from_str("").unwrap();
+    config.server.listen = addr;
+    config.server.public_url = format!("http://{addr}");
+    config.auth.jwt_secret = Secret::new(JWT_SECRET);
+    config.recordings.dir = dir.join("recordings");
+    config.aws.endpoint_url = Some(emulator_url);
+    config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
+    config.aws.secret_access_key = Some(Secret::new("secret"));
+    config.database.url = Secret::new(format!("sqlite://{}", dir.join("porthole.db").display()));
+    config
+}
+
 /// Starts an emulator and a gateway in front of it; `configure` may change the gateway's
 /// configuration (its URLs and database are set already).
 pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Gateway {
@@ -75,22 +114,9 @@ pub async fn start_with(
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut config: Config = toml::from_str("").unwrap();
-    config.server.listen = addr;
-    config.server.public_url = format!("http://{addr}");
-    config.auth.jwt_secret = Secret::new(JWT_SECRET);
-    config.recordings.dir = dir.path().join("recordings");
-    config.aws.endpoint_url = Some(emu.emulator.url());
-    config.aws.access_key_id = Some(Secret::new("AKIDTEST"));
-    config.aws.secret_access_key = Some(Secret::new("secret"));
+    let mut config = config(addr, dir.path(), emu.emulator.url());
     let postgres = match backend {
-        Backend::Sqlite => {
-            config.database.url = Secret::new(format!(
-                "sqlite://{}",
-                dir.path().join("porthole.db").display()
-            ));
-            None
-        }
+        Backend::Sqlite => None,
         Backend::Postgres => {
             let (url, name) = fresh_postgres().await;
             config.database.url = Secret::new(url);

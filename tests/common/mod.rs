@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod audit_log;
 pub mod emulator;
 pub mod gateway;
 pub mod sim;
