@@ -36,6 +36,18 @@ async fn demo_prints_its_url_and_passwords_and_serves_sign_in() {
         .unwrap_or_else(|| panic!("no URL in {first:?}"))
         .to_owned();
     let users: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+    // The signing key, the database and the folder that holds them are the owner's only.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700, "the data folder");
+        assert_eq!(
+            mode(&dir.path().join("jwt-secret")),
+            0o600,
+            "the signing key"
+        );
+        assert_eq!(mode(&dir.path().join("porthole.db")), 0o600, "the database");
+    }
     for (line, name) in users.iter().zip(["admin", "operator", "auditor"]) {
         assert!(
             line.contains(name) && line.contains("demo-password-1"),

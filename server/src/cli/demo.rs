@@ -1,7 +1,9 @@
 //! `porthole demo`: the gateway and the emulator on loopback, SQLite in a data folder, and the
 //! demo users `admin`, `operator` and `auditor`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::emulator::{EmulatorConfig, RunningEmulator};
@@ -39,17 +41,39 @@ pub fn random_password() -> String {
         .collect()
 }
 
-/// The signing key kept in the data folder, so sign-ins survive a restart of the demo.
+/// The signing key kept in the data folder (readable by its owner only), so sign-ins survive
+/// a restart of the demo.
 fn jwt_secret(dir: &Path) -> std::io::Result<String> {
     let path = dir.join("jwt-secret");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_owned()),
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => s.trim().to_owned(),
         _ => {
             let secret = hex::encode(rand::random::<[u8; 32]>());
-            std::fs::write(&path, &secret)?;
-            Ok(secret)
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(secret.as_bytes())?;
+            secret
         }
-    }
+    };
+    // A key written by an older demo may be world-readable.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(secret)
+}
+
+/// Makes `path` readable by its owner only, when it exists (folders: 0700, files: 0600).
+fn owner_only(path: &Path) -> Result<(), String> {
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => 0o700,
+        Ok(_) => 0o600,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot make {} private: {e}", path.display()))
 }
 
 /// Prepares the demo in `data_dir`: starts the emulator, writes the configuration, creates or
@@ -64,6 +88,9 @@ pub async fn prepare(
     let data_dir = data_dir
         .canonicalize()
         .map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    // The folder holds the signing key, the database (password hashes, the audit log) and the
+    // recordings: its owner's only.
+    owner_only(&data_dir)?;
     let emulator = RunningEmulator::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         EmulatorConfig::new(data_dir.join("nodes")),
@@ -109,6 +136,9 @@ pub async fn prepare(
         passwords.push((name.to_owned(), password));
     }
     db.pool().close().await;
+    for file in ["porthole.db", "porthole.db-wal", "porthole.db-shm"] {
+        owner_only(&data_dir.join(file))?;
+    }
     Ok(Demo {
         config,
         emulator,

@@ -951,6 +951,15 @@ const CSV_HEADER: &str =
 /// written unchanged (a SIEM must see what was recorded), so a spreadsheet may read a value
 /// that starts with `=` as a formula: import, do not open.
 fn csv_field(out: &mut String, value: &str) {
+    // A cell that starts like a formula (`=`, `+`, `-`, `@`, a tab or a carriage return) is run
+    // by spreadsheets that open the export: an actor name or a reason must not become one. A
+    // leading `'` makes it text (OWASP's advice for CSV injection).
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let value: std::borrow::Cow<'_, str> = if formula {
+        format!("'{value}").into()
+    } else {
+        value.into()
+    };
     let quote =
         value.contains([',', '"', '\n', '\r']) || value.starts_with(' ') || value.ends_with(' ');
     if quote {
@@ -958,7 +967,7 @@ fn csv_field(out: &mut String, value: &str) {
         out.push_str(&value.replace('"', "\"\""));
         out.push('"');
     } else {
-        out.push_str(value);
+        out.push_str(&value);
     }
 }
 
@@ -1106,6 +1115,27 @@ mod tests {
         assert_eq!(
             out,
             "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"|\" edge\"||"
+        );
+    }
+
+    #[test]
+    fn csv_fields_that_look_like_formulas_stay_text() {
+        let mut out = String::new();
+        for v in [
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "a=b",
+        ] {
+            csv_field(&mut out, v);
+            out.push('|');
+        }
+        assert_eq!(
+            out,
+            "\"'=HYPERLINK(\"\"x\"\")\"|'+1|'-2|'@SUM(A1)|'\tx|\"'\rx\"|a=b|"
         );
     }
 
