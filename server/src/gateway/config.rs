@@ -401,14 +401,15 @@ impl Config {
                 "sessions.max_per_user must be at least 1".into(),
             ));
         }
-        if self.policy.file.is_some() && !self.policy.roles.is_empty() {
+        if self.policy.file.is_some() && self.policy.roles.is_some() {
             return Err(ConfigError(
                 "policy.file and [[policy.roles]] are both set: keep the roles in one place".into(),
             ));
         }
         self.recordings.validate()?;
         // Inline roles are checked here; a policy file is read when the gateway starts.
-        super::policy::spec::compile(&self.policy.roles, "policy.roles").map_err(ConfigError)?;
+        let inline = self.policy.roles.as_deref().unwrap_or_default();
+        super::policy::spec::compile(inline, "policy.roles").map_err(ConfigError)?;
         Ok(())
     }
 

@@ -677,11 +677,7 @@ async fn search_page(
             return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
         }
     };
-    let reader = search::Reader {
-        user_id: signed.user.id,
-        everyone: policy::sees_all_sessions(&signed.user),
-    };
-    match search::find(&state.engine.db, reader, &q, search::DEFAULT_LIMIT).await {
+    match engine::search(&state.engine, &signed.user, &q, search::DEFAULT_LIMIT).await {
         Ok((matches, more)) => {
             page.matches = matches;
             page.more = more;

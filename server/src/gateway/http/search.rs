@@ -11,8 +11,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::SignedIn;
 use super::state::AppState;
-use crate::gateway::policy;
-use crate::gateway::store::search::{DEFAULT_LIMIT, MAX_LIMIT, Reader, check_query, find};
+use crate::gateway::sessions::engine;
+use crate::gateway::store::search::{DEFAULT_LIMIT, MAX_LIMIT, check_query};
 
 /// A search request: the query and the limit, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,11 +78,8 @@ pub async fn search(
         )
     })?;
     let request = parse(&pairs)?;
-    let reader = Reader {
-        user_id: signed.user.id,
-        everyone: policy::sees_all_sessions(&signed.user),
-    };
-    let (matches, more) = find(&state.engine.db, reader, &request.q, request.limit).await?;
+    let (matches, more) =
+        engine::search(&state.engine, &signed.user, &request.q, request.limit).await?;
     Ok(Json(json!({ "matches": matches, "more": more })))
 }
 

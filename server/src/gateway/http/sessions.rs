@@ -79,6 +79,10 @@ pub async fn list(
             ));
         }
     };
+    if everyone {
+        // Who may not list everyone's sessions learns that first, whatever the filter.
+        engine::may_list_everyone(&signed.user)?;
+    }
     let text = query.state.as_deref().unwrap_or("all");
     let filter = StateFilter::parse(text).ok_or_else(|| {
         ApiError::bad_request(

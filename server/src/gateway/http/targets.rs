@@ -9,22 +9,13 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::SignedIn;
 use super::state::AppState;
-use crate::gateway::facts::Target;
+use crate::gateway::sessions::engine;
 
 /// `GET /api/v1/targets`: what this user may reach.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let engine = &state.engine;
-    let policy = engine.policy.current();
-    let targets: Vec<Target> = engine
-        .targets
-        .all(&engine.aws)
-        .await?
-        .iter()
-        .filter(|t| policy.reaches(&signed.user, t))
-        .cloned()
-        .collect();
+    let targets = engine::reachable_targets(&state.engine, &signed.user).await?;
     Ok(Json(json!({ "targets": targets })))
 }

@@ -122,21 +122,22 @@ impl Policy {
     /// The policy the `[policy]` section describes; reads `policy.file` when it is set
     /// (relative to `config_file`'s folder). Errors name the file or the key.
     pub fn from_config(policy: &PolicyConfig, config_file: Option<&Path>) -> Result<Self, String> {
-        match &policy.file {
-            Some(_) if !policy.roles.is_empty() => Err(
+        match (&policy.file, &policy.roles) {
+            (Some(_), Some(_)) => Err(
                 "policy.file and [[policy.roles]] are both set: keep the roles in one place".into(),
             ),
-            Some(file) => {
+            (Some(file), None) => {
                 let path = resolve_file(file, config_file);
                 let bytes = std::fs::read(&path)
                     .map_err(|e| format!("policy.file: cannot read {}: {e}", path.display()))?;
                 Self::from_file_bytes(&path, &bytes)
             }
-            None if policy.roles.is_empty() => Ok(Self::builtin()),
-            None => Ok(Self {
-                roles: spec::compile(&policy.roles, "policy.roles")?,
+            (None, None) => Ok(Self::builtin()),
+            // An empty list is a policy too: it allows nothing (not the built-in roles).
+            (None, Some(roles)) => Ok(Self {
+                roles: spec::compile(roles, "policy.roles")?,
                 source: Source::Inline,
-                hash: sha256_hex(&serde_json::to_vec(&policy.roles).unwrap_or_default()),
+                hash: sha256_hex(&serde_json::to_vec(roles).unwrap_or_default()),
             }),
         }
     }

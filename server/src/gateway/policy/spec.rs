@@ -32,8 +32,9 @@ pub struct PolicyConfig {
     /// Seconds between looks at the policy's file for a change (0: only on SIGHUP).
     pub watch_seconds: u64,
     /// Roles written inline (`[[policy.roles]]`). Neither these nor a file: the built-in
-    /// roles admin, operator and auditor.
-    pub roles: Vec<RoleSpec>,
+    /// roles admin, operator and auditor. Written but empty (`roles = []`): no roles, so
+    /// nobody may do anything.
+    pub roles: Option<Vec<RoleSpec>>,
 }
 
 impl Default for PolicyConfig {
@@ -41,7 +42,7 @@ impl Default for PolicyConfig {
         Self {
             file: None,
             watch_seconds: DEFAULT_WATCH_SECONDS,
-            roles: Vec::new(),
+            roles: None,
         }
     }
 }

@@ -499,13 +499,13 @@ fn the_explanation_goes_rule_by_rule() {
 #[test]
 fn inline_roles_and_files_and_their_errors() {
     let config = PolicyConfig {
-        roles: vec![spec::RoleSpec {
+        roles: Some(vec![spec::RoleSpec {
             targets: vec![spec::SelectorSpec {
                 ids: vec!["*".into()],
                 ..Default::default()
             }],
             ..spec::builtin_roles().remove(2)
-        }],
+        }]),
         ..PolicyConfig::default()
     };
     let p = Policy::from_config(&config, None).unwrap();
@@ -539,7 +539,7 @@ fn inline_roles_and_files_and_their_errors() {
         "{bad}"
     );
     let both = PolicyConfig {
-        roles: spec::builtin_roles(),
+        roles: Some(spec::builtin_roles()),
         ..config
     };
     assert!(
@@ -547,4 +547,35 @@ fn inline_roles_and_files_and_their_errors() {
             .unwrap_err()
             .contains("both set")
     );
+}
+
+/// `roles = []` (or an empty policy file) is a policy that allows nothing; only a `[policy]`
+/// with no roles at all keeps the built-in roles.
+#[test]
+fn an_empty_roles_list_denies_everyone() {
+    // The body of a `[policy]` section.
+    let config = |text: &str| -> PolicyConfig { toml::from_str(text).unwrap() };
+    let admin = user(&["admin"]);
+    let inline_empty = Policy::from_config(&config("roles = []\n"), None).unwrap();
+    assert_eq!(inline_empty.source(), &Source::Inline);
+    assert!(inline_empty.roles().is_empty());
+    assert!(!inline_empty.reaches(&admin, &web1()));
+    assert_eq!(inline_empty.grants(&admin.roles), Grants::default());
+    assert!(
+        inline_empty
+            .decide_start(&admin, &web1(), DEFAULT_DOCUMENT, "checking the disk usage")
+            .is_err()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+    let file_empty = Policy::from_file_bytes(&dir.path().join("empty.toml"), b"").unwrap();
+    assert!(file_empty.roles().is_empty());
+    assert!(!file_empty.reaches(&admin, &web1()));
+
+    for text in ["", "watch_seconds = 5\n"] {
+        let builtin = Policy::from_config(&config(text), None).unwrap();
+        assert_eq!(builtin.source(), &Source::Builtin, "{text:?}");
+        assert!(builtin.reaches(&admin, &web1()), "{text:?}");
+    }
 }

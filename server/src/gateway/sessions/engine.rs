@@ -16,6 +16,7 @@ use crate::gateway::facts::{Target, User};
 use crate::gateway::policy::{self, Refusal};
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::recordings::{OpenError, Opened};
+use crate::gateway::store::search;
 use crate::gateway::store::sessions::{self as rows, NewSession, SessionView, StateFilter};
 use crate::ssm::client::{self, SessionStart};
 
@@ -229,23 +230,59 @@ pub async fn list(
     Ok(rows::visible(&engine.db, user.id, policy::sees_all_sessions(user), filter).await?)
 }
 
+/// Whether `user` may list everyone's sessions with their live counters: a role that
+/// oversees live sessions ([`policy::oversees_live_sessions`]).
+pub fn may_list_everyone(user: &User) -> Result<(), Error> {
+    if policy::oversees_live_sessions(user) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!(
+            "{} may not list everyone's live sessions: no role of yours may observe or \
+             terminate others' sessions",
+            user.name
+        )))
+    }
+}
+
 /// Everyone's sessions in `filter` with the counters of those running here, for roles that
-/// oversee live sessions ([`policy::oversees_live_sessions`]).
+/// oversee live sessions ([`may_list_everyone`]).
 pub async fn list_everyone(
     engine: &Engine,
     user: &User,
     filter: StateFilter,
 ) -> Result<Vec<(SessionView, Option<live::Stats>)>, Error> {
-    if !policy::oversees_live_sessions(user) {
-        return Err(Error::Forbidden(format!(
-            "{} may not list everyone's live sessions: no role of yours may observe or \
-             terminate others' sessions",
-            user.name
-        )));
-    }
+    may_list_everyone(user)?;
     let sessions = list(engine, user, filter).await?;
     let stats = live_stats(engine, &sessions).await;
     Ok(sessions.into_iter().zip(stats).collect())
+}
+
+/// The managed nodes some role of `user` reaches (the targets list).
+pub async fn reachable_targets(engine: &Engine, user: &User) -> Result<Vec<Target>, Error> {
+    let policy = engine.policy.current();
+    Ok(engine
+        .targets
+        .all(&engine.aws)
+        .await?
+        .iter()
+        .filter(|t| policy.reaches(user, t))
+        .cloned()
+        .collect())
+}
+
+/// Lines containing `q` in the recordings `user` may read (their own sessions', or everyone's
+/// for roles that see all sessions), at most `limit`, and whether there were more.
+pub async fn search(
+    engine: &Engine,
+    user: &User,
+    q: &str,
+    limit: i64,
+) -> Result<(Vec<search::Match>, bool), Error> {
+    let reader = search::Reader {
+        user_id: user.id,
+        everyone: policy::sees_all_sessions(user),
+    };
+    Ok(search::find(&engine.db, reader, q, limit).await?)
 }
 
 /// How long a listing waits for one session's counters.

@@ -947,9 +947,9 @@ struct ExportLine<'a> {
 const CSV_HEADER: &str =
     "id,at,type,actor,target,session_id,reason,detail,client_addr,user_agent,hash\r\n";
 
-/// A CSV field: quoted when it holds a comma, a quote, a line break or edge spaces. Values are
-/// written unchanged (a SIEM must see what was recorded), so a spreadsheet may read a value
-/// that starts with `=` as a formula: import, do not open.
+/// A CSV field: quoted when it holds a comma, a quote, a line break or edge spaces; a value
+/// that starts like a formula gets a leading `'` (the CSV is for spreadsheets; JSON lines are
+/// the exact copy).
 fn csv_field(out: &mut String, value: &str) {
     // A cell that starts like a formula (`=`, `+`, `-`, `@`, a tab or a carriage return) is run
     // by spreadsheets that open the export: an actor name or a reason must not become one. A
