@@ -124,7 +124,8 @@ async fn roles_decide_what_each_user_reaches(backend: Backend) {
     assert_eq!(start[0].detail["idle_timeout_seconds"], 600);
     assert_eq!(start[0].detail["policy"], sha256(POLICY));
 
-    // Denied: 403 that names the target, audited with the why.
+    // Denied: a node no role of hers reaches is answered like a node that does not exist
+    // (nothing of its name, region or tags); the audit row has the why.
     let reply = alice
         .post(
             "/api/v1/sessions",
@@ -133,12 +134,20 @@ async fn roles_decide_what_each_user_reaches(backend: Backend) {
         .await;
     assert_eq!(
         (reply.status, reply.code()),
-        (StatusCode::FORBIDDEN, "forbidden"),
+        (StatusCode::NOT_FOUND, "unknown_target"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.message(),
+        format!("no managed node {DB_NODE:?} in the configured regions")
+    );
+    assert!(
+        !reply.text.contains("db-1") && !reply.text.contains("team"),
         "{}",
         reply.text
     );
     let why = format!("no role of yours allows {DB_NODE} (db-1, us-east-1, env=prod, team=data)");
-    assert_eq!(reply.message(), why);
     let denied = events_of(&gw, "session.denied").await;
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].actor, "alice");
@@ -191,11 +200,13 @@ async fn roles_decide_what_each_user_reaches(backend: Backend) {
         )
         .await;
     assert_eq!(
-        (reply.status, reply.message()),
+        (reply.status, reply.code(), reply.message()),
         (
-            StatusCode::FORBIDDEN,
-            "no role of yours allows i-00000000000000000"
-        )
+            StatusCode::NOT_FOUND,
+            "unknown_target",
+            "no managed node \"i-00000000000000000\" in the configured regions"
+        ),
+        "the same answer as for a node that exists but is not hers"
     );
     assert_eq!(events_of(&gw, "session.denied").await.len(), 3);
     assert_eq!(events_of(&gw, "session.start").await.len(), 1);

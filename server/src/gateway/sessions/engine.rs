@@ -54,6 +54,15 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| Target::unknown(&request.target));
     let decided = in_force.decide_start(user, &facts, &document, &request.reason);
+    // A node no role of the person reaches is answered like a node that does not exist, so
+    // that nobody learns the names, regions and tags of nodes they cannot reach (the refusal
+    // with its detail goes to the audit log and `porthole policy check`).
+    let not_found = || {
+        Error::UnknownTarget(format!(
+            "no managed node {:?} in the configured regions",
+            request.target
+        ))
+    };
     if let Err(Refusal::Denied(why)) = &decided {
         let mut tx = engine.db.begin_write().await?;
         audit::append(
@@ -68,13 +77,16 @@ pub async fn start(
         )
         .await?;
         tx.commit().await?;
+        // Who may open no session at all is told so, without a word about the node.
+        policy::may_open_session(user, &request.target).map_err(Error::Forbidden)?;
+        if !in_force.reaches(user, &facts) {
+            return Err(not_found());
+        }
+        // The node is in the person's list: say why this start is refused (the document).
         return Err(Error::Forbidden(why.clone()));
     }
     let Some(target) = found else {
-        return Err(Error::UnknownTarget(format!(
-            "no managed node {:?} in the configured regions",
-            request.target
-        )));
+        return Err(not_found());
     };
     let decision = decided.map_err(|refusal| Error::InvalidReason(refusal.message().to_owned()))?;
     let reason = decision.reason.clone();
