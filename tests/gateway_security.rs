@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::api::Api;
+use common::api::{Api, Reply};
 use common::emulator::NODE;
-use common::gateway::{self, Backend, JWT_SECRET};
+use common::gateway::{self, Backend, Gateway, JWT_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use porthole::gateway::identity::tokens::Claims;
 use porthole::gateway::identity::users::Role;
@@ -268,6 +268,131 @@ async fn failed_sign_ins_are_limited_per_user_and_per_address() {
     );
     let reply = api.login_as("bob", common::gateway::PASSWORD).await;
     assert_eq!(reply.code(), "rate_limited", "the address is limited too");
+    gw.stop().await;
+}
+
+/// `n` sign-ins of `user` with `password` sent at once, each from its own client.
+async fn sign_ins_at_once(gw: &Gateway, user: &str, password: &str, n: usize) -> Vec<Reply> {
+    let attempts = (0..n).map(|_| {
+        let mut api = Api::new(gw);
+        let (user, password) = (user.to_owned(), password.to_owned());
+        async move { api.login_as(&user, &password).await }
+    });
+    futures_util::future::join_all(attempts).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_sign_ins_cannot_race_past_the_limit() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.auth.max_failed_logins = 3;
+        c.auth.max_concurrent_hashes = 64;
+    })
+    .await;
+    gw.user("alice", &[Role::Operator]).await;
+    let replies = sign_ins_at_once(&gw, "alice", "wrong password", 16).await;
+    let wrong = replies
+        .iter()
+        .filter(|r| r.code() == "invalid_credentials")
+        .count();
+    let limited = replies
+        .iter()
+        .filter(|r| r.code() == "rate_limited")
+        .count();
+    assert_eq!(
+        wrong + limited,
+        16,
+        "{:?}",
+        replies.iter().map(Reply::code).collect::<Vec<_>>()
+    );
+    assert!(
+        (1..=3).contains(&wrong),
+        "at most 3 attempts were checked, {wrong} were"
+    );
+    let failed = porthole::gateway::store::audit::list(&gw.state.engine.db, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "login.failed")
+        .count();
+    assert_eq!(failed, wrong, "each checked attempt is audited, no more");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_at_once_are_bounded() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.auth.max_failed_logins = 1000;
+        c.auth.max_concurrent_hashes = 1;
+    })
+    .await;
+    gw.user("alice", &[Role::Operator]).await;
+    let replies = sign_ins_at_once(&gw, "alice", common::gateway::PASSWORD, 12).await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let busy: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(ok + busy.len(), 12);
+    assert!(ok >= 1, "one check at a time still signs people in");
+    assert!(
+        !busy.is_empty(),
+        "12 checks at once with room for 1: some are refused"
+    );
+    for reply in busy {
+        assert_eq!(reply.code(), "rate_limited");
+        assert_eq!(
+            reply.message(),
+            "too many sign-ins at once; try again in a moment"
+        );
+    }
+    // Once the burst is over, a sign-in goes through.
+    let mut api = Api::new(&gw);
+    assert_eq!(
+        api.login_as("alice", common::gateway::PASSWORD)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    gw.stop().await;
+}
+
+/// An observer whose sign-in ends (here: the user is disabled) is closed with 4003 within
+/// the re-check interval (15 s), as the owner's page is; the observe's end is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_is_checked_again_and_closed_when_the_sign_in_ends() {
+    use porthole::gateway::http::attach::CLOSE_NOT_ALLOWED;
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let id = alice.open(NODE, REASON).await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let mut watcher = root.attach_with(&id, "?mode=observe", None).await.unwrap();
+    watcher.until_synced().await;
+    porthole::gateway::identity::users::set_disabled(&gw.state.engine.db, "root", true)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (code, reason) = watcher.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CLOSE_NOT_ALLOWED, "your sign-in ended")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "closed within the re-check, took {:?}",
+        started.elapsed()
+    );
+    let end =
+        common::audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.observe_end")
+            .await;
+    assert_eq!(end.actor, "root");
+    assert_eq!(end.detail["why"], "sign-in ended");
     gw.stop().await;
 }
 

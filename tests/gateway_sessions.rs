@@ -160,7 +160,9 @@ async fn twenty_megabytes_and_typed_input_survive_faults_and_socket_cuts() {
             c.seed = 11;
             c.disconnect_every = Some(Duration::from_secs(3));
         },
-        |_| {},
+        // The input is typed once, at the start; on a loaded machine the 20 MB can take
+        // longer than the default idle limit (20 minutes) to come through a debug build.
+        |c| c.sessions.idle_timeout_seconds = 2 * 60 * 60,
     )
     .await;
     let mut api = signed_in(&gw).await;

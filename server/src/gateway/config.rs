@@ -170,6 +170,9 @@ pub struct AuthConfig {
     pub max_failed_logins: u32,
     /// The window of [`AuthConfig::max_failed_logins`], in seconds.
     pub failed_login_window_seconds: u64,
+    /// Password checks (argon2id, 19 MiB each) that may run at once; a sign-in beyond them is
+    /// refused with 429 `rate_limited` instead of queueing memory.
+    pub max_concurrent_hashes: u32,
 }
 
 impl Default for AuthConfig {
@@ -179,6 +182,7 @@ impl Default for AuthConfig {
             login_ttl_seconds: 12 * 3600,
             max_failed_logins: 5,
             failed_login_window_seconds: 300,
+            max_concurrent_hashes: 4,
         }
     }
 }
@@ -394,6 +398,11 @@ impl Config {
         if self.sessions.retransmit_give_up_seconds == 0 {
             return Err(ConfigError(
                 "sessions.retransmit_give_up_seconds must be at least 1".into(),
+            ));
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            return Err(ConfigError(
+                "auth.max_concurrent_hashes must be at least 1".into(),
             ));
         }
         if self.sessions.max_per_user == 0 {

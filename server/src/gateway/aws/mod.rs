@@ -32,20 +32,9 @@ pub enum AwsError {
 pub async fn aws_clients(config: &Config) -> Regions {
     let mut aws = BTreeMap::new();
     for region in config.aws.all_regions() {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.clone()));
+        let mut loader = loader(config, region.clone());
         if let Some(url) = &config.aws.endpoint_url {
             loader = loader.endpoint_url(url);
-        }
-        if let (Some(id), Some(secret)) = (&config.aws.access_key_id, &config.aws.secret_access_key)
-        {
-            loader = loader.credentials_provider(Credentials::new(
-                id.expose(),
-                secret.expose(),
-                None,
-                None,
-                "porthole-config",
-            ));
         }
         let sdk = loader.load().await;
         aws.insert(
@@ -57,6 +46,23 @@ pub async fn aws_clients(config: &Config) -> Regions {
         );
     }
     aws
+}
+
+/// aws-config's loader for `region`, with the configuration's static credentials when it has
+/// them (else aws-config's default chain).
+pub fn loader(config: &Config, region: String) -> aws_config::ConfigLoader {
+    let loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(aws_config::Region::new(region));
+    match (&config.aws.access_key_id, &config.aws.secret_access_key) {
+        (Some(id), Some(secret)) => loader.credentials_provider(Credentials::new(
+            id.expose(),
+            secret.expose(),
+            None,
+            None,
+            "porthole-config",
+        )),
+        _ => loader,
+    }
 }
 
 /// AWS's own words for an SDK error: `Code: message`, or the error's text when the service

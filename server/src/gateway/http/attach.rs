@@ -97,10 +97,14 @@ pub async fn attach(
                 format!("session {id} is not running ({})", view.state),
             ));
         };
+        let headers = parts.headers.clone();
+        let owner_id = view.user_id();
         return Ok(upgrade
             .max_message_size(MAX_BROWSER_MESSAGE)
             .max_frame_size(MAX_BROWSER_MESSAGE)
-            .on_upgrade(move |socket| observe_relay(state, signed, live, socket)));
+            .on_upgrade(move |socket| {
+                observe_relay(state, signed, live, headers, owner_id, socket)
+            }));
     }
     if !policy::may_attach(&signed.user, view.user_id()) {
         return Err(ApiError::forbidden(format!(
@@ -283,11 +287,16 @@ async fn relay(
     .await;
 }
 
-/// The read-only view of an observer: the screen, then live output; input is refused.
+/// The read-only view of an observer: the screen, then live output; input is refused. Like
+/// the owner's relay it checks again every [`RECHECK`] that the sign-in holds, and also that
+/// the policy in force still lets this person observe (a role can lose `observe_others` in a
+/// reload): otherwise it closes with 4003.
 async fn observe_relay(
     state: Arc<AppState>,
     signed: SignedIn,
     live: Arc<LiveSession>,
+    headers: HeaderMap,
+    owner_id: i64,
     mut socket: WebSocket,
 ) {
     if record(&state, &signed, &live, kind::SESSION_OBSERVE, json!({}))
@@ -304,8 +313,22 @@ async fn observe_relay(
         return;
     };
     let mut told = false;
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.tick().await;
     let why: String = loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                let still = auth::signed_in(&state, &headers, signed.client.clone()).await;
+                let refusal = match still {
+                    Ok(Some(now)) if policy::may_observe(&now.user, owner_id) => None,
+                    Ok(Some(_)) => Some(("you may no longer observe this session", "observe no longer allowed")),
+                    _ => Some(("your sign-in ended", "sign-in ended")),
+                };
+                if let Some((told_why, why)) = refusal {
+                    let _ = socket.send(close(CLOSE_NOT_ALLOWED, told_why)).await;
+                    break why.into();
+                }
+            }
             message = from_session.recv() => {
                 let out = match message {
                     Some(ToBrowser::Output(bytes)) => Message::Binary(bytes),

@@ -136,7 +136,7 @@ impl From<SignInError> for ApiError {
                 "invalid_credentials",
                 e.to_string(),
             ),
-            SignInError::RateLimited { .. } => {
+            SignInError::RateLimited { .. } | SignInError::Busy => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
             }
             SignInError::Db(e) => Self::internal(e),

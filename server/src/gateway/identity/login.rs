@@ -6,6 +6,9 @@
 //! nor expired **and** the user is not disabled. The database check is what makes logout and
 //! `porthole users disable` take effect at once.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use serde_json::json;
 use sqlx::Row;
 
@@ -45,6 +48,9 @@ pub enum SignInError {
     /// Unknown name, wrong password, disabled user: the same answer for all three.
     #[error("wrong user name or password")]
     InvalidCredentials,
+    /// Every password check is busy: the sign-in is refused rather than queued.
+    #[error("too many sign-ins at once; try again in a moment")]
+    Busy,
     /// Too many failures for this name or this address within the window.
     #[error(
         "too many failed sign-ins for this user or address; try again in {window_seconds} seconds"
@@ -59,6 +65,58 @@ pub enum SignInError {
     /// Anything else (a hashing task that died, a token that could not be signed).
     #[error("{0}")]
     Internal(String),
+}
+
+/// Sign-in attempts being checked, by key (`user:NAME`, `addr:ADDRESS`).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    counts: Mutex<HashMap<String, i64>>,
+}
+
+/// One attempt's share of [`InFlight`], given back when it is dropped.
+#[derive(Debug)]
+struct Attempt<'a> {
+    table: &'a InFlight,
+    keys: Vec<String>,
+}
+
+impl InFlight {
+    /// Counts an attempt under `keys` when, with `recorded` failures already in the database
+    /// for each key, none would go past `max`; `None` when one would.
+    fn begin(&self, keys: Vec<(String, i64)>, max: i64) -> Option<Attempt<'_>> {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys
+            .iter()
+            .any(|(key, recorded)| recorded + counts.get(key).copied().unwrap_or(0) >= max)
+        {
+            return None;
+        }
+        for (key, _) in &keys {
+            *counts.entry(key.clone()).or_default() += 1;
+        }
+        Some(Attempt {
+            table: self,
+            keys: keys.into_iter().map(|(k, _)| k).collect(),
+        })
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .table
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for key in &self.keys {
+            if let Some(n) = counts.get_mut(key) {
+                *n -= 1;
+                if *n <= 0 {
+                    counts.remove(key);
+                }
+            }
+        }
+    }
 }
 
 impl Identity {
@@ -97,8 +155,9 @@ impl Identity {
         }))
     }
 
-    /// How many failed sign-ins were recorded for this name or this address in the window.
-    async fn recent_failures(&self, name: &str, addr: &str) -> Result<i64, DbError> {
+    /// How many failed sign-ins were recorded for this name and for this address in the
+    /// window.
+    async fn recent_failures(&self, name: &str, addr: &str) -> Result<(i64, i64), DbError> {
         let since = now_ms() - (self.auth.failed_login_window_seconds as i64) * 1000;
         let count = |sql: &'static str, value: String| async move {
             sqlx::query(sql)
@@ -124,7 +183,7 @@ impl Identity {
             )
             .await?
         };
-        Ok(by_name.max(by_addr))
+        Ok((by_name, by_addr))
     }
 
     /// Signs `name` in with `password`: a `logins` row and `login` in the audit log, or a
@@ -140,11 +199,23 @@ impl Identity {
             return Err(SignInError::InvalidCredentials);
         }
         let max = i64::from(self.auth.max_failed_logins);
-        if self.recent_failures(&name, &client.addr).await? >= max {
-            return Err(SignInError::RateLimited {
-                window_seconds: self.auth.failed_login_window_seconds,
-            });
+        let rate_limited = || SignInError::RateLimited {
+            window_seconds: self.auth.failed_login_window_seconds,
+        };
+        // Attempts still being checked count with the recorded failures: without them,
+        // parallel attempts would all read the same count and all pass.
+        let (by_name, by_addr) = self.recent_failures(&name, &client.addr).await?;
+        let mut keys = vec![(format!("user:{name}"), by_name)];
+        if !client.addr.is_empty() {
+            keys.push((format!("addr:{}", client.addr), by_addr));
         }
+        let Some(_attempt) = self.attempts.begin(keys, max) else {
+            return Err(rate_limited());
+        };
+        // Argon2id takes 19 MiB for each check: a burst is refused, not queued.
+        let Ok(_permit) = self.hashing.try_acquire() else {
+            return Err(SignInError::Busy);
+        };
         let found = users::find(&self.db, &name).await?;
         // Always run one hash check, so an unknown name takes as long as a wrong password.
         let (hash, user) = match found {

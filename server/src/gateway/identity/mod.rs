@@ -32,6 +32,11 @@ pub struct Identity {
     pub role_source: Box<dyn RoleSource>,
     /// The policy in force (what roles grant).
     pub policy: Arc<PolicyHandle>,
+    /// Permits for password checks running at once (`auth.max_concurrent_hashes`).
+    pub hashing: tokio::sync::Semaphore,
+    /// Sign-ins being checked right now, by user name and by client address: counted with
+    /// the recorded failures, so that parallel attempts cannot all pass the limit.
+    pub attempts: login::InFlight,
 }
 
 impl Identity {
@@ -48,6 +53,8 @@ impl Identity {
             dummy_hash,
             role_source: Box::new(LocalRoles),
             policy,
+            hashing: tokio::sync::Semaphore::new(config.auth.max_concurrent_hashes as usize),
+            attempts: login::InFlight::default(),
         })
     }
 

@@ -15,8 +15,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
@@ -25,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::audit::{self, Client, Event, kind};
 use super::db::Db;
-use crate::gateway::aws::aws_message;
+use crate::gateway::aws::{self, aws_message};
 use crate::gateway::config::{Config, RecordingStorage};
 
 /// The media type of asciicast v2.
@@ -358,22 +356,11 @@ async fn s3_client(config: &Config) -> aws_sdk_s3::Client {
         .clone()
         .or_else(|| config.aws.all_regions().into_iter().next())
         .unwrap_or_else(|| "us-east-1".into());
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .build(),
-        );
-    if let (Some(id), Some(secret)) = (&config.aws.access_key_id, &config.aws.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(
-            id.expose(),
-            secret.expose(),
-            None,
-            None,
-            "porthole-config",
-        ));
-    }
+    let loader = aws::loader(config, region).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build(),
+    );
     let sdk = loader.load().await;
     let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(r.force_path_style);
     if let Some(url) = &r.endpoint_url {
