@@ -426,6 +426,37 @@ async fn an_admin_observes_read_only_and_the_owner_sees_who() {
     gw.stop().await;
 }
 
+/// A recording of more than a megabyte is streamed from the spool in chunks and arrives whole:
+/// the length header, the bytes and the hash in the end event agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_recording_is_streamed_whole() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let mut api = signed_in(&gw).await;
+    let id = api.open(NODE, REASON).await;
+    let mut tab = api.attach(&id).await.unwrap();
+    tab.type_text("seq 1 200000; echo SE''Q-DONE\n").await;
+    tab.expect("SEQ-DONE").await;
+    tab.type_text("exit\n").await;
+    tab.closed().await;
+    let end = audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.end").await;
+    let bytes = end.detail["recording"]["bytes"].as_u64().unwrap();
+    assert!(bytes > 1_000_000, "a recording of {bytes} bytes");
+
+    let reply = api.get(&format!("/api/v1/sessions/{id}/recording")).await;
+    assert_eq!(reply.status, reqwest::StatusCode::OK);
+    assert_eq!(reply.headers["content-length"], bytes.to_string().as_str());
+    assert_eq!(reply.text.len() as u64, bytes);
+    assert_eq!(
+        end.detail["recording"]["sha256"],
+        hex::encode(Sha256::digest(reply.text.as_bytes()))
+    );
+    assert!(
+        reply.text.contains("199999\\r\\n200000"),
+        "the last lines are there"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pasted_megabyte_arrives_complete_and_in_order() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;

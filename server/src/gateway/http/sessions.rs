@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use super::error::{ApiError, parse_json};
 use super::extract::{SignedIn, SignedInWrite};
@@ -132,6 +133,28 @@ pub async fn terminate(
         .into_response())
 }
 
+/// How much of a local recording is read at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// The bytes of `reader` as a stream of chunks of at most [`CHUNK`].
+fn chunks(
+    reader: impl AsyncRead + Unpin + Send + 'static,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buf = vec![0; CHUNK];
+        match reader.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(reader)))
+            }
+            // The error ends the body; nothing is read after it.
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
 /// `GET /api/v1/sessions/{id}/recording`: the session's asciicast v2 file (as written so far,
 /// for a live one; streamed from S3 once uploaded there) — for its owner and for those who see
 /// every session.
@@ -142,7 +165,7 @@ pub async fn recording(
 ) -> Result<Response, ApiError> {
     let (view, opened) = engine::recording(&state.engine, &signed.user, &id).await?;
     let body = match opened.body {
-        Content::Local(bytes) => Body::from(bytes),
+        Content::Local(file) => Body::from_stream(chunks(file)),
         Content::S3(stream) => Body::new(stream.into_inner()),
     };
     let mut response = (

@@ -87,8 +87,9 @@ pub struct Opened {
 /// The bytes of an opened recording.
 #[derive(Debug)]
 pub enum Content {
-    /// A spool file, read whole.
-    Local(Vec<u8>),
+    /// A spool file, up to its length when it was opened (a live session's file grows), to be
+    /// streamed: a recording is never read whole into memory.
+    Local(tokio::io::Take<tokio::fs::File>),
     /// An object's body, streamed from S3.
     S3(ByteStream),
 }
@@ -182,15 +183,17 @@ impl RecordingStore {
     /// not done), else the object in the bucket; `None` when there is neither.
     pub async fn open(&self, session_id: &str) -> Result<Option<Opened>, OpenError> {
         let path = path_of(&self.spool, session_id);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => {
+        let local = |e: std::io::Error| OpenError::Local(format!("{}: {e}", path.display()));
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => {
+                let length = file.metadata().await.map_err(local)?.len();
                 return Ok(Some(Opened {
-                    length: Some(bytes.len() as u64),
-                    body: Content::Local(bytes),
+                    length: Some(length),
+                    body: Content::Local(tokio::io::AsyncReadExt::take(file, length)),
                 }));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(OpenError::Local(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(local(e)),
         }
         let Some(s3) = &self.s3 else {
             return Ok(None);
