@@ -362,3 +362,108 @@ async fn serve_reloads_the_policy_on_sighup_and_audits_it() {
             .success()
     );
 }
+
+/// `users add` and `users disable` are audited (`user.add`, `user.disable`, the actor
+/// `cli:<the operating-system user>`), and a CLI run beside a running gateway on the same
+/// SQLite file never breaks the hash chain: the gateway appends failed sign-ins all along while
+/// the CLI adds and disables users, and `porthole audit verify` then passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_changes_from_the_command_line_are_audited_beside_a_running_gateway() {
+    use common::gateway::{self, Backend};
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("porthole.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"{}\"\n[auth]\njwt_secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\"\n",
+            gw.state.config.database.url.expose()
+        ),
+    )
+    .unwrap();
+    // The gateway writes audit rows all the while: failed sign-ins from many addresses.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammer = tokio::spawn({
+        let url = gw.url.clone();
+        let stop = stop.clone();
+        async move {
+            let http = reqwest::Client::new();
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = http
+                    .post(format!("{url}/api/v1/auth/login"))
+                    .header("origin", &url)
+                    .json(&serde_json::json!({"username": format!("nobody{n}"), "password": "wrong-password"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    reply.status() == 401 || reply.status() == 429,
+                    "{}",
+                    reply.status()
+                );
+                n += 1;
+            }
+            n
+        }
+    });
+    let users: Vec<String> = (0..6).map(|i| format!("cli-user-{i}")).collect();
+    let config_path = config.clone();
+    let names = users.clone();
+    tokio::task::spawn_blocking(move || {
+        for name in &names {
+            let mut child = porthole()
+                .args(["users", "add", name, "--role", "operator", "--config"])
+                .arg(&config_path)
+                .env("USER", "ops-oliver")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"correct horse battery\n")
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let out = porthole()
+                .args(["users", "disable", name, "--config"])
+                .arg(&config_path)
+                .env("USER", "ops-oliver")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let attempts = hammer.await.unwrap();
+    assert!(attempts > 0);
+
+    let db = &gw.state.engine.db;
+    let added = audit_log::wait_for_events_of(db, None, "user.add", users.len()).await;
+    let disabled = audit_log::wait_for_events_of(db, None, "user.disable", users.len()).await;
+    for (event, name) in added.iter().zip(&users) {
+        assert_eq!(event.actor, "cli:ops-oliver");
+        assert_eq!(event.detail["user"], name.as_str());
+        assert_eq!(event.detail["roles"], "operator");
+        assert_eq!(event.client_addr, "local");
+        assert!(
+            event.user_agent.starts_with("porthole users add (pid "),
+            "{}",
+            event.user_agent
+        );
+    }
+    assert_eq!(disabled[0].detail["user"], users[0].as_str());
+    let out = porthole()
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    gw.stop().await;
+}

@@ -125,9 +125,14 @@ async fn sign_in_out_and_revocation(backend: Backend) {
     // Disabling a user ends their sign-ins at once, and they cannot sign in again.
     api.login("alice").await;
     assert_eq!(api.get("/api/v1/me").await.status, StatusCode::OK);
-    users::set_disabled(&gw.state.engine.db, "alice", true)
-        .await
-        .unwrap();
+    users::set_disabled(
+        &gw.state.engine.db,
+        "alice",
+        true,
+        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
+    )
+    .await
+    .unwrap();
     assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         api.login_as("alice", PASSWORD).await.code(),

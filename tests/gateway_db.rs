@@ -10,23 +10,43 @@ async fn exercise(db: &Db) {
     db.migrate().await.unwrap(); // idempotent
     assert!(db.ping().await);
 
-    let alice = users::create(db, "alice", "correct horse battery", &[Role::Operator])
-        .await
-        .unwrap();
+    let alice = users::create(
+        db,
+        "alice",
+        "correct horse battery",
+        &[Role::Operator],
+        &users::ChangedBy::command_line("test"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (alice.name.as_str(), alice.roles.as_slice(), alice.disabled),
         ("alice", &[Role::Operator][..], false)
     );
     assert!(matches!(
-        users::create(db, "alice", "another password", &[Role::Admin]).await,
+        users::create(db, "alice", "another password", &[Role::Admin], &users::ChangedBy::command_line("test")).await,
         Err(UserError::Exists(name)) if name == "alice"
     ));
     assert!(matches!(
-        users::create(db, "Bob", "long enough pw", &[Role::Admin]).await,
+        users::create(
+            db,
+            "Bob",
+            "long enough pw",
+            &[Role::Admin],
+            &users::ChangedBy::command_line("test")
+        )
+        .await,
         Err(UserError::InvalidName(_))
     ));
     assert!(matches!(
-        users::create(db, "bob", "short", &[Role::Admin]).await,
+        users::create(
+            db,
+            "bob",
+            "short",
+            &[Role::Admin],
+            &users::ChangedBy::command_line("test")
+        )
+        .await,
         Err(UserError::InvalidPassword)
     ));
 
@@ -37,9 +57,15 @@ async fn exercise(db: &Db) {
     // A name made of SQL is just a name that does not exist.
     assert!(users::find(db, "alice' OR '1'='1").await.unwrap().is_none());
 
-    users::create(db, "auditor-1", "read only please", &[Role::Auditor])
-        .await
-        .unwrap();
+    users::create(
+        db,
+        "auditor-1",
+        "read only please",
+        &[Role::Auditor],
+        &users::ChangedBy::command_line("test"),
+    )
+    .await
+    .unwrap();
     let names: Vec<String> = users::list(db)
         .await
         .unwrap()
@@ -48,11 +74,24 @@ async fn exercise(db: &Db) {
         .collect();
     assert_eq!(names, vec!["alice", "auditor-1"]);
 
-    let disabled = users::set_disabled(db, "alice", true).await.unwrap();
+    let disabled = users::set_disabled(
+        db,
+        "alice",
+        true,
+        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
+    )
+    .await
+    .unwrap();
     assert!(disabled.disabled);
     assert!(users::get(db, alice.id).await.unwrap().unwrap().disabled);
     assert!(matches!(
-        users::set_disabled(db, "nobody", true).await,
+        users::set_disabled(
+            db,
+            "nobody",
+            true,
+            &porthole::gateway::identity::users::ChangedBy::command_line("test")
+        )
+        .await,
         Err(UserError::NotFound(_))
     ));
 }

@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::api::{Api, WAIT};
+use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, both_backends};
 use porthole::gateway::identity::users::Role;
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 both_backends!(a_marker_is_found_where_it_was_printed);
 both_backends!(only_readable_sessions_are_searched_and_queries_are_checked);
+both_backends!(a_running_session_is_read_by_others_only_once_it_has_ended);
 
 /// Opens a session, types `command` (then `exit`), waits until `needle` was printed and the
 /// session ended. Returns the id and the bounds, in seconds from the start of the recording,
@@ -254,5 +256,88 @@ async fn only_readable_sessions_are_searched_and_queries_are_checked(backend: Ba
     let reply = anonymous.get("/api/v1/recordings/search?q=disk").await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 
+    gw.stop().await;
+}
+
+/// A running session's output reaches others only through observing it: its recording answers
+/// 409 `session_running` to an admin and an auditor (the API and the player page), a search
+/// leaves its lines out, while its owner reads both. Once it has ended, both open to them.
+/// Every read and every search is audited, with the owner and the sessions matched.
+async fn a_running_session_is_read_by_others_only_once_it_has_ended(backend: Backend) {
+    let gw = gateway::start(backend, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    gw.user("audrey", &[Role::Auditor]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let mut audrey = Api::new(&gw);
+    audrey.login("audrey").await;
+
+    let id = alice.open(NODE, "INC-5151 still typing").await;
+    let mut term = alice.attach(&id).await.unwrap();
+    term.type_text("echo RUNNING-$((6*7))-MARK\n").await;
+    term.expect("RUNNING-42-MARK").await;
+    // The owner finds it while it runs (the index is written moments after the output) …
+    search_until(&mut alice, "RUNNING-42", &id).await;
+    let own = alice.get(&format!("/api/v1/sessions/{id}/recording")).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(own.text.contains("RUNNING-42-MARK"), "{}", own.text);
+    // … nobody else does.
+    for api in [&mut root, &mut audrey] {
+        assert!(search(api, "RUNNING-42").await.is_empty());
+        let reply = api.get(&format!("/api/v1/sessions/{id}/recording")).await;
+        assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
+        assert_eq!(reply.code(), "session_running");
+        assert!(
+            reply.message().contains("still running: watch it live"),
+            "{}",
+            reply.text
+        );
+        assert!(!reply.text.contains("RUNNING-42-MARK"));
+        let page = api.get(&format!("/sessions/{id}/play")).await;
+        assert_eq!(page.status, StatusCode::CONFLICT);
+        assert!(page.text.contains("still running"), "{}", page.text);
+    }
+    let reads =
+        audit_log::wait_for_events_of(&gw.state.engine.db, Some(&id), "recording.read", 1).await;
+    assert_eq!(reads.len(), 1, "only the read that happened is audited");
+    assert_eq!(reads[0].actor, "alice");
+    assert_eq!(reads[0].detail["owner"], "alice");
+    assert_eq!(reads[0].detail["state"], "active");
+
+    term.type_text("exit\n").await;
+    term.closed().await;
+    wait_ended(&mut alice, &id).await;
+    let found = search(&mut audrey, "RUNNING-42").await;
+    assert_eq!(lines(&found), ["RUNNING-42-MARK"]);
+    let reply = root.get(&format!("/api/v1/sessions/{id}/recording")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.text.contains("RUNNING-42-MARK"));
+    let page = root.get(&format!("/sessions/{id}/play")).await;
+    assert_eq!(page.status, StatusCode::OK);
+
+    let reads =
+        audit_log::wait_for_events_of(&gw.state.engine.db, Some(&id), "recording.read", 2).await;
+    assert_eq!(reads[1].actor, "root");
+    assert_eq!(reads[1].detail["owner"], "alice");
+    assert_eq!(reads[1].detail["state"], "ended");
+    assert_eq!(reads[1].detail["bytes"], reply.text.len() as u64);
+    let searches =
+        audit_log::wait_for_events_of(&gw.state.engine.db, None, "recording.search", 1).await;
+    let audrey_found: Vec<_> = searches
+        .iter()
+        .filter(|e| e.actor == "audrey" && e.detail["matches"] == 1)
+        .collect();
+    assert_eq!(audrey_found.len(), 1, "{searches:?}");
+    assert_eq!(audrey_found[0].detail["q"], "RUNNING-42");
+    assert_eq!(audrey_found[0].detail["sessions"], serde_json::json!([id]));
+    assert!(
+        searches
+            .iter()
+            .any(|e| e.actor == "root" && e.detail["matches"] == 0),
+        "a search that found nothing is audited too"
+    );
     gw.stop().await;
 }

@@ -374,9 +374,14 @@ async fn an_observer_is_checked_again_and_closed_when_the_sign_in_ends() {
     root.login("root").await;
     let mut watcher = root.attach_with(&id, "?mode=observe", None).await.unwrap();
     watcher.until_synced().await;
-    porthole::gateway::identity::users::set_disabled(&gw.state.engine.db, "root", true)
-        .await
-        .unwrap();
+    porthole::gateway::identity::users::set_disabled(
+        &gw.state.engine.db,
+        "root",
+        true,
+        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
+    )
+    .await
+    .unwrap();
     let started = std::time::Instant::now();
     let (code, reason) = watcher.closed().await;
     assert_eq!(
@@ -468,5 +473,97 @@ async fn a_reason_with_markup_is_rendered_escaped() {
             assert!(open.contains("src=\""), "{path}: inline script {open}");
         }
     }
+    gw.stop().await;
+}
+
+/// AWS's error text names accounts and roles: a refused `StartSession` answers 502 `upstream`
+/// with the operation, AWS's error code and a request id, never AWS's text; the same id is in
+/// the `x-request-id` header (which every response has, each its own) and in the log; the
+/// session row says why in the same short words; the audit row keeps AWS's full text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_error_text_stays_in_the_log_and_the_audit_row() {
+    use porthole::emulator::nodes::Node;
+    const DENIED: &str = "i-0d0d0d0d0d0d0d0d0";
+    let gw = gateway::start_with(
+        Backend::Sqlite,
+        |c| {
+            c.nodes.push(Node {
+                deny_start: true,
+                ..Node::new(DENIED, "denied").tag("team", "web")
+            });
+        },
+        |_| {},
+    )
+    .await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let reply = api
+        .post(
+            "/api/v1/sessions",
+            &json!({"target": DENIED, "reason": REASON}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::BAD_GATEWAY, "upstream"),
+        "{}",
+        reply.text
+    );
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    assert_eq!(reply.body["error"]["request_id"], id.as_str());
+    assert_eq!(
+        reply.message(),
+        format!(
+            "StartSession was refused by AWS (AccessDeniedException); the gateway's log has the \
+             details (request id {id})"
+        )
+    );
+    for secret in ["000000000000", "arn:aws", "not authorized"] {
+        assert!(!reply.text.contains(secret), "{secret} in {}", reply.text);
+    }
+    // The session row says the same short words; the audit row has AWS's.
+    let listed = api.get("/api/v1/sessions").await;
+    let row = &listed.body["sessions"][0];
+    assert_eq!(row["state"], "failed");
+    assert_eq!(
+        row["end_reason"],
+        "StartSession was refused by AWS (AccessDeniedException)"
+    );
+    assert!(!listed.text.contains("arn:aws"), "{}", listed.text);
+    let session = row["id"].as_str().unwrap();
+    let end =
+        common::audit_log::wait_for_event(&gw.state.engine.db, Some(session), "session.end").await;
+    let full = end.detail["error"].as_str().unwrap();
+    assert!(
+        full.starts_with("StartSession: AccessDeniedException: User: arn:aws:iam::000000000000:"),
+        "{full}"
+    );
+    assert!(full.contains(&format!("instance/{DENIED}")), "{full}");
+
+    // Every response has its own id: pages, the API, errors, refusals by the Origin guard.
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(id);
+    for path in [
+        "/healthz",
+        "/api/v1/me",
+        "/nope",
+        "/sessions",
+        "/static/does-not-exist.js",
+    ] {
+        let reply = api.get(path).await;
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        assert!(seen.insert(id), "{path}: a fresh id");
+    }
+    let reply = api.get("/nope").await;
+    assert_eq!(
+        reply.body["error"]["request_id"],
+        reply.headers["x-request-id"].to_str().unwrap()
+    );
+    api.origin = Some("https://evil.example".into());
+    let reply = api.post("/api/v1/auth/logout", &json!({})).await;
+    assert_eq!(reply.code(), "bad_origin");
+    assert!(reply.headers.contains_key("x-request-id"));
     gw.stop().await;
 }

@@ -303,3 +303,119 @@ async fn a_changed_policy_file_is_checked_then_applied_and_audited() {
     assert_eq!(events_of(&gw, "policy.reload").await.len(), 1);
     gw.stop().await;
 }
+
+/// Document parameters are part of the decision and of the record: a role that lists
+/// `parameters` allows only those names, each value matching one of its globs; what it allows
+/// runs (the emulator's node runs the command) and `session.start` names the parameters; what
+/// it refuses is a 403 naming the parameter, audited in `session.denied` with them; malformed
+/// parameters are a 422 that names the problem, and nothing is recorded as started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_parameters_are_checked_by_the_role_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[[roles]]
+name = "runner"
+targets = [{ tags = ["team=web"] }]
+documents = ["AWS-StartInteractiveCommand"]
+parameters = { command = ["echo PARAM-*", "uptime"] }
+reason = { required = false }
+"#;
+    let file = write_policy(dir.path(), text);
+    let gw = gateway::start(Backend::Sqlite, |c| c.policy.file = Some(file.clone())).await;
+    let mut alice = signed_in(&gw, "alice", &["runner"]).await;
+    let start = |command: &str| {
+        json!({"target": NODE, "document": "AWS-StartInteractiveCommand",
+               "parameters": {"command": [command]}})
+    };
+
+    // Allowed: the command runs on the node, and the start event records it.
+    let reply = alice
+        .post("/api/v1/sessions", &start("echo PARAM-$((40+2))"))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    // The command exits at once: what it printed is in the recording.
+    audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.end").await;
+    let recording = alice.get(&format!("/api/v1/sessions/{id}/recording")).await;
+    assert!(recording.text.contains("PARAM-42"), "{}", recording.text);
+    let started = audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.start").await;
+    assert_eq!(
+        started.detail["parameters"],
+        json!({"command": ["echo PARAM-$((40+2))"]})
+    );
+    assert_eq!(started.detail["document"], "AWS-StartInteractiveCommand");
+
+    // A command the role does not list, and a name it does not list: 403, naming them.
+    for (body, words) in [
+        (
+            start("rm -rf /tmp/x"),
+            "the parameter command = \"rm -rf /tmp/x\" does not match echo PARAM-*, uptime",
+        ),
+        (
+            json!({"target": NODE, "document": "AWS-StartInteractiveCommand",
+                   "parameters": {"command": ["uptime"], "portNumber": ["22"]}}),
+            "the parameter portNumber is not allowed (allowed: command: echo PARAM-*, uptime)",
+        ),
+    ] {
+        let reply = alice.post("/api/v1/sessions", &body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, "forbidden"),
+            "{}",
+            reply.text
+        );
+        assert!(
+            reply.message().contains("not with these parameters"),
+            "{}",
+            reply.text
+        );
+        assert!(reply.message().contains(words), "{}", reply.text);
+    }
+    let denied = events_of(&gw, "session.denied").await;
+    assert_eq!(denied.len(), 2);
+    assert_eq!(
+        denied[0].detail["parameters"],
+        json!({"command": ["rm -rf /tmp/x"]})
+    );
+    assert!(
+        denied[1].detail["why"]
+            .as_str()
+            .unwrap()
+            .contains("portNumber is not allowed")
+    );
+
+    // Malformed: 422 that names the problem.
+    for (parameters, words) in [
+        (
+            json!({"bad name!": ["x"]}),
+            "\"bad name!\" is not a parameter name",
+        ),
+        (
+            json!({"command": []}),
+            "parameters.command: 1 to 16 values (got 0)",
+        ),
+        (
+            json!({"command": ["x".repeat(4097)]}),
+            "parameters.command: a value of at most 4096 characters (got 4097)",
+        ),
+        (json!({"command": ["a\u{0}b"]}), "must not contain NUL"),
+    ] {
+        let reply = alice
+            .post(
+                "/api/v1/sessions",
+                &json!({"target": NODE, "document": "AWS-StartInteractiveCommand",
+                        "parameters": parameters}),
+            )
+            .await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameters"),
+            "{}",
+            reply.text
+        );
+        assert!(reply.message().contains(words), "{}", reply.text);
+    }
+    assert_eq!(events_of(&gw, "session.start").await.len(), 1);
+    assert_eq!(events_of(&gw, "session.denied").await.len(), 2);
+    gw.stop().await;
+}

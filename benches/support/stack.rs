@@ -178,9 +178,15 @@ impl Stack {
 
     /// An API client signed in as `name` (an operator, created here).
     pub async fn signed_in(&self, name: &str) -> Api {
-        users::create(&self.state.engine.db, name, PASSWORD, &[Role::Operator])
-            .await
-            .unwrap();
+        users::create(
+            &self.state.engine.db,
+            name,
+            PASSWORD,
+            &[Role::Operator],
+            &users::ChangedBy::command_line("test"),
+        )
+        .await
+        .unwrap();
         let mut api = Api {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())

@@ -151,9 +151,15 @@ pub async fn start_with(
 impl Gateway {
     /// Creates a user with [`PASSWORD`].
     pub async fn user(&self, name: &str, roles: &[Role]) {
-        users::create(&self.state.engine.db, name, PASSWORD, roles)
-            .await
-            .unwrap();
+        users::create(
+            &self.state.engine.db,
+            name,
+            PASSWORD,
+            roles,
+            &users::ChangedBy::command_line("test"),
+        )
+        .await
+        .unwrap();
     }
 
     /// The `Origin` browsers send to this gateway.

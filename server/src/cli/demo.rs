@@ -119,15 +119,16 @@ pub async fn prepare(
         .map_err(|e| e.to_string())?;
     db.migrate().await.map_err(|e| e.to_string())?;
     let mut passwords = Vec::new();
+    let by = users::ChangedBy::command_line("demo");
     for (name, role) in DEMO_USERS {
         let password = password.clone().unwrap_or_else(random_password);
-        match users::create(&db, name, &password, &[role]).await {
+        match users::create(&db, name, &password, &[role], &by).await {
             Ok(_) => {}
             Err(UserError::Exists(_)) => {
-                users::set_password(&db, name, &password)
+                users::set_password(&db, name, &password, &by)
                     .await
                     .map_err(|e| e.to_string())?;
-                users::set_disabled(&db, name, false)
+                users::set_disabled(&db, name, false, &by)
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -27,6 +27,9 @@ pub(crate) struct PolicyCheckArgs {
     /// A reason to check against the reason rules too.
     #[arg(long)]
     pub(crate) reason: Option<String>,
+    /// A document parameter, NAME=VALUE (repeat for more, or for several values of a name).
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    pub(crate) parameters: Vec<String>,
     /// Check these roles (comma-separated) instead of the user's; no database needed.
     #[arg(long, value_name = "ROLE,...")]
     pub(crate) roles: Option<String>,
@@ -59,6 +62,7 @@ pub(crate) fn run_policy(config: &ConfigArg, command: PolicyCommand) -> ExitCode
         target: args.target,
         document: args.document,
         reason: args.reason,
+        parameters: args.parameters,
         roles: args.roles,
         name: args.name,
         region: args.region,

@@ -12,7 +12,9 @@ use crate::gateway::aws::targets;
 use crate::gateway::config::Config;
 use crate::gateway::facts::{Grants, Target, User};
 use crate::gateway::identity::users::{self, LocalRoles, RoleSource};
-use crate::gateway::policy::{DEFAULT_DOCUMENT, Policy, check_document};
+use crate::gateway::policy::{
+    DEFAULT_DOCUMENT, Parameters, Policy, check_document, check_parameters,
+};
 use crate::gateway::store::db::Db;
 
 /// What to check.
@@ -26,6 +28,8 @@ pub struct CheckRequest {
     pub document: Option<String>,
     /// A reason to check against the reason rules.
     pub reason: Option<String>,
+    /// Document parameters, `name=value` each (a name given twice has two values).
+    pub parameters: Vec<String>,
     /// Roles to check instead of the user's (comma-separated): no database needed.
     pub roles: Option<String>,
     /// The target's name (offline).
@@ -54,9 +58,16 @@ pub async fn run(config: &Config, request: &CheckRequest) -> Result<CheckReport,
         .clone()
         .unwrap_or_else(|| DEFAULT_DOCUMENT.to_owned());
     check_document(&document).map_err(|e| format!("--document: {e}"))?;
+    let parameters = parameters_of(&request.parameters)?;
     let (user, roles_from) = user_of(config, request).await?;
     let (target, target_from) = target_of(config, request).await?;
-    let explanation = policy.explain(&user, &target, &document, request.reason.as_deref());
+    let explanation = policy.explain(
+        &user,
+        &target,
+        &document,
+        &parameters,
+        request.reason.as_deref(),
+    );
     let mut text = format!("(roles {roles_from}; target {target_from})\n");
     text.push_str(&explanation.render());
     let mut allowed = explanation.outcome().is_ok();
@@ -68,6 +79,22 @@ pub async fn run(config: &Config, request: &CheckRequest) -> Result<CheckReport,
         ));
     }
     Ok(CheckReport { allowed, text })
+}
+
+/// `--parameter name=value` flags as parameters, checked as the gateway checks a start's.
+fn parameters_of(flags: &[String]) -> Result<Parameters, String> {
+    let mut parameters = Parameters::new();
+    for flag in flags {
+        let Some((name, value)) = flag.split_once('=') else {
+            return Err(format!("--parameter {flag:?}: write NAME=VALUE"));
+        };
+        parameters
+            .entry(name.to_owned())
+            .or_default()
+            .push(value.to_owned());
+    }
+    check_parameters(&parameters).map_err(|e| format!("--parameter: {e}"))?;
+    Ok(parameters)
 }
 
 async fn user_of(config: &Config, request: &CheckRequest) -> Result<(User, &'static str), String> {

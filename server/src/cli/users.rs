@@ -63,9 +63,15 @@ pub(crate) fn run_users(config: &ConfigArg, command: UsersCommand) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
                 let password = line.trim_end_matches(['\n', '\r']);
-                users::create(&db, &name, password, &roles)
-                    .await
-                    .map(|u| println!("added {} ({})", u.name, role_list(&u.roles)))
+                users::create(
+                    &db,
+                    &name,
+                    password,
+                    &roles,
+                    &users::ChangedBy::command_line("users add"),
+                )
+                .await
+                .map(|u| println!("added {} ({})", u.name, role_list(&u.roles)))
             }
             UsersCommand::List => users::list(&db).await.map_err(Into::into).map(|all| {
                 for u in all {
@@ -73,9 +79,14 @@ pub(crate) fn run_users(config: &ConfigArg, command: UsersCommand) -> ExitCode {
                     println!("{:<24} {:<24} {state}", u.name, role_list(&u.roles));
                 }
             }),
-            UsersCommand::Disable { name } => users::set_disabled(&db, &name, true)
-                .await
-                .map(|u| println!("disabled {}; their sign-ins stopped working", u.name)),
+            UsersCommand::Disable { name } => users::set_disabled(
+                &db,
+                &name,
+                true,
+                &users::ChangedBy::command_line("users disable"),
+            )
+            .await
+            .map(|u| println!("disabled {}; their sign-ins stopped working", u.name)),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@
 //! kms_key_id = "alias/porthole"
 //! pace = true
 //! echo = false
+//! deny_start = false             # StartSession answers AccessDeniedException, as IAM would
 //! ```
 
 use std::collections::BTreeMap;
@@ -58,6 +59,10 @@ pub struct Node {
     /// Echo input instead of running a shell (overrides `--echo`).
     #[serde(default)]
     pub echo: Option<bool>,
+    /// Refuse `StartSession` on this node as IAM does when a policy denies it
+    /// (`AccessDeniedException`, naming the caller's ARN and the node's).
+    #[serde(default)]
+    pub deny_start: bool,
 }
 
 fn default_platform() -> String {
@@ -88,6 +93,7 @@ impl Node {
             kms_key_id: None,
             pace: None,
             echo: None,
+            deny_start: false,
         }
     }
 

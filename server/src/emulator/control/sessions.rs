@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, Caller, epoch_seconds, max_results, page, parse_timestamp, required};
+use super::{
+    ACCOUNT_ID, ApiError, Caller, epoch_seconds, max_results, page, parse_timestamp, required,
+};
 use crate::emulator::State;
 use crate::emulator::sessions::{SessionCommand, SessionInfo, SessionStatus, new_session_id};
 
@@ -79,6 +81,18 @@ pub(super) fn start(
             ),
         )
     })?;
+    if node.deny_start {
+        // IAM's words, which name the account, the caller and the resource.
+        return Err(ApiError::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: ssm:StartSession on resource: \
+                 arn:aws:ec2:us-east-1:{ACCOUNT_ID}:instance/{target} with an explicit deny in \
+                 an identity-based policy",
+                caller.arn
+            ),
+        ));
+    }
     if !node.is_online() {
         return Err(ApiError::new(
             "TargetNotConnected",

@@ -16,12 +16,58 @@ pub use crate::ssm::client::AwsClients;
 /// The clients of every configured region, by region name.
 pub type Regions = BTreeMap<String, AwsClients>;
 
+/// AWS refused or failed: words safe to show anyone (the operation and AWS's error code), and
+/// AWS's full text, which may name accounts, roles and resources, for the log and the audit
+/// row only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{summary}")]
+pub struct Failure {
+    /// `StartSession was refused by AWS (AccessDeniedException)`.
+    pub summary: String,
+    /// `StartSession: AccessDeniedException: User: arn:aws:sts::…`.
+    pub detail: String,
+}
+
+impl Failure {
+    /// The failure of `operation` with an SDK error.
+    pub fn of<E>(operation: &str, e: &E) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error,
+    {
+        let summary = match e.code() {
+            Some(code) if is_error_code(code) => {
+                format!("{operation} was refused by AWS ({code})")
+            }
+            _ => format!("{operation} failed: AWS could not be reached or did not answer"),
+        };
+        Self {
+            summary,
+            detail: format!("{operation}: {}", aws_message(e)),
+        }
+    }
+
+    /// A failure in words of our own, safe to show as they are.
+    pub fn ours(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self {
+            summary: text.clone(),
+            detail: text,
+        }
+    }
+}
+
+/// Whether `code` looks like an AWS error code (`AccessDeniedException`, `Throttling`): one
+/// word of ASCII letters and digits, so that nothing else of AWS's text rides along.
+fn is_error_code(code: &str) -> bool {
+    (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Why an AWS call could not be made or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AwsError {
-    /// AWS refused or could not be reached (its words).
-    #[error("{0}")]
-    Upstream(String),
+    /// AWS refused or could not be reached.
+    #[error(transparent)]
+    Upstream(Failure),
     /// The request could not be built.
     #[error("{0}")]
     Internal(String),

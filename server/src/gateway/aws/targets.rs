@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, ResourceTypeForTagging};
 use tokio::sync::Mutex;
 
-use super::{AwsError, Regions, aws_message};
+use super::{AwsError, Failure, Regions, aws_message};
 pub use crate::gateway::facts::Target;
 
 /// How long a fetched list is served before it is fetched again.
@@ -79,9 +79,9 @@ async fn fetch_region(
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            AwsError::Upstream(format!(
-                "DescribeInstanceInformation in {region}: {}",
-                aws_message(&e)
+            AwsError::Upstream(Failure::of(
+                &format!("DescribeInstanceInformation in {region}"),
+                &e,
             ))
         })?;
         for info in page.instance_information_list() {

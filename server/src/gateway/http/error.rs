@@ -1,13 +1,14 @@
-//! The API's error shape: `{"error":{"code":"snake_case","message":"text for a person"}}` with
-//! the fitting status. Internal details (database errors, AWS request ids) are logged, never
-//! sent.
+//! The API's error shape: `{"error":{"code":"snake_case","message":"text for a person",
+//! "request_id":"…"}}` with the fitting status. Internal details (database errors, AWS's full
+//! text with its account ids and role ARNs) are logged under the request id, never sent.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::gateway::aws::AwsError;
+use super::request_id;
+use crate::gateway::aws::{AwsError, Failure};
 use crate::gateway::identity::login::SignInError;
 use crate::gateway::sessions;
 use crate::gateway::store::db::DbError;
@@ -62,19 +63,33 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
-    /// 502 `upstream`: AWS refused or failed; `message` is AWS's text.
-    pub fn upstream(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "upstream", message)
+    /// 502 `upstream`: AWS refused or failed. The answer has the failure's summary (the
+    /// operation and AWS's error code); AWS's full text goes to the log, under the request id.
+    pub fn upstream(failure: Failure) -> Self {
+        tracing::warn!("AWS failed: {}", failure.detail);
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream",
+            format!("{}; {}", failure.summary, log_has_it()),
+        )
     }
 
-    /// 500 `internal`; the detail goes to the log only.
+    /// 500 `internal`; the detail goes to the log only, under the request id.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {detail}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            "internal error; the server log has the details",
+            format!("internal error; {}", log_has_it()),
         )
+    }
+}
+
+/// `the gateway's log has the details (request id 0123abcd…)`.
+fn log_has_it() -> String {
+    match request_id::current() {
+        Some(id) => format!("the gateway's log has the details (request id {id})"),
+        None => "the gateway's log has the details".to_owned(),
     }
 }
 
@@ -109,10 +124,12 @@ impl From<sessions::Error> for ApiError {
             E::NoRecording(m) => Self::not_found("no_recording", m),
             E::InvalidDocument(m) => Self::new(unprocessable, "invalid_document", m),
             E::InvalidReason(m) => Self::new(unprocessable, "invalid_reason", m),
+            E::InvalidParameters(m) => Self::new(unprocessable, "invalid_parameters", m),
             E::TooManySessions(m) => Self::conflict("too_many_sessions", m),
             E::TargetNotConnected(m) => Self::conflict("target_not_connected", m),
             E::SessionEnded(m) => Self::conflict("session_ended", m),
-            E::Upstream(m) => Self::upstream(m),
+            E::SessionRunning(m) => Self::conflict("session_running", m),
+            E::Upstream(f) => Self::upstream(f),
             E::Db(e) => Self::internal(e),
             E::Internal(m) => Self::internal(m),
         }
@@ -122,7 +139,7 @@ impl From<sessions::Error> for ApiError {
 impl From<AwsError> for ApiError {
     fn from(e: AwsError) -> Self {
         match e {
-            AwsError::Upstream(m) => Self::upstream(m),
+            AwsError::Upstream(f) => Self::upstream(f),
             AwsError::Internal(m) => Self::internal(m),
         }
     }
@@ -147,7 +164,11 @@ impl From<SignInError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id::current(),
+        }});
         (self.status, Json(body)).into_response()
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod request_id;
 pub mod search;
 pub mod sessions;
 pub mod state;
@@ -90,6 +91,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             HeaderName::from_static("cross-origin-opener-policy"),
             HeaderValue::from_static("same-origin"),
         ))
+        // Outermost: every answer, the Origin guard's and the body limit's included, has an id.
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

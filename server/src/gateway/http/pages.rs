@@ -34,7 +34,7 @@ use super::error::ApiError;
 use super::extract::{SignedIn, client_of, signed_in};
 use super::state::AppState;
 use crate::gateway::policy;
-use crate::gateway::sessions::engine;
+use crate::gateway::sessions::{self, engine};
 use crate::gateway::store::audit::{self, StoredEvent};
 use crate::gateway::store::db::now_ms;
 use crate::gateway::store::search;
@@ -616,7 +616,7 @@ fn start_at(t: Option<&String>) -> f64 {
 }
 
 /// `/sessions/{id}/play[?t=SECONDS]`: the session's recording in asciinema-player, for whoever
-/// may read the recording (its owner, and those who see every session).
+/// may read the recording (its owner; those who see every session once it has ended).
 async fn play_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -627,6 +627,15 @@ async fn play_page(
         Ok(found) => found,
         Err(page) => return page,
     };
+    if !policy::may_read_recording(&signed.user, view.user_id(), view.is_running()) {
+        let refusal = sessions::Error::SessionRunning(format!(
+            "session {id} of {} is still running: watch it live from the live sessions page \
+             (observing is audited and shown to {}); its recording opens to you once it has \
+             ended",
+            view.user, view.user
+        ));
+        return PageError::new(refusal.into(), &signed).into_response();
+    }
     let (started, started_iso) = times(view.started_at);
     let page = PlayPage {
         layout: Layout::signed_in(&signed, "sessions", "play.js"),
@@ -677,7 +686,15 @@ async fn search_page(
             return (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response();
         }
     };
-    match engine::search(&state.engine, &signed.user, &q, search::DEFAULT_LIMIT).await {
+    match engine::search(
+        &state.engine,
+        &signed.user,
+        &signed.client,
+        &q,
+        search::DEFAULT_LIMIT,
+    )
+    .await
+    {
         Ok((matches, more)) => {
             page.matches = matches;
             page.more = more;

@@ -78,8 +78,14 @@ pub async fn search(
         )
     })?;
     let request = parse(&pairs)?;
-    let (matches, more) =
-        engine::search(&state.engine, &signed.user, &request.q, request.limit).await?;
+    let (matches, more) = engine::search(
+        &state.engine,
+        &signed.user,
+        &signed.client,
+        &request.q,
+        request.limit,
+    )
+    .await?;
     Ok(Json(json!({ "matches": matches, "more": more })))
 }
 

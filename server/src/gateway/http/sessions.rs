@@ -2,7 +2,6 @@
 //! `GET /api/v1/sessions/{id}/recording`: each parses the request and calls one function of
 //! the session engine (`sessions::engine`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -32,7 +31,7 @@ struct CreateBody {
     #[serde(default)]
     document: Option<String>,
     #[serde(default)]
-    parameters: Option<HashMap<String, Vec<String>>>,
+    parameters: Option<crate::gateway::policy::Parameters>,
 }
 
 /// `POST /api/v1/sessions`.
@@ -163,7 +162,8 @@ pub async fn recording(
     signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (view, opened) = engine::recording(&state.engine, &signed.user, &id).await?;
+    let (view, opened) =
+        engine::recording(&state.engine, &signed.user, &signed.client, &id).await?;
     let body = match opened.body {
         Content::Local(file) => Body::from_stream(chunks(file)),
         Content::S3(stream) => Body::new(stream.into_inner()),

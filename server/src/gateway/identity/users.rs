@@ -9,7 +9,35 @@ use sqlx::Row;
 
 use crate::gateway::facts::Grants;
 pub use crate::gateway::facts::{Role, User};
+use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::{Db, DbError, now_ms};
+
+/// Who changes a user, for the audit row every change writes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedBy {
+    /// The actor: `cli:root` for the command line (the operating-system user who ran it).
+    pub actor: String,
+    /// Where from (the command line: `local` and the command).
+    pub client: Client,
+}
+
+impl ChangedBy {
+    /// A change made by `porthole COMMAND` run by the current operating-system user.
+    pub fn command_line(command: &str) -> Self {
+        let who = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty() && u.len() <= 64)
+            .unwrap_or_else(|| "unknown".to_owned());
+        Self {
+            actor: format!("cli:{who}"),
+            client: Client {
+                addr: "local".into(),
+                user_agent: format!("porthole {command} (pid {})", std::process::id()),
+            },
+        }
+    }
+}
 
 /// Where a user's roles come from. The gateway asks it for every signed-in request, so a
 /// source may map an outside identity to policy roles (an SSO group claim, later). Today's one
@@ -160,6 +188,7 @@ pub async fn create(
     name: &str,
     password: &str,
     roles: &[Role],
+    by: &ChangedBy,
 ) -> Result<User, UserError> {
     if !valid_name(name) {
         return Err(UserError::InvalidName(name.to_owned()));
@@ -171,6 +200,8 @@ pub async fn create(
         return Err(UserError::InvalidRole(String::new()));
     }
     let hash = hash_password(password)?;
+    // One write transaction: the row and its audit event land together or not at all.
+    let mut tx = db.begin_write().await?;
     let result = sqlx::query(
         "INSERT INTO users (name, password_hash, roles, disabled, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -179,7 +210,7 @@ pub async fn create(
     .bind(roles_text(roles))
     .bind(0i64)
     .bind(now_ms())
-    .execute(db.pool())
+    .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("create user", e));
     match result {
@@ -187,6 +218,13 @@ pub async fn create(
         Err(e) if e.is_unique_violation() => return Err(UserError::Exists(name.to_owned())),
         Err(e) => return Err(e.into()),
     }
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::USER_ADD, &by.actor, &by.client)
+            .detail(serde_json::json!({"user": name, "roles": roles_text(roles)})),
+    )
+    .await?;
+    tx.commit().await?;
     find(db, name)
         .await?
         .map(|(u, _)| u)
@@ -235,37 +273,67 @@ pub async fn list(db: &Db) -> Result<Vec<User>, DbError> {
 }
 
 /// Disables (or re-enables) a user.
-pub async fn set_disabled(db: &Db, name: &str, disabled: bool) -> Result<User, UserError> {
+pub async fn set_disabled(
+    db: &Db,
+    name: &str,
+    disabled: bool,
+    by: &ChangedBy,
+) -> Result<User, UserError> {
+    let mut tx = db.begin_write().await?;
     let done = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
         .bind(i64::from(disabled))
         .bind(name)
-        .execute(db.pool())
+        .execute(&mut *tx.tx)
         .await
         .map_err(|e| DbError::new("disable user", e))?;
     if done.rows_affected() == 0 {
         return Err(UserError::NotFound(name.to_owned()));
     }
+    let what = if disabled {
+        kind::USER_DISABLE
+    } else {
+        kind::USER_ENABLE
+    };
+    audit::append(
+        &mut tx.tx,
+        &Event::new(what, &by.actor, &by.client).detail(serde_json::json!({"user": name})),
+    )
+    .await?;
+    tx.commit().await?;
     find(db, name)
         .await?
         .map(|(u, _)| u)
         .ok_or_else(|| UserError::NotFound(name.to_owned()))
 }
 
-/// Sets a new password (the demo resets its users' passwords at every start).
-pub async fn set_password(db: &Db, name: &str, password: &str) -> Result<User, UserError> {
+/// Sets a new password (the demo resets its users' passwords at every start); audited.
+pub async fn set_password(
+    db: &Db,
+    name: &str,
+    password: &str,
+    by: &ChangedBy,
+) -> Result<User, UserError> {
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
         return Err(UserError::InvalidPassword);
     }
     let hash = hash_password(password)?;
+    let mut tx = db.begin_write().await?;
     let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
         .bind(&hash)
         .bind(name)
-        .execute(db.pool())
+        .execute(&mut *tx.tx)
         .await
         .map_err(|e| DbError::new("set password", e))?;
     if done.rows_affected() == 0 {
         return Err(UserError::NotFound(name.to_owned()));
     }
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::USER_PASSWORD, &by.actor, &by.client)
+            .detail(serde_json::json!({"user": name})),
+    )
+    .await?;
+    tx.commit().await?;
     find(db, name)
         .await?
         .map(|(u, _)| u)

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Policy, describe_target};
+use super::{Parameters, Policy, describe_target};
 use crate::gateway::facts::{Target, User};
 
 /// An allowed start.
@@ -67,6 +67,11 @@ pub struct RoleCheck {
     pub document: Option<Result<String, String>>,
     /// The documents it allows, as written.
     pub documents: String,
+    /// The parameters checked against what it allows; `None` when the role does not allow
+    /// the target and document.
+    pub parameters: Option<Result<(), String>>,
+    /// The parameters it allows, in words.
+    pub parameters_rule: String,
     /// The reason rule in words.
     pub reason_rule: String,
     /// The reason checked against the rule; `None` when not checked (no reason given, or
@@ -87,8 +92,13 @@ impl RoleCheck {
     }
 
     /// Whether it allows the target with the document.
-    pub fn allows(&self) -> bool {
+    pub fn allows_document(&self) -> bool {
         matches!(self.document, Some(Ok(_)))
+    }
+
+    /// Whether it allows the target with the document and its parameters.
+    pub fn allows(&self) -> bool {
+        self.allows_document() && matches!(self.parameters, Some(Ok(())))
     }
 }
 
@@ -103,6 +113,8 @@ pub struct Explanation {
     pub target: Target,
     /// The document.
     pub document: String,
+    /// The document's parameters.
+    pub parameters: Parameters,
     /// The trimmed reason, when one was checked.
     pub reason: Option<String>,
     /// The user's roles, in order.
@@ -118,6 +130,7 @@ pub(super) fn explain(
     user: &User,
     target: &Target,
     document: &str,
+    parameters: &Parameters,
     reason: Option<&str>,
 ) -> Explanation {
     let reason = reason.map(|r| r.trim().to_owned());
@@ -133,6 +146,8 @@ pub(super) fn explain(
                     selectors: Vec::new(),
                     document: None,
                     documents: String::new(),
+                    parameters: None,
+                    parameters_rule: String::new(),
                     reason_rule: String::new(),
                     reason: None,
                     max_duration: None,
@@ -150,7 +165,8 @@ pub(super) fn explain(
                 .collect();
             let selects = selectors.iter().any(|s| s.result.is_ok());
             let document = selects.then(|| def.document(document).map(str::to_owned));
-            let allows = matches!(document, Some(Ok(_)));
+            let checked = matches!(document, Some(Ok(_))).then(|| def.check_parameters(parameters));
+            let allows = matches!(checked, Some(Ok(())));
             let mut grants = Vec::new();
             if def.observe_others {
                 grants.push("observe others' sessions");
@@ -168,6 +184,8 @@ pub(super) fn explain(
                 selectors,
                 document,
                 documents: def.documents_text(),
+                parameters: checked,
+                parameters_rule: def.parameters_text(),
                 reason_rule: def.reason.describe(),
                 reason: match &reason {
                     Some(r) if allows => Some(def.reason.check(r)),
@@ -184,6 +202,7 @@ pub(super) fn explain(
         user_roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
         target: target.clone(),
         document: document.to_owned(),
+        parameters: parameters.clone(),
         reason,
         roles,
         policy: policy.source().to_string(),
@@ -212,6 +231,22 @@ impl Explanation {
             return Err(Refusal::Denied(format!("no role of yours allows {target}")));
         }
         let allowing: Vec<&RoleCheck> = self.roles.iter().filter(|r| r.allows()).collect();
+        if allowing.is_empty() && self.roles.iter().any(RoleCheck::allows_document) {
+            let mut messages: Vec<&str> = Vec::new();
+            for role in &self.roles {
+                if let Some(Err(m)) = &role.parameters
+                    && !messages.contains(&m.as_str())
+                {
+                    messages.push(m);
+                }
+            }
+            return Err(Refusal::Denied(format!(
+                "your roles allow {target} with the document {} but not with these parameters: \
+                 {}",
+                self.document,
+                messages.join("; or: ")
+            )));
+        }
         if allowing.is_empty() {
             let mut documents: Vec<&str> = Vec::new();
             for role in self.roles.iter().filter(|r| r.selects()) {
@@ -269,6 +304,14 @@ impl Explanation {
         let _ = writeln!(out, "user      {} (roles: {roles})", self.user);
         let _ = writeln!(out, "target    {}", describe_target(&self.target));
         let _ = writeln!(out, "document  {}", self.document);
+        if !self.parameters.is_empty() {
+            let given: Vec<String> = self
+                .parameters
+                .iter()
+                .map(|(name, values)| format!("{name}={values:?}"))
+                .collect();
+            let _ = writeln!(out, "params    {}", given.join(" "));
+        }
         match &self.reason {
             Some(r) => {
                 let _ = writeln!(out, "reason    {r:?}");
@@ -315,6 +358,17 @@ impl Explanation {
                 }
                 Some(Ok(glob)) => {
                     let _ = writeln!(out, "  document: allowed by {glob}");
+                    if let Some(Err(why)) = &role.parameters {
+                        let _ = writeln!(out, "  parameters: {}: no, {why}", role.parameters_rule);
+                        let _ = writeln!(out, "  -> does not allow these parameters");
+                        if !role.grants.is_empty() {
+                            let _ = writeln!(out, "  also may: {}", role.grants.join(", "));
+                        }
+                        continue;
+                    }
+                    if role.parameters_rule != "any" || !self.parameters.is_empty() {
+                        let _ = writeln!(out, "  parameters: {}: allowed", role.parameters_rule);
+                    }
                     match &role.reason {
                         None => {
                             let _ = writeln!(out, "  reason: {} (not checked)", role.reason_rule);

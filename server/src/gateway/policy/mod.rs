@@ -31,6 +31,7 @@ mod handle;
 pub mod rules;
 pub mod spec;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -212,20 +213,24 @@ impl Policy {
         user: &User,
         target: &Target,
         document: &str,
+        parameters: &Parameters,
         reason: Option<&str>,
     ) -> Explanation {
-        explain::explain(self, user, target, document, reason)
+        explain::explain(self, user, target, document, parameters, reason)
     }
 
-    /// May `user` open a session on `target` with `document`, for `reason` (untrimmed)?
+    /// May `user` open a session on `target` with `document` and its `parameters`, for
+    /// `reason` (untrimmed)?
     pub fn decide_start(
         &self,
         user: &User,
         target: &Target,
         document: &str,
+        parameters: &Parameters,
         reason: &str,
     ) -> Result<Decision, Refusal> {
-        self.explain(user, target, document, Some(reason)).outcome()
+        self.explain(user, target, document, parameters, Some(reason))
+            .outcome()
     }
 }
 
@@ -284,6 +289,13 @@ pub fn may_observe(user: &User, owner_id: i64) -> bool {
     user.id == owner_id || user.grants.observe_others
 }
 
+/// Whether `user` may read the recording of a session owned by `owner_id`: the owner always;
+/// those who see every session only once it has ended (`running` false). A running session's
+/// output reaches others only through observing it, which is audited and tells the owner.
+pub fn may_read_recording(user: &User, owner_id: i64, running: bool) -> bool {
+    user.id == owner_id || (user.grants.sees_all_sessions() && !running)
+}
+
 /// Whether `user` oversees everyone's live sessions (the live-sessions page and
 /// `GET /api/v1/sessions?scope=all`): a role lets them observe or terminate others' sessions.
 pub fn oversees_live_sessions(user: &User) -> bool {
@@ -298,6 +310,63 @@ pub fn may_read_audit(user: &User) -> bool {
 /// The reason as sent to AWS: at most [`AWS_MAX_REASON`] characters.
 pub fn aws_reason(reason: &str) -> String {
     reason.chars().take(AWS_MAX_REASON).collect()
+}
+
+/// A session document's parameters, as `StartSession` takes them: names and their values.
+pub type Parameters = BTreeMap<String, Vec<String>>;
+
+/// Most parameters a start may name.
+pub const MAX_PARAMETERS: usize = 20;
+/// Most values one parameter may have.
+pub const MAX_PARAMETER_VALUES: usize = 16;
+/// Longest value, in characters.
+pub const MAX_PARAMETER_VALUE_CHARS: usize = 4096;
+
+/// Whether `name` is a parameter name: 1 to 64 of A-Z a-z 0-9 `_` `-` `.`.
+pub fn valid_parameter_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// Checks the shape of a start's parameters (what any role may then restrict further): at
+/// most [`MAX_PARAMETERS`] names, each a [`valid_parameter_name`] with 1 to
+/// [`MAX_PARAMETER_VALUES`] values of at most [`MAX_PARAMETER_VALUE_CHARS`] characters and
+/// no NUL. The error names the parameter.
+pub fn check_parameters(parameters: &Parameters) -> Result<(), String> {
+    if parameters.len() > MAX_PARAMETERS {
+        return Err(format!(
+            "parameters: at most {MAX_PARAMETERS} names (got {})",
+            parameters.len()
+        ));
+    }
+    for (name, values) in parameters {
+        if !valid_parameter_name(name) {
+            return Err(format!(
+                "parameters: {name:?} is not a parameter name (1 to 64 of A-Z a-z 0-9 _ - .)"
+            ));
+        }
+        if values.is_empty() || values.len() > MAX_PARAMETER_VALUES {
+            return Err(format!(
+                "parameters.{name}: 1 to {MAX_PARAMETER_VALUES} values (got {})",
+                values.len()
+            ));
+        }
+        for value in values {
+            let n = value.chars().count();
+            if n > MAX_PARAMETER_VALUE_CHARS {
+                return Err(format!(
+                    "parameters.{name}: a value of at most {MAX_PARAMETER_VALUE_CHARS} \
+                     characters (got {n})"
+                ));
+            }
+            if value.contains('\0') {
+                return Err(format!("parameters.{name}: a value must not contain NUL"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a document name (SSM's pattern: letters, digits, `_`, `-`, `.`, 3 to 128).

@@ -1,6 +1,7 @@
 //! The compiled rules: glob patterns, target selectors, reason rules and roles, each able to
 //! say in words why it matched or not.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -253,6 +254,8 @@ pub struct RoleDef {
     pub targets: Vec<Selector>,
     /// Document globs (any).
     pub documents: Vec<Pattern>,
+    /// The parameters it allows, each with its value globs (any); `None`: any parameters.
+    pub parameters: Option<Vec<(String, Vec<Pattern>)>>,
     /// Reason rules.
     pub reason: ReasonRule,
     /// Longest session.
@@ -290,6 +293,45 @@ impl RoleDef {
     /// The documents it allows, as written.
     pub fn documents_text(&self) -> String {
         list(&self.documents)
+    }
+
+    /// Whether it allows `parameters` (every name listed, every value matching one of that
+    /// name's globs), or why not.
+    pub fn check_parameters(
+        &self,
+        parameters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), String> {
+        let Some(rules) = &self.parameters else {
+            return Ok(());
+        };
+        for (name, values) in parameters {
+            let Some((_, globs)) = rules.iter().find(|(n, _)| n == name) else {
+                return Err(format!(
+                    "the parameter {name} is not allowed (allowed: {})",
+                    self.parameters_text()
+                ));
+            };
+            if let Some(value) = values.iter().find(|v| !globs.iter().any(|g| g.matches(v))) {
+                return Err(format!(
+                    "the parameter {name} = {value:?} does not match {}",
+                    list(globs)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parameters it allows, in words: `any`, `none`, `command: ls *, df *`.
+    pub fn parameters_text(&self) -> String {
+        match &self.parameters {
+            None => "any".into(),
+            Some(rules) if rules.is_empty() => "none".into(),
+            Some(rules) => rules
+                .iter()
+                .map(|(name, globs)| format!("{name}: {}", list(globs)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
     }
 }
 

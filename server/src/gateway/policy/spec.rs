@@ -3,7 +3,7 @@
 //! `[[policy.roles]]`). Turning it into matchers ([`compile`]) is where every mistake is
 //! caught, with the key that holds it: `policy.roles[2].reason.pattern: invalid regex …`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,6 +72,10 @@ pub struct RoleSpec {
     /// Globs of the documents it allows; unset: [`DEFAULT_DOCUMENTS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub documents: Option<Vec<String>>,
+    /// The document parameters it allows: for each name, the globs one of which every value
+    /// must match; a name not listed is refused. Unset: any parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<BTreeMap<String, Vec<String>>>,
     /// What the reason must look like.
     #[serde(default)]
     pub reason: ReasonSpec,
@@ -158,6 +162,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         description: description.into(),
         targets: Vec::new(),
         documents: None,
+        parameters: None,
         reason: ReasonSpec::default(),
         max_duration_seconds: None,
         idle_timeout_seconds: None,
@@ -260,6 +265,35 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
             .map(|(k, d)| Pattern::new(d).map_err(|e| format!("{at}.documents[{k}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?,
     };
+    let parameters = match &spec.parameters {
+        None => None,
+        Some(map) => {
+            let mut rules = Vec::with_capacity(map.len());
+            for (name, globs) in map {
+                if !super::valid_parameter_name(name) {
+                    return Err(format!(
+                        "{at}.parameters: {name:?} is not a parameter name \
+                         (1 to 64 of A-Z a-z 0-9 _ - .)"
+                    ));
+                }
+                if globs.is_empty() {
+                    return Err(format!(
+                        "{at}.parameters.{name}: name at least one pattern (\"*\" allows any \
+                         value; leave the name out to refuse the parameter)"
+                    ));
+                }
+                let patterns = globs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| {
+                        Pattern::new(g).map_err(|e| format!("{at}.parameters.{name}[{k}]: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                rules.push((name.clone(), patterns));
+            }
+            Some(rules)
+        }
+    };
     let r = &spec.reason;
     if r.max_length == 0 || r.max_length > MAX_REASON_CEILING {
         return Err(format!(
@@ -315,6 +349,7 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
         description: spec.description.clone(),
         targets,
         documents,
+        parameters,
         reason: ReasonRule {
             required: r.required,
             min: r.min_length,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 
 const REASON: &str = "INC-4711 disk filling up on web-1";
+const NO_PARAMETERS: Parameters = BTreeMap::new();
 
 fn policy(text: &str) -> Policy {
     Policy::from_file_bytes(Path::new("policy.toml"), text.as_bytes()).unwrap()
@@ -97,7 +98,7 @@ fn selectors() {
         ));
         let u = user(&["r"]);
         assert_eq!(p.reaches(&u, t), *want, "{selector} vs {}", t.id);
-        let decided = p.decide_start(&u, t, DEFAULT_DOCUMENT, REASON);
+        let decided = p.decide_start(&u, t, DEFAULT_DOCUMENT, &NO_PARAMETERS, REASON);
         assert_eq!(
             decided.is_ok(),
             *want,
@@ -153,7 +154,7 @@ fn documents() {
         let p = policy(&format!(
             "[[roles]]\nname = \"r\"\ntargets = [{{ids = [\"*\"]}}]\n{documents}\n"
         ));
-        let decided = p.decide_start(&user(&["r"]), &web1(), document, REASON);
+        let decided = p.decide_start(&user(&["r"]), &web1(), document, &NO_PARAMETERS, REASON);
         assert_eq!(
             decided.is_ok(),
             *want,
@@ -241,7 +242,13 @@ fn reason_rules() {
         let p = policy(&format!(
             "[[roles]]\nname = \"r\"\ntargets = [{{ids = [\"*\"]}}]\n{rules}\n"
         ));
-        let decided = p.decide_start(&user(&["r"]), &web1(), DEFAULT_DOCUMENT, reason);
+        let decided = p.decide_start(
+            &user(&["r"]),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            reason,
+        );
         match (want, decided) {
             (Ok(trimmed), Ok(d)) => assert_eq!(d.reason, *trimmed, "{rules} / {reason:?}"),
             (Err(needle), Err(Refusal::InvalidReason(m))) => {
@@ -264,6 +271,7 @@ fn the_regex_message_is_exactly_the_configured_one() {
             &user(&["r"]),
             &web1(),
             DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
             "just looking around",
         )
         .unwrap_err();
@@ -295,7 +303,7 @@ fn default_deny() {
         let u = user(roles);
         assert!(!p.reaches(&u, &t), "{roles:?}");
         let refused = p
-            .decide_start(&u, &t, DEFAULT_DOCUMENT, REASON)
+            .decide_start(&u, &t, DEFAULT_DOCUMENT, &NO_PARAMETERS, REASON)
             .unwrap_err();
         assert_eq!(
             refused,
@@ -308,7 +316,13 @@ fn default_deny() {
     assert!(empty.roles().is_empty());
     assert!(
         empty
-            .decide_start(&user(&["admin"]), &web1(), DEFAULT_DOCUMENT, REASON)
+            .decide_start(
+                &user(&["admin"]),
+                &web1(),
+                DEFAULT_DOCUMENT,
+                &NO_PARAMETERS,
+                REASON
+            )
             .is_err()
     );
 }
@@ -333,13 +347,19 @@ fn several_roles_are_a_union() {
     assert!(p.reaches(&both, &lab()));
     // Each target under the role that selects it, with that role's documents and reasons.
     let d = p
-        .decide_start(&both, &lab(), DEFAULT_DOCUMENT, "looking at logs")
+        .decide_start(
+            &both,
+            &lab(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            "looking at logs",
+        )
         .unwrap();
     assert_eq!(d.roles, ["staging"]);
     assert_eq!(d.max_duration, Some(Duration::from_secs(3600)));
     assert_eq!(d.idle_timeout, Some(Duration::from_secs(600)));
     assert!(matches!(
-        p.decide_start(&both, &web1(), DEFAULT_DOCUMENT, "INC-1 web down"),
+        p.decide_start(&both, &web1(), DEFAULT_DOCUMENT, &NO_PARAMETERS, "INC-1 web down"),
         Err(Refusal::Denied(m)) if m.contains("not with the document SSM-SessionManagerRunShell")
     ));
     assert_eq!(
@@ -347,6 +367,7 @@ fn several_roles_are_a_union() {
             &both,
             &web1(),
             "AWS-StartInteractiveCommand",
+            &NO_PARAMETERS,
             "looking at logs"
         ),
         Err(Refusal::InvalidReason("prod needs an incident".into()))
@@ -356,6 +377,7 @@ fn several_roles_are_a_union() {
             &both,
             &web1(),
             "AWS-StartInteractiveCommand",
+            &NO_PARAMETERS,
             "INC-1 web down",
         )
         .unwrap();
@@ -367,6 +389,7 @@ fn several_roles_are_a_union() {
             &more,
             &web1(),
             "AWS-StartInteractiveCommand",
+            &NO_PARAMETERS,
             "INC-1 web down",
         )
         .unwrap();
@@ -398,19 +421,21 @@ fn the_builtin_roles_keep_their_meaning() {
             "AWS-StartInteractiveCommand",
             "Missing-Document",
         ] {
-            let d = p.decide_start(&u, &lab(), document, REASON).unwrap();
+            let d = p
+                .decide_start(&u, &lab(), document, &NO_PARAMETERS, REASON)
+                .unwrap();
             assert_eq!(d.roles, [role]);
             assert_eq!((d.max_duration, d.idle_timeout), (None, None));
         }
         assert!(matches!(
-            p.decide_start(&u, &lab(), DEFAULT_DOCUMENT, "short"),
+            p.decide_start(&u, &lab(), DEFAULT_DOCUMENT, &NO_PARAMETERS, "short"),
             Err(Refusal::InvalidReason(m)) if m.contains("at least 10")
         ));
     }
     let auditor = user(&["auditor"]);
     assert!(!p.reaches(&auditor, &web1()));
     assert!(matches!(
-        p.decide_start(&auditor, &web1(), DEFAULT_DOCUMENT, REASON),
+        p.decide_start(&auditor, &web1(), DEFAULT_DOCUMENT, &NO_PARAMETERS, REASON),
         Err(Refusal::Denied(m)) if m.starts_with("no role of yours allows i-0abc0001")
     ));
 
@@ -460,7 +485,13 @@ fn the_explanation_goes_rule_by_rule() {
     );
     let u = user(&["web", "ghost", "prod"]);
     let text = p
-        .explain(&u, &web1(), DEFAULT_DOCUMENT, Some("looking around"))
+        .explain(
+            &u,
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            Some("looking around"),
+        )
         .render();
     for needle in [
         "user      alice (roles: web, ghost, prod)",
@@ -480,13 +511,21 @@ fn the_explanation_goes_rule_by_rule() {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
     let text = p
-        .explain(&u, &web1(), DEFAULT_DOCUMENT, Some("INC-1 down"))
+        .explain(
+            &u,
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            Some("INC-1 down"),
+        )
         .render();
     assert!(
         text.ends_with("ALLOWED by prod (sessions of at most 900 s)\n"),
         "{text}"
     );
-    let text = p.explain(&u, &lab(), DEFAULT_DOCUMENT, None).render();
+    let text = p
+        .explain(&u, &lab(), DEFAULT_DOCUMENT, &NO_PARAMETERS, None)
+        .render();
     assert!(text.contains("reason    (not given"), "{text}");
     assert!(
         text.ends_with(
@@ -563,7 +602,13 @@ fn an_empty_roles_list_denies_everyone() {
     assert_eq!(inline_empty.grants(&admin.roles), Grants::default());
     assert!(
         inline_empty
-            .decide_start(&admin, &web1(), DEFAULT_DOCUMENT, "checking the disk usage")
+            .decide_start(
+                &admin,
+                &web1(),
+                DEFAULT_DOCUMENT,
+                &NO_PARAMETERS,
+                "checking the disk usage"
+            )
             .is_err()
     );
 
@@ -578,4 +623,143 @@ fn an_empty_roles_list_denies_everyone() {
         assert_eq!(builtin.source(), &Source::Builtin, "{text:?}");
         assert!(builtin.reaches(&admin, &web1()), "{text:?}");
     }
+}
+
+fn params(pairs: &[(&str, &[&str])]) -> Parameters {
+    pairs
+        .iter()
+        .map(|(k, vs)| {
+            (
+                (*k).to_owned(),
+                vs.iter().map(|v| (*v).to_owned()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_role_restricts_document_parameters() {
+    let p = policy(
+        "[[roles]]\nname = \"runner\"\ntargets = [{ids = [\"*\"]}]\n\
+         documents = [\"AWS-StartInteractiveCommand\", \"AWS-StartPortForwardingSession\"]\n\
+         parameters = {command = [\"df *\", \"uptime\"], portNumber = [\"443\"]}\n\
+         [[roles]]\nname = \"free\"\ntargets = [{names = [\"lab-*\"]}]\n\
+         documents = [\"AWS-StartInteractiveCommand\"]\n\
+         [[roles]]\nname = \"closed\"\ntargets = [{names = [\"lab-*\"]}]\n\
+         documents = [\"AWS-StartPortForwardingSession\"]\nparameters = {}\n",
+    );
+    let doc = "AWS-StartInteractiveCommand";
+    let runner = user(&["runner"]);
+    let decide =
+        |u: &User, t: &Target, d: &str, ps: &Parameters| p.decide_start(u, t, d, ps, REASON);
+    // Listed names, matching values: allowed; no parameters at all: allowed.
+    for ok in [
+        params(&[("command", &["df -h"])]),
+        params(&[("command", &["uptime", "df /"])]),
+        NO_PARAMETERS,
+    ] {
+        assert!(decide(&runner, &web1(), doc, &ok).is_ok(), "{ok:?}");
+    }
+    // A value no glob matches; a name not listed: refused with the words.
+    let refused = |ps: Parameters| match decide(&runner, &web1(), doc, &ps) {
+        Err(Refusal::Denied(m)) => m,
+        other => panic!("{ps:?}: {other:?}"),
+    };
+    let m = refused(params(&[("command", &["uptime", "rm -rf /"])]));
+    assert_eq!(
+        m,
+        "your roles allow i-0abc0001 (web-1, us-east-1, env=prod, team=web) with the document \
+         AWS-StartInteractiveCommand but not with these parameters: the parameter command = \
+         \"rm -rf /\" does not match df *, uptime"
+    );
+    let m = refused(params(&[("host", &["10.0.0.1"])]));
+    assert!(
+        m.ends_with(
+            "the parameter host is not allowed (allowed: command: df *, uptime; portNumber: 443)"
+        ),
+        "{m}"
+    );
+    // A role without `parameters` allows any; `parameters = {}` allows none. Of two roles,
+    // one that allows is enough.
+    let both = user(&["runner", "free"]);
+    let wild = params(&[("command", &["anything at all"])]);
+    assert!(decide(&both, &lab(), doc, &wild).is_ok());
+    assert!(decide(&runner, &lab(), doc, &wild).is_err());
+    let closed = user(&["closed"]);
+    let forward = "AWS-StartPortForwardingSession";
+    assert!(decide(&closed, &lab(), forward, &NO_PARAMETERS).is_ok());
+    let m = match decide(
+        &closed,
+        &lab(),
+        forward,
+        &params(&[("portNumber", &["22"])]),
+    ) {
+        Err(Refusal::Denied(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        m.ends_with("the parameter portNumber is not allowed (allowed: none)"),
+        "{m}"
+    );
+    // The explanation says it role by role.
+    let text = p
+        .explain(
+            &runner,
+            &web1(),
+            doc,
+            &params(&[("command", &["rm -rf /"])]),
+            None,
+        )
+        .render();
+    for needle in [
+        "params    command=[\"rm -rf /\"]",
+        "parameters: command: df *, uptime; portNumber: 443: no, the parameter command",
+        "-> does not allow these parameters",
+        "DENIED: your roles allow",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn parameter_rules_and_shapes_are_checked() {
+    let bad = |text: &str| {
+        Policy::from_file_bytes(Path::new("policy.toml"), text.as_bytes()).unwrap_err()
+    };
+    let role = "[[roles]]\nname = \"r\"\ntargets = [{ids = [\"*\"]}]\n";
+    let e = bad(&format!("{role}parameters = {{\"bad name\" = [\"x\"]}}\n"));
+    assert!(
+        e.contains("roles[0].parameters: \"bad name\" is not a parameter name"),
+        "{e}"
+    );
+    let e = bad(&format!("{role}parameters = {{command = []}}\n"));
+    assert!(
+        e.contains("roles[0].parameters.command: name at least one pattern"),
+        "{e}"
+    );
+    let e = bad(&format!("{role}parameters = {{command = [\"[\"]}}\n"));
+    assert!(
+        e.contains("roles[0].parameters.command[0]: invalid glob"),
+        "{e}"
+    );
+
+    assert!(check_parameters(&params(&[("command", &["ls"])])).is_ok());
+    assert!(check_parameters(&NO_PARAMETERS).is_ok());
+    let many: Parameters = (0..21)
+        .map(|i| (format!("p{i}"), vec!["x".to_owned()]))
+        .collect();
+    assert_eq!(
+        check_parameters(&many).unwrap_err(),
+        "parameters: at most 20 names (got 21)"
+    );
+    let values = vec!["x"; 17];
+    assert!(
+        check_parameters(&params(&[("command", &values)]))
+            .unwrap_err()
+            .contains("1 to 16 values (got 17)")
+    );
+    assert!(check_parameters(&params(&[("", &["x"])])).is_err());
+    assert!(check_parameters(&params(&[(&"n".repeat(65), &["x"])])).is_err());
+    assert!(check_parameters(&params(&[("command", &[&"é".repeat(4096)])])).is_ok());
+    assert!(check_parameters(&params(&[("command", &[&"é".repeat(4097)])])).is_err());
 }

@@ -3,7 +3,6 @@
 //! data channel opened here and handed to the session's task. The SSM token and stream URL
 //! stay in this process.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use serde_json::json;
 
 use super::live;
 use super::{Engine, Error};
-use crate::gateway::aws::aws_message;
+use crate::gateway::aws;
 use crate::gateway::facts::{Target, User};
 use crate::gateway::policy::{self, Refusal};
 use crate::gateway::store::audit::{self, Client, Event, kind};
@@ -29,8 +28,9 @@ pub struct StartRequest {
     pub reason: String,
     /// The SSM document; the default when `None`.
     pub document: Option<String>,
-    /// The document's parameters, passed to `StartSession`.
-    pub parameters: Option<HashMap<String, Vec<String>>>,
+    /// The document's parameters: checked ([`policy::check_parameters`]), decided on by the
+    /// roles, recorded in `session.start`, passed to `StartSession`.
+    pub parameters: Option<policy::Parameters>,
 }
 
 /// Opens a session for `user` (who asked from `client`): the policy decides, a refusal is
@@ -46,6 +46,8 @@ pub async fn start(
         .document
         .unwrap_or_else(|| policy::DEFAULT_DOCUMENT.to_owned());
     policy::check_document(&document).map_err(Error::InvalidDocument)?;
+    let parameters = request.parameters.unwrap_or_default();
+    policy::check_parameters(&parameters).map_err(Error::InvalidParameters)?;
     // The policy decides on the node's name, region and tags; a node that is not listed is
     // judged by its id alone, so that who may not reach it learns nothing of whether it exists.
     let found = engine.targets.find(&engine.aws, &request.target).await?;
@@ -53,7 +55,7 @@ pub async fn start(
     let facts = found
         .clone()
         .unwrap_or_else(|| Target::unknown(&request.target));
-    let decided = in_force.decide_start(user, &facts, &document, &request.reason);
+    let decided = in_force.decide_start(user, &facts, &document, &parameters, &request.reason);
     // A node no role of the person reaches is answered like a node that does not exist, so
     // that nobody learns the names, regions and tags of nodes they cannot reach (the refusal
     // with its detail goes to the audit log and `porthole policy check`).
@@ -71,6 +73,7 @@ pub async fn start(
                 .reason(request.reason.trim())
                 .detail(json!({
                     "why": why, "target": request.target, "document": document,
+                    "parameters": parameters,
                     "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
                     "policy": in_force.hash(),
                 })),
@@ -124,7 +127,7 @@ pub async fn start(
             .session(&id, &target.id)
             .reason(&reason)
             .detail(json!({
-                "document": document, "region": target.region,
+                "document": document, "parameters": parameters, "region": target.region,
                 "roles": decision.roles, "policy": decision.policy_hash,
                 "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
                 "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
@@ -140,21 +143,26 @@ pub async fn start(
         .document_name(&document)
         // AWS takes 1 to 256 characters or none (a role may make the reason optional).
         .set_reason((!reason.is_empty()).then(|| policy::aws_reason(&reason)));
-    if let Some(parameters) = request.parameters {
-        ask = ask.set_parameters(Some(parameters));
+    if !parameters.is_empty() {
+        ask = ask.set_parameters(Some(parameters.into_iter().collect()));
     }
     let started = match ask.send().await {
         Ok(reply) => reply,
         Err(e) => {
-            let message = aws_message(&e);
+            let failure = aws::Failure::of("StartSession", &e);
             let error = match e.as_service_error() {
-                Some(se) if se.is_target_not_connected() => {
-                    Error::TargetNotConnected(message.clone())
-                }
-                Some(se) if se.is_invalid_document() => Error::InvalidDocument(message.clone()),
-                _ => Error::Upstream(message.clone()),
+                Some(se) if se.is_target_not_connected() => Error::TargetNotConnected(format!(
+                    "the node {} is not connected to Session Manager (TargetNotConnected): its \
+                     SSM agent is stopped or cannot reach AWS",
+                    target.id
+                )),
+                Some(se) if se.is_invalid_document() => Error::InvalidDocument(format!(
+                    "AWS does not know the document {document} (InvalidDocument), or it is not \
+                     a Session Manager document"
+                )),
+                _ => Error::Upstream(failure.clone()),
             };
-            fail(engine, &id, &user.name, &target.id, &message).await?;
+            fail(engine, &id, &user.name, &target.id, &failure).await?;
             return Err(error);
         }
     };
@@ -163,9 +171,10 @@ pub async fn start(
         started.stream_url(),
         started.token_value(),
     ) else {
-        let message = "StartSession answered without a session id, stream URL or token";
-        fail(engine, &id, &user.name, &target.id, message).await?;
-        return Err(Error::Upstream(message.into()));
+        let failure =
+            aws::Failure::ours("StartSession answered without a session id, stream URL or token");
+        fail(engine, &id, &user.name, &target.id, &failure).await?;
+        return Err(Error::Upstream(failure));
     };
     let start = SessionStart {
         session_id: ssm_id.to_owned(),
@@ -186,8 +195,13 @@ pub async fn start(
                 .session_id(ssm_id)
                 .send()
                 .await;
-            fail(engine, &id, &user.name, &target.id, &message).await?;
-            return Err(Error::Upstream(message));
+            // The message names the stream URL (the SSM session id holds the caller's name).
+            let failure = aws::Failure {
+                summary: "the session's data channel could not be opened".into(),
+                detail: message,
+            };
+            fail(engine, &id, &user.name, &target.id, &failure).await?;
+            return Err(Error::Upstream(failure));
         }
     };
     rows::activate(&engine.db, &id, ssm_id).await?;
@@ -210,22 +224,26 @@ pub async fn start(
         .ok_or_else(|| Error::Internal("the new session row vanished".into()))
 }
 
-/// Marks a session that never started as failed, with an end event saying why.
+/// Marks a session that never started as failed: the row says why in words safe to show
+/// (`failure.summary`), the end event keeps AWS's full text (`failure.detail`).
 async fn fail(
     engine: &Engine,
     id: &str,
     user: &str,
     target: &str,
-    message: &str,
+    failure: &aws::Failure,
 ) -> Result<(), Error> {
     let mut tx = engine.db.begin_write().await?;
-    rows::mark_failed(&mut tx, id, message).await?;
+    rows::mark_failed(&mut tx, id, &failure.summary).await?;
     let client = Client::default();
     audit::append(
         &mut tx.tx,
         &Event::new(kind::SESSION_END, user, &client)
             .session(id, target)
-            .detail(json!({"how": format!("failed to start: {message}")})),
+            .detail(json!({
+                "how": format!("failed to start: {}", failure.summary),
+                "error": failure.detail,
+            })),
     )
     .await?;
     tx.commit().await?;
@@ -282,11 +300,14 @@ pub async fn reachable_targets(engine: &Engine, user: &User) -> Result<Vec<Targe
         .collect())
 }
 
-/// Lines containing `q` in the recordings `user` may read (their own sessions', or everyone's
-/// for roles that see all sessions), at most `limit`, and whether there were more.
+/// Lines containing `q` in the recordings `user` may read ([`policy::may_read_recording`]:
+/// their own sessions', and everyone's ended sessions for roles that see all sessions), at
+/// most `limit`, and whether there were more. Audited (`recording.search`) with the query and
+/// the sessions whose lines were returned.
 pub async fn search(
     engine: &Engine,
     user: &User,
+    client: &Client,
     q: &str,
     limit: i64,
 ) -> Result<(Vec<search::Match>, bool), Error> {
@@ -294,7 +315,18 @@ pub async fn search(
         user_id: user.id,
         everyone: policy::sees_all_sessions(user),
     };
-    Ok(search::find(&engine.db, reader, q, limit).await?)
+    let (matches, more) = search::find(&engine.db, reader, q, limit).await?;
+    let mut sessions: Vec<&str> = matches.iter().map(|m| m.session_id.as_str()).collect();
+    sessions.dedup();
+    let mut tx = engine.db.begin_write().await?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::RECORDING_SEARCH, &user.name, client)
+            .detail(json!({"q": q, "matches": matches.len(), "more": more, "sessions": sessions})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((matches, more))
 }
 
 /// How long a listing waits for one session's counters.
@@ -366,22 +398,42 @@ pub async fn terminate(
         .session_id(&live.ssm_session_id)
         .send()
         .await
-        .map_err(|e| Error::Upstream(aws_message(&e)))?;
+        .map_err(|e| Error::Upstream(aws::Failure::of("TerminateSession", &e)))?;
     Ok(())
 }
 
-/// The recording of a session `user` may see: as written so far for a live one, streamed from
-/// S3 once uploaded there.
+/// The recording of a session for `user` (who asked from `client`): the owner's at any time
+/// (as written so far while it runs), anyone's who sees every session once it has ended
+/// ([`policy::may_read_recording`]); streamed from S3 once uploaded there. Each read is
+/// audited (`recording.read`) before a byte is served.
 pub async fn recording(
     engine: &Engine,
     user: &User,
+    client: &Client,
     id: &str,
 ) -> Result<(SessionView, Opened), Error> {
     let view = visible_one(engine, user, id).await?;
-    match engine.recordings.open(&view.id).await {
-        Ok(Some(opened)) => Ok((view, opened)),
-        Ok(None) => Err(Error::NoRecording(format!("session {id} has no recording"))),
-        Err(OpenError::Local(e)) => Err(Error::Internal(e)),
-        Err(OpenError::S3(e)) => Err(Error::Upstream(e)),
+    if !policy::may_read_recording(user, view.user_id(), view.is_running()) {
+        return Err(Error::SessionRunning(format!(
+            "session {id} of {} is still running: watch it live (observing is audited and \
+             shown to {}); its recording opens to you once it has ended",
+            view.user, view.user
+        )));
     }
+    let opened = match engine.recordings.open(&view.id).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err(Error::NoRecording(format!("session {id} has no recording"))),
+        Err(OpenError::Local(e)) => return Err(Error::Internal(e)),
+        Err(OpenError::S3(e)) => return Err(Error::Upstream(e)),
+    };
+    let mut tx = engine.db.begin_write().await?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::RECORDING_READ, &user.name, client)
+            .session(id, &view.target)
+            .detail(json!({"owner": view.user, "state": view.state, "bytes": opened.length})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((view, opened))
 }

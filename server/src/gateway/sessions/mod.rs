@@ -79,6 +79,9 @@ pub enum Error {
     /// The document name is not one, or AWS does not know it.
     #[error("{0}")]
     InvalidDocument(String),
+    /// The document parameters are malformed (too many, a bad name, a value too long).
+    #[error("{0}")]
+    InvalidParameters(String),
     /// The reason breaks a rule of the person's roles.
     #[error("{0}")]
     InvalidReason(String),
@@ -91,12 +94,16 @@ pub enum Error {
     /// The session is not running.
     #[error("{0}")]
     SessionEnded(String),
+    /// The session is still running and only its owner may read its recording (others
+    /// observe it).
+    #[error("{0}")]
+    SessionRunning(String),
     /// A recording that does not exist.
     #[error("{0}")]
     NoRecording(String),
-    /// AWS (or S3) refused or failed: its words.
-    #[error("{0}")]
-    Upstream(String),
+    /// AWS (or S3) refused or failed.
+    #[error(transparent)]
+    Upstream(aws::Failure),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -108,7 +115,7 @@ pub enum Error {
 impl From<aws::AwsError> for Error {
     fn from(e: aws::AwsError) -> Self {
         match e {
-            aws::AwsError::Upstream(m) => Self::Upstream(m),
+            aws::AwsError::Upstream(f) => Self::Upstream(f),
             aws::AwsError::Internal(m) => Self::Internal(m),
         }
     }

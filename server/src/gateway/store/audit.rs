@@ -51,6 +51,18 @@ pub mod kind {
     pub const SESSION_END: &str = "session.end";
     /// A recording left in the spool by a failed upload was uploaded at a later start.
     pub const RECORDING_UPLOAD: &str = "recording.upload";
+    /// A user was added (`porthole users add`); the detail names the user and the roles.
+    pub const USER_ADD: &str = "user.add";
+    /// A user was disabled.
+    pub const USER_DISABLE: &str = "user.disable";
+    /// A disabled user was enabled again.
+    pub const USER_ENABLE: &str = "user.enable";
+    /// A user's password was set.
+    pub const USER_PASSWORD: &str = "user.password";
+    /// Someone read (downloaded or played) a session's recording.
+    pub const RECORDING_READ: &str = "recording.read";
+    /// Someone searched the recordings; the detail has the query and the sessions matched.
+    pub const RECORDING_SEARCH: &str = "recording.search";
 
     /// The types above, for the audit page's suggestions (a type missing here can still be
     /// typed into the filter).
@@ -67,6 +79,12 @@ pub mod kind {
         SESSION_TERMINATE,
         SESSION_END,
         RECORDING_UPLOAD,
+        RECORDING_READ,
+        RECORDING_SEARCH,
+        USER_ADD,
+        USER_DISABLE,
+        USER_ENABLE,
+        USER_PASSWORD,
     ];
 }
 

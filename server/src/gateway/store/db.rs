@@ -146,11 +146,14 @@ impl Db {
     /// to the audit log goes through here.
     pub async fn begin_write(&self) -> Result<WriteTx, DbError> {
         let guard = self.write_lock.clone().lock_owned().await;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| DbError::new("begin", e))?;
+        // SQLite: take the database's write lock when the transaction begins, so that a read
+        // in it (the audit chain's last hash) cannot be overtaken by another process's write
+        // (the CLI beside a running gateway); waiting for it is bounded by `busy_timeout`.
+        let begin = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        let mut tx = begin.map_err(|e| DbError::new("begin", e))?;
         if self.backend == Backend::Postgres {
             // Orders audit appends across gateways; readers are not blocked.
             sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")

@@ -100,9 +100,9 @@ pub enum OpenError {
     /// The spool file could not be read.
     #[error("{0}")]
     Local(String),
-    /// S3 refused or failed (its words).
-    #[error("{0}")]
-    S3(String),
+    /// S3 refused or failed.
+    #[error(transparent)]
+    S3(aws::Failure),
 }
 
 impl RecordingStore {
@@ -211,7 +211,7 @@ impl RecordingStore {
                 body: Content::S3(out.body),
             })),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
-            Err(e) => Err(OpenError::S3(aws_message(&e))),
+            Err(e) => Err(OpenError::S3(aws::Failure::of("GetObject", &e))),
         }
     }
 }

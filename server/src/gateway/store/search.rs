@@ -120,8 +120,8 @@ pub fn like_pattern(text: &str) -> String {
     out
 }
 
-/// Whose sessions a search reads: one user's, or (`everyone`, for roles that see all
-/// sessions) everyone's.
+/// Whose sessions a search reads: one user's, and (`everyone`, for roles that see all
+/// sessions) everyone's that have ended: a running session's lines are its owner's alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reader {
     /// The user's id.
@@ -144,7 +144,8 @@ pub async fn find(
          FROM recording_lines l \
          JOIN sessions s ON s.id = l.session_id \
          JOIN users u ON u.id = s.user_id \
-         WHERE ($1 = 1 OR s.user_id = $2) AND LOWER(l.line) LIKE LOWER($3) ESCAPE '!' \
+         WHERE (s.user_id = $2 OR ($1 = 1 AND s.state NOT IN ('starting', 'active'))) \
+         AND LOWER(l.line) LIKE LOWER($3) ESCAPE '!' \
          ORDER BY s.started_at DESC, l.session_id, l.seq \
          LIMIT $4",
     )

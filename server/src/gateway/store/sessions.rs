@@ -82,6 +82,11 @@ impl SessionView {
     pub fn user_id(&self) -> i64 {
         self.user_id
     }
+
+    /// Whether the session is starting or active.
+    pub fn is_running(&self) -> bool {
+        matches!(self.state.as_str(), "starting" | "active")
+    }
 }
 
 /// Which sessions a listing shows, by state.
