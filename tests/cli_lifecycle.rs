@@ -214,17 +214,7 @@ impl Setup {
 
     /// A signed-in API client for alice.
     async fn alice(&self) -> Api {
-        let mut api = Api {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: self.url.clone(),
-            origin: Some(self.url.clone()),
-            cookie: None,
-            csrf: None,
-            seen: Default::default(),
-        };
+        let mut api = Api::at(&self.url);
         api.login("alice").await;
         api
     }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::api::{Api, Reply};
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, JWT_SECRET};
@@ -243,31 +245,149 @@ async fn responses_carry_security_headers_and_tls_cookies_are_secure() {
     gw.stop().await;
 }
 
+/// The failed sign-in limits hold one user at one address (with a lockout that doubles at each
+/// further failure) and one address across names; a person at another address is never
+/// locked out by someone failing in their name. Behind a trusted reverse proxy the address is
+/// the one the proxy saw (`X-Forwarded-For`); from anyone else that header is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_sign_ins_are_limited_per_user_and_per_address() {
-    let gw = gateway::start(Backend::Sqlite, |c| c.auth.max_failed_logins = 3).await;
+async fn failed_sign_ins_lock_out_one_user_at_one_address_with_backoff() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.auth.max_failed_logins = 3;
+        c.auth.max_failed_logins_per_address = 6;
+        c.auth.lockout_seconds = 1;
+        c.server.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
     gw.user("alice", &[Role::Operator]).await;
     gw.user("bob", &[Role::Operator]).await;
-    let mut api = Api::new(&gw);
+    let from = |addr: &str| {
+        let mut api = Api::new(&gw);
+        api.forwarded_for = Some(format!("6.6.6.6, {addr}"));
+        api
+    };
+    let mut attacker = from("203.0.113.66");
     for _ in 0..3 {
+        assert_eq!(
+            attacker.login_as("alice", "wrong password").await.code(),
+            "invalid_credentials"
+        );
+    }
+    // The attacker's address is locked out for alice, even with the right password …
+    let reply = attacker.login_as("alice", common::gateway::PASSWORD).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.message(),
+        "too many failed sign-ins for this user from this address; try again in 1 second"
+    );
+    assert_eq!(reply.headers["retry-after"], "1");
+    // … alice at her own address is not, and the audit log has the addresses the proxy saw.
+    let mut alice = from("198.51.100.20");
+    assert_eq!(
+        alice
+            .login_as("alice", common::gateway::PASSWORD)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let events = porthole::gateway::store::audit::list(&gw.state.engine.db, None)
+        .await
+        .unwrap();
+    let addrs: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.client_addr.as_str()))
+        .filter(|(k, _)| k.starts_with("login"))
+        .collect();
+    assert_eq!(
+        addrs,
+        [
+            ("login.failed", "203.0.113.66"),
+            ("login.failed", "203.0.113.66"),
+            ("login.failed", "203.0.113.66"),
+            ("login", "198.51.100.20"),
+        ]
+    );
+
+    // Backoff: once the lockout is over one more attempt is checked; failing it locks the
+    // pair out for twice as long.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        attacker.login_as("alice", "wrong again").await.code(),
+        "invalid_credentials"
+    );
+    let reply = attacker.login_as("alice", "wrong again").await;
+    assert_eq!(reply.headers["retry-after"], "2", "{}", reply.text);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        attacker.login_as("alice", "wrong again").await.code(),
+        "rate_limited",
+        "still locked after 1.1 s of 2"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        attacker.login_as("alice", "wrong again").await.code(),
+        "invalid_credentials"
+    );
+
+    // One address across names: 6 failures in all from it (5 for alice so far), then every
+    // name is refused from there, bob's right password too.
+    let reply = attacker.login_as("nobody", "x-wrong-password").await;
+    assert_eq!(reply.code(), "invalid_credentials");
+    let reply = attacker.login_as("bob", common::gateway::PASSWORD).await;
+    assert_eq!(reply.code(), "rate_limited");
+    assert!(
+        reply
+            .message()
+            .starts_with("too many failed sign-ins from this address; try again in "),
+        "{}",
+        reply.message()
+    );
+    assert!(reply.headers.contains_key("retry-after"));
+    assert_eq!(
+        from("198.51.100.21")
+            .login_as("bob", common::gateway::PASSWORD)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    gw.stop().await;
+}
+
+/// Without trusted proxies, `X-Forwarded-For` is the client's own words and is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let gw = gateway::start(Backend::Sqlite, |c| c.auth.max_failed_logins = 2).await;
+    gw.user("alice", &[Role::Operator]).await;
+    for n in 0..2 {
+        let mut api = Api::new(&gw);
+        api.forwarded_for = Some(format!("203.0.113.{n}"));
         assert_eq!(
             api.login_as("alice", "wrong password").await.code(),
             "invalid_credentials"
         );
     }
-    // Even the right password is refused now, for this user and from this address.
-    let reply = api.login_as("alice", common::gateway::PASSWORD).await;
+    let mut api = Api::new(&gw);
+    api.forwarded_for = Some("203.0.113.99".into());
     assert_eq!(
-        (reply.status, reply.code()),
-        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        api.login_as("alice", common::gateway::PASSWORD)
+            .await
+            .code(),
+        "rate_limited",
+        "a new X-Forwarded-For does not make a new address"
     );
+    let events = porthole::gateway::store::audit::list(&gw.state.engine.db, None)
+        .await
+        .unwrap();
     assert!(
-        reply.message().contains("try again in 300 seconds"),
-        "{}",
-        reply.message()
+        events
+            .iter()
+            .filter(|e| e.kind == "login.failed")
+            .all(|e| e.client_addr == "127.0.0.1")
     );
-    let reply = api.login_as("bob", common::gateway::PASSWORD).await;
-    assert_eq!(reply.code(), "rate_limited", "the address is limited too");
     gw.stop().await;
 }
 

@@ -187,17 +187,7 @@ impl Stack {
         )
         .await
         .unwrap();
-        let mut api = Api {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: self.gateway_url.clone(),
-            origin: Some(self.gateway_url.clone()),
-            cookie: None,
-            csrf: None,
-            seen: Arc::default(),
-        };
+        let mut api = Api::at(&self.gateway_url);
         api.login(name).await;
         api
     }

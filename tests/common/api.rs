@@ -23,6 +23,8 @@ pub struct Api {
     pub origin: Option<String>,
     pub cookie: Option<String>,
     pub csrf: Option<String>,
+    /// Sent as `X-Forwarded-For` (as a reverse proxy in front of the gateway would).
+    pub forwarded_for: Option<String>,
     pub seen: Seen,
 }
 
@@ -50,14 +52,23 @@ impl Reply {
 impl Api {
     pub fn new(gw: &Gateway) -> Self {
         Self {
+            origin: Some(gw.origin()),
+            ..Self::at(&gw.url)
+        }
+    }
+
+    /// A client of the gateway at `url` (its Origin too), signed out.
+    pub fn at(url: &str) -> Self {
+        Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            base: gw.url.clone(),
-            origin: Some(gw.origin()),
+            base: url.to_owned(),
+            origin: Some(url.to_owned()),
             cookie: None,
             csrf: None,
+            forwarded_for: None,
             seen: Arc::default(),
         }
     }
@@ -85,6 +96,9 @@ impl Api {
         }
         if let Some(csrf) = &self.csrf {
             request = request.header("x-csrf-token", csrf);
+        }
+        if let Some(hops) = &self.forwarded_for {
+            request = request.header("x-forwarded-for", hops);
         }
         if let Some(body) = body {
             request = request

@@ -89,6 +89,32 @@ pub struct ServerConfig {
     pub public_url: String,
     /// This gateway's name in the `sessions` table (which gateway owns a live session).
     pub gateway_id: String,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed: the
+    /// client address (sign-in limits, the audit log) is then the nearest address in that
+    /// header that is not one of them. Empty (the default): the peer's address, and the
+    /// header is ignored.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::trusted_proxies`] parsed; the error names the entry.
+    pub fn trusted_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let text = text.trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "server.trusted_proxies[{i}]: {text:?} is not an IP address or a \
+                             CIDR block (10.0.0.0/8, 2001:db8::/32, 192.0.2.7)"
+                        ))
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -97,6 +123,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
             gateway_id: "porthole-1".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -166,10 +193,16 @@ pub struct AuthConfig {
     pub jwt_secret: Secret,
     /// How long a sign-in lasts, in seconds.
     pub login_ttl_seconds: u64,
-    /// Failed sign-ins allowed per user or per client address per window.
+    /// Failed sign-ins allowed for one user from one client address per window; beyond
+    /// them that pair is locked out for [`AuthConfig::lockout_seconds`], doubled at each
+    /// further failure (at most the window). Other addresses are not locked out with it.
     pub max_failed_logins: u32,
-    /// The window of [`AuthConfig::max_failed_logins`], in seconds.
+    /// Failed sign-ins allowed from one client address per window, whatever the names.
+    pub max_failed_logins_per_address: u32,
+    /// The window of the failed sign-in limits, in seconds.
     pub failed_login_window_seconds: u64,
+    /// The first lockout of a user at an address, in seconds.
+    pub lockout_seconds: u64,
     /// Password checks (argon2id, 19 MiB each) that may run at once; a sign-in beyond them is
     /// refused with 429 `rate_limited` instead of queueing memory.
     pub max_concurrent_hashes: u32,
@@ -181,7 +214,9 @@ impl Default for AuthConfig {
             jwt_secret: Secret::default(),
             login_ttl_seconds: 12 * 3600,
             max_failed_logins: 5,
+            max_failed_logins_per_address: 30,
             failed_login_window_seconds: 300,
+            lockout_seconds: 30,
             max_concurrent_hashes: 4,
         }
     }
@@ -399,6 +434,26 @@ impl Config {
             return Err(ConfigError(
                 "sessions.retransmit_give_up_seconds must be at least 1".into(),
             ));
+        }
+        self.server.trusted_networks()?;
+        for (key, value) in [
+            (
+                "auth.max_failed_logins",
+                u64::from(self.auth.max_failed_logins),
+            ),
+            (
+                "auth.max_failed_logins_per_address",
+                u64::from(self.auth.max_failed_logins_per_address),
+            ),
+            (
+                "auth.failed_login_window_seconds",
+                self.auth.failed_login_window_seconds,
+            ),
+            ("auth.lockout_seconds", self.auth.lockout_seconds),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{key} must be at least 1")));
+            }
         }
         if self.auth.max_concurrent_hashes == 0 {
             return Err(ConfigError(

@@ -56,6 +56,10 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     let db = Db::connect(config.database.url.expose()).await?;
     db.migrate().await?;
     let config = Arc::new(config);
+    let proxies = config
+        .server
+        .trusted_networks()
+        .map_err(|e| StartError::Other(e.to_string()))?;
     let policy = Arc::new(
         PolicyHandle::load(&config.policy, config.source.as_deref()).map_err(StartError::Other)?,
     );
@@ -67,6 +71,7 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
         config,
         engine,
         identity,
+        proxies,
     }))
 }
 

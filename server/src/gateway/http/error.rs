@@ -22,6 +22,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// Text for a person.
     pub message: String,
+    /// Seconds to wait before trying again (a `Retry-After` header), when the answer is 429
+    /// or 503.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -153,9 +157,17 @@ impl From<SignInError> for ApiError {
                 "invalid_credentials",
                 e.to_string(),
             ),
-            SignInError::RateLimited { .. } | SignInError::Busy => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
-            }
+            SignInError::RateLimited {
+                retry_after_seconds,
+                ..
+            } => Self {
+                retry_after: Some(retry_after_seconds),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            },
+            SignInError::Busy => Self {
+                retry_after: Some(1),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            },
             SignInError::Db(e) => Self::internal(e),
             SignInError::Internal(m) => Self::internal(m),
         }
@@ -169,7 +181,13 @@ impl IntoResponse for ApiError {
             "message": self.message,
             "request_id": request_id::current(),
         }});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

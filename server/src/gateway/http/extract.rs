@@ -2,15 +2,17 @@
 //! row by identity) and [`SignedInWrite`] (also the CSRF token); the client's address and
 //! user agent; the Origin guard for every state-changing request.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, ORIGIN, USER_AGENT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use ipnet::IpNet;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -21,6 +23,8 @@ use crate::gateway::store::audit::Client;
 pub const COOKIE_NAME: &str = "porthole_session";
 /// The header that carries the CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The header reverse proxies add the address they saw to.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// Longest user agent kept in the audit log.
 const MAX_USER_AGENT: usize = 512;
 
@@ -44,11 +48,14 @@ pub struct SignedInWrite(pub SignedIn);
 
 /// The client address and user agent of a request.
 pub fn client_of(parts: &Parts) -> Client {
-    let addr = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip().to_string())
-        .unwrap_or_default();
+    let addr = match parts.extensions.get::<ClientAddr>() {
+        Some(ClientAddr(ip)) => ip.to_string(),
+        None => parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip().to_canonical().to_string())
+            .unwrap_or_default(),
+    };
     let user_agent = parts
         .headers
         .get(USER_AGENT)
@@ -56,6 +63,53 @@ pub fn client_of(parts: &Parts) -> Client {
         .map(|s| s.chars().take(MAX_USER_AGENT).collect())
         .unwrap_or_default();
     Client { addr, user_agent }
+}
+
+/// The client's address as [`client_address`] found it (an extension of every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The client's address: the peer's, unless the peer is one of the trusted `proxies`; then
+/// the `X-Forwarded-For` list (every such header, in order) is read from its end, each
+/// trusted proxy skipped, and the first address that is not one is the client's. A malformed
+/// entry stops the walk at the last good one (a proxy of ours wrote it, not the client).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let trusted = |ip: &IpAddr| proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !trusted(&client) {
+            break;
+        }
+    }
+    client
+}
+
+/// Middleware: finds the client's address ([`client_address`]) and keeps it in the request
+/// as [`ClientAddr`] for [`client_of`].
+pub async fn client_addr(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let ip = client_address(peer.ip(), request.headers(), &state.proxies);
+        request.extensions_mut().insert(ClientAddr(ip));
+    }
+    next.run(request).await
 }
 
 /// The value of cookie `name` in `headers`.
@@ -194,5 +248,55 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(X_FORWARDED_FOR, v.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_hop() {
+        let proxies: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.7/32".parse().unwrap(),
+        ];
+        let table: &[(&str, &[&str], &str)] = &[
+            // Not from a proxy: the header is the client's own words, ignored.
+            ("203.0.113.9", &["198.51.100.1"], "203.0.113.9"),
+            // From a proxy: the address it saw.
+            ("10.1.2.3", &["198.51.100.1"], "198.51.100.1"),
+            // A forged entry to the left of what the proxy appended changes nothing.
+            ("10.1.2.3", &["1.2.3.4, 198.51.100.1"], "198.51.100.1"),
+            // Two proxies of ours in a row, in one header or several.
+            ("10.1.2.3", &["198.51.100.1, 192.0.2.7"], "198.51.100.1"),
+            ("10.1.2.3", &["198.51.100.1", "10.9.9.9"], "198.51.100.1"),
+            // Only proxies: the farthest one.
+            ("10.1.2.3", &["10.0.0.5"], "10.0.0.5"),
+            // No header, or garbage right at the end: the peer (a proxy).
+            ("10.1.2.3", &[], "10.1.2.3"),
+            ("10.1.2.3", &["1.2.3.4, nonsense"], "10.1.2.3"),
+            // IPv4 in IPv6 is IPv4.
+            ("::ffff:10.1.2.3", &["::ffff:198.51.100.1"], "198.51.100.1"),
+        ];
+        for (peer, header, want) in table {
+            assert_eq!(
+                client_address(ip(peer), &forwarded(header), &proxies),
+                ip(want),
+                "{peer} {header:?}"
+            );
+        }
+        assert_eq!(
+            client_address(ip("10.1.2.3"), &forwarded(&["198.51.100.1"]), &[]),
+            ip("10.1.2.3"),
+            "no trusted proxies: the header is ignored"
+        );
     }
 }

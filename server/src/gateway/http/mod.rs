@@ -68,6 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             extract::origin_guard,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::client_addr,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // If not present: the playback page sets its own (CSP plus 'wasm-unsafe-eval', see
         // pages::PLAYER_CSP); no other handler sets one.

@@ -17,4 +17,6 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Sign-in.
     pub identity: Identity,
+    /// The reverse proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
+    pub proxies: Vec<ipnet::IpNet>,
 }

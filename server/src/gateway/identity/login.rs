@@ -1,5 +1,6 @@
 //! Sign-in and sign-out: the password check (argon2id, on the blocking pool, the same work for
-//! an unknown name), the failed-sign-in limit, the `logins` row that a token names, and the
+//! an unknown name), the failed-sign-in limits (one user at one address, locked out with
+//! backoff; one address across names), the `logins` row that a token names, and the
 //! check of a presented token down to that row.
 //!
 //! A token is good when its JWT verifies **and** the login row it names is neither revoked
@@ -51,13 +52,17 @@ pub enum SignInError {
     /// Every password check is busy: the sign-in is refused rather than queued.
     #[error("too many sign-ins at once; try again in a moment")]
     Busy,
-    /// Too many failures for this name or this address within the window.
+    /// Too many failures for this name from this address (locked out, with backoff), or
+    /// from this address for any names, within the window.
     #[error(
-        "too many failed sign-ins for this user or address; try again in {window_seconds} seconds"
+        "too many failed sign-ins {scope}; try again in {}",
+        seconds_text(*retry_after_seconds)
     )]
     RateLimited {
-        /// The window's length.
-        window_seconds: u64,
+        /// `for this user from this address` or `from this address`.
+        scope: &'static str,
+        /// When another attempt may be made.
+        retry_after_seconds: u64,
     },
     /// The database failed.
     #[error(transparent)]
@@ -67,7 +72,7 @@ pub enum SignInError {
     Internal(String),
 }
 
-/// Sign-in attempts being checked, by key (`user:NAME`, `addr:ADDRESS`).
+/// Sign-in attempts being checked, by key (`pair:NAME ADDRESS`, `addr:ADDRESS`).
 #[derive(Debug, Default)]
 pub struct InFlight {
     counts: Mutex<HashMap<String, i64>>,
@@ -81,24 +86,62 @@ struct Attempt<'a> {
 }
 
 impl InFlight {
-    /// Counts an attempt under `keys` when, with `recorded` failures already in the database
-    /// for each key, none would go past `max`; `None` when one would.
-    fn begin(&self, keys: Vec<(String, i64)>, max: i64) -> Option<Attempt<'_>> {
+    /// Counts an attempt under `keys` when, for each key, its recorded failures and the
+    /// attempts of it still being checked stay under its limit: `(key, recorded, max)`;
+    /// `Err` with the index of the first key that would not (nothing is counted then).
+    fn begin(&self, keys: Vec<(String, i64, i64)>) -> Result<Attempt<'_>, usize> {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if keys
-            .iter()
-            .any(|(key, recorded)| recorded + counts.get(key).copied().unwrap_or(0) >= max)
-        {
-            return None;
+        if let Some(full) = keys.iter().position(|(key, recorded, max)| {
+            recorded + counts.get(key).copied().unwrap_or(0) >= *max
+        }) {
+            return Err(full);
         }
-        for (key, _) in &keys {
+        for (key, ..) in &keys {
             *counts.entry(key.clone()).or_default() += 1;
         }
-        Some(Attempt {
+        Ok(Attempt {
             table: self,
-            keys: keys.into_iter().map(|(k, _)| k).collect(),
+            keys: keys.into_iter().map(|(k, ..)| k).collect(),
         })
     }
+}
+
+/// The failures recorded in the window that the limits count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Failures {
+    /// Of this name from this address.
+    pair: i64,
+    /// When the latest of them was, in milliseconds since the epoch.
+    pair_latest: i64,
+    /// From this address, whatever the name.
+    addr: i64,
+    /// When the oldest of those was.
+    addr_oldest: i64,
+}
+
+/// How long a user stays locked out at an address after `failures` there, `max` being the
+/// limit: `first` for the first lockout, doubled for each failure beyond it, at most `cap`.
+fn lockout(failures: i64, max: i64, first: u64, cap: u64) -> u64 {
+    let beyond = u32::try_from(failures.saturating_sub(max).max(0))
+        .unwrap_or(u32::MAX)
+        .min(32);
+    first.saturating_mul(1u64 << beyond).min(cap)
+}
+
+/// `1 second`, `30 seconds`.
+fn seconds_text(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
+/// Whole seconds from `now` to `until` (milliseconds), at least 1.
+fn seconds_until(until: i64, now: i64) -> u64 {
+    u64::try_from((until - now + 999) / 1000)
+        .unwrap_or(0)
+        .max(1)
 }
 
 impl Drop for Attempt<'_> {
@@ -155,35 +198,38 @@ impl Identity {
         }))
     }
 
-    /// How many failed sign-ins were recorded for this name and for this address in the
-    /// window.
-    async fn recent_failures(&self, name: &str, addr: &str) -> Result<(i64, i64), DbError> {
+    /// The failed sign-ins recorded in the window for this name from this address, and
+    /// from this address for any name.
+    async fn recent_failures(&self, name: &str, addr: &str) -> Result<Failures, DbError> {
         let since = now_ms() - (self.auth.failed_login_window_seconds as i64) * 1000;
-        let count = |sql: &'static str, value: String| async move {
-            sqlx::query(sql)
-                .bind(kind::LOGIN_FAILED)
-                .bind(value)
-                .bind(since)
-                .fetch_one(self.db.pool())
-                .await
-                .and_then(|row| row.try_get::<i64, _>("n"))
-                .map_err(|e| DbError::new("count failed sign-ins", e))
-        };
-        let by_name = count(
-            "SELECT COUNT(*) AS n FROM audit_events WHERE type = $1 AND actor = $2 AND at > $3",
-            name.to_owned(),
+        let read = |e| DbError::new("count failed sign-ins", e);
+        let pair = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(at), 0) AS latest FROM audit_events \
+             WHERE type = $1 AND actor = $2 AND client_addr = $3 AND at > $4",
         )
-        .await?;
-        let by_addr = if addr.is_empty() {
-            0
-        } else {
-            count(
-                "SELECT COUNT(*) AS n FROM audit_events WHERE type = $1 AND client_addr = $2 AND at > $3",
-                addr.to_owned(),
-            )
-            .await?
-        };
-        Ok((by_name, by_addr))
+        .bind(kind::LOGIN_FAILED)
+        .bind(name)
+        .bind(addr)
+        .bind(since)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(read)?;
+        let by_addr = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MIN(at), 0) AS oldest FROM audit_events \
+             WHERE type = $1 AND client_addr = $2 AND at > $3",
+        )
+        .bind(kind::LOGIN_FAILED)
+        .bind(addr)
+        .bind(since)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(read)?;
+        Ok(Failures {
+            pair: pair.try_get("n").map_err(read)?,
+            pair_latest: pair.try_get("latest").map_err(read)?,
+            addr: by_addr.try_get("n").map_err(read)?,
+            addr_oldest: by_addr.try_get("oldest").map_err(read)?,
+        })
     }
 
     /// Signs `name` in with `password`: a `logins` row and `login` in the audit log, or a
@@ -199,18 +245,53 @@ impl Identity {
             return Err(SignInError::InvalidCredentials);
         }
         let max = i64::from(self.auth.max_failed_logins);
-        let rate_limited = || SignInError::RateLimited {
-            window_seconds: self.auth.failed_login_window_seconds,
+        let max_addr = i64::from(self.auth.max_failed_logins_per_address);
+        let window = self.auth.failed_login_window_seconds;
+        let now = now_ms();
+        let failures = self.recent_failures(&name, &client.addr).await?;
+        // One user at one address: locked out after `max` failures, for longer at each
+        // further failure. Another address is not locked out with it, so nobody can keep a
+        // person out by failing in their name.
+        let mut pair_recorded = failures.pair;
+        if failures.pair >= max {
+            let locked = lockout(failures.pair, max, self.auth.lockout_seconds, window);
+            let until = failures.pair_latest + i64::try_from(locked * 1000).unwrap_or(i64::MAX);
+            if now < until {
+                return Err(SignInError::RateLimited {
+                    scope: "for this user from this address",
+                    retry_after_seconds: seconds_until(until, now),
+                });
+            }
+            // The lockout is over: one attempt at a time until the next failure.
+            pair_recorded = max - 1;
+        }
+        // One address, whatever the names (guessing across many accounts).
+        let addr_limited = || SignInError::RateLimited {
+            scope: "from this address",
+            retry_after_seconds: seconds_until(
+                failures.addr_oldest + i64::try_from(window * 1000).unwrap_or(i64::MAX),
+                now,
+            ),
         };
+        if failures.addr >= max_addr {
+            return Err(addr_limited());
+        }
         // Attempts still being checked count with the recorded failures: without them,
         // parallel attempts would all read the same count and all pass.
-        let (by_name, by_addr) = self.recent_failures(&name, &client.addr).await?;
-        let mut keys = vec![(format!("user:{name}"), by_name)];
-        if !client.addr.is_empty() {
-            keys.push((format!("addr:{}", client.addr), by_addr));
-        }
-        let Some(_attempt) = self.attempts.begin(keys, max) else {
-            return Err(rate_limited());
+        let keys = vec![
+            (format!("pair:{name} {}", client.addr), pair_recorded, max),
+            (format!("addr:{}", client.addr), failures.addr, max_addr),
+        ];
+        let _attempt = match self.attempts.begin(keys) {
+            Ok(attempt) => attempt,
+            // The pair's last attempts before its lockout are being checked.
+            Err(0) => {
+                return Err(SignInError::RateLimited {
+                    scope: "for this user from this address",
+                    retry_after_seconds: self.auth.lockout_seconds,
+                });
+            }
+            Err(_) => return Err(addr_limited()),
         };
         // Argon2id takes 19 MiB for each check: a burst is refused, not queued.
         let Ok(_permit) = self.hashing.try_acquire() else {
@@ -302,5 +383,47 @@ impl Identity {
         )
         .await?;
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockouts_double_up_to_the_window() {
+        let at = |failures| lockout(failures, 5, 30, 300);
+        assert_eq!(
+            [at(5), at(6), at(7), at(8), at(9), at(40)],
+            [30, 60, 120, 240, 300, 300]
+        );
+        assert_eq!(lockout(i64::MAX, 5, 30, 300), 300);
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_rounded_up() {
+        assert_eq!(seconds_until(10_001, 0), 11);
+        assert_eq!(seconds_until(10_000, 0), 10);
+        assert_eq!(seconds_until(0, 5), 1);
+    }
+
+    #[test]
+    fn attempts_count_against_each_key_until_dropped() {
+        let table = InFlight::default();
+        let a = table.begin(vec![("k".into(), 1, 3)]).unwrap();
+        let b = table.begin(vec![("k".into(), 1, 3)]).unwrap();
+        assert_eq!(table.begin(vec![("k".into(), 1, 3)]).err(), Some(0));
+        assert_eq!(
+            table
+                .begin(vec![("other".into(), 0, 1), ("k".into(), 1, 3)])
+                .err(),
+            Some(1)
+        );
+        assert!(
+            table.begin(vec![("other".into(), 0, 1)]).is_ok(),
+            "nothing was counted"
+        );
+        drop((a, b));
+        assert!(table.begin(vec![("k".into(), 2, 3)]).is_ok());
     }
 }
