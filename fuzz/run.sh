@@ -3,9 +3,10 @@
 #
 #   fuzz/run.sh TARGET SECONDS [extra libFuzzer flags...]
 #
-# TARGET is decode or channel. New inputs go to fuzz/corpus/TARGET (not committed); the
-# committed seeds in fuzz/seeds/TARGET are read as a second corpus. Crashes land in
-# fuzz/artifacts/TARGET. Builds go to fuzz/target. Environment:
+# TARGET is decode or channel (fuzz/), or browser_message or config (fuzz/gateway/, which
+# builds the gateway too). New inputs go to corpus/TARGET of that folder (not committed); the
+# committed seeds in seeds/TARGET are read as a second corpus. Crashes land in
+# artifacts/TARGET. Builds go to target/ of that folder. Environment:
 #   SANITIZER  address (default) or none (faster, still catches panics and overflows)
 #   CARGO_BUILD_JOBS  limits the build's parallelism, as for any cargo command
 set -euo pipefail
@@ -19,8 +20,12 @@ seconds=$2
 shift 2
 
 cd "$(dirname "$0")"
-if [[ ! -f "fuzz_targets/$target.rs" ]]; then
-    echo "no such target: $target (have: $(ls fuzz_targets | sed 's/\.rs$//' | tr '\n' ' '))" >&2
+# The gateway's targets live in their own crate (they need the server's dependencies).
+if [[ -f "gateway/fuzz_targets/$target.rs" ]]; then
+    cd gateway
+elif [[ ! -f "fuzz_targets/$target.rs" ]]; then
+    have="$(ls fuzz_targets gateway/fuzz_targets | grep '\.rs$' | sed 's/\.rs$//' | tr '\n' ' ')"
+    echo "no such target: $target (have: $have)" >&2
     exit 2
 fi
 mkdir -p "corpus/$target" "artifacts/$target"

@@ -143,12 +143,23 @@ async fn terminate_session_kills_the_shell() {
 /// Starts `base64` of random data and checks the bytes that arrive against the shell's own
 /// SHA-256 of the same stream.
 async fn bulk_output_is_exact(term: &mut Term, bytes: usize) {
+    let start = term.output.len();
+    send_bulk(term, bytes).await;
+    bulk_arrived_exactly(term, start, bytes).await;
+}
+
+/// Has the shell print `bytes` random bytes in base64, after the hash of that base64.
+async fn send_bulk(term: &Term, bytes: usize) {
     let command = format!(
         "head -c {bytes} /dev/urandom > data.bin; echo SU\"\"M $(base64 data.bin | sha256sum); \
          echo BE''GIN; base64 data.bin; echo EN''D"
     );
-    let start = term.output.len();
     term.send(&format!("{command}\r")).await;
+}
+
+/// Reads what [`send_bulk`] made the shell print (from byte `start` of the output) and checks
+/// it against the hash the shell printed first.
+async fn bulk_arrived_exactly(term: &mut Term, start: usize, bytes: usize) {
     let sum_at = term.expect_from(start, "SUM ").await;
     let sum_end = term.expect_from(sum_at, "\r\n").await;
     let expected = String::from_utf8_lossy(&term.output[sum_at..sum_end]).to_string();
@@ -164,6 +175,36 @@ async fn bulk_output_is_exact(term: &mut Term, bytes: usize) {
         expected,
         "output differs from what was printed"
     );
+}
+
+/// A consumer that takes nothing for a while (the page of a background tab) does not stop the
+/// client reading its socket: for the 10 s it takes no events, the service cuts the socket
+/// every 2 s and the client resumes each time (each `ResumeSession` issues a token), with
+/// megabytes of output waiting; once the consumer reads again, all of it arrives exactly.
+#[tokio::test]
+async fn a_consumer_that_takes_nothing_does_not_stop_the_socket_being_read() {
+    let emu =
+        emulator::start(|c| c.disconnect_every = Some(std::time::Duration::from_secs(2))).await;
+    let mut term = emu.open(NODE).await;
+    assert_eq!(term.run("echo ready").await.trim(), "ready");
+    let session = emu
+        .emulator
+        .state()
+        .registry
+        .get(&term.start.session_id)
+        .unwrap();
+    let start = term.output.len();
+    send_bulk(&term, 2_000_000).await;
+    let tokens = session.issued_tokens().len();
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let resumed = session.issued_tokens().len() - tokens;
+    assert!(
+        resumed >= 3,
+        "the socket was cut every 2 s for 10 s while the consumer took nothing, and the client \
+         resumed {resumed} times"
+    );
+    bulk_arrived_exactly(&mut term, start, 2_000_000).await;
+    assert_eq!(term.run("echo still-$((6*7))").await.trim(), "still-42");
 }
 
 #[tokio::test]

@@ -341,3 +341,82 @@ async fn a_running_session_is_read_by_others_only_once_it_has_ended(backend: Bac
     );
     gw.stop().await;
 }
+
+/// Searching scans lines with a leading wildcard, so it is bounded: a person starts at most
+/// `recordings.searches_per_minute` a minute (429 `rate_limited` with `Retry-After` beyond),
+/// one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_are_limited_per_minute() {
+    let gw = gateway::start(Backend::Sqlite, |c| c.recordings.searches_per_minute = 3).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("bob", &[Role::Operator]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    for _ in 0..3 {
+        search(&mut alice, "anything").await;
+    }
+    let reply = alice.get("/api/v1/recordings/search?q=anything").await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .message()
+            .starts_with("at most 3 searches a minute; try again in "),
+        "{}",
+        reply.message()
+    );
+    let wait: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Another person is not held back by alice.
+    let mut bob = Api::new(&gw);
+    bob.login("bob").await;
+    search(&mut bob, "anything").await;
+    gw.stop().await;
+}
+
+both_backends!(a_search_that_takes_too_long_is_given_up);
+
+/// A search that takes longer than `recordings.search_timeout_ms` answers 503
+/// `search_timeout` (PostgreSQL cancels the query; on SQLite the answer is given up on), here
+/// over 200,000 lines with a 1 ms limit.
+async fn a_search_that_takes_too_long_is_given_up(backend: Backend) {
+    let gw = gateway::start(backend, |c| c.recordings.search_timeout_ms = 1).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let id = alice.open(NODE, "INC-5152 a long log").await;
+    let lines: Vec<porthole::gateway::store::search::Line> = (0..200_000)
+        .map(|i| porthole::gateway::store::search::Line {
+            offset_ms: i,
+            text: format!("log line {i} of a very chatty service that never stops talking"),
+        })
+        .collect();
+    porthole::gateway::store::search::insert(&gw.state.engine.db, &id, 1_000_000, &lines)
+        .await
+        .unwrap();
+    let reply = alice
+        .get("/api/v1/recordings/search?q=no-such-text-anywhere")
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "search_timeout"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply
+            .message()
+            .starts_with("the search took longer than 1 ms"),
+        "{}",
+        reply.message()
+    );
+    gw.stop().await;
+}

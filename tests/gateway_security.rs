@@ -242,6 +242,27 @@ async fn responses_carry_security_headers_and_tls_cookies_are_secure() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     let cookie = reply.headers["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    // … and the `__Host-` prefix: a browser then refuses it unless Secure, for the exact host,
+    // with Path=/, so no other site or subdomain can set or shadow it.
+    assert!(cookie.starts_with("__Host-porthole_session="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::OK);
+    // The same token under the plain name is not the sign-in cookie there.
+    api.cookie_name = "porthole_session";
+    assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    gw.stop().await;
+
+    // Over plain http the name stays `porthole_session` (a `__Host-` cookie needs Secure).
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut api = Api::new(&gw);
+    let reply = api.login_as("alice", common::gateway::PASSWORD).await;
+    let cookie = reply.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("porthole_session="), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
     gw.stop().await;
 }
 
@@ -685,5 +706,105 @@ async fn aws_error_text_stays_in_the_log_and_the_audit_row() {
     let reply = api.post("/api/v1/auth/logout", &json!({})).await;
     assert_eq!(reply.code(), "bad_origin");
     assert!(reply.headers.contains_key("x-request-id"));
+    gw.stop().await;
+}
+
+/// Observers per session are bounded (`sessions.max_observers`): one more is refused with 409
+/// `too_many_observers` before the socket opens (and audited as nothing); once one leaves,
+/// another may watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_per_session_are_bounded() {
+    let gw = gateway::start(Backend::Sqlite, |c| c.sessions.max_observers = 2).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let id = alice.open(NODE, REASON).await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let mut first = root.attach_with(&id, "?mode=observe", None).await.unwrap();
+    first.until_synced().await;
+    let mut second = root.attach_with(&id, "?mode=observe", None).await.unwrap();
+    second.until_synced().await;
+    let (status, body) = root
+        .attach_with(&id, "?mode=observe", None)
+        .await
+        .err()
+        .expect("a third observer is refused");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("too_many_observers"), "{body}");
+    assert!(body.contains("already has 2 observers"), "{body}");
+    let observes =
+        common::audit_log::wait_for_events_of(&gw.state.engine.db, Some(&id), "session.observe", 2)
+            .await;
+    assert_eq!(observes.len(), 2);
+
+    drop(second);
+    common::audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.observe_end").await;
+    // The session drops the observer when its relay ends.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let third = loop {
+        match root.attach_with(&id, "?mode=observe", None).await {
+            Ok(third) => break third,
+            Err((409, _)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    };
+    drop((first, third));
+    gw.stop().await;
+}
+
+/// A client that sends its headers, or its body, a little at a time (slowloris) is cut off
+/// after `server.read_timeout_seconds`, and others are served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let gw = gateway::start(Backend::Sqlite, |c| c.server.read_timeout_seconds = 1).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+
+    // Headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: porthole\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Meanwhile another client is served.
+    let mut api = Api::new(&gw);
+    assert_eq!(api.get("/healthz").await.text, "ok");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+
+    // A body that never arrives whole.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: porthole\r\nOrigin: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user",
+        gw.origin()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     gw.stop().await;
 }

@@ -17,7 +17,7 @@
 //! | `gateway::identity` | `store`, `policy`, `config`, `facts` |
 //! | `gateway::sessions` | `store`, `policy`, `aws`, `config`, `facts`, `ssm`, `clock` |
 //! | `gateway::http` | everything below it |
-//! | `gateway` (`mod.rs`, `reload.rs`) and `cli` | everything |
+//! | `gateway` (`mod.rs`, `reload.rs`, `listen.rs`) and `cli` | everything |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -408,6 +408,70 @@ fn duplicates_are_acked_again_and_not_delivered_twice() {
     assert_eq!(c.stats().duplicates, 2);
 }
 
+/// While the reader has no room the next message in order is left unacknowledged (the agent
+/// keeps it and sends it again), later ones are acknowledged and kept up to the hold buffer,
+/// beyond it dropped unacknowledged (and that is reported once); control messages and
+/// duplicates are handled all along. Released, the resent message delivers everything kept,
+/// in order.
+#[test]
+fn holding_back_leaves_the_next_message_unacknowledged_and_keeps_a_bounded_buffer() {
+    let t0 = Instant::now();
+    let mut cfg = ChannelConfig::client("sess-1", "i-1");
+    cfg.seed = Some(7);
+    cfg.hold_bytes = 4;
+    let mut c = Channel::new(cfg, t0, 1);
+    c.socket_opened(t0, Some("tok"));
+    c.handle_incoming(&output(0, "$ "), t0).unwrap();
+    binaries(&mut c);
+    events(&mut c);
+
+    c.hold_incoming(true);
+    c.handle_incoming(&output(1, "ab"), t0).unwrap();
+    assert!(
+        binaries(&mut c).is_empty(),
+        "the next in order is not acknowledged"
+    );
+    c.handle_incoming(&output(2, "cd"), t0).unwrap();
+    c.handle_incoming(&output(3, "ef"), t0).unwrap();
+    assert_eq!(
+        acked_seqs(&binaries(&mut c)),
+        vec![2, 3],
+        "later ones are kept"
+    );
+    c.handle_incoming(&output(4, "g"), t0).unwrap();
+    assert!(binaries(&mut c).is_empty(), "beyond 4 bytes: dropped");
+    c.handle_incoming(&output(0, "$ "), t0).unwrap();
+    assert_eq!(
+        acked_seqs(&binaries(&mut c)),
+        vec![0],
+        "duplicates are acknowledged"
+    );
+    // Control messages still work: an acknowledgement of our input frees it.
+    c.send_input(b"x", t0).unwrap();
+    assert_eq!(binaries(&mut c).len(), 1);
+    assert_eq!(c.unacked_len(), 1);
+    c.handle_incoming(&ack_for(0), t0).unwrap();
+    assert_eq!(c.unacked_len(), 0);
+    assert!(events(&mut c).is_empty(), "nothing delivered while holding");
+    assert_eq!(c.stats().held_back, 2);
+    assert!(c.take_hold_overflow());
+    assert!(!c.take_hold_overflow(), "reported once");
+
+    c.hold_incoming(false);
+    c.handle_incoming(&output(1, "ab"), t0).unwrap();
+    c.handle_incoming(&output(4, "g"), t0).unwrap();
+    assert_eq!(acked_seqs(&binaries(&mut c)), vec![1, 4]);
+    let text: Vec<u8> = events(&mut c)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Output(b) => Some(b.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(text, b"abcdefg");
+}
+
 #[test]
 fn a_full_reorder_buffer_drops_without_ack() {
     let t0 = Instant::now();

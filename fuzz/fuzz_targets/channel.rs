@@ -6,7 +6,9 @@
 //!   3 agent with a KMS handshake, 4 agent with a KMS handshake and a RandomChallenge.
 //! - byte 1, limits: with bit 7 set, small buffers (`reorder_capacity` 0..=7, `send_window`
 //!   1..=8, `give_up_after` 1 or 401 ms) so the full-buffer and give-up paths are reachable.
-//! - then operations, one opcode byte each (mod 16), see [`Harness::step`].
+//!   The hold buffer (`hold_bytes`) is then 16 to 2,048 bytes.
+//! - then operations, one opcode byte each (mod 16), see [`Harness::step`]; 15 holds incoming
+//!   data back or lets it through (`hold_incoming`).
 //!
 //! Checks: nothing panics (including the library's `debug_assert!`s and overflow checks);
 //! every binary frame the channel transmits decodes, and its stream frames carry the channel's
@@ -153,6 +155,7 @@ impl Harness {
             config.reorder_capacity = usize::from(limits & 7);
             config.send_window = 1 + usize::from((limits >> 3) & 7);
             config.give_up_after = Duration::from_millis(u64::from((limits >> 6) & 1) * 400 + 1);
+            config.hold_bytes = 16 << (limits & 7);
         }
         let role = config.role;
         let now = base();
@@ -878,6 +881,15 @@ impl Harness {
         self.deliver(frame);
     }
 
+    /// Holds incoming data back or lets it through (`hold_incoming`), as the client task does
+    /// while its consumer has no room, and asks whether the hold buffer overflowed.
+    fn hold(&mut self, r: &mut Reader<'_>) {
+        let hold = r.u8() & 1 == 1;
+        self.ch.hold_incoming(hold);
+        let _ = self.ch.take_hold_overflow();
+        assert_eq!(self.ch.is_holding(), hold);
+    }
+
     fn step(&mut self, r: &mut Reader<'_>) {
         let op = r.u8() % 16;
         if tracing() {
@@ -895,7 +907,7 @@ impl Harness {
             11 => self.key_op(r),
             12 | 13 => self.handshake(r),
             14 => self.replay(r),
-            _ => self.acknowledge(r),
+            _ => self.hold(r),
         }
     }
 }

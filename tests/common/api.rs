@@ -22,6 +22,8 @@ pub struct Api {
     pub base: String,
     pub origin: Option<String>,
     pub cookie: Option<String>,
+    /// The sign-in cookie's name (`__Host-porthole_session` behind https).
+    pub cookie_name: &'static str,
     pub csrf: Option<String>,
     /// Sent as `X-Forwarded-For` (as a reverse proxy in front of the gateway would).
     pub forwarded_for: Option<String>,
@@ -67,6 +69,7 @@ impl Api {
             base: url.to_owned(),
             origin: Some(url.to_owned()),
             cookie: None,
+            cookie_name: "porthole_session",
             csrf: None,
             forwarded_for: None,
             seen: Arc::default(),
@@ -92,7 +95,7 @@ impl Api {
             request = request.header("origin", origin);
         }
         if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", format!("porthole_session={cookie}"));
+            request = request.header("cookie", format!("{}={cookie}", self.cookie_name));
         }
         if let Some(csrf) = &self.csrf {
             request = request.header("x-csrf-token", csrf);
@@ -142,7 +145,9 @@ impl Api {
             )
             .await;
         if reply.status == StatusCode::OK {
-            self.cookie = Some(cookie_value(&reply.headers).unwrap());
+            let (name, value) = session_cookie(&reply.headers).unwrap();
+            self.cookie_name = name;
+            self.cookie = Some(value);
             self.csrf = reply.body["csrf_token"].as_str().map(str::to_owned);
         }
         reply
@@ -201,7 +206,7 @@ impl Api {
         if let Some(cookie) = &self.cookie {
             request.headers_mut().insert(
                 "cookie",
-                HeaderValue::from_str(&format!("porthole_session={cookie}")).unwrap(),
+                HeaderValue::from_str(&format!("{}={cookie}", self.cookie_name)).unwrap(),
             );
         }
         match tokio_tungstenite::connect_async(request).await {
@@ -234,14 +239,26 @@ impl Api {
     }
 }
 
-/// The `porthole_session` value of a `Set-Cookie`.
-pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+/// The sign-in cookie's name and value in a `Set-Cookie`: `porthole_session`, or
+/// `__Host-porthole_session` behind https.
+pub fn session_cookie(headers: &HeaderMap) -> Option<(&'static str, String)> {
     headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("porthole_session="))
-        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+        .find_map(|v| {
+            ["__Host-porthole_session", "porthole_session"]
+                .into_iter()
+                .find_map(|name| {
+                    let value = v.strip_prefix(name)?.strip_prefix('=')?;
+                    Some((name, value.split(';').next().unwrap_or("").to_owned()))
+                })
+        })
+}
+
+/// The sign-in cookie's value in a `Set-Cookie`.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    session_cookie(headers).map(|(_, value)| value)
 }
 
 /// The last 1,500 bytes of `screen`, as text (failure messages stay readable).

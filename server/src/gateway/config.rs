@@ -15,9 +15,52 @@ pub use super::policy::PolicyConfig;
 pub const ENV_PREFIX: &str = "PORTHOLE_";
 
 /// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
+
+/// Only text is a secret; anything else is refused without its value (a typo'd TOML number
+/// would otherwise be quoted back in the error).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("text in quotes (the value is a secret and is not shown)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Secret, E> {
+                Ok(Secret(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom(NOT_TEXT))
+            }
+        }
+        deserializer.deserialize_string(Text)
+    }
+}
+
+/// The error for a secret that is not text.
+const NOT_TEXT: &str = "a secret must be text in quotes (the value is not shown)";
+
+/// The keys that hold secrets: an environment override of one is always taken as text.
+const SECRET_KEYS: [(&str, &str); 4] = [
+    ("database", "url"),
+    ("auth", "jwt_secret"),
+    ("aws", "access_key_id"),
+    ("aws", "secret_access_key"),
+];
 
 impl Secret {
     /// Wraps a secret.
@@ -94,6 +137,9 @@ pub struct ServerConfig {
     /// header that is not one of them. Empty (the default): the peer's address, and the
     /// header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// Longest a client may take to send a request's headers, and a request's body, in
+    /// seconds: a client that sends them slowly (slowloris) is disconnected.
+    pub read_timeout_seconds: u64,
 }
 
 impl ServerConfig {
@@ -124,6 +170,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             gateway_id: "porthole-1".into(),
             trusted_proxies: Vec::new(),
+            read_timeout_seconds: 10,
         }
     }
 }
@@ -244,6 +291,11 @@ pub struct RecordingsConfig {
     pub endpoint_url: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
     pub force_path_style: bool,
+    /// Longest a search of the recordings may take, in milliseconds; the person gets 503
+    /// `search_timeout` beyond it (PostgreSQL also cancels the query).
+    pub search_timeout_ms: u64,
+    /// Searches one person may start a minute (one at a time).
+    pub searches_per_minute: u32,
 }
 
 impl Default for RecordingsConfig {
@@ -257,6 +309,8 @@ impl Default for RecordingsConfig {
             region: None,
             endpoint_url: None,
             force_path_style: false,
+            search_timeout_ms: 10_000,
+            searches_per_minute: 20,
         }
     }
 }
@@ -286,6 +340,13 @@ impl<'de> Deserialize<'de> for RecordingStorage {
 impl RecordingsConfig {
     /// Checks the keys of `storage = "s3"`.
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.search_timeout_ms == 0 || self.searches_per_minute == 0 {
+            return Err(ConfigError(
+                "recordings.search_timeout_ms and recordings.searches_per_minute must be at \
+                 least 1"
+                    .into(),
+            ));
+        }
         if self.storage != RecordingStorage::S3 {
             return Ok(());
         }
@@ -332,6 +393,9 @@ impl RecordingsConfig {
 pub struct SessionsConfig {
     /// Live sessions one user may hold at once.
     pub max_per_user: u32,
+    /// People watching one session read-only at once (each holds a queue of up to 1,024
+    /// messages in the gateway).
+    pub max_observers: u32,
     /// Output kept per session (latest bytes) for a browser that reattaches, in bytes.
     pub scrollback_bytes: usize,
     /// A session with no input for this long is ended (0: never). Warned 60 s and 10 s before.
@@ -349,6 +413,7 @@ impl Default for SessionsConfig {
     fn default() -> Self {
         Self {
             max_per_user: 5,
+            max_observers: 8,
             scrollback_bytes: 256 * 1024,
             idle_timeout_seconds: 20 * 60,
             max_duration_seconds: 12 * 3600,
@@ -369,8 +434,14 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError(format!("invalid TOML: {e}")))?;
+        // The error names the place, not the line: the line may hold a secret.
+        let mut table: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| {
+            ConfigError(format!(
+                "invalid TOML{}: {}",
+                place(text, e.span()),
+                unquoted(e.message().trim_end())
+            ))
+        })?;
         for (name, value) in env {
             let Some(path) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -385,7 +456,12 @@ impl Config {
             let toml::Value::Table(section_table) = entry else {
                 return Err(ConfigError(format!("{name}: [{section}] is not a section")));
             };
-            section_table.insert(key, env_value(&value));
+            let value = if SECRET_KEYS.contains(&(section.as_str(), key.as_str())) {
+                toml::Value::String(value)
+            } else {
+                env_value(&value)
+            };
+            section_table.insert(key, value);
         }
         let config: Config = toml::Value::Table(table)
             .try_into()
@@ -436,6 +512,11 @@ impl Config {
             ));
         }
         self.server.trusted_networks()?;
+        if self.server.read_timeout_seconds == 0 {
+            return Err(ConfigError(
+                "server.read_timeout_seconds must be at least 1".into(),
+            ));
+        }
         for (key, value) in [
             (
                 "auth.max_failed_logins",
@@ -458,6 +539,13 @@ impl Config {
         if self.auth.max_concurrent_hashes == 0 {
             return Err(ConfigError(
                 "auth.max_concurrent_hashes must be at least 1".into(),
+            ));
+        }
+        if self.sessions.max_observers == 0 {
+            return Err(ConfigError(
+                "sessions.max_observers must be at least 1 (no role observing others: leave \
+                 observe_others out of the policy)"
+                    .into(),
             ));
         }
         if self.sessions.max_per_user == 0 {
@@ -495,6 +583,35 @@ impl Config {
     }
 }
 
+/// `message` with every value it quotes in backticks longer than 3 characters shown as `…`
+/// (short ones are syntax: `=`, `]`): the value may be a secret written without quotes.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        // Odd parts are inside backticks.
+        if i % 2 == 1 && part.chars().count() > 3 {
+            out.push('…');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// ` at line L, column C` of `span` in `text` (1-based), or nothing without a span.
+fn place(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!(" at line {line}, column {column}")
+}
+
 /// An environment value as TOML when it parses as a bare value (numbers, booleans, arrays),
 /// else as a string.
 fn env_value(raw: &str) -> toml::Value {
@@ -518,6 +635,31 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_secret_that_looks_like_a_number_is_text_and_never_quoted() {
+        let digits = "12345678901234567890123456789012345";
+        // From the environment: text, whatever it looks like.
+        let c =
+            Config::from_toml_and_env("", env(&[("PORTHOLE_AUTH__JWT_SECRET", digits)])).unwrap();
+        assert_eq!(c.auth.jwt_secret.expose(), digits);
+        // In the file without quotes: refused, without the value.
+        let e = Config::from_toml_and_env(&format!("[auth]\njwt_secret = {digits}\n"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("1234567890"), "{e}");
+        assert!(e.contains("invalid TOML at line 2, column 14"), "{e}");
+        let short = "1234567890123";
+        let e = Config::from_toml_and_env(&format!("[auth]\njwt_secret = {short}\n"), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(short), "{e}");
+        assert!(e.contains("a secret must be text in quotes"), "{e}");
+        let e = Config::from_toml_and_env("[database]\nurl = true\n", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a secret must be text"), "{e}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl Grants {
 
 /// A managed node as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Target {
     /// Instance id (`i-…`, `mi-…`).
     pub id: String,

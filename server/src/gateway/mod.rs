@@ -19,16 +19,15 @@ pub mod config;
 pub mod facts;
 pub mod http;
 pub mod identity;
+pub mod listen;
 pub mod policy;
 pub mod reload;
 pub mod sessions;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 
 use self::config::Config;
@@ -92,7 +91,8 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state.clone());
+    let header_read_timeout = Duration::from_secs(state.config.server.read_timeout_seconds);
     let engine = state.engine.clone();
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
@@ -119,28 +119,23 @@ pub async fn serve_state(
             upkeep::end_all(&engine, "gateway shutdown").await;
         }
     };
-    // Keystroke echoes are small writes: without TCP_NODELAY, Nagle's algorithm holds a
-    // second small write for up to 40 ms (docs/performance.md).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true); // best effort: only latency depends on it
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(ending);
-    let served = tokio::select! {
-        served = server => served.map_err(|e| StartError::Other(format!("serving failed: {e}"))),
+    let server = listen::serve(listener, app, header_read_timeout, ending);
+    tokio::select! {
+        () = server => {}
         () = async {
             if stopping_rx.await.is_ok() {
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } else {
                 std::future::pending::<()>().await;
             }
-        } => Ok(()),
-    };
+        } => {}
+    }
     beat.abort();
     watcher.abort();
     leftovers.abort();
     // Sessions started while stopping, if any.
     upkeep::end_all(&engine, "gateway shutdown").await;
-    served
+    Ok(())
 }
 
 /// How long a stopping gateway waits for its connections after ending its sessions.

@@ -39,6 +39,8 @@ pub const MAX_STREAM_PAYLOAD: usize = 1024;
 pub const DEFAULT_REORDER_CAPACITY: usize = 10_000;
 /// Unacknowledged messages in flight before new data waits (the official client's capacity).
 pub const DEFAULT_SEND_WINDOW: usize = 10_000;
+/// Default [`ChannelConfig::hold_bytes`]: 1 MiB, about a second of the agent's bulk output.
+pub const DEFAULT_HOLD_BYTES: usize = 1 << 20;
 /// How long one message may go unacknowledged (while a socket is open and publication is not
 /// paused) before the channel gives up: the official client's 3,000 resends at its 100 ms tick.
 pub const DEFAULT_GIVE_UP_AFTER: Duration = Duration::from_secs(300);
@@ -101,6 +103,9 @@ pub struct ChannelConfig {
     pub handshake: Option<AgentHandshake>,
     /// Out-of-order messages kept at most.
     pub reorder_capacity: usize,
+    /// While incoming data is held back ([`Channel::hold_incoming`]): the payload bytes of
+    /// messages ahead of order kept at most; beyond them, messages are dropped unacknowledged.
+    pub hold_bytes: usize,
     /// Unacknowledged messages in flight at most.
     pub send_window: usize,
     /// How long one message may stay unacknowledged (counting only time with a socket open and
@@ -122,6 +127,7 @@ impl ChannelConfig {
             version: DEFAULT_CLIENT_VERSION.to_owned(),
             handshake: None,
             reorder_capacity: DEFAULT_REORDER_CAPACITY,
+            hold_bytes: DEFAULT_HOLD_BYTES,
             send_window: DEFAULT_SEND_WINDOW,
             give_up_after: DEFAULT_GIVE_UP_AFTER,
             seed: None,
@@ -335,6 +341,9 @@ pub struct ChannelStats {
     pub duplicates: u64,
     /// Messages that arrived ahead of order.
     pub out_of_order: u64,
+    /// Stream messages left unacknowledged because the reader was holding incoming data
+    /// ([`Channel::hold_incoming`]); the sender sends them again.
+    pub held_back: u64,
     /// User bytes delivered (output on the client, input on the agent), after decryption.
     pub bytes_delivered: u64,
     /// User bytes queued for sending (input on the client, output on the agent).
@@ -440,6 +449,14 @@ pub struct Channel {
     events: VecDeque<Event>,
     rtt: RttEstimator,
     paused: bool,
+    /// Whether new stream messages are refused (not acknowledged) because the reader above
+    /// has no room for them: [`Channel::hold_incoming`].
+    holding: bool,
+    /// Whether a message was dropped while holding because [`ChannelConfig::hold_bytes`] was
+    /// reached (see [`Channel::take_hold_overflow`]).
+    hold_overflowed: bool,
+    /// Payload bytes in `reorder`.
+    reorder_bytes: usize,
     /// Whether a socket is open; without one nothing is sent or resent.
     connected: bool,
     cipher: Option<PayloadCipher>,
@@ -483,6 +500,9 @@ impl Channel {
             events: VecDeque::new(),
             rtt: RttEstimator::default(),
             paused: false,
+            holding: false,
+            hold_overflowed: false,
+            reorder_bytes: 0,
             connected: true,
             cipher: None,
             chunker: Utf8Chunker::default(),
@@ -523,6 +543,31 @@ impl Channel {
     /// Whether payloads are encrypted.
     pub fn is_encrypted(&self) -> bool {
         self.cipher.is_some()
+    }
+
+    /// Holds back incoming data while `hold` is true, as the official client does while its
+    /// display is not ready: the next message in order is dropped without an acknowledgement
+    /// (so nothing is delivered and the sender keeps it for resending), messages after it are
+    /// acknowledged and kept, up to [`ChannelConfig::hold_bytes`], and beyond that dropped
+    /// unacknowledged too. Duplicates are still acknowledged and every control message
+    /// (acknowledgements, pauses, the channel's close) is handled. The IO layer holds while
+    /// its reader has no room, so that it keeps reading the socket, answering pings and seeing
+    /// closes, with what waits bounded.
+    pub fn hold_incoming(&mut self, hold: bool) {
+        self.holding = hold;
+    }
+
+    /// Whether incoming data is held back ([`Channel::hold_incoming`]).
+    pub fn is_holding(&self) -> bool {
+        self.holding
+    }
+
+    /// Whether messages were dropped while holding because the hold buffer was full, since
+    /// the last call. The sender resends only its oldest unacknowledged message at a time, so
+    /// the IO layer then reconnects: a sender resends everything unacknowledged on a new
+    /// socket.
+    pub fn take_hold_overflow(&mut self) -> bool {
+        std::mem::take(&mut self.hold_overflowed)
     }
 
     /// User bytes waiting to be sent (not yet sequenced). The IO layer stops reading its
@@ -1184,6 +1229,7 @@ impl Channel {
         self.pending_bytes = 0;
         self.unacked.clear();
         self.reorder.clear();
+        self.reorder_bytes = 0;
         self.events.push_back(Event::Closed(reason));
     }
 
@@ -1231,6 +1277,16 @@ impl Channel {
             self.send_ack(type_name, &msg.message_id, seq, now);
             return Ok(());
         }
+        if self.holding
+            && (seq == self.expected_seq
+                || (!self.reorder.contains_key(&seq)
+                    && self.reorder_bytes + body.bytes.len() > self.config.hold_bytes))
+        {
+            // No room above: as if it were lost; the sender will send it again.
+            self.stats.held_back += 1;
+            self.hold_overflowed |= seq != self.expected_seq;
+            return Ok(());
+        }
         if seq > self.expected_seq {
             if !self.reorder.contains_key(&seq) {
                 // Only a window of capacity messages ahead is kept: a message far ahead could
@@ -1244,6 +1300,7 @@ impl Channel {
                     });
                 }
                 self.stats.out_of_order += 1;
+                self.reorder_bytes += body.bytes.len();
                 self.reorder.insert(
                     seq,
                     Buffered {
@@ -1266,6 +1323,7 @@ impl Channel {
             let Some(next) = self.reorder.remove(&self.expected_seq) else {
                 break;
             };
+            self.reorder_bytes -= next.payload.len();
             let seq = self.expected_seq;
             self.expected_seq += 1;
             let body = Body {

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -19,7 +21,7 @@ use super::extract::{self as auth, SignedIn, origin_ok};
 use super::state::AppState;
 use crate::gateway::policy;
 use crate::gateway::sessions::engine::visible_one;
-use crate::gateway::sessions::live::{LiveSession, ToBrowser};
+use crate::gateway::sessions::live::{LiveSession, ObserveError, ToBrowser};
 use crate::gateway::store::audit::{self, Event, kind};
 
 /// The session ended (the shell exited, it was terminated, or it failed).
@@ -40,7 +42,7 @@ pub const MAX_BROWSER_MESSAGE: usize = 64 * 1024;
 /// How often an attached socket re-checks that its sign-in is still valid.
 const RECHECK: Duration = Duration::from_secs(15);
 /// Largest terminal size accepted.
-const MAX_DIMENSION: u32 = 1000;
+pub const MAX_DIMENSION: u32 = 1000;
 
 /// The query of an attach.
 #[derive(Debug, Deserialize)]
@@ -54,13 +56,45 @@ pub struct AttachQuery {
     pub mode: Option<String>,
 }
 
+/// 409 `too_many_observers`.
+fn too_many_observers(id: &str, limit: u32) -> ApiError {
+    ApiError::conflict(
+        "too_many_observers",
+        format!(
+            "session {id} already has {limit} observers (sessions.max_observers); try again \
+             when one has left"
+        ),
+    )
+}
+
 /// `GET /api/v1/sessions/{id}/attach`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/attach",
+    operation_id = "attach",
+    security(("cookie" = [])),
+    params(
+        ("id" = String, Path, description = "The session's id"),
+        ("since" = Option<u64>, Query, description = "The output offset the page has"),
+        ("mode" = Option<String>, Query, description = "`observe`: read-only, for roles that observe others"),
+    ),
+    responses(
+        (status = 101, description = "The terminal's WebSocket (docs/architecture.md)"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad parameter", body = super::schemas::ErrorBody),
+        (status = 405, description = "Not a GET", body = super::schemas::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 403, description = "Bad Origin, or not yours to attach or observe", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such session of yours", body = super::schemas::ErrorBody),
+        (status = 409, description = "Not running, or too many observers", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn attach(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Query(query): Query<AttachQuery>,
+    query: Result<Query<AttachQuery>, QueryRejection>,
     parts: Parts,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let client = auth::client_of(&parts);
     let signed = auth::signed_in(&state, &parts.headers, client)
@@ -73,6 +107,8 @@ pub async fn attach(
             format!("the Origin header must be {}", state.origin),
         ));
     }
+    let Query(query) = query?;
+    let upgrade = upgrade?;
     let view = visible_one(&state.engine, &signed.user, &id).await?;
     let observe = match query.mode.as_deref() {
         None | Some("") | Some("interactive") => false,
@@ -97,6 +133,14 @@ pub async fn attach(
                 format!("session {id} is not running ({})", view.state),
             ));
         };
+        // Each observer holds a queue in the gateway: their number is bounded (checked again
+        // by the session when the socket is open, for observers arriving at once).
+        let limit = state.engine.config.sessions.max_observers;
+        if let Ok(stats) = live.stats().await
+            && stats.observers.len() >= limit as usize
+        {
+            return Err(too_many_observers(&id, limit));
+        }
         let headers = parts.headers.clone();
         let owner_id = view.user_id();
         return Ok(upgrade
@@ -137,11 +181,36 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Control {
-    Resize { cols: u32, rows: u32 },
-    Ack { bytes: u64 },
+/// A text message from the browser: a terminal size, or how much output it has drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Control {
+    /// The terminal's size, 1 to [`MAX_DIMENSION`] each.
+    Resize {
+        /// Columns.
+        cols: u32,
+        /// Rows.
+        rows: u32,
+    },
+    /// The output offset the page has drawn.
+    Ack {
+        /// Bytes.
+        bytes: u64,
+    },
+}
+
+/// Reads and checks a browser's text message; the error is the reason the socket is closed
+/// with ([`CLOSE_BAD_MESSAGE`]).
+pub fn parse_control(text: &str) -> Result<Control, String> {
+    match serde_json::from_str::<Control>(text) {
+        Ok(Control::Resize { cols, rows })
+            if !(1..=MAX_DIMENSION).contains(&cols) || !(1..=MAX_DIMENSION).contains(&rows) =>
+        {
+            Err(format!("bad size {cols}x{rows}: 1 to {MAX_DIMENSION} each"))
+        }
+        Ok(control) => Ok(control),
+        Err(e) => Err(format!("bad control message: {e}")),
+    }
 }
 
 async fn relay(
@@ -235,21 +304,12 @@ async fn relay(
                     }
                 }
                 Some(Ok(Message::Text(text))) => {
-                    match serde_json::from_str::<Control>(text.as_str()) {
-                        Ok(Control::Resize { cols, rows })
-                            if (1..=MAX_DIMENSION).contains(&cols)
-                                && (1..=MAX_DIMENSION).contains(&rows) =>
-                        {
+                    match parse_control(text.as_str()) {
+                        Ok(Control::Resize { cols, rows }) => {
                             let _ = live.resize(cols, rows).await; // ended: the close follows
                         }
-                        Ok(Control::Resize { cols, rows }) => {
-                            let reason = format!("bad size {cols}x{rows}: 1 to {MAX_DIMENSION} each");
-                            let _ = socket.send(close(CLOSE_BAD_MESSAGE, &reason)).await;
-                            break reason;
-                        }
                         Ok(Control::Ack { bytes }) => live.ack(attach_id, bytes).await,
-                        Err(e) => {
-                            let reason = format!("bad control message: {e}");
+                        Err(reason) => {
                             let _ = socket.send(close(CLOSE_BAD_MESSAGE, &reason)).await;
                             break reason;
                         }
@@ -299,19 +359,32 @@ async fn observe_relay(
     owner_id: i64,
     mut socket: WebSocket,
 ) {
+    let limit = state.engine.config.sessions.max_observers as usize;
+    let (id, mut from_session) = match live.observe(&signed.user.name, limit).await {
+        Ok(added) => added,
+        Err(ObserveError::Ended) => {
+            let _ = socket
+                .send(close(CLOSE_SESSION_ENDED, "the session has ended"))
+                .await;
+            return;
+        }
+        Err(ObserveError::Full) => {
+            // 1008: policy violation, the closest standard code.
+            let _ = socket
+                .send(close(1008, "the session has as many observers as allowed"))
+                .await;
+            return;
+        }
+    };
+    // Audited before a byte reaches the observer (its queue is only read below).
     if record(&state, &signed, &live, kind::SESSION_OBSERVE, json!({}))
         .await
         .is_err()
     {
+        live.unobserve(id).await;
         let _ = socket.send(close(1011, "audit failed")).await;
         return;
     }
-    let Ok((id, mut from_session)) = live.observe(&signed.user.name).await else {
-        let _ = socket
-            .send(close(CLOSE_SESSION_ENDED, "the session has ended"))
-            .await;
-        return;
-    };
     let mut told = false;
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;
@@ -398,4 +471,39 @@ async fn record(
         .await
         .map(|_| ())
         .map_err(|e| tracing::error!(session = %live.id, "audit: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_messages_are_parsed_and_checked() {
+        assert_eq!(
+            parse_control(r#"{"type":"resize","cols":80,"rows":24}"#),
+            Ok(Control::Resize { cols: 80, rows: 24 })
+        );
+        assert_eq!(
+            parse_control(r#"{"type":"ack","bytes":18446744073709551615}"#),
+            Ok(Control::Ack { bytes: u64::MAX })
+        );
+        for (text, words) in [
+            (r#"{"type":"resize","cols":0,"rows":24}"#, "bad size 0x24"),
+            (
+                r#"{"type":"resize","cols":80,"rows":1001}"#,
+                "1 to 1000 each",
+            ),
+            (
+                r#"{"type":"resize","cols":-1,"rows":5}"#,
+                "bad control message",
+            ),
+            (r#"{"type":"paste","text":"x"}"#, "bad control message"),
+            (r#"{"type":"ack","bytes":1,"extra":true}"#, "unknown field"),
+            ("not json", "bad control message"),
+            ("", "bad control message"),
+        ] {
+            let e = parse_control(text).unwrap_err();
+            assert!(e.contains(words), "{text}: {e}");
+        }
+    }
 }

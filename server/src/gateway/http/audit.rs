@@ -251,6 +251,28 @@ pub async fn read_page(db: &Db, request: &Request) -> Result<Page, DbError> {
 }
 
 /// `GET /api/v1/audit`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "list_audit_events",
+    security(("cookie" = [])),
+    params(
+        ("from" = Option<String>, Query, description = "RFC 3339 time or milliseconds since the epoch"),
+        ("to" = Option<String>, Query, description = "Likewise"),
+        ("actor" = Option<String>, Query, description = "Exactly this actor"),
+        ("target" = Option<String>, Query, description = "Exactly this node"),
+        ("type" = Option<String>, Query, description = "Exactly this event type"),
+        ("session_id" = Option<String>, Query, description = "Exactly this session"),
+        ("limit" = Option<String>, Query, description = "1 to 500 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the page before"),
+    ),
+    responses(
+        (status = 200, description = "A page of events, newest first", body = super::schemas::AuditPage),
+        (status = 400, description = "A bad parameter", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 403, description = "No role of yours reads the audit log", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,

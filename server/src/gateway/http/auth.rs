@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiError, parse_json};
-use super::extract::{COOKIE_NAME, SignedIn, SignedInWrite, client_of};
+use super::extract::{SignedIn, SignedInWrite, client_of, cookie_name};
 use super::state::AppState;
 use crate::gateway::facts::User;
 use crate::gateway::identity::login::Login;
@@ -34,11 +35,27 @@ pub fn user_json(user: &User) -> serde_json::Value {
 }
 
 /// `POST /api/v1/auth/login`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    request_body = super::schemas::LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; the cookie is set", body = super::schemas::Me),
+        (status = 400, description = "Not JSON, or not the right shape", body = super::schemas::ErrorBody),
+        (status = 408, description = "The body was sent too slowly", body = super::schemas::ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB", body = super::schemas::ErrorBody),
+        (status = 401, description = "Wrong user name or password", body = super::schemas::ErrorBody),
+        (status = 403, description = "The Origin is not the gateway's", body = super::schemas::ErrorBody),
+        (status = 429, description = "Too many failed sign-ins, or too many at once", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     parts: Parts,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body?;
     let client = client_of(&parts);
     let body: LoginBody = parse_json(&body)?;
     let signed = state
@@ -64,12 +81,24 @@ fn session_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
         ""
     };
     let text = format!(
-        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        cookie_name(state)
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// `POST /api/v1/auth/logout`: revokes the login; its cookie is refused from now on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    operation_id = "logout",
+    security(("cookie" = [], "csrf" = [])),
+    responses(
+        (status = 200, description = "Signed out", body = super::schemas::SignedOut),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 403, description = "Bad Origin or CSRF token", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     SignedInWrite(signed): SignedInWrite,
@@ -88,6 +117,16 @@ pub async fn logout(
 }
 
 /// `GET /api/v1/me`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    operation_id = "me",
+    security(("cookie" = [])),
+    responses(
+        (status = 200, description = "Who is signed in", body = super::schemas::Me),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn me(signed: SignedIn) -> Json<serde_json::Value> {
     Json(json!({"user": user_json(&signed.user), "csrf_token": signed.csrf_token}))
 }

@@ -111,6 +111,38 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// An extractor's refusal (a body too large or not readable, a malformed query string, a
+/// request that is not a WebSocket upgrade) in the API's error shape, with its status.
+fn rejected(status: StatusCode, text: String) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "body_too_large",
+            format!("the body is larger than {} bytes", super::MAX_BODY_BYTES),
+        ),
+        StatusCode::UPGRADE_REQUIRED => ApiError::new(status, "upgrade_required", text),
+        _ => ApiError::new(status, "invalid_request", text),
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        rejected(e.status(), e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        rejected(e.status(), e.body_text())
+    }
+}
+
+impl From<axum::extract::ws::rejection::WebSocketUpgradeRejection> for ApiError {
+    fn from(e: axum::extract::ws::rejection::WebSocketUpgradeRejection) -> Self {
+        rejected(e.status(), e.body_text())
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         Self::internal(e)
@@ -133,6 +165,14 @@ impl From<sessions::Error> for ApiError {
             E::TargetNotConnected(m) => Self::conflict("target_not_connected", m),
             E::SessionEnded(m) => Self::conflict("session_ended", m),
             E::SessionRunning(m) => Self::conflict("session_running", m),
+            E::Busy {
+                message,
+                retry_after,
+            } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            },
+            E::SearchTimeout(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "search_timeout", m),
             E::Upstream(f) => Self::upstream(f),
             E::Db(e) => Self::internal(e),
             E::Internal(m) => Self::internal(m),

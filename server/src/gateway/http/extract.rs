@@ -19,8 +19,21 @@ use super::state::AppState;
 use crate::gateway::facts::User;
 use crate::gateway::store::audit::Client;
 
-/// The sign-in cookie.
+/// The sign-in cookie over plain http.
 pub const COOKIE_NAME: &str = "porthole_session";
+/// The sign-in cookie behind https: browsers keep a `__Host-` cookie only when it is Secure,
+/// has `Path=/` and no `Domain`, so no subdomain or other site can set or shadow it.
+pub const SECURE_COOKIE_NAME: &str = "__Host-porthole_session";
+
+/// The sign-in cookie's name for this gateway ([`SECURE_COOKIE_NAME`] when its public URL is
+/// https, else [`COOKIE_NAME`]).
+pub fn cookie_name(state: &AppState) -> &'static str {
+    if state.config.secure_cookies() {
+        SECURE_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
 /// The header that carries the CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The header reverse proxies add the address they saw to.
@@ -130,7 +143,7 @@ pub async fn signed_in(
     headers: &HeaderMap,
     client: Client,
 ) -> Result<Option<SignedIn>, ApiError> {
-    let Some(token) = cookie(headers, COOKIE_NAME) else {
+    let Some(token) = cookie(headers, cookie_name(state)) else {
         return Ok(None);
     };
     Ok(state

@@ -8,14 +8,17 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod pages;
 pub mod request_id;
+pub mod schemas;
 pub mod search;
 pub mod sessions;
 pub mod state;
 pub mod targets;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -23,6 +26,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use self::state::AppState;
 
@@ -54,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/recordings/search", get(search::search))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
@@ -73,6 +78,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             extract::client_addr,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A body sent slowly holds its connection: bounded like the headers (listen.rs).
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            state.config.server.read_timeout_seconds,
+        )))
         // If not present: the playback page sets its own (CSP plus 'wasm-unsafe-eval', see
         // pages::PLAYER_CSP); no other handler sets one.
         .layer(SetResponseHeaderLayer::if_not_present(

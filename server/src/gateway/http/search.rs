@@ -66,6 +66,24 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Request, ApiError> {
 }
 
 /// `GET /api/v1/recordings/search?q=TEXT[&limit=N]`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recordings/search",
+    operation_id = "search_recordings",
+    security(("cookie" = [])),
+    params(
+        ("q" = String, Query, description = "The text, 1 to 200 characters"),
+        ("limit" = Option<String>, Query, description = "1 to 500 (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "Matching lines", body = super::schemas::SearchResult),
+        (status = 400, description = "An unknown or repeated parameter", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 422, description = "A bad query or limit", body = super::schemas::ErrorBody),
+        (status = 429, description = "Too many searches", body = super::schemas::ErrorBody),
+        (status = 503, description = "The search took too long", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn search(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,

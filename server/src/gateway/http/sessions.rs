@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
@@ -35,11 +36,31 @@ struct CreateBody {
 }
 
 /// `POST /api/v1/sessions`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    operation_id = "start_session",
+    security(("cookie" = [], "csrf" = [])),
+    request_body = super::schemas::StartSession,
+    responses(
+        (status = 201, description = "Started", body = SessionView),
+        (status = 400, description = "Not JSON, or not the right shape", body = super::schemas::ErrorBody),
+        (status = 408, description = "The body was sent too slowly", body = super::schemas::ErrorBody),
+        (status = 413, description = "The body is larger than 16 KiB", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 403, description = "The policy refuses, or bad Origin or CSRF token", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such node among those you may reach", body = super::schemas::ErrorBody),
+        (status = 409, description = "Too many sessions, or the node is not connected", body = super::schemas::ErrorBody),
+        (status = 422, description = "Bad document, parameters or reason", body = super::schemas::ErrorBody),
+        (status = 502, description = "AWS refused or failed", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     SignedInWrite(signed): SignedInWrite,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body?;
     let body: CreateBody = parse_json(&body)?;
     let request = StartRequest {
         target: body.target,
@@ -64,11 +85,28 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/sessions?state=active|ended|all[&scope=all]`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    operation_id = "list_sessions",
+    security(("cookie" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "`active`, `ended` or `all` (the default)"),
+        ("scope" = Option<String>, Query, description = "`all`: everyone's, with live counters (roles that observe or terminate others' sessions)"),
+    ),
+    responses(
+        (status = 200, description = "Sessions, newest first", body = super::schemas::SessionList),
+        (status = 400, description = "A bad parameter", body = super::schemas::ErrorBody),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 403, description = "`scope=all` without the role for it", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query?;
     let everyone = match query.scope.as_deref() {
         None | Some("") | Some("visible") => false,
         Some("all") => true,
@@ -108,6 +146,18 @@ pub async fn list(
 }
 
 /// `GET /api/v1/sessions/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "get_session",
+    security(("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such session of yours", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
@@ -119,6 +169,21 @@ pub async fn get_one(
 }
 
 /// `DELETE /api/v1/sessions/{id}`: terminate (owner or admin).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}",
+    operation_id = "terminate_session",
+    security(("cookie" = [], "csrf" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 202, description = "Terminating", body = super::schemas::Terminating),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 403, description = "Not yours to terminate, or bad Origin or CSRF token", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such session of yours", body = super::schemas::ErrorBody),
+        (status = 409, description = "Not running", body = super::schemas::ErrorBody),
+        (status = 502, description = "AWS refused or failed", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn terminate(
     State(state): State<Arc<AppState>>,
     SignedInWrite(signed): SignedInWrite,
@@ -157,6 +222,20 @@ fn chunks(
 /// `GET /api/v1/sessions/{id}/recording`: the session's asciicast v2 file (as written so far,
 /// for a live one; streamed from S3 once uploaded there) — for its owner and for those who see
 /// every session.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/recording",
+    operation_id = "get_recording",
+    security(("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The asciicast v2 file", content_type = "application/x-asciicast", body = String),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such session of yours, or no recording", body = super::schemas::ErrorBody),
+        (status = 409, description = "Another person's session still running: observe it", body = super::schemas::ErrorBody),
+        (status = 502, description = "S3 refused or failed", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn recording(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,

@@ -12,6 +12,17 @@ use super::state::AppState;
 use crate::gateway::sessions::engine;
 
 /// `GET /api/v1/targets`: what this user may reach.
+#[utoipa::path(
+    get,
+    path = "/api/v1/targets",
+    operation_id = "list_targets",
+    security(("cookie" = [])),
+    responses(
+        (status = 200, description = "The nodes some role of yours reaches", body = super::schemas::TargetList),
+        (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
+        (status = 502, description = "AWS refused or failed", body = super::schemas::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,

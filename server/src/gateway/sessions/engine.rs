@@ -315,7 +315,36 @@ pub async fn search(
         user_id: user.id,
         everyone: policy::sees_all_sessions(user),
     };
-    let (matches, more) = search::find(&engine.db, reader, q, limit).await?;
+    let slot = engine
+        .searches
+        .begin(user.id, std::time::Instant::now())
+        .map_err(|refused| Error::Busy {
+            message: refused.message,
+            retry_after: refused.retry_after,
+        })?;
+    let timeout = Duration::from_millis(engine.config.recordings.search_timeout_ms);
+    // The query runs in a task of its own that keeps the person's slot until the database is
+    // done with it, even when the answer is given up on below (SQLite cannot cancel it).
+    let db = engine.db.clone();
+    let text = q.to_owned();
+    let running = tokio::spawn(async move {
+        let found = search::find(&db, reader, &text, limit, timeout).await;
+        drop(slot);
+        found
+    });
+    let too_slow = || {
+        Error::SearchTimeout(format!(
+            "the search took longer than {} ms; a longer text matches fewer lines and is \
+             faster",
+            timeout.as_millis()
+        ))
+    };
+    let (matches, more) = match tokio::time::timeout(timeout, running).await {
+        Err(_) => return Err(too_slow()),
+        Ok(Err(e)) => return Err(Error::Internal(format!("the search task failed: {e}"))),
+        Ok(Ok(Err(e))) if e.is_timeout() => return Err(too_slow()),
+        Ok(Ok(found)) => found?,
+    };
     let mut sessions: Vec<&str> = matches.iter().map(|m| m.session_id.as_str()).collect();
     sessions.dedup();
     let mut tx = engine.db.begin_write().await?;

@@ -109,8 +109,11 @@ enum Command {
     ScreenText(oneshot::Sender<String>),
     Observe {
         name: String,
+        /// The most observers the session may have.
+        limit: usize,
         tx: mpsc::Sender<ToBrowser>,
-        reply: oneshot::Sender<u64>,
+        /// The observer's id, or `None` when `limit` observers watch already.
+        reply: oneshot::Sender<Option<u64>>,
     },
     Unobserve {
         id: u64,
@@ -119,7 +122,7 @@ enum Command {
 }
 
 /// A running session's counters, for the live-sessions page.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Output bytes so far.
     pub bytes_out: u64,
@@ -154,6 +157,17 @@ pub struct LiveSession {
 #[error("the session has ended")]
 pub struct Ended;
 
+/// Why an observer was not added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ObserveError {
+    /// The session has ended.
+    #[error("the session has ended")]
+    Ended,
+    /// As many observers as allowed watch already.
+    #[error("the session has as many observers as allowed")]
+    Full,
+}
+
 impl LiveSession {
     /// Attaches a browser: replaces any earlier one, sends the output from offset `since`
     /// (or a snapshot of the screen when that is not held or not given) and the current
@@ -171,21 +185,31 @@ impl LiveSession {
         Ok((id.await.map_err(|_| Ended)?, rx))
     }
 
-    /// Adds a read-only observer named `name`: it gets a snapshot of the screen, then the
-    /// live output (never holding the session back: an observer that falls behind by more
-    /// than its queue is dropped). The owner's browser is told who observes.
-    pub async fn observe(&self, name: &str) -> Result<(u64, mpsc::Receiver<ToBrowser>), Ended> {
+    /// Adds a read-only observer named `name`, unless `limit` observers watch already: it
+    /// gets a snapshot of the screen, then the live output (never holding the session back: an
+    /// observer that falls behind by more than its queue is dropped). The owner's browser is
+    /// told who observes.
+    pub async fn observe(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(u64, mpsc::Receiver<ToBrowser>), ObserveError> {
         let (tx, rx) = mpsc::channel(OBSERVER_QUEUE);
         let (reply, id) = oneshot::channel();
         self.commands
             .send(Command::Observe {
                 name: name.to_owned(),
+                limit,
                 tx,
                 reply,
             })
             .await
-            .map_err(|_| Ended)?;
-        Ok((id.await.map_err(|_| Ended)?, rx))
+            .map_err(|_| ObserveError::Ended)?;
+        match id.await {
+            Ok(Some(id)) => Ok((id, rx)),
+            Ok(None) => Err(ObserveError::Full),
+            Err(_) => Err(ObserveError::Ended),
+        }
     }
 
     /// Removes observer `id`.
@@ -840,7 +864,16 @@ impl Task {
                 let _ = self.spawn.handle.resize(cols, rows).await; // as above
             }
             Command::Ending { how } => self.ending = Some(how),
-            Command::Observe { name, tx, reply } => {
+            Command::Observe {
+                name,
+                limit,
+                tx,
+                reply,
+            } => {
+                if self.observers.len() >= limit {
+                    let _ = reply.send(None); // the observer may have gone
+                    return;
+                }
                 self.next_attach += 1;
                 let id = self.next_attach;
                 let snapshot = Bytes::from(self.model.snapshot(self.ring.latest()).await);
@@ -857,7 +890,7 @@ impl Task {
                     self.observers.push((id, name, tx));
                     self.tell_observers().await;
                 }
-                let _ = reply.send(id); // the observer may have gone
+                let _ = reply.send(Some(id)); // the observer may have gone
             }
             Command::Unobserve { id } => {
                 self.observers.retain(|(oid, _, _)| *oid != id);

@@ -10,6 +10,7 @@ pub mod indexer;
 pub mod live;
 pub mod recorder;
 pub mod screen;
+pub mod searches;
 pub mod upkeep;
 
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct Engine {
     pub targets: targets::Cache,
     /// Where finished recordings are kept (the local folder or S3).
     pub recordings: RecordingStore,
+    /// The bounds on searching the recordings.
+    pub searches: searches::Limiter,
 }
 
 impl Engine {
@@ -46,6 +49,7 @@ impl Engine {
     pub async fn new(config: Arc<Config>, db: Db, policy: Arc<PolicyHandle>) -> Self {
         let aws = aws::aws_clients(&config).await;
         let recordings = RecordingStore::new(&config).await;
+        let searches = searches::Limiter::new(config.recordings.searches_per_minute);
         Self {
             config,
             db,
@@ -54,6 +58,7 @@ impl Engine {
             live: live::Registry::default(),
             targets: targets::Cache::default(),
             recordings,
+            searches,
         }
     }
 
@@ -98,6 +103,17 @@ pub enum Error {
     /// observe it).
     #[error("{0}")]
     SessionRunning(String),
+    /// Too many at once or too often (a search); try again after `retry_after` seconds.
+    #[error("{message}")]
+    Busy {
+        /// For the person.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// A search took longer than allowed.
+    #[error("{0}")]
+    SearchTimeout(String),
     /// A recording that does not exist.
     #[error("{0}")]
     NoRecording(String),

@@ -315,7 +315,7 @@ impl RawRow {
 }
 
 /// A stored event, as the API and tests read it (the API's JSON is this, field for field).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StoredEvent {
     /// Row id.
     pub id: i64,

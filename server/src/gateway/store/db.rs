@@ -37,6 +37,12 @@ impl DbError {
         Self { what, source }
     }
 
+    /// Whether the statement was cancelled for taking too long (PostgreSQL's
+    /// `statement_timeout`: SQLSTATE 57014).
+    pub fn is_timeout(&self) -> bool {
+        matches!(&self.source, sqlx::Error::Database(e) if e.code().as_deref() == Some("57014"))
+    }
+
     /// Whether the error is a unique-constraint violation.
     pub fn is_unique_violation(&self) -> bool {
         matches!(&self.source, sqlx::Error::Database(e) if e.is_unique_violation())

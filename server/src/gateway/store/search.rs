@@ -74,7 +74,7 @@ pub async fn insert(
 }
 
 /// One match.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Match {
     /// The session.
     pub session_id: String,
@@ -138,7 +138,25 @@ pub async fn find(
     reader: Reader,
     q: &str,
     limit: i64,
+    timeout: std::time::Duration,
 ) -> Result<(Vec<Match>, bool), DbError> {
+    // PostgreSQL cancels the scan itself after `timeout`; SQLite cannot, so the caller stops
+    // waiting instead.
+    let mut tx = db
+        .pool()
+        .begin()
+        .await
+        .map_err(|e| DbError::new("begin search", e))?;
+    if db.backend() == Backend::Postgres {
+        // An integer of ours: nothing to bind (SET takes no parameters).
+        let ms = timeout.as_millis().max(1);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL statement_timeout = {ms}"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::new("limit the search's time", e))?;
+    }
     let rows = sqlx::query(
         "SELECT l.session_id, l.offset_ms, l.line, u.name, s.target, s.reason \
          FROM recording_lines l \
@@ -153,9 +171,13 @@ pub async fn find(
     .bind(reader.user_id)
     .bind(like_pattern(q))
     .bind(limit + 1)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *tx)
     .await
     .map_err(|e| DbError::new("search recordings", e))?;
+    // Read only: nothing to keep.
+    tx.rollback()
+        .await
+        .map_err(|e| DbError::new("end search", e))?;
     let read = |e| DbError::new("read search match", e);
     let mut matches = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::db::{Db, DbError, WriteTx, now_ms};
 
 /// A session row as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SessionView {
     /// Porthole's id.
     pub id: String,

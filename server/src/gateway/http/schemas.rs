@@ -1,0 +1,136 @@
+//! The shapes of the API's JSON envelopes, for its OpenAPI document (`openapi.rs`): the
+//! handlers build these answers with `json!`, and `tests/api_contract.rs` checks every answer
+//! against them. Nothing here imports a handler, so handlers can name them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::gateway::facts::Target;
+use crate::gateway::sessions::live::Stats;
+use crate::gateway::store::audit::StoredEvent;
+use crate::gateway::store::search::Match;
+use crate::gateway::store::sessions::SessionView;
+
+/// Every error: a stable code, words for a person, and the request's id (also in the
+/// `x-request-id` header) under which the gateway's log has the details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `snake_case`: `forbidden`, `invalid_reason`, `unknown_target`, `upstream`, …
+    pub code: String,
+    /// For a person.
+    pub message: String,
+    /// The request's id.
+    pub request_id: Option<String>,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A person as the API shows them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserInfo {
+    /// The user name.
+    pub name: String,
+    /// Their roles.
+    pub roles: Vec<String>,
+}
+
+/// The signed-in person and the CSRF token their state-changing requests must carry in
+/// `X-CSRF-Token`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// Who.
+    pub user: UserInfo,
+    /// The CSRF token of this sign-in.
+    pub csrf_token: String,
+}
+
+/// `POST /api/v1/auth/logout`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedOut {
+    /// Always true.
+    pub signed_out: bool,
+}
+
+/// `GET /api/v1/targets`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetList {
+    /// The managed nodes some role of this person reaches.
+    pub targets: Vec<Target>,
+}
+
+/// `POST /api/v1/sessions`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StartSession {
+    /// The node's id.
+    pub target: String,
+    /// Why (the roles' reason rules decide what is required).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The SSM document (default `SSM-SessionManagerRunShell`).
+    #[serde(default)]
+    pub document: Option<String>,
+    /// The document's parameters.
+    #[serde(default)]
+    pub parameters: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// A session in a listing; `live` only with `scope=all`, for sessions running in this
+/// gateway.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListedSession {
+    /// The session.
+    #[serde(flatten)]
+    pub session: SessionView,
+    /// Its counters (null: not running here).
+    pub live: Option<Stats>,
+}
+
+/// `GET /api/v1/sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<ListedSession>,
+}
+
+/// `DELETE /api/v1/sessions/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Terminating {
+    /// The session.
+    pub id: String,
+    /// `terminating`.
+    pub state: String,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub events: Vec<StoredEvent>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/recordings/search`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    /// The matching lines.
+    pub matches: Vec<Match>,
+    /// Whether there were more than `limit`.
+    pub more: bool,
+}
