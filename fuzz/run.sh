@@ -35,7 +35,7 @@ mkdir -p "corpus/$target" "artifacts/$target"
 export RUSTC_BOOTSTRAP=1
 build=(--sanitizer "${SANITIZER:-address}")
 
-exec cargo fuzz run "${build[@]}" "$target" "corpus/$target" "seeds/$target" -- \
+exec cargo fuzz run --fuzz-dir . "${build[@]}" "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$seconds" \
     -timeout=30 \
     -print_final_stats=1 \

@@ -26,6 +26,7 @@ both_backends!(targets_are_listed_by_role);
 both_backends!(a_session_runs_from_start_to_exit);
 both_backends!(delete_terminates_and_the_cap_holds);
 both_backends!(error_paths_have_their_status_and_code);
+both_backends!(fifty_starts_at_once_answer_cleanly_while_sessions_print);
 
 async fn events(gw: &Gateway, session_id: Option<&str>) -> Vec<StoredEvent> {
     audit::list(&gw.state.engine.db, session_id).await.unwrap()
@@ -521,5 +522,82 @@ async fn error_paths_have_their_status_and_code(backend: Backend) {
     // The audit chain holds.
     let checked = audit::verify(&gw.state.engine.db).await.unwrap();
     assert!(matches!(checked, Ok(n) if n > 5), "{checked:?}");
+    gw.stop().await;
+}
+
+/// 50 session starts at once from five people, while two sessions print without pause (their
+/// indexers and recorders writing) and an admin observes one: every start answers 201, the
+/// cap's 409, or 503 `busy` with `Retry-After` — never 500; nothing is left `starting`, and
+/// the audit chain verifies afterwards.
+async fn fifty_starts_at_once_answer_cleanly_while_sessions_print(backend: Backend) {
+    let gw = gateway::start(backend, |c| c.sessions.max_per_user = 9).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    // Two sessions printing all along, one of them observed.
+    let mut printers = Vec::new();
+    for _ in 0..2 {
+        let id = root
+            .open(NODE, "INC-8000 printing while others start")
+            .await;
+        let mut term = root.attach(&id).await.unwrap();
+        term.type_text("while :; do seq 1 2000; done\n").await;
+        printers.push((id, term));
+    }
+    let mut watcher = root
+        .attach_with(&printers[0].0, "?mode=observe", None)
+        .await
+        .unwrap();
+    let mut people = Vec::new();
+    for n in 0..5 {
+        let name = format!("user{n}");
+        gw.user(&name, &[Role::Operator]).await;
+        let mut api = Api::new(&gw);
+        api.login(&name).await;
+        people.push(api);
+    }
+    let starts = people.iter().flat_map(|api| {
+        (0..10).map(move |_| {
+            let mut api = api.clone();
+            async move {
+                api.post(
+                    "/api/v1/sessions",
+                    &json!({"target": NODE, "reason": "INC-8001 many at once"}),
+                )
+                .await
+            }
+        })
+    });
+    let (replies, _) = tokio::join!(
+        futures_util::future::join_all(starts),
+        watcher.read_within(Duration::from_millis(500))
+    );
+    let mut created = 0;
+    for reply in &replies {
+        match (reply.status, reply.code()) {
+            (StatusCode::CREATED, _) => created += 1,
+            (StatusCode::CONFLICT, "too_many_sessions") => {}
+            (StatusCode::SERVICE_UNAVAILABLE, "busy") => {
+                assert!(reply.headers.contains_key("retry-after"), "{}", reply.text);
+                assert!(reply.message().contains("try again"), "{}", reply.text);
+            }
+            _ => panic!("{} {}", reply.status, reply.text),
+        }
+    }
+    assert!(created >= 40, "only {created} of 50 started");
+    let db = &gw.state.engine.db;
+    // Nothing half-made: every row is active (or ended), none starting.
+    let sessions = root.get("/api/v1/sessions?state=all").await;
+    assert!(
+        sessions.body["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] != "starting"),
+        "{}",
+        sessions.text
+    );
+    drop((printers, watcher));
+    assert!(matches!(audit::verify(db).await.unwrap(), Ok(n) if n > 50));
     gw.stop().await;
 }

@@ -17,6 +17,7 @@ use super::gateway::{Gateway, PASSWORD};
 /// Everything received, shared between a client and its sockets.
 pub type Seen = Arc<Mutex<Vec<u8>>>;
 
+#[derive(Clone)]
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,

@@ -54,13 +54,15 @@ impl<'de> Deserialize<'de> for Secret {
 /// The error for a secret that is not text.
 const NOT_TEXT: &str = "a secret must be text in quotes (the value is not shown)";
 
-/// The keys that hold secrets: an environment override of one is always taken as text.
-const SECRET_KEYS: [(&str, &str); 4] = [
-    ("database", "url"),
-    ("auth", "jwt_secret"),
-    ("aws", "access_key_id"),
-    ("aws", "secret_access_key"),
-];
+/// Whether the key at `path` holds a secret (the database URL, the AWS access key id, and
+/// every key whose name has `secret` in it): an environment override of one is always text.
+fn is_secret_key(path: &[String]) -> bool {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    matches!(
+        path.as_slice(),
+        ["database", "url"] | ["aws", "access_key_id"]
+    ) || path.last().is_some_and(|key| key.contains("secret"))
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -446,22 +448,33 @@ impl Config {
             let Some(path) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            let Some((section, key)) = path.split_once("__") else {
+            // `SECTION__KEY`, or deeper: `AUTH__OIDC__CLIENT_SECRET` is `[auth.oidc] client_secret`.
+            let path: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+            let Some((key, sections)) = path.split_last() else {
                 continue;
             };
-            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-            let entry = table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let toml::Value::Table(section_table) = entry else {
-                return Err(ConfigError(format!("{name}: [{section}] is not a section")));
-            };
-            let value = if SECRET_KEYS.contains(&(section.as_str(), key.as_str())) {
+            if sections.is_empty() || key.is_empty() || sections.iter().any(String::is_empty) {
+                continue;
+            }
+            let mut here = &mut table;
+            for (depth, section) in sections.iter().enumerate() {
+                let entry = here
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(inner) = entry else {
+                    return Err(ConfigError(format!(
+                        "{name}: [{}] is not a section",
+                        sections[..=depth].join(".")
+                    )));
+                };
+                here = inner;
+            }
+            let value = if is_secret_key(&path) {
                 toml::Value::String(value)
             } else {
                 env_value(&value)
             };
-            section_table.insert(key, value);
+            here.insert(key.clone(), value);
         }
         let config: Config = toml::Value::Table(table)
             .try_into()
@@ -660,6 +673,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("a secret must be text"), "{e}");
+    }
+
+    #[test]
+    fn nested_sections_take_one_more_separator() {
+        let c = Config::from_toml_and_env(
+            "",
+            env(&[
+                ("PORTHOLE_AUTH__JWT_SECRET", SECRET),
+                ("PORTHOLE_AUTH__MAX_FAILED_LOGINS", "9"),
+                ("PORTHOLE_SERVER__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.max_failed_logins, 9);
+        assert_eq!(c.server.trusted_proxies, ["10.0.0.0/8"]);
+        // A deeper path lands in a nested table (an unknown one is refused by name).
+        let e = Config::from_toml_and_env(
+            "",
+            env(&[
+                ("PORTHOLE_AUTH__JWT_SECRET", SECRET),
+                ("PORTHOLE_AUTH__NOPE__CLIENT_SECRET", "123"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `nope`"), "{e}");
+        // A key that is not a section cannot have keys.
+        let e = Config::from_toml_and_env(
+            "",
+            env(&[
+                ("PORTHOLE_AUTH__JWT_SECRET", SECRET),
+                ("PORTHOLE_AUTH__JWT_SECRET__X", "1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PORTHOLE_AUTH__JWT_SECRET__X: [auth.jwt_secret] is not a section"),
+            "{e}"
+        );
+        assert!(!e.contains(SECRET), "{e}");
+        // Malformed names are not configuration.
+        assert!(
+            Config::from_toml_and_env(
+                &format!("[auth]\njwt_secret = \"{SECRET}\"\n"),
+                env(&[
+                    ("PORTHOLE_AUTH__", "1"),
+                    ("PORTHOLE___X", "1"),
+                    ("PORTHOLE_NOSECTION", "1")
+                ]),
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -145,6 +145,17 @@ impl From<axum::extract::ws::rejection::WebSocketUpgradeRejection> for ApiError 
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        if e.is_busy() {
+            tracing::warn!("database busy: {e}");
+            return Self {
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the database is busy for a moment; nothing was changed, try again",
+                )
+            };
+        }
         Self::internal(e)
     }
 }
@@ -174,7 +185,7 @@ impl From<sessions::Error> for ApiError {
             },
             E::SearchTimeout(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "search_timeout", m),
             E::Upstream(f) => Self::upstream(f),
-            E::Db(e) => Self::internal(e),
+            E::Db(e) => e.into(),
             E::Internal(m) => Self::internal(m),
         }
     }
@@ -208,7 +219,7 @@ impl From<SignInError> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
             },
-            SignInError::Db(e) => Self::internal(e),
+            SignInError::Db(e) => e.into(),
             SignInError::Internal(m) => Self::internal(m),
         }
     }

@@ -204,7 +204,22 @@ pub async fn start(
             return Err(Error::Upstream(failure));
         }
     };
-    rows::activate(&engine.db, &id, ssm_id).await?;
+    if let Err(e) = rows::activate(&engine.db, &id, ssm_id).await {
+        // Nothing half-made: the SSM session is closed and the row marked failed.
+        drop(handle);
+        let _ = clients
+            .ssm
+            .terminate_session()
+            .session_id(ssm_id)
+            .send()
+            .await;
+        let failure = aws::Failure {
+            summary: "the session could not be recorded as started; try again".into(),
+            detail: format!("recording the start failed: {e}"),
+        };
+        let _ = fail(engine, &id, &user.name, &target.id, &failure).await;
+        return Err(e.into());
+    }
     live::spawn(
         engine.clone(),
         live::Spawn {

@@ -43,6 +43,20 @@ impl DbError {
         matches!(&self.source, sqlx::Error::Database(e) if e.code().as_deref() == Some("57014"))
     }
 
+    /// Whether the database was momentarily busy: SQLite's `SQLITE_BUSY` or `SQLITE_LOCKED`
+    /// (after its busy timeout), or PostgreSQL's lock timeout, deadlock or serialization
+    /// failure. Trying again later can succeed.
+    pub fn is_busy(&self) -> bool {
+        let sqlx::Error::Database(e) = &self.source else {
+            return matches!(self.source, sqlx::Error::PoolTimedOut);
+        };
+        let code = e.code();
+        let code = code.as_deref().unwrap_or("");
+        // SQLite's primary codes 5 and 6, with their extended codes (517, 261, 262, …).
+        let sqlite_busy = code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
+        sqlite_busy || matches!(code, "55P03" | "40P01" | "40001")
+    }
+
     /// Whether the error is a unique-constraint violation.
     pub fn is_unique_violation(&self) -> bool {
         matches!(&self.source, sqlx::Error::Database(e) if e.is_unique_violation())

@@ -200,6 +200,9 @@ pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(
 
 /// Marks a started session `active` with its SSM session id.
 pub async fn activate(db: &Db, id: &str, ssm_session_id: &str) -> Result<(), DbError> {
+    // Behind this process's other writers: on SQLite an autocommit write beside an open write
+    // transaction would wait on the database's lock, and fail after its busy timeout.
+    let _writing = db.lock_writes().await;
     sqlx::query("UPDATE sessions SET ssm_session_id = $1, state = 'active' WHERE id = $2")
         .bind(ssm_session_id)
         .bind(id)
