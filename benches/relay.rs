@@ -13,9 +13,9 @@
 //! 2. Keystroke round trip: one byte in, its echo out, through the gateway's attach socket,
 //!    through the data-channel client directly (`direct`) and through the bare relay
 //!    (`bare`), interleaved trip by trip with the order rotating. The shell runs
-//!    `stty raw; cat > /dev/null`, so the terminal driver echoes each byte at once (the
-//!    emulator's echo mode is not used: it sends its echo only at its next wake-up, about one
-//!    retransmission timeout later). `--echo double` runs `cat` to the terminal instead and
+//!    `stty raw; cat > /dev/null`, so the terminal driver echoes each byte at once. With single
+//!    echo, `echo-node` is the data-channel client on a node in the emulator's echo mode (no
+//!    shell), for the difference between an echo node and a PTY node. `--echo double` runs `cat` to the terminal instead and
 //!    waits for both copies (usually two output pieces, two WebSocket messages).
 //!
 //! Everything (emulator, gateway on SQLite and its recordings in a temporary folder, clients)
@@ -642,7 +642,18 @@ async fn latency(args: &Args, stack: &Stack, api: &mut Api) {
             WsTerm::term(bare_socket(stack, NODE, args.nodelay_gateway).await),
         ),
     ];
-    for (_, term) in &mut terms {
+    // The data-channel client on a node in echo mode (no shell; one copy of each byte only).
+    if !args.double_echo {
+        let mut echo = Term::Client(direct_client(stack, stack::ECHO_NODE).await);
+        echo.read_until(b"porthole echo agent", Duration::from_secs(30))
+            .await;
+        echo.drain().await;
+        terms.push(("echo-node", echo));
+    }
+    for (name, term) in &mut terms {
+        if *name == "echo-node" {
+            continue;
+        }
         term.shell_ready().await;
         // The terminal itself echoes each byte (raw mode keeps ECHO); cat swallows the input,
         // or with `--echo double` writes it back as a second, separate piece of output.
@@ -708,4 +719,8 @@ async fn latency(args: &Args, stack: &Stack, api: &mut Api) {
     let (b50, b99) = added(2, 1);
     println!("| added by the gateway (gateway − direct) | {g50:.1} | | {g99:.1} | | |");
     println!("| added by the bare relay (bare − direct) | {b50:.1} | | {b99:.1} | | |");
+    if stats.len() > 3 {
+        let (e50, e99) = added(3, 1);
+        println!("| echo node − PTY node (direct) | {e50:.1} | | {e99:.1} | | |");
+    }
 }

@@ -88,6 +88,9 @@ macro_rules! serve {
     }};
 }
 
+/// The emulator's node in echo mode.
+pub const ECHO_NODE: &str = "i-0e0e0e0e0e0e0e0e0";
+
 pub struct Stack {
     pub emulator: Arc<emulator::State>,
     pub aws: AwsClients,
@@ -114,6 +117,11 @@ impl Stack {
         let mut config = EmulatorConfig::new(dir.path().join("emulator"));
         config.faults = options.faults;
         config.disconnect_every = options.disconnect_every;
+        // A node in echo mode beside the PTY nodes (no shell: input comes straight back).
+        config.nodes.push(emulator::nodes::Node {
+            echo: Some(true),
+            ..emulator::nodes::Node::new(ECHO_NODE, "echo")
+        });
         let kms = emulator::kms::LocalKms::new(config.kms_key_ids());
         let emu = Arc::new(emulator::State {
             config,

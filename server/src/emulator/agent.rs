@@ -353,19 +353,6 @@ async fn run(
     let mut frames = Vec::new();
 
     let status = loop {
-        // Write what the machine produced, through the outgoing faults.
-        while let Some(t) = channel.poll_transmit() {
-            if let Transmit::Binary(frame) = t {
-                out_faults.apply(frame, &mut frames);
-            }
-        }
-        link.send(&mut frames, &mut channel, session).await;
-        held_since = if out_faults.is_holding() || in_faults.is_holding() {
-            held_since.or_else(|| Some(Instant::now()))
-        } else {
-            None
-        };
-
         // Act on the machine's events.
         let mut ended: Option<CloseReason> = None;
         while let Some(event) = channel.poll_event() {
@@ -418,6 +405,20 @@ async fn run(
             finish(&mut channel, &mut link, &text).await;
             break SessionStatus::Failed;
         }
+
+        // Write what the machine produced (after its events: an echo agent's output for the
+        // input just read goes out now, not at the next wake-up), through the outgoing faults.
+        while let Some(t) = channel.poll_transmit() {
+            if let Transmit::Binary(frame) = t {
+                out_faults.apply(frame, &mut frames);
+            }
+        }
+        link.send(&mut frames, &mut channel, session).await;
+        held_since = if out_faults.is_holding() || in_faults.is_holding() {
+            held_since.or_else(|| Some(Instant::now()))
+        } else {
+            None
+        };
 
         let shell_over = shell.as_ref().is_some_and(|s| s.eof);
         if shell_over {

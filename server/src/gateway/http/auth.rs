@@ -48,6 +48,7 @@ pub fn user_json(user: &User) -> serde_json::Value {
         (status = 401, description = "Wrong user name or password", body = super::schemas::ErrorBody),
         (status = 403, description = "The Origin is not the gateway's", body = super::schemas::ErrorBody),
         (status = 429, description = "Too many failed sign-ins, or too many at once", body = super::schemas::ErrorBody),
+        (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn login(

@@ -53,6 +53,7 @@ struct CreateBody {
         (status = 409, description = "Too many sessions, or the node is not connected", body = super::schemas::ErrorBody),
         (status = 422, description = "Bad document, parameters or reason", body = super::schemas::ErrorBody),
         (status = 502, description = "AWS refused or failed", body = super::schemas::ErrorBody),
+        (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn create(
