@@ -420,3 +420,32 @@ async fn a_search_that_takes_too_long_is_given_up(backend: Backend) {
     );
     gw.stop().await;
 }
+
+/// A line a node printed with markup in it is shown escaped on the search page (a hostile
+/// node's output never becomes the page's markup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printed_markup_is_escaped_on_the_search_page() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    // Printed by the shell from pieces, so the typed command itself does not match.
+    let (id, ..) = run(
+        &mut alice,
+        "printf '%s%s\\n' '<img src=x onerror=alert(1)>' 'MARKUP-MARK'",
+        "MARKUP-MARK",
+    )
+    .await;
+    search_until(&mut alice, "MARKUP-MARK", &id).await;
+    let page = alice.get("/search?q=MARKUP-MARK").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.text.contains("<img src=x"), "{}", page.text);
+    assert!(
+        page.text.contains("&lt;img src=x")
+            || page.text.contains("&#60;img src=x")
+            || page.text.contains("&#x3c;img src=x"),
+        "{}",
+        page.text
+    );
+    gw.stop().await;
+}

@@ -225,6 +225,12 @@ async fn responses_carry_security_headers_and_tls_cookies_are_secure() {
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
         assert_eq!(reply.headers["x-content-type-options"], "nosniff");
         assert_eq!(reply.headers["referrer-policy"], "no-referrer");
+        assert_eq!(reply.headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(
+            reply.headers["cross-origin-opener-policy"], "same-origin",
+            "{path}"
+        );
+        assert!(reply.headers.contains_key("x-request-id"), "{path}");
     }
     assert_eq!(api.get("/healthz").await.text, "ok");
     assert_eq!(api.get("/readyz").await.status, StatusCode::OK);
@@ -806,5 +812,28 @@ async fn slow_headers_and_bodies_are_cut_off() {
         "{:?}",
         started.elapsed()
     );
+    gw.stop().await;
+}
+
+/// Only the owner attaches with input: an admin, who may observe and terminate others'
+/// sessions, gets 403 for an input attach to another person's session (and observes fine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_type_into_another_persons_session() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let id = alice.open(NODE, REASON).await;
+    let mut root = Api::new(&gw);
+    root.login("root").await;
+    let (status, body) = root.attach(&id).await.err().expect("refused");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("only alice may attach to this session"),
+        "{body}"
+    );
+    let mut watcher = root.attach_with(&id, "?mode=observe", None).await.unwrap();
+    watcher.until_synced().await;
     gw.stop().await;
 }

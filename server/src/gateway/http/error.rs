@@ -84,7 +84,10 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("internal error; {}", log_has_it()),
+            format!(
+                "internal error; try again. If it happens again, {}",
+                log_has_it()
+            ),
         )
     }
 }
