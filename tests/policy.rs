@@ -419,3 +419,44 @@ reason = { required = false }
     assert_eq!(events_of(&gw, "session.denied").await.len(), 2);
     gw.stop().await;
 }
+
+/// A reload that takes `observe_others` away closes the observers it concerns with 4003 at
+/// their next re-check (every 15 s), audited with why; the owner's session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_takes_observing_away_closes_the_observer() {
+    use porthole::gateway::http::attach::CLOSE_NOT_ALLOWED;
+    let dir = tempfile::tempdir().unwrap();
+    let roles = |observe: bool| {
+        format!(
+            "[[roles]]\nname = \"op\"\ntargets = [{{ ids = [\"*\"] }}]\n\
+             [[roles]]\nname = \"watcher\"\nobserve_others = {observe}\n"
+        )
+    };
+    let file = write_policy(dir.path(), &roles(true));
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.policy.file = Some(file.clone());
+        c.policy.watch_seconds = 1;
+    })
+    .await;
+    let mut alice = signed_in(&gw, "alice", &["op"]).await;
+    let carol = signed_in(&gw, "carol", &["watcher"]).await;
+    let id = alice.open(NODE, "INC-4711 disk filling up on web-1").await;
+    let mut watcher = carol.attach_with(&id, "?mode=observe", None).await.unwrap();
+    watcher.until_synced().await;
+
+    std::fs::write(&file, roles(false)).unwrap();
+    audit_log::wait_for_event(&gw.state.engine.db, None, "policy.reload").await;
+    let (code, reason) = watcher.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CLOSE_NOT_ALLOWED, "you may no longer observe this session")
+    );
+    let end =
+        audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.observe_end").await;
+    assert_eq!(end.actor, "carol");
+    assert_eq!(end.detail["why"], "observe no longer allowed");
+    // The owner's session is untouched.
+    let row = alice.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(row.body["state"], "active");
+    gw.stop().await;
+}
