@@ -460,3 +460,37 @@ async fn a_reload_that_takes_observing_away_closes_the_observer() {
     assert_eq!(row.body["state"], "active");
     gw.stop().await;
 }
+
+/// A role's own `max_duration_seconds`, tighter than `[sessions]`, ends the session: the
+/// page is closed, and the row and the audit say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roles_own_limit_ends_the_session() {
+    use porthole::gateway::http::attach::CLOSE_SESSION_ENDED;
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        "[[roles]]\nname = \"brief\"\ntargets = [{ ids = [\"*\"] }]\nmax_duration_seconds = 3\n";
+    let file = write_policy(dir.path(), text);
+    let gw = gateway::start(Backend::Sqlite, |c| c.policy.file = Some(file.clone())).await;
+    let mut alice = signed_in(&gw, "alice", &["brief"]).await;
+    let id = alice.open(NODE, "INC-4711 disk filling up on web-1").await;
+    let mut tab = alice.attach(&id).await.unwrap();
+    let (code, reason) = tab.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (
+            CLOSE_SESSION_ENDED,
+            "reached the maximum duration of 3 seconds"
+        )
+    );
+    let end = audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.end").await;
+    assert_eq!(
+        end.detail["how"],
+        "reached the maximum duration of 3 seconds"
+    );
+    let row = alice.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(
+        row.body["end_reason"],
+        "reached the maximum duration of 3 seconds"
+    );
+    gw.stop().await;
+}
