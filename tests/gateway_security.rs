@@ -837,3 +837,32 @@ async fn an_admin_cannot_type_into_another_persons_session() {
     watcher.until_synced().await;
     gw.stop().await;
 }
+
+/// The owner's terminal is checked again every 15 s too: once they are disabled, it is closed
+/// with 4003 and the detach audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_terminal_is_closed_when_their_sign_in_ends() {
+    use porthole::gateway::http::attach::CLOSE_NOT_ALLOWED;
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let id = alice.open(NODE, REASON).await;
+    let mut tab = alice.attach(&id).await.unwrap();
+    tab.until_synced().await;
+    porthole::gateway::identity::users::set_disabled(
+        &gw.state.engine.db,
+        "alice",
+        true,
+        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
+    )
+    .await
+    .unwrap();
+    let (code, reason) = tab.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CLOSE_NOT_ALLOWED, "your sign-in ended")
+    );
+    common::audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.detach").await;
+    gw.stop().await;
+}
