@@ -703,6 +703,10 @@ pub async fn verify_chain(db: &Db, anchor: Option<&Anchor>) -> Result<Verificati
     let mut last: Option<(i64, String)> = None;
     let mut anchor_hash: Option<String> = None;
     let mut pending = None;
+    // The id counter is read before the rows: a row committed in between (a gateway writing
+    // while this runs) then only makes the rows reach past it. Read after the rows, it could
+    // count a row the read did not see, as if it had been deleted from the end.
+    let issued = ids_issued(db).await?;
     {
         let mut rows = sqlx::query(select_events!("ORDER BY id")).fetch(db.pool());
         while let Some(row) = rows.try_next().await.map_err(read)? {
@@ -753,7 +757,7 @@ pub async fn verify_chain(db: &Db, anchor: Option<&Anchor>) -> Result<Verificati
     }
 
     let last_id = last.as_ref().map_or(0, |(id, _)| *id);
-    if let Some(issued) = ids_issued(db).await?
+    if let Some(issued) = issued
         && issued > last_id
     {
         let (from, to) = (last_id + 1, issued);
