@@ -25,10 +25,7 @@ use super::channel::{Channel, ChannelConfig, CloseReason, Event, HandshakeSummar
 use super::codec::MAX_FRAME_LEN;
 
 /// Events queued towards the caller. Output arrives in ≤ 1 KiB pieces, so 256 events bound
-/// what waits here to about 256 KiB. When the queue is full the socket is still read (pings,
-/// acknowledgements, closes), and new output is held back ([`Channel::hold_incoming`]): at most
-/// [`crate::ssm::channel::DEFAULT_HOLD_BYTES`] more is kept, the rest is left to the agent to
-/// send again.
+/// what waits here to about 256 KiB; when the queue is full the socket is not read.
 pub const EVENT_QUEUE: usize = 256;
 /// Commands queued from the caller (input pieces, resizes).
 pub const COMMAND_QUEUE: usize = 64;
@@ -232,16 +229,17 @@ impl Task {
                     Ok(ws) => {
                         attempt = 0;
                         socket = Some(ws);
-                        self.emit(ClientEvent::Reconnected);
+                        self.emit(ClientEvent::Reconnected).await;
                         continue;
                     }
                     Err(Resume::Fatal(reason)) => {
-                        self.finish(ClientEvent::Closed(CloseReason::Local { reason }))
+                        self.emit(ClientEvent::Closed(CloseReason::Local { reason }))
                             .await;
                         return;
                     }
                     Err(Resume::Retry(error)) => {
-                        self.emit(ClientEvent::Reconnecting { attempt, error });
+                        self.emit(ClientEvent::Reconnecting { attempt, error })
+                            .await;
                         tokio::time::sleep(backoff(attempt)).await;
                         continue;
                     }
@@ -254,7 +252,8 @@ impl Task {
                 }
                 Step::SocketLost(error) => {
                     info!(session_id = %self.start.session_id, %error, "data channel lost; resuming");
-                    self.emit(ClientEvent::Reconnecting { attempt: 0, error });
+                    self.emit(ClientEvent::Reconnecting { attempt: 0, error })
+                        .await;
                 }
             }
         }
@@ -294,41 +293,14 @@ impl Task {
         Ok(ws)
     }
 
-    /// Queues `event` behind those waiting and hands over what the consumer has room for,
-    /// without waiting for it: a resume must not wait for a consumer that is busy (a page in
-    /// a background tab). A `Reconnecting` replaces one still waiting, so a long outage
-    /// queues one.
-    fn emit(&mut self, event: ClientEvent) {
-        if matches!(event, ClientEvent::Reconnecting { .. })
-            && matches!(self.outbox.back(), Some(ClientEvent::Reconnecting { .. }))
-        {
-            self.outbox.pop_back();
-        }
-        self.outbox.push_back(event);
-        while let Some(queued) = self.outbox.pop_front() {
-            match self.events.try_send(queued) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(queued)) => {
-                    self.outbox.push_front(queued);
-                    break;
-                }
-                // The consumer has gone.
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.outbox.clear();
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Queues the last event and waits until the consumer has taken everything.
-    async fn finish(&mut self, event: ClientEvent) {
-        self.outbox.push_back(event);
-        for queued in std::mem::take(&mut self.outbox) {
+    async fn emit(&mut self, event: ClientEvent) {
+        // Used outside the main loop, where waiting for the consumer is fine.
+        for queued in self.outbox.drain(..) {
             if self.events.send(queued).await.is_err() {
                 return;
             }
         }
+        let _ = self.events.send(event).await; // the consumer may have gone
     }
 
     /// Runs one socket until it is lost or the session ends.
@@ -352,19 +324,10 @@ impl Task {
                 return step;
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
-            // The socket is always read, so pings are answered, acknowledgements of our input
-            // arrive and a close is seen at once; while the consumer has no room, new output is
-            // held back unacknowledged (the agent sends it again later), so what waits here is
-            // bounded by the queue.
-            let hold = self.outbox.len() >= EVENT_QUEUE;
-            if !hold && self.channel.is_holding() && self.channel.take_hold_overflow() {
-                // Output was dropped beyond the hold buffer; the agent resends only its oldest
-                // unacknowledged message at a time, but everything on a new socket.
-                self.channel.hold_incoming(false);
-                return Step::SocketLost("resuming to receive the output held back".into());
-            }
-            self.channel.hold_incoming(hold);
-            let read_commands = self.channel.pending_bytes() < INPUT_HIGH_WATER;
+            let read_socket = self.outbox.len() < EVENT_QUEUE;
+            // Input is only taken while the socket is read too: writing while not reading is
+            // how two peers deadlock.
+            let read_commands = read_socket && self.channel.pending_bytes() < INPUT_HIGH_WATER;
             tokio::select! {
                 permit = self.events.reserve(), if !self.outbox.is_empty() => match permit {
                     Ok(permit) => if let Some(event) = self.outbox.pop_front() { permit.send(event) },
@@ -382,7 +345,7 @@ impl Task {
                         debug!(error = %e, "command refused");
                     }
                 },
-                message = ws.next() => match message {
+                message = ws.next(), if read_socket => match message {
                     Some(Ok(Message::Binary(frame))) => {
                         if let Err(error) = self.channel.handle_incoming_bytes(&frame, std::time::Instant::now()) {
                             debug!(%error, "ignored a data-channel frame");
