@@ -24,20 +24,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `scripts/python-venv`'s venv, with schemathesis in it.
-fn venv() -> PathBuf {
-    let out = Command::new(root().join("scripts/python-venv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/python-venv failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_names_every_api_route() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
@@ -88,7 +74,7 @@ async fn the_document_names_every_api_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_as_any_built_in_role() {
-    let venv = venv();
+    let venv = common::python::venv();
     let gw = gateway::start(Backend::Sqlite, |c| {
         // Fuzzing fails sign-ins by the hundred from one address; the limits have their own
         // tests.

@@ -5,7 +5,10 @@
 // Test helpers outside `#[test]` functions panic on failure too, as test code should.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+#[path = "common/python.rs"]
+mod python;
+
+use std::path::Path;
 
 use porthole::emulator::nodes::{Node, default_nodes};
 use porthole::emulator::{EmulatorConfig, RunningEmulator};
@@ -28,25 +31,10 @@ fn nodes() -> Vec<Node> {
     nodes
 }
 
-/// Runs `scripts/python-venv` and returns the venv's folder.
-async fn python_venv(root: &Path) -> PathBuf {
-    let out = Command::new(root.join("scripts/python-venv"))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/python-venv failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 #[tokio::test]
 async fn boto3_drives_the_control_plane() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = python_venv(root).await;
+    let venv = python::venv();
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = EmulatorConfig::new(dir.path());

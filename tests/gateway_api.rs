@@ -12,7 +12,7 @@ use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, PASSWORD, both_backends};
 use porthole::gateway::http::attach::{CLOSE_REPLACED, CLOSE_SESSION_ENDED};
-use porthole::gateway::identity::users::{self, Role};
+use porthole::gateway::identity::users::Role;
 use porthole::gateway::store::audit::{self, StoredEvent};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -126,14 +126,7 @@ async fn sign_in_out_and_revocation(backend: Backend) {
     // Disabling a user ends their sign-ins at once, and they cannot sign in again.
     api.login("alice").await;
     assert_eq!(api.get("/api/v1/me").await.status, StatusCode::OK);
-    users::set_disabled(
-        &gw.state.engine.db,
-        "alice",
-        true,
-        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
-    )
-    .await
-    .unwrap();
+    gw.disable("alice").await;
     assert_eq!(api.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         api.login_as("alice", PASSWORD).await.code(),

@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -40,24 +39,9 @@ impl Drop for Moto {
     }
 }
 
-/// Runs `scripts/python-venv` and returns the venv's folder.
-fn python_venv() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/python-venv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/python-venv failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// Starts moto's server on a port the system picks (it prints the URL it serves on).
 fn start_moto() -> Moto {
-    let venv = python_venv();
+    let venv = common::python::venv();
     let mut child = Command::new(venv.join("bin/moto_server"))
         .args(["-H", "127.0.0.1", "-p", "0"])
         .stdin(Stdio::null())

@@ -521,14 +521,7 @@ async fn an_observer_is_checked_again_and_closed_when_the_sign_in_ends() {
     root.login("root").await;
     let mut watcher = root.attach_with(&id, "?mode=observe", None).await.unwrap();
     watcher.until_synced().await;
-    porthole::gateway::identity::users::set_disabled(
-        &gw.state.engine.db,
-        "root",
-        true,
-        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
-    )
-    .await
-    .unwrap();
+    gw.disable("root").await;
     let started = std::time::Instant::now();
     let (code, reason) = watcher.closed().await;
     assert_eq!(
@@ -850,14 +843,7 @@ async fn the_owners_terminal_is_closed_when_their_sign_in_ends() {
     let id = alice.open(NODE, REASON).await;
     let mut tab = alice.attach(&id).await.unwrap();
     tab.until_synced().await;
-    porthole::gateway::identity::users::set_disabled(
-        &gw.state.engine.db,
-        "alice",
-        true,
-        &porthole::gateway::identity::users::ChangedBy::command_line("test"),
-    )
-    .await
-    .unwrap();
+    gw.disable("alice").await;
     let (code, reason) = tab.closed().await;
     assert_eq!(
         (code, reason.as_str()),

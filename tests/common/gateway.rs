@@ -149,6 +149,18 @@ pub async fn start_with(
 }
 
 impl Gateway {
+    /// Disables a user, as `porthole users disable` does: their sign-ins stop working at once.
+    pub async fn disable(&self, name: &str) {
+        users::set_disabled(
+            &self.state.engine.db,
+            name,
+            true,
+            &users::ChangedBy::command_line("test"),
+        )
+        .await
+        .unwrap();
+    }
+
     /// Creates a user with [`PASSWORD`].
     pub async fn user(&self, name: &str, roles: &[Role]) {
         users::create(

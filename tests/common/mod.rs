@@ -5,4 +5,5 @@ pub mod api;
 pub mod audit_log;
 pub mod emulator;
 pub mod gateway;
+pub mod python;
 pub mod sim;

@@ -188,36 +188,30 @@ pub async fn start(
     let handle = match client::start_with(start, clients.clone(), options).await {
         Ok(handle) => handle,
         Err(message) => {
-            // Do not leave the SSM session behind.
-            let _ = clients
-                .ssm
-                .terminate_session()
-                .session_id(ssm_id)
-                .send()
-                .await;
             // The message names the stream URL (the SSM session id holds the caller's name).
             let failure = aws::Failure {
                 summary: "the session's data channel could not be opened".into(),
                 detail: message,
             };
-            fail(engine, &id, &user.name, &target.id, &failure).await?;
+            abandon(
+                engine, &clients, ssm_id, &id, &user.name, &target.id, &failure,
+            )
+            .await?;
             return Err(Error::Upstream(failure));
         }
     };
     if let Err(e) = rows::activate(&engine.db, &id, ssm_id).await {
-        // Nothing half-made: the SSM session is closed and the row marked failed.
         drop(handle);
-        let _ = clients
-            .ssm
-            .terminate_session()
-            .session_id(ssm_id)
-            .send()
-            .await;
         let failure = aws::Failure {
             summary: "the session could not be recorded as started; try again".into(),
             detail: format!("recording the start failed: {e}"),
         };
-        let _ = fail(engine, &id, &user.name, &target.id, &failure).await;
+        // The database just failed: recording the failure may fail too; the start's error
+        // is the one to report.
+        let _ = abandon(
+            engine, &clients, ssm_id, &id, &user.name, &target.id, &failure,
+        )
+        .await;
         return Err(e.into());
     }
     live::spawn(
@@ -237,6 +231,26 @@ pub async fn start(
     rows::load(&engine.db, &id)
         .await?
         .ok_or_else(|| Error::Internal("the new session row vanished".into()))
+}
+
+/// Nothing half-made: closes the SSM session `ssm_id` that was started (best effort) and marks
+/// the row failed ([`fail`]).
+async fn abandon(
+    engine: &Engine,
+    clients: &aws::AwsClients,
+    ssm_id: &str,
+    id: &str,
+    user: &str,
+    target: &str,
+    failure: &aws::Failure,
+) -> Result<(), Error> {
+    let _ = clients
+        .ssm
+        .terminate_session()
+        .session_id(ssm_id)
+        .send()
+        .await;
+    fail(engine, id, user, target, failure).await
 }
 
 /// Marks a session that never started as failed: the row says why in words safe to show
