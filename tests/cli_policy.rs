@@ -372,15 +372,7 @@ async fn user_changes_from_the_command_line_are_audited_beside_a_running_gateway
     use common::gateway::{self, Backend};
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("porthole.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[database]\nurl = \"{}\"\n[auth]\njwt_secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\"\n",
-            gw.state.config.database.url.expose()
-        ),
-    )
-    .unwrap();
+    let config = gw.cli_config(dir.path());
     // The gateway writes audit rows all the while: failed sign-ins from many addresses.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hammer = tokio::spawn({

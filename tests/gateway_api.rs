@@ -594,16 +594,7 @@ async fn fifty_starts_at_once_answer_cleanly_while_sessions_print(backend: Backe
     assert!(matches!(audit::verify(db).await.unwrap(), Ok(n) if n > 50));
     // … and so does `porthole audit verify`, as an operator runs it.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("porthole.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[database]\nurl = \"{}\"\n[auth]\njwt_secret = \"{}\"\n",
-            gw.state.config.database.url.expose(),
-            "s3cret-s3cret-s3cret-s3cret-s3cret"
-        ),
-    )
-    .unwrap();
+    let config = gw.cli_config(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_porthole"))
         .args(["audit", "verify", "--config"])
         .arg(&config)

@@ -2,7 +2,7 @@
 //! folder or a fresh PostgreSQL database; and a small typed client for its API.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use porthole::gateway::config::{Config, Secret};
@@ -159,6 +159,21 @@ impl Gateway {
         )
         .await
         .unwrap();
+    }
+
+    /// Writes `porthole.toml` in `dir` for the command line against this gateway's database
+    /// (what an operator's configuration holds for `porthole users` and `porthole audit`).
+    pub fn cli_config(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("porthole.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[database]\nurl = \"{}\"\n[auth]\njwt_secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\"\n",
+                self.state.config.database.url.expose()
+            ),
+        )
+        .unwrap();
+        path
     }
 
     /// Creates a user with [`PASSWORD`].
