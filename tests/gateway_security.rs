@@ -831,11 +831,13 @@ async fn an_admin_cannot_type_into_another_persons_session() {
     gw.stop().await;
 }
 
-/// The owner's terminal is checked again every 15 s too: once they are disabled, it is closed
-/// with 4003 and the detach audited.
+/// A disabled owner's session is ended by the gateway's access sweep, within 10 seconds
+/// (`porthole users disable` runs in another process, so the gateway finds out by itself):
+/// `TerminateSession` is called, the terminal is closed saying why, and the end is recorded
+/// as "access revoked". (The 15 s re-check of the sign-in would close the terminal only.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_owners_terminal_is_closed_when_their_sign_in_ends() {
-    use porthole::gateway::http::attach::CLOSE_NOT_ALLOWED;
+async fn a_disabled_owners_session_is_ended_within_ten_seconds() {
+    use porthole::gateway::http::attach::CLOSE_SESSION_ENDED;
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
     gw.user("alice", &[Role::Operator]).await;
     let mut alice = Api::new(&gw);
@@ -843,12 +845,34 @@ async fn the_owners_terminal_is_closed_when_their_sign_in_ends() {
     let id = alice.open(NODE, REASON).await;
     let mut tab = alice.attach(&id).await.unwrap();
     tab.until_synced().await;
+    let ssm_id = gw
+        .state
+        .engine
+        .live
+        .get(&id)
+        .unwrap()
+        .ssm_session_id
+        .clone();
+    let disabled_at = std::time::Instant::now();
     gw.disable("alice").await;
     let (code, reason) = tab.closed().await;
     assert_eq!(
         (code, reason.as_str()),
-        (CLOSE_NOT_ALLOWED, "your sign-in ended")
+        (CLOSE_SESSION_ENDED, "access revoked")
     );
-    common::audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.detach").await;
+    let end =
+        common::audit_log::wait_for_event(&gw.state.engine.db, Some(&id), "session.end").await;
+    let took = disabled_at.elapsed();
+    assert_eq!(end.detail["how"], "access revoked");
+    // The sweep runs every 3 s; 10 s is what the issue promises (a generous bound, not a
+    // measurement).
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "ended {took:?} after the disable"
+    );
+    // Terminated at SSM too.
+    let ssm = gw.emu.emulator.state().registry.list();
+    let ours = ssm.iter().find(|s| s.id == ssm_id).unwrap();
+    assert!(!ours.status.is_active(), "{:?}", ours.status);
     gw.stop().await;
 }

@@ -5,5 +5,6 @@ pub mod api;
 pub mod audit_log;
 pub mod emulator;
 pub mod gateway;
+pub mod oidc;
 pub mod python;
 pub mod sim;

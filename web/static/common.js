@@ -64,9 +64,11 @@ function wireSignOut() {
   button.addEventListener('click', async () => {
     button.disabled = true;
     const result = await api('POST', '/api/v1/auth/logout');
-    // 401: already signed out. Either way the sign-in page is where to go.
+    // 401: already signed out. Either way the sign-in page is where to go, through the
+    // identity provider's sign-out when the gateway names one.
     if (result.ok || result.status === 401) {
-      location.assign('/login');
+      const redirect = result.ok ? result.data?.redirect : null;
+      location.assign(typeof redirect === 'string' && /^https?:\/\//.test(redirect) ? redirect : '/login');
     } else {
       button.disabled = false;
       alert(errorMessage(result, 'Signing out failed.'));

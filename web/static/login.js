@@ -11,7 +11,8 @@ function nextPath() {
   return next.startsWith('/') && !next.startsWith('//') && !next.includes('\\') ? next : '/targets';
 }
 
-form.addEventListener('submit', async (event) => {
+// With single sign-on only (auth.local = false, no break-glass names) there is no form.
+form?.addEventListener('submit', async (event) => {
   event.preventDefault();
   const username = form.elements.username.value.trim();
   const password = form.elements.password.value;
@@ -35,4 +36,4 @@ form.addEventListener('submit', async (event) => {
 });
 
 // The form works only with this script (it sends JSON); enable it now.
-submit.disabled = false;
+if (submit) submit.disabled = false;

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use super::policy::PolicyConfig;
+pub use sso::{OidcConfig, ProxyAuthConfig, ProxyMode, RoleMapping};
+
+pub mod sso;
 
 /// The prefix of overriding environment variables.
 pub const ENV_PREFIX: &str = "PORTHOLE_";
@@ -49,6 +52,62 @@ impl<'de> Deserialize<'de> for Secret {
         }
         deserializer.deserialize_string(Text)
     }
+}
+
+/// Replaces every `KEY_file = "PATH"` whose `KEY` holds a secret ([`is_secret_key`]) with
+/// `KEY` = the file's text (one trailing newline removed), so that secrets can come from files
+/// (Kubernetes secrets, Docker secrets) rather than the configuration or the environment.
+fn read_secret_files(table: &mut toml::Table, path: &mut Vec<String>) -> Result<(), ConfigError> {
+    let files: Vec<String> = table
+        .keys()
+        .filter(|k| {
+            k.strip_suffix("_file").is_some_and(|base| {
+                path.push(base.to_owned());
+                let secret = is_secret_key(path);
+                path.pop();
+                secret
+            })
+        })
+        .cloned()
+        .collect();
+    for key in files {
+        let base = key.trim_end_matches("_file").to_owned();
+        let place = path
+            .iter()
+            .chain(std::iter::once(&key))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(".");
+        if table.contains_key(&base) {
+            return Err(ConfigError(format!(
+                "{place} and {} are both set: keep one",
+                place.trim_end_matches("_file")
+            )));
+        }
+        let Some(toml::Value::String(file)) = table.remove(&key) else {
+            return Err(ConfigError(format!(
+                "{place} must be a file path in quotes"
+            )));
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| ConfigError(format!("{place}: cannot read {file:?}: {e}")))?;
+        let text = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text);
+        if text.is_empty() {
+            return Err(ConfigError(format!("{place}: {file:?} is empty")));
+        }
+        table.insert(base, toml::Value::String(text.to_owned()));
+    }
+    for (key, value) in table.iter_mut() {
+        if let toml::Value::Table(inner) = value {
+            path.push(key.clone());
+            read_secret_files(inner, path)?;
+            path.pop();
+        }
+    }
+    Ok(())
 }
 
 /// The error for a secret that is not text.
@@ -255,6 +314,16 @@ pub struct AuthConfig {
     /// Password checks (argon2id, 19 MiB each) that may run at once; a sign-in beyond them is
     /// refused with 429 `rate_limited` instead of queueing memory.
     pub max_concurrent_hashes: u32,
+    /// Whether people may sign in with a local password. With `false` the password form is
+    /// hidden and refused, except for the names in [`AuthConfig::local_break_glass`].
+    pub local: bool,
+    /// Local users who may still sign in with a password when `local = false` (break-glass
+    /// admins made with `porthole users add`).
+    pub local_break_glass: Vec<String>,
+    /// `[auth.oidc]`: single sign-on with an OpenID Connect provider.
+    pub oidc: Option<OidcConfig>,
+    /// `[auth.proxy]`: a proxy in front signed people in already.
+    pub proxy: Option<ProxyAuthConfig>,
 }
 
 impl Default for AuthConfig {
@@ -267,6 +336,10 @@ impl Default for AuthConfig {
             failed_login_window_seconds: 300,
             lockout_seconds: 30,
             max_concurrent_hashes: 4,
+            local: true,
+            local_break_glass: Vec::new(),
+            oidc: None,
+            proxy: None,
         }
     }
 }
@@ -476,6 +549,7 @@ impl Config {
             };
             here.insert(key.clone(), value);
         }
+        read_secret_files(&mut table, &mut Vec::new())?;
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
@@ -572,6 +646,29 @@ impl Config {
             ));
         }
         self.recordings.validate()?;
+        if let Some(oidc) = &self.auth.oidc {
+            oidc.validate()?;
+        }
+        if let Some(proxy) = &self.auth.proxy {
+            proxy.validate(self.server.trusted_proxies.len())?;
+        }
+        if !self.auth.local && self.auth.oidc.is_none() && self.auth.proxy.is_none() {
+            return Err(ConfigError(
+                "auth.local = false leaves no way to sign in: configure [auth.oidc] or \
+                 [auth.proxy] (break-glass names still sign in with a password)"
+                    .into(),
+            ));
+        }
+        if let Some(bad) = self
+            .auth
+            .local_break_glass
+            .iter()
+            .find(|n| !crate::gateway::facts::valid_user_name(n))
+        {
+            return Err(ConfigError(format!(
+                "auth.local_break_glass: {bad:?} is not a user name"
+            )));
+        }
         // Inline roles are checked here; a policy file is read when the gateway starts.
         let inline = self.policy.roles.as_deref().unwrap_or_default();
         super::policy::spec::compile(inline, "policy.roles").map_err(ConfigError)?;
@@ -901,5 +998,132 @@ mod tests {
         .unwrap();
         assert_eq!(c.origin(), "https://gw.example.com");
         assert!(c.secure_cookies());
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_by_file_or_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwt = dir.path().join("jwt");
+        std::fs::write(&jwt, format!("{SECRET}\n")).unwrap();
+        let client = dir.path().join("client");
+        std::fs::write(&client, "from-a-file").unwrap();
+        let oidc =
+            "[auth.oidc]\nissuer_url = \"https://id.example.com\"\nclient_id = \"porthole\"\n";
+        let text = format!(
+            "[auth]\njwt_secret_file = {:?}\n{oidc}",
+            jwt.display().to_string()
+        );
+        let c = Config::from_toml_and_env(
+            &text,
+            env(&[(
+                "PORTHOLE_AUTH__OIDC__CLIENT_SECRET_FILE",
+                client.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.jwt_secret.expose(),
+            SECRET,
+            "one trailing newline is dropped"
+        );
+        let oidc_config = c.auth.oidc.unwrap();
+        assert_eq!(oidc_config.client_secret.unwrap().expose(), "from-a-file");
+        assert_eq!(oidc_config.scopes, "openid email profile");
+        assert_eq!(oidc_config.groups_claim, "groups");
+
+        // Both forms, a missing file, an empty file: refused, naming the key.
+        let both = format!("[auth]\njwt_secret = \"{SECRET}\"\njwt_secret_file = \"/x\"\n");
+        let e = Config::from_toml_and_env(&both, [])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.jwt_secret_file and auth.jwt_secret are both set"),
+            "{e}"
+        );
+        let e = Config::from_toml_and_env("[auth]\njwt_secret_file = \"/nonexistent/jwt\"\n", [])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("auth.jwt_secret_file: cannot read \"/nonexistent/jwt\""),
+            "{e}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = Config::from_toml_and_env(
+            &format!(
+                "[auth]\njwt_secret_file = {:?}\n",
+                empty.display().to_string()
+            ),
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is empty"), "{e}");
+        // A key that is not a secret has no file form.
+        let e = Config::from_toml_and_env(
+            &format!("[auth]\njwt_secret = \"{SECRET}\"\n[server]\ngateway_id_file = \"/x\"\n"),
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gateway_id_file"), "{e}");
+    }
+
+    #[test]
+    fn single_sign_on_settings_that_cannot_work_are_refused() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let oidc =
+            "[auth.oidc]\nissuer_url = \"https://id.example.com\"\nclient_id = \"porthole\"\n";
+        let refused = |extra: &str| {
+            Config::from_toml_and_env(&format!("{base}{extra}"), [])
+                .unwrap_err()
+                .to_string()
+        };
+        for (extra, says) in [
+            (
+                format!("{oidc}scopes = \"email profile\"\n"),
+                "auth.oidc.scopes must include openid",
+            ),
+            (
+                "[auth.oidc]\nissuer_url = \"id.example.com\"\nclient_id = \"x\"\n".to_owned(),
+                "auth.oidc.issuer_url must start with https://",
+            ),
+            (
+                format!("{oidc}allowed_email_domains = [\"@example.com\"]\n"),
+                "is not a domain",
+            ),
+            (
+                format!(
+                    "{oidc}[[auth.oidc.role_mapping]]\ngroup = \"sre[\"\nroles = [\"operator\"]\n"
+                ),
+                "auth.oidc.role_mapping[0].group",
+            ),
+            (
+                format!("{oidc}[[auth.oidc.role_mapping]]\ngroup = \"sre\"\nroles = []\n"),
+                "auth.oidc.role_mapping[0].roles must name at least one role",
+            ),
+            (
+                "local = false\n".to_owned(),
+                "auth.local = false leaves no way to sign in",
+            ),
+            (
+                "[auth.proxy]\nmode = \"headers\"\n".to_owned(),
+                "needs server.trusted_proxies",
+            ),
+            (
+                "[auth.proxy]\nmode = \"aws_alb\"\n".to_owned(),
+                "auth.proxy.alb_signer_arns",
+            ),
+            (
+                format!("local_break_glass = [\"Root Admin\"]\n{oidc}"),
+                "auth.local_break_glass: \"Root Admin\"",
+            ),
+        ] {
+            let e = refused(&extra);
+            assert!(e.contains(says), "{extra:?}: {e}");
+        }
+        // The client secret is never quoted back, even when it is not text.
+        let e = refused(&format!("{oidc}client_secret = 123456789\n"));
+        assert!(!e.contains("123456789"), "{e}");
     }
 }

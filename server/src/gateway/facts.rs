@@ -123,7 +123,16 @@ impl Target {
     }
 }
 
-/// Checks a user name.
+/// Checks a user name: a [`valid_name`], or an email address (`@` and `+` too), as single
+/// sign-on names people.
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-@+".contains(&b))
+}
+
+/// Checks a role name (and a local user name as it was before single sign-on).
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name

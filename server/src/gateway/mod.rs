@@ -14,6 +14,7 @@
 //!
 //! `docs/architecture.md` draws the layers; `tests/layers.rs` checks the direction.
 
+pub mod access;
 pub mod aws;
 pub mod config;
 pub mod facts;
@@ -95,6 +96,7 @@ pub async fn serve_state(
     let header_read_timeout = Duration::from_secs(state.config.server.read_timeout_seconds);
     let engine = state.engine.clone();
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
+    let sweeper = tokio::spawn(access::run(engine.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
     // Recordings whose upload failed (or never ran) are uploaded now, in the background.
     let leftovers = {
@@ -131,6 +133,7 @@ pub async fn serve_state(
         } => {}
     }
     beat.abort();
+    sweeper.abort();
     watcher.abort();
     leftovers.abort();
     // Sessions started while stopping, if any.

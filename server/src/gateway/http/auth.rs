@@ -46,7 +46,7 @@ pub fn user_json(user: &User) -> serde_json::Value {
         (status = 408, description = "The body was sent too slowly", body = super::schemas::ErrorBody),
         (status = 413, description = "The body is larger than 16 KiB", body = super::schemas::ErrorBody),
         (status = 401, description = "Wrong user name or password", body = super::schemas::ErrorBody),
-        (status = 403, description = "The Origin is not the gateway's", body = super::schemas::ErrorBody),
+        (status = 403, description = "The Origin is not the gateway's, or password sign-in is turned off (local_sign_in_disabled)", body = super::schemas::ErrorBody),
         (status = 429, description = "Too many failed sign-ins, or too many at once", body = super::schemas::ErrorBody),
         (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
@@ -75,14 +75,17 @@ pub async fn login(
     Ok(response)
 }
 
-fn session_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
+/// The sign-in cookie. `SameSite=Lax`: a link from chat, a ticket or an alert lands signed in;
+/// state-changing requests are still refused from other sites by the CSRF token and the Origin
+/// check ([`super::extract`]).
+pub(super) fn session_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
     let secure = if state.config.secure_cookies() {
         "; Secure"
     } else {
         ""
     };
     let text = format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
         cookie_name(state)
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -109,8 +112,16 @@ pub async fn logout(
         id: signed.login_id,
         csrf_token: signed.csrf_token,
     };
-    state.identity.sign_out(&login, &signed.client).await?;
-    let mut response = (StatusCode::OK, Json(json!({"signed_out": true}))).into_response();
+    let method = state.identity.sign_out(&login, &signed.client).await?;
+    let redirect = match (method.as_str(), state.identity.oidc.as_deref()) {
+        ("oidc", Some(oidc)) => oidc.end_session_url().await,
+        _ => None,
+    };
+    let mut response = (
+        StatusCode::OK,
+        Json(json!({"signed_out": true, "redirect": redirect})),
+    )
+        .into_response();
     response
         .headers_mut()
         .insert(SET_COOKIE, session_cookie(&state, "", 0));

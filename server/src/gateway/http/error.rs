@@ -222,6 +222,11 @@ impl From<SignInError> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
             },
+            SignInError::LocalDisabled(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                "local_sign_in_disabled",
+                e.to_string(),
+            ),
             SignInError::Db(e) => e.into(),
             SignInError::Internal(m) => Self::internal(m),
         }

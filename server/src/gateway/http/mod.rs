@@ -14,6 +14,7 @@ pub mod request_id;
 pub mod schemas;
 pub mod search;
 pub mod sessions;
+pub mod sso;
 pub mod state;
 pub mod targets;
 
@@ -66,6 +67,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(api)
         .merge(pages::routes())
+        .route("/auth/oidc/login", get(sso::login))
+        .route("/auth/oidc/callback", get(sso::callback))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { error::ApiError::not_found("not_found", "no such page or API path") })

@@ -80,27 +80,27 @@ pub fn routes() -> Router<Arc<AppState>> {
 /// What the shared layout (`base.html`) shows: the signed-in user, the CSRF token, which
 /// navigation entry is current, and the page's script.
 #[derive(Debug)]
-struct Layout {
+pub(super) struct Layout {
     /// The signed-in user's name; `None` on the sign-in page.
-    user: Option<String>,
+    pub(super) user: Option<String>,
     /// Their roles, for the header.
-    roles: String,
+    pub(super) roles: String,
     /// The CSRF token of this sign-in, for `<meta name="csrf-token">`.
-    csrf_token: Option<String>,
+    pub(super) csrf_token: Option<String>,
     /// `targets`, `sessions` or empty: the current navigation entry.
-    nav: &'static str,
+    pub(super) nav: &'static str,
     /// The label of the sessions entry ("My sessions", or "Sessions" for those who see all).
-    sessions_label: &'static str,
+    pub(super) sessions_label: &'static str,
     /// The page's module under `/assets/` (e.g. `targets.js`); empty for none.
-    script: &'static str,
+    pub(super) script: &'static str,
     /// Whether the navigation shows the audit log (admins and auditors).
-    show_audit: bool,
+    pub(super) show_audit: bool,
     /// Whether the navigation shows everyone's live sessions (observe or terminate grants).
-    show_live: bool,
+    pub(super) show_live: bool,
 }
 
 impl Layout {
-    fn signed_out(script: &'static str) -> Self {
+    pub(super) fn signed_out(script: &'static str) -> Self {
         Self {
             user: None,
             roles: String::new(),
@@ -143,6 +143,13 @@ struct LoginPage {
     layout: Layout,
     /// Where to go after signing in (a local path, checked).
     next: String,
+    /// "Sign in with …" and where it goes, with `[auth.oidc]`.
+    sso: Option<(String, String)>,
+    /// Whether the password form is shown open (`auth.local`); with `local = false` and
+    /// break-glass names it is folded away, without them it is not shown at all.
+    local: bool,
+    /// Whether break-glass names exist (`auth.local_break_glass`).
+    break_glass: bool,
 }
 
 #[derive(Template)]
@@ -153,6 +160,8 @@ struct TargetsPage {
     can_open: bool,
     /// Why not, when they may not.
     cannot_open_why: String,
+    /// Whether the person holds no role at all (single sign-on: no group of theirs maps to one).
+    no_roles: bool,
 }
 
 /// One row of the sessions table.
@@ -377,7 +386,7 @@ async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, De
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode_component(text: &str) -> String {
+pub(super) fn encode_component(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
@@ -390,7 +399,7 @@ fn encode_component(text: &str) -> String {
 }
 
 /// `next` when it is a path on this gateway (not another site, not a scheme-relative URL).
-fn local_path(next: Option<&String>) -> Option<String> {
+pub(super) fn local_path(next: Option<&String>) -> Option<String> {
     let next = next?;
     let local = next.starts_with('/')
         && !next.starts_with("//")
@@ -476,9 +485,19 @@ async fn login(
     {
         return Ok(Redirect::to(&next).into_response());
     }
+    let sso = state.identity.oidc.as_deref().map(|oidc| {
+        (
+            format!("Sign in with {}", oidc.display_name()),
+            format!("/auth/oidc/login?next={}", encode_component(&next)),
+        )
+    });
+    let auth = &state.config.auth;
     Ok(render(&LoginPage {
         layout: Layout::signed_out("login.js"),
         next,
+        sso,
+        local: auth.local,
+        break_glass: !auth.local_break_glass.is_empty(),
     }))
 }
 
@@ -496,6 +515,7 @@ async fn targets_page(State(state): State<Arc<AppState>>, parts: Parts) -> Respo
         layout: Layout::signed_in(&signed, "targets", "targets.js"),
         can_open,
         cannot_open_why,
+        no_roles: signed.user.roles.is_empty(),
     })
 }
 

@@ -65,6 +65,9 @@ pub struct Me {
 pub struct SignedOut {
     /// Always true.
     pub signed_out: bool,
+    /// Where the browser goes next to sign out at the identity provider too (its
+    /// `end_session_endpoint`); null for a password sign-in or a provider without one.
+    pub redirect: Option<String>,
 }
 
 /// `GET /api/v1/targets`.

@@ -64,6 +64,9 @@ pub enum SignInError {
         /// When another attempt may be made.
         retry_after_seconds: u64,
     },
+    /// Password sign-in is off (`auth.local = false`) and the name is not a break-glass one.
+    #[error("sign-in with a password is turned off here; use {0}")]
+    LocalDisabled(String),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -244,6 +247,21 @@ impl Identity {
         if name.is_empty() || name.chars().count() > 64 || password.len() > users::MAX_PASSWORD {
             return Err(SignInError::InvalidCredentials);
         }
+        if !self.auth.local && !self.auth.local_break_glass.contains(&name) {
+            let mut tx = self.db.begin_write().await?;
+            audit::append(
+                &mut tx.tx,
+                &Event::new(kind::LOGIN_FAILED, &name, client)
+                    .detail(json!({"method": "password", "why": "password sign-in turned off"})),
+            )
+            .await?;
+            tx.commit().await?;
+            let other = match &self.auth.oidc {
+                Some(oidc) => format!("\"Sign in with {}\"", oidc.display_name),
+                None => "the company sign-in in front of this gateway".to_owned(),
+            };
+            return Err(SignInError::LocalDisabled(other));
+        }
         let max = i64::from(self.auth.max_failed_logins);
         let max_addr = i64::from(self.auth.max_failed_logins_per_address);
         let window = self.auth.failed_login_window_seconds;
@@ -324,14 +342,30 @@ impl Identity {
                 return Err(SignInError::InvalidCredentials);
             }
         };
+        self.issue_login(user, "password", json!({"method": "password"}), client)
+            .await
+    }
+
+    /// Records a new login of `user` (a `logins` row and `login` in the audit log, with
+    /// `detail` and the login id) and signs its token.
+    pub(super) async fn issue_login(
+        &self,
+        user: User,
+        method: &str,
+        mut detail: serde_json::Value,
+        client: &Client,
+    ) -> Result<SignedIn, SignInError> {
         let login_id = uuid::Uuid::new_v4().to_string();
         let csrf_token = hex::encode(rand::random::<[u8; 32]>());
         let now = now_ms();
         let ttl_ms = (self.auth.login_ttl_seconds as i64).saturating_mul(1000);
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("login_id".into(), json!(login_id));
+        }
         let mut tx = self.db.begin_write().await?;
         sqlx::query(
-            "INSERT INTO logins (id, user_id, created_at, expires_at, client_addr, user_agent, csrf_token) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO logins (id, user_id, created_at, expires_at, client_addr, user_agent, csrf_token, method) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&login_id)
         .bind(user.id)
@@ -340,12 +374,13 @@ impl Identity {
         .bind(&client.addr)
         .bind(&client.user_agent)
         .bind(&csrf_token)
+        .bind(method)
         .execute(&mut *tx.tx)
         .await
         .map_err(|e| DbError::new("record login", e))?;
         audit::append(
             &mut tx.tx,
-            &Event::new(kind::LOGIN, &user.name, client).detail(json!({"login_id": login_id})),
+            &Event::new(kind::LOGIN, &user.name, client).detail(detail),
         )
         .await?;
         tx.commit().await?;
@@ -361,15 +396,21 @@ impl Identity {
         };
         let token = self.jwt.sign(&claims).map_err(SignInError::Internal)?;
         Ok(SignedIn {
-            user,
+            user: self.resolve(user),
             token,
             csrf_token,
         })
     }
 
-    /// Revokes `login` (its token is refused from now on) and audits `logout`.
-    pub async fn sign_out(&self, login: &Login, client: &Client) -> Result<(), DbError> {
+    /// Revokes `login` (its token is refused from now on) and audits `logout`; how the login
+    /// was made (`password`, `oidc`, `proxy`).
+    pub async fn sign_out(&self, login: &Login, client: &Client) -> Result<String, DbError> {
         let mut tx = self.db.begin_write().await?;
+        let method: Option<String> = sqlx::query_scalar("SELECT method FROM logins WHERE id = $1")
+            .bind(&login.id)
+            .fetch_optional(&mut *tx.tx)
+            .await
+            .map_err(|e| DbError::new("read login", e))?;
         sqlx::query("UPDATE logins SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(&login.id)
@@ -382,7 +423,8 @@ impl Identity {
                 .detail(json!({"login_id": login.id})),
         )
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(method.unwrap_or_else(|| "password".into()))
     }
 }
 

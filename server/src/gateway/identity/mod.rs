@@ -3,6 +3,8 @@
 //! Knows nothing of HTTP; reads and writes through `store`, asks `policy` what roles grant.
 
 pub mod login;
+pub mod oidc;
+pub mod sso;
 pub mod tokens;
 pub mod users;
 
@@ -37,6 +39,8 @@ pub struct Identity {
     /// Sign-ins being checked right now, by user name and by client address: counted with
     /// the recorded failures, so that parallel attempts cannot all pass the limit.
     pub attempts: login::InFlight,
+    /// The OpenID Connect client, with `[auth.oidc]`.
+    pub oidc: Option<Box<oidc::Oidc>>,
 }
 
 impl Identity {
@@ -44,6 +48,15 @@ impl Identity {
     pub fn new(config: &Config, db: Db, policy: Arc<PolicyHandle>) -> Result<Self, String> {
         let origin = config.origin();
         let jwt = JwtKeys::new(config.auth.jwt_secret.expose().as_bytes(), &origin);
+        let oidc = match &config.auth.oidc {
+            Some(c) => Some(Box::new(oidc::Oidc::new(
+                c,
+                &config.server.public_url,
+                &origin,
+                config.auth.jwt_secret.expose().as_bytes(),
+            )?)),
+            None => None,
+        };
         let dummy_hash = users::hash_password("not a real password").map_err(|e| e.to_string())?;
         Ok(Self {
             db,
@@ -55,6 +68,7 @@ impl Identity {
             policy,
             hashing: tokio::sync::Semaphore::new(config.auth.max_concurrent_hashes as usize),
             attempts: login::InFlight::default(),
+            oidc,
         })
     }
 

@@ -62,7 +62,7 @@ impl RoleSource for LocalRoles {
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     /// The name is not acceptable.
-    #[error("user names are 1 to 64 characters of a-z, 0-9, '.', '_' and '-'; got {0:?}")]
+    #[error("user names are 1 to 64 characters of a-z, 0-9, '.', '_', '-', '@' and '+'; got {0:?}")]
     InvalidName(String),
     /// The password is too short or too long.
     #[error("passwords are {MIN_PASSWORD} to {MAX_PASSWORD} characters")]
@@ -97,7 +97,7 @@ pub const MIN_PASSWORD: usize = 8;
 /// Longest accepted password (argon2 hashes anything, but unbounded input is a DoS lever).
 pub const MAX_PASSWORD: usize = 1024;
 
-pub use crate::gateway::facts::valid_name;
+pub use crate::gateway::facts::{valid_name, valid_user_name};
 
 /// Parses a comma-separated role list, in the order given, without repeats (names only; see
 /// [`check_defined`]).
@@ -146,6 +146,11 @@ fn stored_roles(text: &str) -> Vec<Role> {
     roles
 }
 
+/// The roles stored in a row's `roles` column.
+pub fn parse_stored_roles(text: &str) -> Vec<Role> {
+    stored_roles(text)
+}
+
 fn roles_text(roles: &[Role]) -> String {
     roles
         .iter()
@@ -190,7 +195,7 @@ pub async fn create(
     roles: &[Role],
     by: &ChangedBy,
 ) -> Result<User, UserError> {
-    if !valid_name(name) {
+    if !valid_user_name(name) {
         return Err(UserError::InvalidName(name.to_owned()));
     }
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
@@ -229,6 +234,18 @@ pub async fn create(
         .await?
         .map(|(u, _)| u)
         .ok_or_else(|| UserError::NotFound(name.to_owned()))
+}
+
+/// Looks a user up by id.
+pub async fn find_by_id(db: &Db, id: i64) -> Result<Option<User>, DbError> {
+    let row = sqlx::query("SELECT id, name, roles, disabled FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(|e| DbError::new("find user", e))?;
+    row.map(|r| user_from_row(&r))
+        .transpose()
+        .map_err(|e| DbError::new("read user", e))
 }
 
 /// Looks a user up by name, with the password hash.

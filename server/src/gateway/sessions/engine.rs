@@ -415,6 +415,28 @@ pub async fn visible_one(engine: &Engine, user: &User, id: &str) -> Result<Sessi
     }
 }
 
+/// Ends the live sessions of `user` (with the roles they hold now) on nodes their roles no
+/// longer reach, recorded as ended by `why`; how many.
+pub async fn revoke_unreachable(engine: &Engine, user: &User, why: &str) -> usize {
+    let in_force = engine.policy.current();
+    let mut ended = 0;
+    for live in engine.live.all() {
+        if live.user_id != user.id {
+            continue;
+        }
+        let facts = match engine.targets.find(&engine.aws, &live.target).await {
+            Ok(Some(target)) => target,
+            // Unknown or unlisted now: judged by its id alone, as a start would be.
+            Ok(None) | Err(_) => Target::unknown(&live.target),
+        };
+        if !in_force.reaches(user, &facts) {
+            super::upkeep::revoke(engine, &live, why).await;
+            ended += 1;
+        }
+    }
+    ended
+}
+
 /// Terminates a running session for `user` (its owner, or a role that terminates others'):
 /// `session.terminate` is audited before `TerminateSession` is called; the session's task
 /// records the end.

@@ -76,6 +76,27 @@ pub async fn heartbeat(engine: Arc<Engine>) {
     }
 }
 
+/// How the end of a session whose owner lost access is recorded.
+pub const ACCESS_REVOKED: &str = "access revoked";
+
+/// Ends `live` because its owner lost access to it: its end is recorded as `why` ("access
+/// revoked"), then `TerminateSession` is called.
+pub async fn revoke(engine: &Engine, live: &super::live::LiveSession, why: &str) {
+    tracing::info!(session = %live.id, owner = live.user_id, "ending a session: {why}");
+    live.ending(why).await;
+    if let Some(clients) = engine.clients(&live.region) {
+        let sent = clients
+            .ssm
+            .terminate_session()
+            .session_id(&live.ssm_session_id)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
+        }
+    }
+}
+
 /// Terminates every live session and waits (a bounded time) for their ends to be recorded.
 pub async fn end_all(engine: &Engine, why: &str) {
     for live in engine.live.all() {
