@@ -562,3 +562,169 @@ async fn a_lax_cookie_still_refuses_cross_site_writes_and_sockets() {
     }
     gw.stop().await;
 }
+
+/// Headers mode: `X-Forwarded-User` and friends are believed from a trusted proxy only. From
+/// the trusted peer the person is signed in with roles from their groups; from another peer
+/// the headers are ignored (the sign-in page is shown) and the attempt is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_headers_are_believed_from_trusted_proxies_only() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.server.trusted_proxies = vec!["127.0.0.2".into()];
+        c.auth.proxy = Some(
+            toml::from_str(
+                "mode = \"headers\"\n[[role_mapping]]\ngroup = \"sre\"\nroles = [\"operator\"]\n",
+            )
+            .unwrap(),
+        );
+    })
+    .await;
+    let login = |client: reqwest::Client| {
+        let url = format!("{}/login?next=/sessions", gw.url);
+        async move {
+            client
+                .get(url)
+                .header("x-forwarded-user", "Carol")
+                .header("x-forwarded-email", "carol@example.com")
+                .header("x-forwarded-groups", "staff, sre")
+                .header("x-forwarded-for", "198.51.100.7")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // From the proxy.
+    let answer = login(oidc::client_from("127.0.0.2")).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_eq!(answer.headers()["location"], "/sessions");
+    let cookie = oidc::set_cookie(answer.headers(), "porthole_session").unwrap();
+    let mut api = Api::new(&gw);
+    api.cookie = Some(cookie);
+    let me = api.get("/api/v1/me").await;
+    assert_eq!(
+        me.body["user"],
+        json!({"name": "carol", "roles": ["operator"]})
+    );
+    let event = wait_for_event(&gw.state.engine.db, None, "login").await;
+    assert_eq!(event.detail["method"], "proxy");
+    assert_eq!(event.detail["groups"], json!(["staff", "sre"]));
+    assert_eq!(
+        event.client_addr, "198.51.100.7",
+        "the address the proxy reports"
+    );
+
+    // From anyone else: the page, no cookie, a spoof attempt in the log.
+    let answer = login(oidc::client_from("127.0.0.1")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(oidc::set_cookie(answer.headers(), "porthole_session").is_none());
+    assert!(answer.text().await.unwrap().contains("id=\"login-form\""));
+    let failed = failures(&gw, 1).await;
+    assert_eq!(
+        failed,
+        [(
+            "carol".to_owned(),
+            "proxy headers from an untrusted peer".to_owned()
+        )]
+    );
+    gw.stop().await;
+}
+
+/// ALB mode: the load balancer's `x-amzn-oidc-data` (ES256, padded as the load balancer sends
+/// it) signs the person in; a signer that is not ours, another key, or an expired token is
+/// refused with a page and an audit row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancers_signed_header_signs_in_and_forgeries_do_not() {
+    const ARN: &str = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/porthole/50dc6c495c0c9188";
+    let keys = oidc::KeyServer::start().await;
+    let key_url = format!("{}/{{kid}}", keys.url);
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.auth.proxy = Some(
+            toml::from_str(&format!(
+                "mode = \"aws_alb\"\nalb_key_url = \"{key_url}\"\nalb_signer_arns = [\"{ARN}\"]\n\
+                 [[role_mapping]]\ngroup = \"sre\"\nroles = [\"operator\"]\n"
+            ))
+            .unwrap(),
+        );
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = |signer: &str| {
+        json!({"alg": "ES256", "kid": "key-a", "signer": signer,
+               "iss": "https://idp.example.com", "client": "abc", "exp": now + 120})
+    };
+    let claims = json!({"sub": "dave-sub", "email": "dave@example.com", "name": "Dave",
+                        "groups": ["sre"], "exp": now + 120, "iss": "https://idp.example.com"});
+    let login = |data: String| {
+        let url = format!("{}/login?next=/targets", gw.url);
+        async move {
+            oidc::client_from("127.0.0.1")
+                .get(url)
+                .header("x-amzn-oidc-data", data)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let good = oidc::alb_token(&header(ARN), &claims, oidc::KEY_A);
+    assert!(
+        good.contains('='),
+        "padded as the load balancer pads: {good}"
+    );
+    let answer = login(good).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let mut api = Api::new(&gw);
+    api.cookie = oidc::set_cookie(answer.headers(), "porthole_session");
+    let me = api.get("/api/v1/me").await;
+    assert_eq!(
+        me.body["user"],
+        json!({"name": "dave@example.com", "roles": ["operator"]})
+    );
+
+    let other_lb = ARN.replace("porthole", "someone-else");
+    let mut expired = claims.clone();
+    expired["exp"] = json!(now - 600);
+    for (name, data, says) in [
+        (
+            "another load balancer",
+            oidc::alb_token(&header(&other_lb), &claims, oidc::KEY_A),
+            "is not an allowed load balancer",
+        ),
+        (
+            "another key",
+            oidc::alb_token(&header(ARN), &claims, oidc::KEY_B),
+            "bad signature",
+        ),
+        (
+            "expired",
+            oidc::alb_token(&header(ARN), &expired, oidc::KEY_A),
+            "expired",
+        ),
+    ] {
+        let answer = login(data).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{name}");
+        assert!(
+            oidc::set_cookie(answer.headers(), "porthole_session").is_none(),
+            "{name}"
+        );
+        let body = answer.text().await.unwrap();
+        assert!(body.contains("failed a check"), "{name}: {body}");
+        let last = audit_failures_detail(&gw).await;
+        assert!(last.contains(says), "{name}: {last}");
+    }
+    gw.stop().await;
+}
+
+/// The detail of the latest `login.failed`.
+async fn audit_failures_detail(gw: &Gateway) -> String {
+    porthole::gateway::store::audit::list(&gw.state.engine.db, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == "login.failed")
+        .map(|e| e.detail.to_string())
+        .unwrap_or_default()
+}

@@ -407,3 +407,67 @@ pub fn claims(issuer: &str, nonce: &str) -> Value {
         "preferred_username": "mallory", "groups": ["sre"],
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Behind a proxy
+
+/// The public half of [`KEY_A`] (PEM), as an AWS load balancer serves its keys.
+pub const KEY_A_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKkOdDl5UlQkyfGePr5IVPgXPMioO
+Q8RsWiWlVcPUBbNJKgycq/ZuObAPKklJF0119aM6LpjMJyN3FV82pqJLqw==
+-----END PUBLIC KEY-----
+";
+
+/// An Application Load Balancer's key endpoint: [`KEY_A_PUBLIC`] under `/key-a`.
+pub struct KeyServer {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl KeyServer {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/key-a", get(|| async { KEY_A_PUBLIC }));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { url, task }
+    }
+}
+
+/// An `x-amzn-oidc-data` as a load balancer makes it: padded base64url segments, the
+/// signature over them as sent.
+pub fn alb_token(header: &Value, claims: &Value, pem: &str) -> String {
+    use base64::Engine as _;
+    let padded = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE.encode(bytes);
+    let signed = format!(
+        "{}.{}",
+        padded(&serde_json::to_vec(header).unwrap()),
+        padded(&serde_json::to_vec(claims).unwrap())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        signed.as_bytes(),
+        &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        Algorithm::ES256,
+    )
+    .unwrap();
+    // The crate's signature is unpadded; the load balancer's is padded like the rest.
+    let pad = "=".repeat((4 - signature.len() % 4) % 4);
+    format!("{signed}.{signature}{pad}")
+}
+
+/// A client whose connections come from `ip` (any 127.0.0.0/8 address works on loopback).
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}

@@ -111,6 +111,13 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> I
     client
 }
 
+/// The TCP peer of a request, and whether it is one of `server.trusted_proxies`.
+pub fn peer_of(state: &AppState, parts: &Parts) -> Option<(IpAddr, bool)> {
+    let ConnectInfo(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+    let ip = peer.ip().to_canonical();
+    Some((ip, state.proxies.iter().any(|net| net.contains(&ip))))
+}
+
 /// Middleware: finds the client's address ([`client_address`]) and keeps it in the request
 /// as [`ClientAddr`] for [`client_of`].
 pub async fn client_addr(

@@ -485,6 +485,11 @@ async fn login(
     {
         return Ok(Redirect::to(&next).into_response());
     }
+    if state.identity.proxy.is_some()
+        && let Some(answer) = super::sso::proxy_login(&state, &parts, &next).await
+    {
+        return Ok(answer);
+    }
     let sso = state.identity.oidc.as_deref().map(|oidc| {
         (
             format!("Sign in with {}", oidc.display_name()),

@@ -16,10 +16,11 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::auth::session_cookie;
-use super::extract::{client_of, cookie};
+use super::extract::{client_of, cookie, peer_of};
 use super::pages::{Layout, local_path};
 use super::state::AppState;
 use crate::gateway::identity::oidc::{Callback, FLOW_SECONDS, OidcError};
+use crate::gateway::identity::proxy::{ProxyError, ProxyHeaders};
 use crate::gateway::sessions::{engine, upkeep};
 
 /// The flow cookie's name; it is sent only to `/auth/oidc/`.
@@ -68,11 +69,15 @@ fn status_of(e: &OidcError) -> StatusCode {
 
 /// The page for a refused sign-in; the flow cookie is cleared with it.
 fn refused(state: &AppState, e: &OidcError, next: &str) -> Response {
-    let status = status_of(e);
+    failure_page(state, status_of(e), e.to_string(), next)
+}
+
+/// A page that says why the sign-in failed, with a way to start again.
+fn failure_page(state: &AppState, status: StatusCode, message: String, next: &str) -> Response {
     let page = SsoErrorPage {
         layout: Layout::signed_out(""),
         status: status.as_u16(),
-        message: e.to_string(),
+        message,
         retry: format!("/login?next={}", super::pages::encode_component(next)),
     };
     let mut response = match page.render() {
@@ -93,6 +98,66 @@ fn see_other(to: &str) -> Response {
         response.headers_mut().insert(LOCATION, value);
     }
     response
+}
+
+/// The identity headers of a request.
+fn proxy_headers(parts: &Parts) -> ProxyHeaders {
+    let get = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    ProxyHeaders {
+        alb_data: get("x-amzn-oidc-data"),
+        user: get("x-forwarded-user"),
+        email: get("x-forwarded-email"),
+        groups: get("x-forwarded-groups"),
+    }
+}
+
+/// The sign-in page behind a proxy that signed the person in: with its identity headers, the
+/// person is signed in and sent on to `next`. `None` (the page is shown as usual) without
+/// them, or when they came from a peer that is not a trusted proxy (ignored and audited).
+pub async fn proxy_login(state: &AppState, parts: &Parts, next: &str) -> Option<Response> {
+    let headers = proxy_headers(parts);
+    if !headers.any() {
+        return None;
+    }
+    let (peer, trusted) = peer_of(state, parts)?;
+    let client = client_of(parts);
+    let signed = match state
+        .identity
+        .proxy_sign_in(&headers, &peer.to_string(), trusted, &client)
+        .await
+    {
+        Ok(signed) => signed,
+        Err(ProxyError::Untrusted(_)) => return None,
+        Err(e) => {
+            let status = match &e {
+                ProxyError::KeyUnavailable(_) => StatusCode::BAD_GATEWAY,
+                ProxyError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ProxyError::External(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Some(failure_page(state, status, e.to_string(), next));
+        }
+    };
+    if !signed.lost_roles.is_empty() {
+        engine::revoke_unreachable(&state.engine, &signed.signed.user, upkeep::ACCESS_REVOKED)
+            .await;
+    }
+    let mut response = see_other(next);
+    response.headers_mut().append(
+        SET_COOKIE,
+        session_cookie(
+            state,
+            &signed.signed.token,
+            state.config.auth.login_ttl_seconds,
+        ),
+    );
+    Some(response)
 }
 
 /// `GET /auth/oidc/login?next=/path`: to the provider.

@@ -4,6 +4,7 @@
 
 pub mod login;
 pub mod oidc;
+pub mod proxy;
 pub mod sso;
 pub mod tokens;
 pub mod users;
@@ -41,6 +42,8 @@ pub struct Identity {
     pub attempts: login::InFlight,
     /// The OpenID Connect client, with `[auth.oidc]`.
     pub oidc: Option<Box<oidc::Oidc>>,
+    /// The proxy sign-in, with `[auth.proxy]`.
+    pub proxy: Option<Box<proxy::ProxyAuth>>,
 }
 
 impl Identity {
@@ -57,6 +60,10 @@ impl Identity {
             )?)),
             None => None,
         };
+        let proxy = match &config.auth.proxy {
+            Some(c) => Some(Box::new(proxy::ProxyAuth::new(c)?)),
+            None => None,
+        };
         let dummy_hash = users::hash_password("not a real password").map_err(|e| e.to_string())?;
         Ok(Self {
             db,
@@ -69,6 +76,7 @@ impl Identity {
             hashing: tokio::sync::Semaphore::new(config.auth.max_concurrent_hashes as usize),
             attempts: login::InFlight::default(),
             oidc,
+            proxy,
         })
     }
 
