@@ -6,6 +6,7 @@
 //! PostgreSQL.
 
 #[path = "common/browser.rs"]
+#[allow(dead_code)] // this test uses a part of the helpers
 mod browser;
 mod common;
 

@@ -128,6 +128,7 @@ impl Stack {
             endpoint,
             registry: emulator::sessions::Registry::default(),
             kms,
+            sts: emulator::sts::Sts::default(),
         });
         let (emu_stop, emu_task) = serve!(
             listener,

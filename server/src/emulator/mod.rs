@@ -19,6 +19,7 @@ pub mod kms;
 pub mod nodes;
 pub mod pty;
 pub mod sessions;
+pub mod sts;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub struct EmulatorConfig {
     /// web page (DNS rebinding, or any other site in the developer's browser) cannot drive the
     /// emulator and open a shell.
     pub allow_remote: bool,
+    /// What the emulator's STS refuses, and how long its keys last.
+    pub sts: sts::StsRules,
 }
 
 impl EmulatorConfig {
@@ -84,6 +87,7 @@ impl EmulatorConfig {
             shell: None,
             ping_interval: Duration::from_secs(54),
             allow_remote: false,
+            sts: sts::StsRules::default(),
         }
     }
 
@@ -108,6 +112,8 @@ pub struct State {
     pub registry: sessions::Registry,
     /// The local KMS.
     pub kms: kms::LocalKms,
+    /// The local STS: the keys it issued.
+    pub sts: sts::Sts,
 }
 
 impl State {
@@ -158,6 +164,7 @@ fn new_state(listener: &TcpListener, config: EmulatorConfig) -> std::io::Result<
         endpoint,
         registry: sessions::Registry::default(),
         kms,
+        sts: sts::Sts::default(),
     }))
 }
 

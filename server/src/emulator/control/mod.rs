@@ -21,6 +21,7 @@
 mod instances;
 mod kms_api;
 mod sessions;
+mod sts_api;
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub const ACCOUNT_ID: &str = "000000000000";
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-/// `POST /`: dispatches on `X-Amz-Target`.
+/// `POST /`: dispatches on `X-Amz-Target`; a form body without it is STS's Query protocol.
 pub async fn handle(
     AxState(state): AxState<Arc<State>>,
     headers: HeaderMap,
@@ -56,6 +57,13 @@ pub async fn handle(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if operation.is_empty() && form {
+        return sts_api::handle(&state, &headers, &body);
+    }
     let mut response = match dispatch(&state, operation, &headers, &body) {
         Ok(json) => ([("content-type", JSON_CONTENT_TYPE)], json).into_response(),
         Err(error) => {
@@ -78,7 +86,7 @@ fn dispatch(
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::too_large(body.len()));
     }
-    let caller = Caller::from_headers(headers);
+    let caller = Caller::resolve(headers, state)?;
     match operation {
         "AmazonSSM.StartSession" => call(operation, body, |r| sessions::start(state, &caller, r)),
         "AmazonSSM.ResumeSession" => call(operation, body, |r| sessions::resume(state, r)),
@@ -207,6 +215,20 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller named by the `Credential=` of the `Authorization` header: keys the emulator's
+    /// STS issued stand for their assumed role (`ExpiredTokenException` once expired).
+    pub fn resolve(headers: &HeaderMap, state: &State) -> Result<Self, ApiError> {
+        let caller = Self::from_headers(headers);
+        match state.sts.lookup(&caller.name) {
+            None => Ok(caller),
+            Some(Ok(assumed)) => Ok(Self {
+                name: assumed.session_name,
+                arn: assumed.arn,
+            }),
+            Some(Err(e)) => Err(ApiError::new(e.code, e.message)),
+        }
+    }
+
     /// The caller named by the `Credential=` of the `Authorization` header.
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let name = headers
