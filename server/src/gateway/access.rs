@@ -32,7 +32,7 @@ pub async fn sweep(engine: &Engine) -> usize {
     }
     let mut ended = 0;
     for session in live.iter().filter(|l| revoked.contains(&l.user_id)) {
-        upkeep::revoke(engine, session, upkeep::ACCESS_REVOKED).await;
+        upkeep::revoke(session, upkeep::ACCESS_REVOKED).await;
         ended += 1;
     }
     ended

@@ -2,6 +2,7 @@
 //! managed nodes of every region ([`targets`]). Imports only `config` and `facts` of the
 //! gateway.
 
+pub mod assume;
 pub mod targets;
 
 use std::collections::BTreeMap;
@@ -92,6 +93,22 @@ pub async fn aws_clients(config: &Config) -> Regions {
         );
     }
     aws
+}
+
+/// The STS client the gateway assumes people's roles with: its own credentials, the first
+/// configured region, `aws.endpoint_url` when set (the emulator plays STS too).
+pub async fn sts_client(config: &Config) -> aws_sdk_sts::Client {
+    let region = config
+        .aws
+        .all_regions()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let mut loader = loader(config, region);
+    if let Some(url) = &config.aws.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_sts::Client::new(&loader.load().await)
 }
 
 /// aws-config's loader for `region`, with the configuration's static credentials when it has

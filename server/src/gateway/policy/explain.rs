@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::rules::AwsRole;
 use super::{Parameters, Policy, describe_target};
 use crate::gateway::facts::{Target, User};
 
@@ -22,6 +23,11 @@ pub struct Decision {
     pub idle_timeout: Option<Duration>,
     /// The hash of the policy that decided.
     pub policy_hash: String,
+    /// The IAM role to assume as the person: that of the first allowing role, in the
+    /// policy's order, that names one (`None`: the gateway's own credentials).
+    pub aws_role: Option<AwsRole>,
+    /// The policy role it comes from.
+    pub aws_role_from: Option<String>,
 }
 
 /// A refused start, in words for the person.
@@ -83,6 +89,10 @@ pub struct RoleCheck {
     pub idle_timeout: Option<Duration>,
     /// What else it grants, in words.
     pub grants: Vec<&'static str>,
+    /// Its position in the policy (`usize::MAX` when undefined).
+    pub position: usize,
+    /// The IAM role it assumes as the person.
+    pub aws_role: Option<AwsRole>,
 }
 
 impl RoleCheck {
@@ -153,6 +163,8 @@ pub(super) fn explain(
                     max_duration: None,
                     idle_timeout: None,
                     grants: Vec::new(),
+                    position: usize::MAX,
+                    aws_role: None,
                 };
             };
             let selectors: Vec<SelectorCheck> = def
@@ -194,6 +206,8 @@ pub(super) fn explain(
                 max_duration: def.max_duration,
                 idle_timeout: def.idle_timeout,
                 grants,
+                position: policy.role_position(&def.name).unwrap_or(usize::MAX),
+                aws_role: def.aws_role.clone(),
             }
         })
         .collect();
@@ -282,7 +296,13 @@ impl Explanation {
                 passing
             }
         };
+        let assumed = passing
+            .iter()
+            .filter(|r| r.aws_role.is_some())
+            .min_by_key(|r| r.position);
         Ok(Decision {
+            aws_role: assumed.and_then(|r| r.aws_role.clone()),
+            aws_role_from: assumed.map(|r| r.role.clone()),
             roles: passing.iter().map(|r| r.role.clone()).collect(),
             reason: self.reason.clone().unwrap_or_default(),
             max_duration: most_generous(passing.iter().map(|r| r.max_duration)),
@@ -411,6 +431,19 @@ impl Explanation {
                     let _ = write!(out, " ({})", limits.join(", "));
                 }
                 out.push('\n');
+                match (&d.aws_role, &d.aws_role_from) {
+                    (Some(aws), Some(from)) => {
+                        let _ = writeln!(
+                            out,
+                            "AWS role  {} (from role {from}, the first in the policy that names \
+                             one), assumed as {}",
+                            aws.arn, self.user
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(out, "AWS role  none: the gateway's own credentials");
+                    }
+                }
             }
             Err(Refusal::Denied(m)) => {
                 let _ = writeln!(out, "DENIED: {m}");

@@ -41,6 +41,7 @@ pub use self::explain::{Decision, Explanation, Refusal, RoleCheck};
 pub use self::handle::{PolicyHandle, log_loaded, stamp};
 pub use self::spec::{DEFAULT_DOCUMENTS, PolicyConfig, PolicyFile, RoleSpec};
 
+pub use self::rules::AwsRole;
 use self::rules::RoleDef;
 pub use crate::gateway::facts::Grants;
 use crate::gateway::facts::{Role, Target, User};
@@ -165,6 +166,11 @@ impl Policy {
     /// The roles, in the order written.
     pub fn roles(&self) -> &[RoleDef] {
         &self.roles
+    }
+
+    /// Where the role `name` is in the policy (its position as written).
+    pub fn role_position(&self, name: &str) -> Option<usize> {
+        self.roles.iter().position(|r| r.name == name)
     }
 
     /// A role by name.

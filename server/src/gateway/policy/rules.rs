@@ -268,6 +268,17 @@ pub struct RoleDef {
     pub terminate_others: bool,
     /// May read the audit log.
     pub read_audit: bool,
+    /// The IAM role assumed as the person for the sessions it allows.
+    pub aws_role: Option<AwsRole>,
+}
+
+/// An IAM role to assume as the person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsRole {
+    /// Its ARN.
+    pub arn: String,
+    /// The external id its trust policy asks for.
+    pub external_id: Option<String>,
 }
 
 impl RoleDef {

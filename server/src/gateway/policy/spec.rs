@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{Pattern, ReasonRule, RoleDef, Selector, TagPattern};
+use super::rules::{AwsRole, Pattern, ReasonRule, RoleDef, Selector, TagPattern};
 
 /// Seconds between two looks at the policy file's modification time, by default.
 pub const DEFAULT_WATCH_SECONDS: u64 = 5;
@@ -94,6 +94,14 @@ pub struct RoleSpec {
     /// May read the audit log.
     #[serde(default)]
     pub read_audit: bool,
+    /// The IAM role the gateway assumes, as the person, to start sessions this role allows
+    /// (`sts:AssumeRole` with the person's name as `RoleSessionName` and `SourceIdentity`).
+    /// Unset: sessions are started with the gateway's own credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_role_arn: Option<String>,
+    /// The `ExternalId` the role's trust policy asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_external_id: Option<String>,
 }
 
 /// A target selector: every field that is set must match (a field matches when any of its
@@ -169,6 +177,8 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         observe_others: false,
         terminate_others: false,
         read_audit: false,
+        aws_role_arn: None,
+        aws_external_id: None,
     };
     vec![
         RoleSpec {
@@ -216,6 +226,33 @@ pub fn compile(specs: &[RoleSpec], key: &str) -> Result<Vec<RoleDef>, String> {
         out.push(compile_role(spec, &at)?);
     }
     Ok(out)
+}
+
+/// `arn:aws:iam::123456789012:role/NAME` (also `aws-cn`, `aws-us-gov`; a path allowed).
+fn valid_role_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:") else {
+        return false;
+    };
+    let mut parts = rest.splitn(5, ':');
+    let (Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    partition.starts_with("aws")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource.strip_prefix("role/").is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 512
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+        })
 }
 
 fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
@@ -344,7 +381,33 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
             v => Ok(v.map(Duration::from_secs)),
         }
     };
+    let aws_role = match (&spec.aws_role_arn, &spec.aws_external_id) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(format!(
+                "{at}.aws_external_id: there is no aws_role_arn for it to go with"
+            ));
+        }
+        (Some(arn), external_id) => {
+            if !valid_role_arn(arn) {
+                return Err(format!(
+                    "{at}.aws_role_arn: {arn:?} is not an IAM role ARN \
+                     (arn:aws:iam::123456789012:role/NAME)"
+                ));
+            }
+            if let Some(id) = external_id
+                && !(2..=1224).contains(&id.len())
+            {
+                return Err(format!("{at}.aws_external_id: 2 to 1224 characters"));
+            }
+            Some(AwsRole {
+                arn: arn.clone(),
+                external_id: external_id.clone(),
+            })
+        }
+    };
     Ok(RoleDef {
+        aws_role,
         name: spec.name.clone(),
         description: spec.description.clone(),
         targets,

@@ -98,6 +98,15 @@ pub async fn start(
         .cloned()
         .ok_or_else(|| Error::Internal(format!("no AWS clients for {}", target.region)))?;
 
+    // As whom AWS is asked: the person, when a role of theirs names an AWS role.
+    let as_person = decision.aws_role.as_ref().map(|role| {
+        let name = aws::assume::session_name(&user.name);
+        (
+            role.clone(),
+            aws::assume::assumed_arn(&role.arn, &name),
+            name,
+        )
+    });
     // The row and the audit event are committed before AWS is asked.
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = engine.db.begin_write().await?;
@@ -131,10 +140,34 @@ pub async fn start(
                 "roles": decision.roles, "policy": decision.policy_hash,
                 "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
                 "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
+                "aws_role_arn": as_person.as_ref().map(|(role, ..)| role.arn.clone()),
+                "assumed_role_arn": as_person.as_ref().map(|(_, arn, _)| arn.clone()),
+                "source_identity": as_person.as_ref().map(|(.., name)| name.clone()),
             })),
     )
     .await?;
     tx.commit().await?;
+    let clients = match &as_person {
+        None => clients,
+        Some((role, ..)) => {
+            use sha2::Digest as _;
+            let tags = aws::assume::Tags {
+                session_id: id.clone(),
+                reason_sha256: hex::encode(sha2::Sha256::digest(reason.as_bytes())),
+            };
+            match engine
+                .assumer
+                .as_person(&clients, &user.name, role, tags)
+                .await
+            {
+                Ok(person) => person.clients,
+                Err(failure) => {
+                    fail(engine, &id, &user.name, &target.id, &failure).await?;
+                    return Err(Error::Upstream(failure));
+                }
+            }
+        }
+    };
 
     let mut ask = clients
         .ssm
@@ -224,6 +257,7 @@ pub async fn start(
             region: target.region.clone(),
             ssm_session_id: ssm_id.to_owned(),
             handle,
+            aws: clients.clone(),
             max_duration: decision.max_duration,
             idle_timeout: decision.idle_timeout,
         },
@@ -430,7 +464,7 @@ pub async fn revoke_unreachable(engine: &Engine, user: &User, why: &str) -> usiz
             Ok(None) | Err(_) => Target::unknown(&live.target),
         };
         if !in_force.reaches(user, &facts) {
-            super::upkeep::revoke(engine, &live, why).await;
+            super::upkeep::revoke(&live, why).await;
             ended += 1;
         }
     }
@@ -469,10 +503,7 @@ pub async fn terminate(
     .await?;
     tx.commit().await?;
     live.ending(&format!("terminated by {}", user.name)).await;
-    let clients = engine
-        .clients(&live.region)
-        .ok_or_else(|| Error::Internal(format!("no AWS clients for {}", live.region)))?;
-    clients
+    live.aws
         .ssm
         .terminate_session()
         .session_id(&live.ssm_session_id)

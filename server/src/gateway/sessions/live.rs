@@ -30,7 +30,7 @@ use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::DbError;
 use crate::gateway::store::sessions as rows;
 use crate::ssm::channel::CloseReason;
-use crate::ssm::client::{ClientEvent, ClientHandle};
+use crate::ssm::client::{AwsClients, ClientEvent, ClientHandle};
 
 /// Messages queued towards one attached browser; when it is this far behind, the session
 /// stops reading its data channel (and the agent stops reading the PTY).
@@ -149,6 +149,8 @@ pub struct LiveSession {
     pub region: String,
     /// The SSM session id.
     pub ssm_session_id: String,
+    /// Its AWS clients: SSM signed as the person when a role was assumed for them.
+    pub aws: AwsClients,
     commands: mpsc::Sender<Command>,
 }
 
@@ -332,6 +334,8 @@ pub struct Spawn {
     pub ssm_session_id: String,
     /// The running data-channel client.
     pub handle: ClientHandle,
+    /// The session's AWS clients (as the person when a role was assumed for them).
+    pub aws: AwsClients,
     /// The policy's longest session for this one (the tighter of it and `[sessions]` holds).
     pub max_duration: Option<Duration>,
     /// The policy's idle timeout for this one (likewise).
@@ -347,6 +351,7 @@ pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
         target: spawn.target.clone(),
         region: spawn.region.clone(),
         ssm_session_id: spawn.ssm_session_id.clone(),
+        aws: spawn.aws.clone(),
         commands: tx,
     });
     state.live.insert(live.clone());
@@ -773,16 +778,16 @@ impl Task {
     async fn terminate(&mut self, how: String) {
         tracing::info!(session = %self.spawn.id, "ending: {how}");
         self.ending = Some(how);
-        if let Some(clients) = self.state.clients(&self.spawn.region) {
-            let sent = clients
-                .ssm
-                .terminate_session()
-                .session_id(&self.spawn.ssm_session_id)
-                .send()
-                .await;
-            if let Err(e) = sent {
-                tracing::warn!(session = %self.spawn.id, "TerminateSession failed: {}", aws_message(&e));
-            }
+        let sent = self
+            .spawn
+            .aws
+            .ssm
+            .terminate_session()
+            .session_id(&self.spawn.ssm_session_id)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(session = %self.spawn.id, "TerminateSession failed: {}", aws_message(&e));
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Engine {
     pub recordings: RecordingStore,
     /// The bounds on searching the recordings.
     pub searches: searches::Limiter,
+    /// Assumes people's AWS roles for the sessions their policy roles name one for.
+    pub assumer: aws::assume::Assumer,
 }
 
 impl Engine {
@@ -50,7 +52,9 @@ impl Engine {
         let aws = aws::aws_clients(&config).await;
         let recordings = RecordingStore::new(&config).await;
         let searches = searches::Limiter::new(config.recordings.searches_per_minute);
+        let assumer = aws::assume::Assumer::new(aws::sts_client(&config).await);
         Self {
+            assumer,
             config,
             db,
             aws,

@@ -81,19 +81,18 @@ pub const ACCESS_REVOKED: &str = "access revoked";
 
 /// Ends `live` because its owner lost access to it: its end is recorded as `why` ("access
 /// revoked"), then `TerminateSession` is called.
-pub async fn revoke(engine: &Engine, live: &super::live::LiveSession, why: &str) {
+pub async fn revoke(live: &super::live::LiveSession, why: &str) {
     tracing::info!(session = %live.id, owner = live.user_id, "ending a session: {why}");
     live.ending(why).await;
-    if let Some(clients) = engine.clients(&live.region) {
-        let sent = clients
-            .ssm
-            .terminate_session()
-            .session_id(&live.ssm_session_id)
-            .send()
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
-        }
+    let sent = live
+        .aws
+        .ssm
+        .terminate_session()
+        .session_id(&live.ssm_session_id)
+        .send()
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
     }
 }
 
@@ -101,16 +100,15 @@ pub async fn revoke(engine: &Engine, live: &super::live::LiveSession, why: &str)
 pub async fn end_all(engine: &Engine, why: &str) {
     for live in engine.live.all() {
         live.ending(why).await;
-        if let Some(clients) = engine.clients(&live.region) {
-            let sent = clients
-                .ssm
-                .terminate_session()
-                .session_id(&live.ssm_session_id)
-                .send()
-                .await;
-            if let Err(e) = sent {
-                tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
-            }
+        let sent = live
+            .aws
+            .ssm
+            .terminate_session()
+            .session_id(&live.ssm_session_id)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

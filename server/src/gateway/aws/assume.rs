@@ -1,0 +1,294 @@
+//! Sessions started as the person: `sts:AssumeRole` of the role a policy role names, with the
+//! person's name as `RoleSessionName` and `SourceIdentity` and session tags, called with the
+//! gateway's own credentials. A session's SSM calls (`StartSession`, `ResumeSession`,
+//! `TerminateSession`) are signed with the assumed credentials, so its `Owner` in SSM — and
+//! CloudTrail's record of it — is `arn:aws:sts::ACCOUNT:assumed-role/ROLE/<person>`.
+//!
+//! Credentials are kept per (person, role ARN) and fetched again before they expire; a session
+//! that outlives them resumes with fresh ones (the SDK asks [`PersonCredentials`] at each
+//! call). They never leave this module but as signing keys: the audit log records the role
+//! ARN and the assumed-role ARN only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_sdk_sts::types::Tag;
+
+use super::{AwsClients, Failure};
+use crate::gateway::policy::AwsRole;
+
+/// Credentials are fetched again when less than this is left of them (or a quarter of their
+/// life, when that is shorter).
+const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+
+/// The STS `RoleSessionName` and `SourceIdentity` for a person: their name, which Porthole
+/// already keeps to characters STS allows (`[\w+=,.@-]`), at least 2 and at most 64 long —
+/// so it is stable, and unique as names are.
+pub fn session_name(person: &str) -> String {
+    let mut name: String = person
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    while name.len() < 2 {
+        name.push('_');
+    }
+    name
+}
+
+/// The assumed-role ARN STS reports for `role_arn` assumed as `session`:
+/// `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION` (the role's path dropped).
+pub fn assumed_arn(role_arn: &str, session: &str) -> String {
+    let mut parts = role_arn.splitn(6, ':');
+    let partition = parts.nth(1).unwrap_or("aws");
+    let account = parts.nth(2).unwrap_or_default();
+    let name = role_arn.rsplit('/').next().unwrap_or_default();
+    format!("arn:{partition}:sts::{account}:assumed-role/{name}/{session}")
+}
+
+/// What a session started as the person is tagged with.
+#[derive(Debug, Clone)]
+pub struct Tags {
+    /// `porthole:session-id`: the Porthole session whose start assumed the role.
+    pub session_id: String,
+    /// `porthole:reason-sha256`: the reason's SHA-256 (the reason itself stays in Porthole).
+    pub reason_sha256: String,
+}
+
+/// The credentials of one (person, role): fetched with `sts:AssumeRole`, kept, fetched again
+/// before they expire.
+#[derive(Debug)]
+pub struct PersonCredentials {
+    sts: aws_sdk_sts::Client,
+    role: AwsRole,
+    person: String,
+    tags: Mutex<Tags>,
+    cached: tokio::sync::Mutex<Option<(Credentials, SystemTime, Duration)>>,
+}
+
+impl PersonCredentials {
+    /// Credentials that are good for a while yet: the kept ones, or new ones from STS.
+    pub async fn get(&self) -> Result<Credentials, Failure> {
+        let mut cached = self.cached.lock().await;
+        if let Some((credentials, expires, life)) = cached.as_ref() {
+            let left = expires
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            if left > REFRESH_BEFORE.min(*life / 4) {
+                return Ok(credentials.clone());
+            }
+        }
+        let tags = self
+            .tags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let name = session_name(&self.person);
+        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+        let tags = [
+            tag("porthole:user", &self.person),
+            tag("porthole:session-id", &tags.session_id),
+            tag("porthole:reason-sha256", &tags.reason_sha256),
+        ]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::ours(format!("session tags: {e}")))?;
+        let asked = std::time::Instant::now();
+        let reply = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role.arn)
+            .role_session_name(&name)
+            .source_identity(&name)
+            .set_external_id(self.role.external_id.clone())
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| refusal(&e))?;
+        let c = reply
+            .credentials()
+            .ok_or_else(|| Failure::ours("AssumeRole answered without credentials"))?;
+        let expires = SystemTime::try_from(*c.expiration())
+            .map_err(|e| Failure::ours(format!("AssumeRole's expiry: {e}")))?;
+        let life = expires
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            + asked.elapsed();
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            Some(expires),
+            "porthole-assume-role",
+        );
+        tracing::info!(
+            person = %self.person,
+            role = %self.role.arn,
+            assumed = reply.assumed_role_user().map(|u| u.arn()).unwrap_or(""),
+            "assumed the person's role"
+        );
+        *cached = Some((credentials.clone(), expires, life));
+        Ok(credentials)
+    }
+}
+
+/// Words for an STS refusal that name what is missing, without AWS's text (which names
+/// accounts): `AssumeRole was refused by AWS (AccessDenied): the role's trust policy does not
+/// let the gateway sts:SetSourceIdentity`.
+fn refusal<E>(e: &E) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    let mut failure = Failure::of("AssumeRole", e);
+    let message = e.message().unwrap_or("");
+    let action = message
+        .split("perform: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|a| a.starts_with("sts:") && a[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    match (e.code(), action) {
+        (Some("AccessDenied"), Some("sts:AssumeRole")) => failure.summary.push_str(
+            ": the gateway may not assume the role (its own policy needs sts:AssumeRole on it, \
+             and the role's trust policy must name the gateway)",
+        ),
+        (Some("AccessDenied"), Some(action)) => failure.summary.push_str(&format!(
+            ": the role's trust policy does not let the gateway {action} (it needs \
+             sts:AssumeRole, sts:SetSourceIdentity and sts:TagSession)"
+        )),
+        (Some("ExpiredToken" | "ExpiredTokenException"), _) => failure
+            .summary
+            .push_str(": the gateway's own credentials have expired"),
+        _ => {}
+    }
+    failure
+}
+
+/// The credentials provider the SDK asks at each call.
+#[derive(Debug, Clone)]
+struct Provider(Arc<PersonCredentials>);
+
+impl ProvideCredentials for Provider {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            self.0
+                .get()
+                .await
+                .map_err(|f| provider::error::CredentialsError::provider_error(f.detail))
+        })
+    }
+}
+
+/// The gateway's assumer: one STS client (its own credentials), the kept credentials.
+#[derive(Debug)]
+pub struct Assumer {
+    sts: aws_sdk_sts::Client,
+    kept: Mutex<HashMap<(String, String), Arc<PersonCredentials>>>,
+}
+
+/// A session's AWS clients as the person, and who that is.
+#[derive(Debug, Clone)]
+pub struct AsPerson {
+    /// SSM signed as the person (KMS stays the gateway's).
+    pub clients: AwsClients,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/<person>`.
+    pub assumed_arn: String,
+    /// The `SourceIdentity` (and `RoleSessionName`) sent.
+    pub source_identity: String,
+}
+
+impl Assumer {
+    /// An assumer whose STS calls are made with `sdk`'s credentials (the gateway's own).
+    pub fn new(sts: aws_sdk_sts::Client) -> Self {
+        Self {
+            sts,
+            kept: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `base` re-signed as `person` with `role`: credentials are fetched now (so a refusal
+    /// fails the start), and fetched again as they near their end.
+    pub async fn as_person(
+        &self,
+        base: &AwsClients,
+        person: &str,
+        role: &AwsRole,
+        tags: Tags,
+    ) -> Result<AsPerson, Failure> {
+        let credentials = {
+            let mut kept = self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (person.to_owned(), role.arn.clone());
+            let entry = kept.entry(key).or_insert_with(|| {
+                Arc::new(PersonCredentials {
+                    sts: self.sts.clone(),
+                    role: role.clone(),
+                    person: person.to_owned(),
+                    tags: Mutex::new(tags.clone()),
+                    cached: tokio::sync::Mutex::new(None),
+                })
+            });
+            // The next fetch is tagged with the session that asked last.
+            *entry
+                .tags
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = tags;
+            entry.clone()
+        };
+        credentials.get().await?;
+        let conf = base
+            .ssm
+            .config()
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Provider(credentials)))
+            .build();
+        let name = session_name(person);
+        Ok(AsPerson {
+            clients: AwsClients {
+                ssm: aws_sdk_ssm::Client::from_conf(conf),
+                kms: base.kms.clone(),
+            },
+            assumed_arn: assumed_arn(&role.arn, &name),
+            source_identity: name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_are_the_person_within_stss_rules() {
+        assert_eq!(session_name("alice@example.com"), "alice@example.com");
+        assert_eq!(session_name("a"), "a_");
+        assert_eq!(session_name(&"x".repeat(80)).len(), 64);
+        assert_eq!(session_name("bob smith"), "bob_smith");
+    }
+
+    #[test]
+    fn the_assumed_arn_is_the_one_sts_reports() {
+        assert_eq!(
+            assumed_arn("arn:aws:iam::111122223333:role/porthole/Oncall", "alice"),
+            "arn:aws:sts::111122223333:assumed-role/Oncall/alice"
+        );
+        assert_eq!(
+            assumed_arn("arn:aws-us-gov:iam::111122223333:role/Ops", "bob"),
+            "arn:aws-us-gov:sts::111122223333:assumed-role/Ops/bob"
+        );
+    }
+}
