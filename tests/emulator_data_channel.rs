@@ -9,7 +9,7 @@ use common::emulator::{self, Emu, NODE, Term, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use porthole::emulator::agent::CLOSE_INVALID_TOKEN;
 use porthole::ssm::channel::CloseReason;
-use porthole::ssm::client::ClientEvent;
+use porthole::ssm::client::{ClientEvent, ClientOptions};
 use porthole::ssm::codec::MAX_FRAME_LEN;
 use porthole::ssm::faults::FaultConfig;
 use sha2::{Digest, Sha256};
@@ -174,6 +174,59 @@ async fn bulk_arrived_exactly(term: &mut Term, start: usize, bytes: usize) {
         hex::encode(Sha256::digest(&unix)),
         expected,
         "output differs from what was printed"
+    );
+}
+
+/// A consumer that takes nothing for a while (the page of a background tab) does not stop the
+/// client reading its socket (issue 13, item 12). For the 10 s it takes no events, more than
+/// twice the client's ping timeout here (4 s without a pong), the service cuts the socket every
+/// 2 s: the client sees each close at once and resumes (each `ResumeSession` issues a token;
+/// without the fix it resumes twice, after a lost pong or a failed write), no socket is lost
+/// for want of a pong, and megabytes of output wait, held back. Once the consumer reads again,
+/// all of it arrives exactly.
+#[tokio::test]
+async fn a_consumer_that_takes_nothing_does_not_stop_the_socket_being_read() {
+    let emu =
+        emulator::start(|c| c.disconnect_every = Some(std::time::Duration::from_secs(2))).await;
+    let options = ClientOptions {
+        ping_interval: std::time::Duration::from_secs(1),
+        pong_timeout: std::time::Duration::from_secs(3),
+        ..ClientOptions::default()
+    };
+    let mut term = emu.open_with(NODE, options).await;
+    assert_eq!(term.run("echo ready").await.trim(), "ready");
+    let session = emu
+        .emulator
+        .state()
+        .registry
+        .get(&term.start.session_id)
+        .unwrap();
+    let start = term.output.len();
+    send_bulk(&term, 2_000_000).await;
+    let tokens = session.issued_tokens().len();
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let resumed = session.issued_tokens().len() - tokens;
+    println!("resumed {resumed} times during the pause");
+    assert!(
+        resumed >= 3,
+        "the socket was cut every 2 s for 10 s while the consumer took nothing, and the client \
+         resumed {resumed} times"
+    );
+    bulk_arrived_exactly(&mut term, start, 2_000_000).await;
+    assert_eq!(term.run("echo still-$((6*7))").await.trim(), "still-42");
+    let losses: Vec<&String> = term
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Reconnecting { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    // Without the fix the pings go unanswered while the consumer takes nothing: sockets are
+    // lost for want of a pong, or by writing to one the service has closed.
+    assert!(
+        !losses.iter().any(|e| e.contains("no pong")),
+        "a socket was lost for want of a pong: {losses:?}"
     );
 }
 

@@ -8,7 +8,9 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ssm::config::Credentials;
 use porthole::emulator::{EmulatorConfig, RunningEmulator};
 use porthole::ssm::channel::CloseReason;
-use porthole::ssm::client::{self, AwsClients, ClientEvent, ClientHandle, SessionStart};
+use porthole::ssm::client::{
+    self, AwsClients, ClientEvent, ClientHandle, ClientOptions, SessionStart,
+};
 
 /// A generous bound for anything a test waits for; waits end as soon as the event arrives.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -77,8 +79,12 @@ impl Emu {
     }
 
     pub async fn open(&self, target: &str) -> Term {
+        self.open_with(target, ClientOptions::default()).await
+    }
+
+    pub async fn open_with(&self, target: &str, options: ClientOptions) -> Term {
         let start = self.start_session(target).await;
-        Term::connect(start, self.aws.clone()).await
+        Term::connect_with(start, self.aws.clone(), options).await
     }
 }
 
@@ -92,7 +98,17 @@ pub struct Term {
 
 impl Term {
     pub async fn connect(start: SessionStart, aws: AwsClients) -> Self {
-        let handle = client::start(start.clone(), aws).await.unwrap();
+        Self::connect_with(start, aws, ClientOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        start: SessionStart,
+        aws: AwsClients,
+        options: ClientOptions,
+    ) -> Self {
+        let handle = client::start_with(start.clone(), aws, options)
+            .await
+            .unwrap();
         Self {
             start,
             handle,

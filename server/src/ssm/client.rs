@@ -1,7 +1,8 @@
 //! The data-channel client over a real WebSocket: the thin IO loop around the core's client
 //! role. One task per session owns the socket and the [`Channel`]; the caller talks to it
-//! through a [`ClientHandle`] (bounded queues both ways, so a slow consumer of output slows the
-//! reading of the SSM socket, and the pressure reaches the agent).
+//! through a [`ClientHandle`] (bounded queues both ways). A slow consumer of output does not
+//! stop the socket being read (pings, acknowledgements, closes): new output is held back
+//! unacknowledged instead, within a bounded buffer, and the pressure reaches the agent.
 //!
 //! On a socket error or close (including the service's 1000 "Bye"), the task calls
 //! `ssm:ResumeSession` for a fresh token and reconnects to the original stream URL with the same
@@ -25,7 +26,10 @@ use super::channel::{Channel, ChannelConfig, CloseReason, Event, HandshakeSummar
 use super::codec::MAX_FRAME_LEN;
 
 /// Events queued towards the caller. Output arrives in ≤ 1 KiB pieces, so 256 events bound
-/// what waits here to about 256 KiB; when the queue is full the socket is not read.
+/// what waits here to about 256 KiB. When the queue is full the socket is still read (pings,
+/// acknowledgements, closes), and new output is held back ([`Channel::hold_incoming`]): at most
+/// [`crate::ssm::channel::DEFAULT_HOLD_BYTES`] more is kept, the rest is left to the agent to
+/// send again.
 pub const EVENT_QUEUE: usize = 256;
 /// Commands queued from the caller (input pieces, resizes).
 pub const COMMAND_QUEUE: usize = 64;
@@ -161,12 +165,19 @@ pub struct ClientOptions {
     /// How long one message may go unacknowledged (socket open, publication running) before
     /// the session is given up and terminated; 5 minutes by default, as the official client.
     pub give_up_after: Duration,
+    /// How often the socket is pinged ([`PING_INTERVAL`] by default).
+    pub ping_interval: Duration,
+    /// How long past a ping interval without a pong the socket counts as dead
+    /// ([`PONG_TIMEOUT`] by default).
+    pub pong_timeout: Duration,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             give_up_after: super::channel::DEFAULT_GIVE_UP_AFTER,
+            ping_interval: PING_INTERVAL,
+            pong_timeout: PONG_TIMEOUT,
         }
     }
 }
@@ -191,10 +202,12 @@ pub async fn start_with(
     channel.socket_opened(std::time::Instant::now(), Some(&start.token));
     let task = Task {
         start,
+        options,
         aws,
         channel,
         events: events_tx,
         outbox: std::collections::VecDeque::new(),
+        refetch: false,
     };
     tokio::spawn(task.run(socket, commands_rx));
     Ok(ClientHandle {
@@ -205,15 +218,23 @@ pub async fn start_with(
 
 struct Task {
     start: SessionStart,
+    options: ClientOptions,
     aws: AwsClients,
     channel: Channel,
     events: mpsc::Sender<ClientEvent>,
     /// Events waiting for room in the queue, oldest first.
     outbox: std::collections::VecDeque<ClientEvent>,
+    /// Output was dropped beyond the hold buffer ([`Channel::take_hold_overflow`]): once the
+    /// consumer has taken everything waiting, the task resumes on a new socket, on which the
+    /// agent sends everything unacknowledged again.
+    refetch: bool,
 }
 
 enum Step {
     SocketLost(String),
+    /// Resume on a new socket to have the agent send again the output held back; the socket
+    /// is fine, so the consumer is not told.
+    Refetch,
     Done,
 }
 
@@ -221,6 +242,8 @@ impl Task {
     async fn run(mut self, first: Socket, mut commands: mpsc::Receiver<Command>) {
         let mut socket = Some(first);
         let mut attempt = 0u32;
+        // Whether the consumer was told of the outage (a refetch is not an outage).
+        let mut announced = false;
         loop {
             let Some(mut ws) = socket.take() else {
                 // Reconnect: ResumeSession for a token, then the original URL.
@@ -229,17 +252,19 @@ impl Task {
                     Ok(ws) => {
                         attempt = 0;
                         socket = Some(ws);
-                        self.emit(ClientEvent::Reconnected).await;
+                        if std::mem::take(&mut announced) {
+                            self.emit(ClientEvent::Reconnected);
+                        }
                         continue;
                     }
                     Err(Resume::Fatal(reason)) => {
-                        self.emit(ClientEvent::Closed(CloseReason::Local { reason }))
+                        self.finish(ClientEvent::Closed(CloseReason::Local { reason }))
                             .await;
                         return;
                     }
                     Err(Resume::Retry(error)) => {
-                        self.emit(ClientEvent::Reconnecting { attempt, error })
-                            .await;
+                        announced = true;
+                        self.emit(ClientEvent::Reconnecting { attempt, error });
                         tokio::time::sleep(backoff(attempt)).await;
                         continue;
                     }
@@ -252,8 +277,11 @@ impl Task {
                 }
                 Step::SocketLost(error) => {
                     info!(session_id = %self.start.session_id, %error, "data channel lost; resuming");
-                    self.emit(ClientEvent::Reconnecting { attempt: 0, error })
-                        .await;
+                    announced = true;
+                    self.emit(ClientEvent::Reconnecting { attempt: 0, error });
+                }
+                Step::Refetch => {
+                    debug!(session_id = %self.start.session_id, "resuming for the output held back");
                 }
             }
         }
@@ -290,22 +318,52 @@ impl Task {
             .map_err(Resume::Retry)?;
         self.channel
             .socket_opened(std::time::Instant::now(), Some(token));
+        // The agent sends everything unacknowledged again on the new socket.
+        self.refetch = false;
+        let _ = self.channel.take_hold_overflow();
         Ok(ws)
     }
 
-    async fn emit(&mut self, event: ClientEvent) {
-        // Used outside the main loop, where waiting for the consumer is fine.
-        for queued in self.outbox.drain(..) {
+    /// Queues `event` behind those waiting and hands over what the consumer has room for,
+    /// without waiting for it: a resume must not wait for a consumer that is busy (a page in
+    /// a background tab). A `Reconnecting` replaces one still waiting, so a long outage
+    /// queues one.
+    fn emit(&mut self, event: ClientEvent) {
+        if matches!(event, ClientEvent::Reconnecting { .. })
+            && matches!(self.outbox.back(), Some(ClientEvent::Reconnecting { .. }))
+        {
+            self.outbox.pop_back();
+        }
+        self.outbox.push_back(event);
+        while let Some(queued) = self.outbox.pop_front() {
+            match self.events.try_send(queued) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(queued)) => {
+                    self.outbox.push_front(queued);
+                    break;
+                }
+                // The consumer has gone.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.outbox.clear();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Queues the last event and waits until the consumer has taken everything.
+    async fn finish(&mut self, event: ClientEvent) {
+        self.outbox.push_back(event);
+        for queued in std::mem::take(&mut self.outbox) {
             if self.events.send(queued).await.is_err() {
                 return;
             }
         }
-        let _ = self.events.send(event).await; // the consumer may have gone
     }
 
     /// Runs one socket until it is lost or the session ends.
     async fn drive(&mut self, ws: &mut Socket, commands: &mut mpsc::Receiver<Command>) -> Step {
-        let mut ping = tokio::time::interval(PING_INTERVAL);
+        let mut ping = tokio::time::interval(self.options.ping_interval);
         ping.reset();
         let mut last_pong = Instant::now();
         loop {
@@ -324,10 +382,24 @@ impl Task {
                 return step;
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
-            let read_socket = self.outbox.len() < EVENT_QUEUE;
-            // Input is only taken while the socket is read too: writing while not reading is
-            // how two peers deadlock.
-            let read_commands = read_socket && self.channel.pending_bytes() < INPUT_HIGH_WATER;
+            // The socket is always read, so pings are answered, acknowledgements of our input
+            // arrive and a close is seen at once. While the consumer has no room, new output is
+            // held back instead: the next message is left unacknowledged (the agent sends it
+            // again), later ones are kept up to the channel's hold buffer, beyond it dropped
+            // unacknowledged. Those the agent would send again only one at a time (each once
+            // the one before is acknowledged), but all at once on a new socket: so after such
+            // an overflow, output stays held back until the consumer has taken everything
+            // waiting, then the task resumes. Resuming any earlier, the agent's resends would
+            // find no room and be dropped again, and again (that stalled the 20 MB
+            // faults-and-cuts test).
+            self.refetch |= self.channel.take_hold_overflow();
+            if self.refetch && self.outbox.is_empty() {
+                self.channel.hold_incoming(false);
+                return Step::Refetch;
+            }
+            self.channel
+                .hold_incoming(self.refetch || self.outbox.len() >= EVENT_QUEUE);
+            let read_commands = self.channel.pending_bytes() < INPUT_HIGH_WATER;
             tokio::select! {
                 permit = self.events.reserve(), if !self.outbox.is_empty() => match permit {
                     Ok(permit) => if let Some(event) = self.outbox.pop_front() { permit.send(event) },
@@ -345,7 +417,7 @@ impl Task {
                         debug!(error = %e, "command refused");
                     }
                 },
-                message = ws.next(), if read_socket => match message {
+                message = ws.next() => match message {
                     Some(Ok(Message::Binary(frame))) => {
                         if let Err(error) = self.channel.handle_incoming_bytes(&frame, std::time::Instant::now()) {
                             debug!(%error, "ignored a data-channel frame");
@@ -361,10 +433,10 @@ impl Task {
                 },
                 _ = sleep_until(timeout) => self.channel.handle_timeout(std::time::Instant::now()),
                 _ = ping.tick() => {
-                    if last_pong.elapsed() > PING_INTERVAL + PONG_TIMEOUT {
+                    if last_pong.elapsed() > self.options.ping_interval + self.options.pong_timeout {
                         return Step::SocketLost("no pong from the service".into());
                     }
-                                        let ping = ws.send(Message::Ping(Bytes::from_static(b"keepalive")));
+                    let ping = ws.send(Message::Ping(Bytes::from_static(b"keepalive")));
                     if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
                         return Step::SocketLost("ping failed".into());
                     }

@@ -217,6 +217,7 @@ pub async fn start(
     };
     let options = client::ClientOptions {
         give_up_after: Duration::from_secs(engine.config.sessions.retransmit_give_up_seconds),
+        ..client::ClientOptions::default()
     };
     let handle = match client::start_with(start, clients.clone(), options).await {
         Ok(handle) => handle,
