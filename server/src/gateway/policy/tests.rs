@@ -763,3 +763,103 @@ fn parameter_rules_and_shapes_are_checked() {
     assert!(check_parameters(&params(&[("command", &[&"é".repeat(4096)])])).is_ok());
     assert!(check_parameters(&params(&[("command", &[&"é".repeat(4097)])])).is_err());
 }
+
+#[test]
+fn the_aws_role_is_the_first_allowing_role_in_policy_order_that_names_one() {
+    let p = policy(
+        r#"
+[[roles]]
+name = "readonly"
+targets = [{ tags = ["env=dev"] }]
+aws_role_arn = "arn:aws:iam::111122223333:role/Dev"
+
+[[roles]]
+name = "plain"
+targets = [{ ids = ["*"] }]
+
+[[roles]]
+name = "prod"
+targets = [{ tags = ["env=prod"] }]
+aws_role_arn = "arn:aws:iam::444455556666:role/team/Prod"
+aws_external_id = "porthole"
+
+[[roles]]
+name = "fallback"
+targets = [{ ids = ["*"] }]
+aws_role_arn = "arn:aws:iam::444455556666:role/Fallback"
+"#,
+    );
+    // The person lists prod last; the policy's order decides, and a role without one
+    // ("plain") is skipped.
+    let alice = user(&["fallback", "plain", "prod", "readonly"]);
+    let d2 = p
+        .decide_start(
+            &alice,
+            &web1(),
+            DEFAULT_DOCUMENTS[0],
+            &NO_PARAMETERS,
+            REASON,
+        )
+        .unwrap();
+    let role = d2.aws_role.unwrap();
+    assert_eq!(role.arn, "arn:aws:iam::444455556666:role/team/Prod");
+    assert_eq!(role.external_id.as_deref(), Some("porthole"));
+    assert_eq!(d2.aws_role_from.as_deref(), Some("prod"));
+    // On a dev node: readonly comes first.
+    let d = p
+        .decide_start(&alice, &lab(), DEFAULT_DOCUMENTS[0], &NO_PARAMETERS, REASON)
+        .unwrap();
+    assert_eq!(
+        d.aws_role.unwrap().arn,
+        "arn:aws:iam::111122223333:role/Dev"
+    );
+    // Only "plain": the gateway's own credentials.
+    let d = p
+        .decide_start(
+            &user(&["plain"]),
+            &web1(),
+            DEFAULT_DOCUMENTS[0],
+            &NO_PARAMETERS,
+            REASON,
+        )
+        .unwrap();
+    assert!(d.aws_role.is_none());
+    // `policy check` says which.
+    let text = p
+        .explain(
+            &alice,
+            &web1(),
+            DEFAULT_DOCUMENTS[0],
+            &NO_PARAMETERS,
+            Some(REASON),
+        )
+        .render();
+    assert!(
+        text.contains("AWS role  arn:aws:iam::444455556666:role/team/Prod (from role prod"),
+        "{text}"
+    );
+}
+
+#[test]
+fn aws_role_settings_that_cannot_work_are_refused() {
+    for (role, says) in [
+        ("aws_role_arn = \"Prod\"", "is not an IAM role ARN"),
+        (
+            "aws_role_arn = \"arn:aws:iam::12345:role/Prod\"",
+            "is not an IAM role ARN",
+        ),
+        (
+            "aws_role_arn = \"arn:aws:iam::111122223333:user/Prod\"",
+            "is not an IAM role ARN",
+        ),
+        (
+            "aws_external_id = \"x-y\"",
+            "there is no aws_role_arn for it to go with",
+        ),
+    ] {
+        let text = format!("[[roles]]\nname = \"r\"\ntargets = [{{ ids = [\"*\"] }}]\n{role}\n");
+        let e = Policy::from_file_bytes(Path::new("policy.toml"), text.as_bytes()).unwrap_err();
+        assert!(e.contains(says), "{role}: {e}");
+        assert!(e.contains("roles[0].aws_"), "{role}: {e}");
+    }
+}
