@@ -520,7 +520,10 @@ fn the_explanation_goes_rule_by_rule() {
         )
         .render();
     assert!(
-        text.ends_with("ALLOWED by prod (sessions of at most 900 s)\n"),
+        text.ends_with(
+            "ALLOWED by prod (sessions of at most 900 s)\n\
+             AWS role  none: the gateway's own credentials\n"
+        ),
         "{text}"
     );
     let text = p

@@ -1,0 +1,130 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+//! The IAM policies of `deploy/iam` (docs/aws.md), linted with parliament (PyPI, offline) with no
+//! finding left, and checked for what Porthole needs of them: the gateway may assume the
+//! person roles with a source identity and tags, a person role may resume and end only its
+//! own sessions, and the trust policy lets the gateway set the source identity and tags.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn policy(name: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("deploy/iam").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The actions of every Allow statement.
+fn allowed(policy: &Value) -> Vec<String> {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(list) => list
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn parliament_finds_nothing_in_the_identity_policies() {
+    let venv = common::python::venv();
+    // Trust policies have a Principal and no Resource, which parliament (reading every file as
+    // an identity policy) reports as malformed: they are checked by the next test instead.
+    let out = Command::new(venv.join("bin/parliament"))
+        .current_dir(root())
+        .args([
+            "--directory",
+            "deploy/iam",
+            "--include_policy_extension",
+            "json",
+            "--exclude_pattern",
+            r".*-trust\.json",
+            "--minimum_severity",
+            "INFO",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "parliament ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And it does find things: a policy that allows everything is reported.
+    let out = Command::new(venv.join("bin/parliament"))
+        .args([
+            "--string",
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ssm:StartSesion","Resource":"*"}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a misspelt action is a finding");
+}
+
+#[test]
+fn the_policies_give_what_porthole_needs_and_no_more() {
+    let gateway = policy("gateway-policy.json");
+    let actions = allowed(&gateway);
+    for needed in [
+        "sts:AssumeRole",
+        "sts:SetSourceIdentity",
+        "sts:TagSession",
+        "ssm:DescribeInstanceInformation",
+        "ssm:ListTagsForResource",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == needed),
+            "the gateway needs {needed}"
+        );
+    }
+    assert!(
+        !actions.iter().any(|a| a == "ssm:StartSession"),
+        "the gateway starts sessions as the person, never as itself"
+    );
+    assert!(
+        actions.iter().all(|a| !a.contains('*')),
+        "no wildcard actions: {actions:?}"
+    );
+
+    let person = policy("person-role-policy.json");
+    let own = person["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "ResumeAndEndOwnSessionsOnly")
+        .unwrap();
+    assert_eq!(
+        own["Condition"]["StringLike"]["ssm:resourceTag/aws:ssmmessages:session-id"],
+        "${aws:userid}"
+    );
+
+    let trust = policy("person-role-trust.json");
+    let statement = &trust["Statement"][0];
+    assert!(
+        statement["Principal"]["AWS"]
+            .as_str()
+            .unwrap()
+            .ends_with(":role/porthole-gateway")
+    );
+    let trusted = allowed(&trust);
+    for needed in ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"] {
+        assert!(
+            trusted.iter().any(|a| a == needed),
+            "the trust policy needs {needed}"
+        );
+    }
+}
