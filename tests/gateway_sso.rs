@@ -364,6 +364,7 @@ async fn forged_and_broken_answers_are_refused_each_with_its_reason() {
     let mut browser = Browser::new();
     let start = browser.start(&gw, "/targets").await;
     let nonce = query_param(&start.location(), "nonce").unwrap();
+    let state = query_param(&start.location(), "state").unwrap();
     forger.answer(oidc::sign(&oidc::claims(&issuer, &nonce), "a", oidc::KEY_A));
     let wrong_state = browser
         .callback(&format!(
@@ -390,10 +391,11 @@ async fn forged_and_broken_answers_are_refused_each_with_its_reason() {
         no_flow.body
     );
     expected.push("no sign-in in progress".into());
-    // The provider sent the person back with an error.
+    // The provider sent the person back with an error (its state checked first: another
+    // browser's "error" says nothing).
     let declined = browser
         .callback(&format!(
-            "{}/auth/oidc/callback?error=access_denied&error_description=User+said+no",
+            "{}/auth/oidc/callback?error=access_denied&error_description=User+said+no&state={state}",
             gw.url
         ))
         .await;
@@ -449,6 +451,39 @@ async fn forged_and_broken_answers_are_refused_each_with_its_reason() {
 
 /// Makes an ID token from good claims, spoiling one thing.
 type Spoil = Box<dyn FnOnce(serde_json::Value) -> String>;
+
+/// Behind https the flow cookie is `__Host-` (Secure, `Path=/`, no `Domain`): no sibling
+/// subdomain can plant a flow of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_https_the_flow_cookie_is_host_only() {
+    let forger = Forger::start().await;
+    let issuer = forger.issuer.clone();
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.server.public_url = "https://porthole.example.com".into();
+        c.auth.oidc = Some(oidc::oidc_config(&issuer));
+    })
+    .await;
+    let start = Browser::new().start(&gw, "/targets").await;
+    assert_eq!(start.status, StatusCode::SEE_OTHER, "{}", start.body);
+    let cookie = start
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .next()
+        .unwrap();
+    assert!(cookie.starts_with("__Host-porthole_oidc_flow="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/;") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    assert_eq!(
+        query_param(&start.location(), "redirect_uri").as_deref(),
+        Some("https://porthole.example.com/auth/oidc/callback")
+    );
+    gw.stop().await;
+}
 
 /// A provider that is down when the first sign-in starts: a 502 page that says so, audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,6 +595,41 @@ async fn a_lax_cookie_still_refuses_cross_site_writes_and_sockets() {
         Err((status, _)) => assert_eq!(status, 403),
         Ok(_) => panic!("a cross-site WebSocket was let in"),
     }
+    // Lax sends the cookie on another site's top-level navigation: the API refuses what the
+    // browser says comes from elsewhere, GETs that write audit rows included; pages answer.
+    let cookie_header = format!("porthole_session={}", api.cookie.clone().unwrap());
+    let http = reqwest::Client::new();
+    for (path, site, status) in [
+        (
+            "/api/v1/recordings/search?q=secret",
+            "cross-site",
+            StatusCode::FORBIDDEN,
+        ),
+        ("/api/v1/me", "same-site", StatusCode::FORBIDDEN),
+        ("/api/v1/me", "same-origin", StatusCode::OK),
+        ("/api/v1/me", "none", StatusCode::OK),
+        ("/sessions", "cross-site", StatusCode::OK),
+    ] {
+        let answer = http
+            .get(format!("{}{path}", gw.url))
+            .header("cookie", &cookie_header)
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{path} from {site}");
+        if status == StatusCode::FORBIDDEN {
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "cross_site");
+        }
+    }
+    let searches = porthole::gateway::store::audit::list(&gw.state.engine.db, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "recording.search")
+        .count();
+    assert_eq!(searches, 0, "no search was made in alice's name");
     gw.stop().await;
 }
 

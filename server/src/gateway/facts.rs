@@ -123,6 +123,15 @@ impl Target {
     }
 }
 
+/// An IAM role the gateway assumes as a person (a policy role's `aws_role_arn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsRole {
+    /// Its ARN.
+    pub arn: String,
+    /// The external id its trust policy asks for.
+    pub external_id: Option<String>,
+}
+
 /// Checks a user name: a [`valid_name`], or an email address (`@` and `+` too), as single
 /// sign-on names people.
 pub fn valid_user_name(name: &str) -> bool {

@@ -96,7 +96,7 @@ pub async fn serve_state(
     let header_read_timeout = Duration::from_secs(state.config.server.read_timeout_seconds);
     let engine = state.engine.clone();
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
-    let sweeper = tokio::spawn(access::run(engine.clone()));
+    let sweeper = tokio::spawn(access::run(engine.clone(), state.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
     // Recordings whose upload failed (or never ran) are uploaded now, in the background.
     let leftovers = {

@@ -4,13 +4,13 @@
 //! `TerminateSession`) are signed with the assumed credentials, so its `Owner` in SSM — and
 //! CloudTrail's record of it — is `arn:aws:sts::ACCOUNT:assumed-role/ROLE/<person>`.
 //!
-//! Credentials are kept per (person, role ARN) and fetched again before they expire; a session
-//! that outlives them resumes with fresh ones (the SDK asks [`PersonCredentials`] at each
-//! call). They never leave this module but as signing keys: the audit log records the role
-//! ARN and the assumed-role ARN only.
+//! Each session has its own credentials, so that their session tags name it (CloudTrail's
+//! `AssumeRole` joins the Porthole session by `porthole:session-id`), fetched again before they
+//! expire: a session that outlives them resumes with fresh ones (the SDK asks
+//! [`PersonCredentials`] at each call). They never leave this module but as signing keys: the
+//! audit log records the role ARN and the assumed-role ARN only.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -19,7 +19,7 @@ use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::types::Tag;
 
 use super::{AwsClients, Failure};
-use crate::gateway::policy::AwsRole;
+use crate::gateway::facts::AwsRole;
 
 /// Credentials are fetched again when less than this is left of them (or a quarter of their
 /// life, when that is shorter).
@@ -65,14 +65,14 @@ pub struct Tags {
     pub reason_sha256: String,
 }
 
-/// The credentials of one (person, role): fetched with `sts:AssumeRole`, kept, fetched again
-/// before they expire.
+/// The credentials of one session as its person: fetched with `sts:AssumeRole`, kept, fetched
+/// again before they expire.
 #[derive(Debug)]
 pub struct PersonCredentials {
     sts: aws_sdk_sts::Client,
     role: AwsRole,
     person: String,
-    tags: Mutex<Tags>,
+    tags: Tags,
     cached: tokio::sync::Mutex<Option<(Credentials, SystemTime, Duration)>>,
 }
 
@@ -88,11 +88,7 @@ impl PersonCredentials {
                 return Ok(credentials.clone());
             }
         }
-        let tags = self
-            .tags
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let tags = &self.tags;
         let name = session_name(&self.person);
         let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
         let tags = [
@@ -191,11 +187,10 @@ impl ProvideCredentials for Provider {
     }
 }
 
-/// The gateway's assumer: one STS client (its own credentials), the kept credentials.
+/// The gateway's assumer: one STS client, with the gateway's own credentials.
 #[derive(Debug)]
 pub struct Assumer {
     sts: aws_sdk_sts::Client,
-    kept: Mutex<HashMap<(String, String), Arc<PersonCredentials>>>,
 }
 
 /// A session's AWS clients as the person, and who that is.
@@ -212,14 +207,11 @@ pub struct AsPerson {
 impl Assumer {
     /// An assumer whose STS calls are made with `sdk`'s credentials (the gateway's own).
     pub fn new(sts: aws_sdk_sts::Client) -> Self {
-        Self {
-            sts,
-            kept: Mutex::new(HashMap::new()),
-        }
+        Self { sts }
     }
 
-    /// `base` re-signed as `person` with `role`: credentials are fetched now (so a refusal
-    /// fails the start), and fetched again as they near their end.
+    /// `base` re-signed as `person` with `role` for one session (`tags` name it): credentials
+    /// are fetched now (so a refusal fails the start), and again as they near their end.
     pub async fn as_person(
         &self,
         base: &AwsClients,
@@ -227,28 +219,13 @@ impl Assumer {
         role: &AwsRole,
         tags: Tags,
     ) -> Result<AsPerson, Failure> {
-        let credentials = {
-            let mut kept = self
-                .kept
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let key = (person.to_owned(), role.arn.clone());
-            let entry = kept.entry(key).or_insert_with(|| {
-                Arc::new(PersonCredentials {
-                    sts: self.sts.clone(),
-                    role: role.clone(),
-                    person: person.to_owned(),
-                    tags: Mutex::new(tags.clone()),
-                    cached: tokio::sync::Mutex::new(None),
-                })
-            });
-            // The next fetch is tagged with the session that asked last.
-            *entry
-                .tags
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = tags;
-            entry.clone()
-        };
+        let credentials = Arc::new(PersonCredentials {
+            sts: self.sts.clone(),
+            role: role.clone(),
+            person: person.to_owned(),
+            tags,
+            cached: tokio::sync::Mutex::new(None),
+        });
         credentials.get().await?;
         let conf = base
             .ssm

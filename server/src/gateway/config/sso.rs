@@ -139,10 +139,20 @@ impl OidcConfig {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = self.issuer_url.trim();
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
+        // Plain http lets anyone on the path swap the provider's keys: loopback only.
+        let local_http = url.strip_prefix("http://").is_some_and(|rest| {
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
+            let host = if host.ends_with(']') {
+                host
+            } else {
+                host.rsplit_once(':').map_or(host, |(h, _)| h)
+            };
+            matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        });
+        if !(url.starts_with("https://") || local_http) {
             return Err(ConfigError(format!(
                 "auth.oidc.issuer_url must start with https:// (or http:// for a provider on this \
-                 machine), got {url:?}"
+                 machine: 127.0.0.1, localhost, [::1]), got {url:?}"
             )));
         }
         if self.client_id.trim().is_empty() {

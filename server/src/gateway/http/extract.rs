@@ -223,12 +223,30 @@ pub fn origin_ok(headers: &HeaderMap, expected: &str) -> bool {
 }
 
 /// Middleware: every request that is not GET, HEAD or OPTIONS must carry the gateway's own
-/// `Origin` (403 `bad_origin` otherwise), sign-in included.
+/// `Origin` (403 `bad_origin` otherwise), sign-in included. And the API answers no request a
+/// browser says comes from another site (`Sec-Fetch-Site: cross-site` or `same-site`), GETs
+/// included: the sign-in cookie is `SameSite=Lax`, so another site's top-level navigation
+/// carries it, and some GETs write audit rows (a recording read, a search) in the person's name.
+/// Pages stay reachable from other sites (links from chat, tickets, alerts).
 pub async fn origin_guard(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let from_elsewhere = request
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site == "cross-site" || site == "same-site");
+    if from_elsewhere && request.uri().path().starts_with("/api/") {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "the API answers this gateway's own pages only (the browser says this request \
+             comes from another site)",
+        )
+        .into_response();
+    }
     let safe = matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod layout;
 pub mod openapi;
 pub mod pages;
 pub mod request_id;

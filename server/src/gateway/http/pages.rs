@@ -32,6 +32,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::audit::{self as audit_api, Params};
 use super::error::ApiError;
 use super::extract::{SignedIn, client_of, signed_in};
+use super::layout::{Layout, encode_component, local_path};
 use super::state::AppState;
 use crate::gateway::policy;
 use crate::gateway::sessions::{self, engine};
@@ -76,66 +77,6 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 // ---------------------------------------------------------------------------------------------
 // Shared layout
-
-/// What the shared layout (`base.html`) shows: the signed-in user, the CSRF token, which
-/// navigation entry is current, and the page's script.
-#[derive(Debug)]
-pub(super) struct Layout {
-    /// The signed-in user's name; `None` on the sign-in page.
-    pub(super) user: Option<String>,
-    /// Their roles, for the header.
-    pub(super) roles: String,
-    /// The CSRF token of this sign-in, for `<meta name="csrf-token">`.
-    pub(super) csrf_token: Option<String>,
-    /// `targets`, `sessions` or empty: the current navigation entry.
-    pub(super) nav: &'static str,
-    /// The label of the sessions entry ("My sessions", or "Sessions" for those who see all).
-    pub(super) sessions_label: &'static str,
-    /// The page's module under `/assets/` (e.g. `targets.js`); empty for none.
-    pub(super) script: &'static str,
-    /// Whether the navigation shows the audit log (admins and auditors).
-    pub(super) show_audit: bool,
-    /// Whether the navigation shows everyone's live sessions (observe or terminate grants).
-    pub(super) show_live: bool,
-}
-
-impl Layout {
-    pub(super) fn signed_out(script: &'static str) -> Self {
-        Self {
-            user: None,
-            roles: String::new(),
-            csrf_token: None,
-            nav: "",
-            sessions_label: "",
-            script,
-            show_audit: false,
-            show_live: false,
-        }
-    }
-
-    fn signed_in(signed: &SignedIn, nav: &'static str, script: &'static str) -> Self {
-        Self {
-            user: Some(signed.user.name.clone()),
-            roles: signed
-                .user
-                .roles
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            csrf_token: Some(signed.csrf_token.clone()),
-            nav,
-            sessions_label: if policy::sees_all_sessions(&signed.user) {
-                "Sessions"
-            } else {
-                "My sessions"
-            },
-            script,
-            show_audit: audit_api::may_read_audit(&signed.user),
-            show_live: policy::oversees_live_sessions(&signed.user),
-        }
-    }
-}
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -383,30 +324,6 @@ async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, De
         }
         Err(e) => Err(Denied::Error(e)),
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub(super) fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `next` when it is a path on this gateway (not another site, not a scheme-relative URL).
-pub(super) fn local_path(next: Option<&String>) -> Option<String> {
-    let next = next?;
-    let local = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && next.len() <= 2048
-        && !next.chars().any(|c| c.is_control() || c == '\\');
-    local.then(|| next.clone())
 }
 
 /// Node names by id, best effort: an empty map when AWS is slow or failing (pages then show

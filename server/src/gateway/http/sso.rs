@@ -17,14 +17,26 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::auth::session_cookie;
 use super::extract::{client_of, cookie, peer_of};
-use super::pages::{Layout, local_path};
+use super::layout::{Layout, local_path};
 use super::state::AppState;
 use crate::gateway::identity::oidc::{Callback, FLOW_SECONDS, OidcError};
 use crate::gateway::identity::proxy::{ProxyError, ProxyHeaders};
 use crate::gateway::sessions::{engine, upkeep};
 
-/// The flow cookie's name; it is sent only to `/auth/oidc/`.
+/// The flow cookie's name over plain http; it is sent only to `/auth/oidc/`.
 pub const FLOW_COOKIE: &str = "porthole_oidc_flow";
+/// Its name behind https: `__Host-` (Secure, `Path=/`, no `Domain`), so that no sibling
+/// subdomain can plant a flow of its own (a sign-in as someone else).
+pub const SECURE_FLOW_COOKIE: &str = "__Host-porthole_oidc_flow";
+
+/// The flow cookie's name for this gateway.
+fn flow_cookie_name(state: &AppState) -> &'static str {
+    if state.config.secure_cookies() {
+        SECURE_FLOW_COOKIE
+    } else {
+        FLOW_COOKIE
+    }
+}
 
 #[derive(Template)]
 #[template(path = "sso_error.html")]
@@ -39,13 +51,14 @@ struct SsoErrorPage {
 /// The flow cookie: `SameSite=Lax`, so that it comes back with the provider's redirect (a
 /// top-level GET from another site).
 fn flow_cookie(state: &AppState, value: &str, max_age: u64) -> HeaderValue {
-    let secure = if state.config.secure_cookies() {
-        "; Secure"
+    let (path, secure) = if state.config.secure_cookies() {
+        ("/", "; Secure")
     } else {
-        ""
+        ("/auth/oidc/", "")
     };
     let text = format!(
-        "{FLOW_COOKIE}={value}; Path=/auth/oidc/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
+        flow_cookie_name(state)
     );
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -78,7 +91,7 @@ fn failure_page(state: &AppState, status: StatusCode, message: String, next: &st
         layout: Layout::signed_out(""),
         status: status.as_u16(),
         message,
-        retry: format!("/login?next={}", super::pages::encode_component(next)),
+        retry: format!("/login?next={}", super::layout::encode_component(next)),
     };
     let mut response = match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
@@ -92,11 +105,12 @@ fn failure_page(state: &AppState, status: StatusCode, message: String, next: &st
     response
 }
 
+/// 303 to `to`; to `/targets` when `to` cannot be a header (a path with characters a header
+/// may not hold), never a redirect without a place.
 fn see_other(to: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(value) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(LOCATION, value);
-    }
+    let value = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/targets"));
+    response.headers_mut().insert(LOCATION, value);
     response
 }
 
@@ -190,7 +204,7 @@ pub async fn callback(
     // Parameters that do not parse are as if absent: the flow's checks then refuse it.
     let callback = query.map(|Query(c)| c).unwrap_or_default();
     let client = client_of(&parts);
-    let flow = cookie(&parts.headers, FLOW_COOKIE).filter(|v| !v.is_empty());
+    let flow = cookie(&parts.headers, flow_cookie_name(&state)).filter(|v| !v.is_empty());
     let finished = match state
         .identity
         .oidc_callback(flow.as_deref(), &callback, &client)

@@ -20,6 +20,11 @@ use crate::gateway::facts::User;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::{DbError, now_ms};
 
+/// `login.failed` rows of single sign-on (their detail's `method`), which the password limits
+/// do not count: a provider that is down must not lock the break-glass password out.
+const SSO_OIDC: &str = "%\"method\":\"oidc\"%";
+const SSO_PROXY: &str = "%\"method\":\"proxy\"%";
+
 /// A token that is still good: the user (roles and grants resolved), the login row and its
 /// CSRF token.
 #[derive(Debug, Clone)]
@@ -208,22 +213,28 @@ impl Identity {
         let read = |e| DbError::new("count failed sign-ins", e);
         let pair = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(MAX(at), 0) AS latest FROM audit_events \
-             WHERE type = $1 AND actor = $2 AND client_addr = $3 AND at > $4",
+             WHERE type = $1 AND actor = $2 AND client_addr = $3 AND at > $4 \
+             AND detail NOT LIKE $5 AND detail NOT LIKE $6",
         )
         .bind(kind::LOGIN_FAILED)
         .bind(name)
         .bind(addr)
         .bind(since)
+        .bind(SSO_OIDC)
+        .bind(SSO_PROXY)
         .fetch_one(self.db.pool())
         .await
         .map_err(read)?;
         let by_addr = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(MIN(at), 0) AS oldest FROM audit_events \
-             WHERE type = $1 AND client_addr = $2 AND at > $3",
+             WHERE type = $1 AND client_addr = $2 AND at > $3 \
+             AND detail NOT LIKE $4 AND detail NOT LIKE $5",
         )
         .bind(kind::LOGIN_FAILED)
         .bind(addr)
         .bind(since)
+        .bind(SSO_OIDC)
+        .bind(SSO_PROXY)
         .fetch_one(self.db.pool())
         .await
         .map_err(read)?;
@@ -246,21 +257,6 @@ impl Identity {
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 64 || password.len() > users::MAX_PASSWORD {
             return Err(SignInError::InvalidCredentials);
-        }
-        if !self.auth.local && !self.auth.local_break_glass.contains(&name) {
-            let mut tx = self.db.begin_write().await?;
-            audit::append(
-                &mut tx.tx,
-                &Event::new(kind::LOGIN_FAILED, &name, client)
-                    .detail(json!({"method": "password", "why": "password sign-in turned off"})),
-            )
-            .await?;
-            tx.commit().await?;
-            let other = match &self.auth.oidc {
-                Some(oidc) => format!("\"Sign in with {}\"", oidc.display_name),
-                None => "the company sign-in in front of this gateway".to_owned(),
-            };
-            return Err(SignInError::LocalDisabled(other));
         }
         let max = i64::from(self.auth.max_failed_logins);
         let max_addr = i64::from(self.auth.max_failed_logins_per_address);
@@ -293,6 +289,23 @@ impl Identity {
         };
         if failures.addr >= max_addr {
             return Err(addr_limited());
+        }
+        // Password sign-in turned off: refused after the limits above, so that the refusal
+        // (which tells break-glass names apart) cannot be asked without bound.
+        if !self.auth.local && !self.auth.local_break_glass.contains(&name) {
+            let mut tx = self.db.begin_write().await?;
+            audit::append(
+                &mut tx.tx,
+                &Event::new(kind::LOGIN_FAILED, &name, client)
+                    .detail(json!({"method": "password", "why": "password sign-in turned off"})),
+            )
+            .await?;
+            tx.commit().await?;
+            let other = match &self.auth.oidc {
+                Some(oidc) => format!("\"Sign in with {}\"", oidc.display_name),
+                None => "the company sign-in in front of this gateway".to_owned(),
+            };
+            return Err(SignInError::LocalDisabled(other));
         }
         // Attempts still being checked count with the recorded failures: without them,
         // parallel attempts would all read the same count and all pass.

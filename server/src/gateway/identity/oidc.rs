@@ -455,16 +455,17 @@ impl Oidc {
             })
             .map(|data| data.claims)
             .ok_or(OidcError::NoFlow)?;
+        // The state first: an answer that is not this browser's says nothing, not even an error.
+        let state = callback.state.as_deref().unwrap_or_default();
+        if !same(state.as_bytes(), flow.state.as_bytes()) {
+            return Err(OidcError::StateMismatch);
+        }
         if let Some(error) = &callback.error {
             let text = match &callback.error_description {
                 Some(d) if !d.is_empty() => format!("{error}: {d}"),
                 _ => error.clone(),
             };
             return Err(OidcError::Refused(clip(&text, 300)));
-        }
-        let state = callback.state.as_deref().unwrap_or_default();
-        if !same(state.as_bytes(), flow.state.as_bytes()) {
-            return Err(OidcError::StateMismatch);
         }
         let code = callback
             .code

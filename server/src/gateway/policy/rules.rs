@@ -272,14 +272,7 @@ pub struct RoleDef {
     pub aws_role: Option<AwsRole>,
 }
 
-/// An IAM role to assume as the person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsRole {
-    /// Its ARN.
-    pub arn: String,
-    /// The external id its trust policy asks for.
-    pub external_id: Option<String>,
-}
+pub use crate::gateway::facts::AwsRole;
 
 impl RoleDef {
     /// Whether some selector selects `target`.

@@ -461,11 +461,17 @@ pub async fn revoke_unreachable(engine: &Engine, user: &User, why: &str) -> usiz
         }
         let facts = match engine.targets.find(&engine.aws, &live.target).await {
             Ok(Some(target)) => target,
-            // Unknown or unlisted now: judged by its id alone, as a start would be.
-            Ok(None) | Err(_) => Target::unknown(&live.target),
+            // Not listed any more: judged by its id alone, as a start would be.
+            Ok(None) => Target::unknown(&live.target),
+            // AWS failed for a moment: its tags are unknown, so nothing is decided on them
+            // (the access sweep looks again in a few seconds).
+            Err(e) => {
+                tracing::warn!(session = %live.id, "cannot check what its owner reaches: {e}");
+                continue;
+            }
         };
         if !in_force.reaches(user, &facts) {
-            super::upkeep::revoke(&live, why).await;
+            super::upkeep::revoke(engine, &live, why).await;
             ended += 1;
         }
     }
@@ -504,13 +510,16 @@ pub async fn terminate(
     .await?;
     tx.commit().await?;
     live.ending(&format!("terminated by {}", user.name)).await;
-    live.aws
-        .ssm
-        .terminate_session()
-        .session_id(&live.ssm_session_id)
-        .send()
+    // As the person when a role was assumed for them (CloudTrail names them), else, or when
+    // that fails, as the gateway.
+    live.terminate_at_ssm(engine, live::Credentials::Session)
         .await
-        .map_err(|e| Error::Upstream(aws::Failure::of("TerminateSession", &e)))?;
+        .map_err(|detail| {
+            Error::Upstream(aws::Failure {
+                summary: "TerminateSession was refused by AWS or failed".into(),
+                detail: format!("TerminateSession: {detail}"),
+            })
+        })?;
     Ok(())
 }
 

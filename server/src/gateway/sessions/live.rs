@@ -277,6 +277,50 @@ impl LiveSession {
     }
 }
 
+/// Whose credentials sign a `TerminateSession` first (the other's are tried when they fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// The gateway's own: limits, revocations, shutdown.
+    Gateway,
+    /// The session's (the person's, when a role was assumed for them): a person ending their
+    /// own session, so that CloudTrail names them.
+    Session,
+}
+
+impl LiveSession {
+    /// `TerminateSession` of this session at SSM, signed first as `first` says, then the other
+    /// way when that fails; AWS's words when both failed.
+    pub async fn terminate_at_ssm(
+        &self,
+        engine: &Engine,
+        first: Credentials,
+    ) -> Result<(), String> {
+        let live = self;
+        let own = engine.clients(&live.region);
+        let order: [Option<&AwsClients>; 2] = match first {
+            Credentials::Gateway => [own, Some(&live.aws)],
+            Credentials::Session => [Some(&live.aws), own],
+        };
+        let mut last = String::from("no AWS clients for the session's region");
+        for clients in order.into_iter().flatten() {
+            match clients
+                .ssm
+                .terminate_session()
+                .session_id(&live.ssm_session_id)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    last = aws_message(&e);
+                    tracing::warn!(session = %live.id, "TerminateSession failed: {last}");
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
 /// The live sessions of this gateway.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -778,16 +822,11 @@ impl Task {
     async fn terminate(&mut self, how: String) {
         tracing::info!(session = %self.spawn.id, "ending: {how}");
         self.ending = Some(how);
-        let sent = self
-            .spawn
-            .aws
-            .ssm
-            .terminate_session()
-            .session_id(&self.spawn.ssm_session_id)
-            .send()
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(session = %self.spawn.id, "TerminateSession failed: {}", aws_message(&e));
+        if let Some(live) = self.state.live.get(&self.spawn.id) {
+            // A limit ends it: the gateway's own credentials first (logged when both fail).
+            let _ = live
+                .terminate_at_ssm(&self.state, Credentials::Gateway)
+                .await;
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Engine;
+use super::live::Credentials;
 use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit;
 use crate::gateway::store::db::{self, DbError};
@@ -80,36 +81,19 @@ pub async fn heartbeat(engine: Arc<Engine>) {
 pub const ACCESS_REVOKED: &str = "access revoked";
 
 /// Ends `live` because its owner lost access to it: its end is recorded as `why` ("access
-/// revoked"), then `TerminateSession` is called.
-pub async fn revoke(live: &super::live::LiveSession, why: &str) {
+/// revoked"), then `TerminateSession` is called with the gateway's own credentials (a
+/// revocation must not depend on the person's, which may be revoked or expired).
+pub async fn revoke(engine: &Engine, live: &super::live::LiveSession, why: &str) {
     tracing::info!(session = %live.id, owner = live.user_id, "ending a session: {why}");
     live.ending(why).await;
-    let sent = live
-        .aws
-        .ssm
-        .terminate_session()
-        .session_id(&live.ssm_session_id)
-        .send()
-        .await;
-    if let Err(e) = sent {
-        tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
-    }
+    let _ = live.terminate_at_ssm(engine, Credentials::Gateway).await; // logged
 }
 
 /// Terminates every live session and waits (a bounded time) for their ends to be recorded.
 pub async fn end_all(engine: &Engine, why: &str) {
     for live in engine.live.all() {
         live.ending(why).await;
-        let sent = live
-            .aws
-            .ssm
-            .terminate_session()
-            .session_id(&live.ssm_session_id)
-            .send()
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(session = %live.id, "TerminateSession failed: {}", aws_message(&e));
-        }
+        let _ = live.terminate_at_ssm(engine, Credentials::Gateway).await; // logged
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !engine.live.is_empty() && tokio::time::Instant::now() < deadline {
