@@ -133,7 +133,13 @@ async fn target_of(
 ) -> Result<(Target, &'static str), String> {
     let offline = request.name.is_some() || request.region.is_some() || !request.tags.is_empty();
     if !offline {
-        let aws = crate::gateway::aws::aws_clients(config).await;
+        let sts = crate::gateway::aws::sts_client(config).await;
+        let own = if config.aws.accounts.is_empty() {
+            crate::gateway::aws::aws_clients(config).await
+        } else {
+            crate::gateway::aws::Regions::new()
+        };
+        let aws = crate::gateway::aws::accounts::accounts(config, own, &sts).await;
         let regions = config.aws.all_regions().join(", ");
         return match targets::lookup(&aws, &request.target).await? {
             Some(target) => Ok((target, "from AWS")),
@@ -168,6 +174,7 @@ async fn target_of(
             platform: String::new(),
             ping_status: String::new(),
             region,
+            account: String::new(),
             tags,
         },
         "as given",

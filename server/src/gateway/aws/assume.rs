@@ -19,7 +19,7 @@ use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::types::Tag;
 
 use super::{AwsClients, Failure};
-use crate::gateway::policy::AwsRole;
+use crate::gateway::facts::AwsRole;
 
 /// Credentials are fetched again when less than this is left of them (or a quarter of their
 /// life, when that is shorter).
@@ -145,7 +145,7 @@ impl PersonCredentials {
 /// Words for an STS refusal that name what is missing, without AWS's text (which names
 /// accounts): `AssumeRole was refused by AWS (AccessDenied): the role's trust policy does not
 /// let the gateway sts:SetSourceIdentity`.
-fn refusal<E>(e: &E) -> Failure
+pub(super) fn refusal<E>(e: &E) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error,
 {
