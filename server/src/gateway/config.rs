@@ -854,6 +854,54 @@ mod tests {
     }
 
     #[test]
+    fn accounts_take_the_aws_regions_unless_they_name_their_own_and_mistakes_name_the_key() {
+        let base = "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n\
+                    [aws]\nregions = [\"us-east-1\", \"eu-west-1\"]\n";
+        let account = |extra: &str| {
+            format!(
+                "{base}[[aws.accounts]]\nname = \"prod\"\n\
+                 role_arn = \"arn:aws:iam::111111111111:role/Porthole\"\n{extra}"
+            )
+        };
+        let c = Config::from_toml_and_env(&account(""), env(&[])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.aws.account_regions(&c.aws.accounts[0]),
+            ["us-east-1", "eu-west-1"]
+        );
+        let c =
+            Config::from_toml_and_env(&account("regions = [\"ap-south-1\"]\n"), env(&[])).unwrap();
+        assert_eq!(c.aws.account_regions(&c.aws.accounts[0]), ["ap-south-1"]);
+        for (extra, says) in [
+            (
+                "regions = []\n",
+                "aws.accounts[0].regions: name at least one region",
+            ),
+            ("external_id = \"x\"\n", "aws.accounts[0].external_id"),
+            (
+                "[[aws.accounts]]\nname = \"prod\"\n\
+                 role_arn = \"arn:aws:iam::222222222222:role/Porthole\"\n",
+                "aws.accounts[1].name: the account \"prod\" is configured twice",
+            ),
+            (
+                "[[aws.accounts]]\nname = \"Staging\"\n\
+                 role_arn = \"arn:aws:iam::222222222222:role/Porthole\"\n",
+                "aws.accounts[1].name: account names are",
+            ),
+            (
+                "[[aws.accounts]]\nname = \"staging\"\nrole_arn = \"Porthole\"\n",
+                "aws.accounts[1].role_arn: \"Porthole\" is not an IAM role ARN",
+            ),
+        ] {
+            let e = match Config::from_toml_and_env(&account(extra), env(&[])) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+    }
+
+    #[test]
     fn nested_sections_take_one_more_separator() {
         let c = Config::from_toml_and_env(
             "",
