@@ -10,7 +10,7 @@ mod common;
 
 use common::api::Api;
 use common::audit_log::wait_for_events_of;
-use common::gateway::{self, Backend, Gateway};
+use common::gateway::{self, Backend, Gateway, both_backends};
 use porthole::emulator::EmulatorConfig;
 use porthole::emulator::nodes::Node;
 use porthole::gateway::config::{AccountConfig, Config, PolicyConfig};
@@ -264,9 +264,8 @@ async fn aws_role_arns_pick_the_accounts_role_and_the_session_works() {
 
 /// No role of the person's own: the session starts with the account's role (the gateway's
 /// session in it), and a gateway that restarts terminates it with that account's clients.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_in_the_second_account_runs_and_is_reconciled_there() {
-    let gw = gateway::start_with(Backend::Sqlite, place_nodes, accounts).await;
+async fn a_session_in_the_second_account_runs_and_is_reconciled_there(backend: Backend) {
+    let gw = gateway::start_with(backend, place_nodes, accounts).await;
     let mut alice = signed_in(&gw, "alice", Role::Operator).await;
     let id = alice.open(STAGING_NODE, REASON).await;
     let ssm_id = gw
@@ -305,3 +304,4 @@ async fn a_session_in_the_second_account_runs_and_is_reconciled_there() {
     );
     gw.stop().await;
 }
+both_backends!(a_session_in_the_second_account_runs_and_is_reconciled_there);
