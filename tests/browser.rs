@@ -619,3 +619,64 @@ async fn pages_and_assets_over_http() {
     }
     gw.stop().await;
 }
+
+/// Several accounts (issue 15): the targets page shows each node's account, and says which
+/// account could not be listed and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_page_shows_accounts_and_the_unavailable_one() {
+    use porthole::emulator::nodes::Node;
+    use porthole::gateway::config::AccountConfig;
+    const STAGING_ROLE: &str = "arn:aws:iam::222222222222:role/PortholeGateway";
+    let gw = gateway::start_with(
+        Backend::Sqlite,
+        |e| {
+            e.nodes
+                .push(Node::new("i-0000000000000a001", "prod-web").in_account("111111111111"));
+            e.sts.deny_roles = vec![STAGING_ROLE.into()];
+        },
+        |c| {
+            c.aws.accounts = vec![
+                AccountConfig {
+                    name: "prod".into(),
+                    role_arn: "arn:aws:iam::111111111111:role/PortholeGateway".into(),
+                    external_id: None,
+                    regions: None,
+                },
+                AccountConfig {
+                    name: "staging".into(),
+                    role_arn: STAGING_ROLE.into(),
+                    external_id: None,
+                    regions: None,
+                },
+            ];
+        },
+    )
+    .await;
+    gw.user("alice", &[Role::Operator]).await;
+    assert_assets_built(&gw).await;
+    let b = Browser::start().await;
+    b.sign_in(&gw.url, "alice", PASSWORD).await;
+    b.wait_for_shown("tr[data-target='i-0000000000000a001']")
+        .await;
+    let account = b
+        .client
+        .find(Locator::Css(
+            "tr[data-target='i-0000000000000a001'] td.account",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(account, "prod");
+    b.wait_for_shown("#targets th.account").await;
+    let notice = b
+        .wait_for_text(
+            "#targets-unavailable",
+            "account staging, us-east-1: AssumeRole was refused by AWS (AccessDenied)",
+        )
+        .await;
+    assert!(!notice.contains("222222222222"), "{notice}");
+    b.close().await;
+    gw.stop().await;
+}

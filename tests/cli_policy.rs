@@ -459,3 +459,43 @@ async fn user_changes_from_the_command_line_are_audited_beside_a_running_gateway
     assert!(out.status.success(), "{out:?}");
     gw.stop().await;
 }
+
+/// Several accounts (issue 15): `--account` checks an `accounts` selector offline, and the
+/// AWS role line names the account's own role from `aws_role_arns`.
+#[test]
+fn check_takes_the_targets_account_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(
+        dir.path(),
+        "[[roles]]\nname = \"prod-oncall\"\ntargets = [{ accounts = [\"prod*\"] }]\n\
+         aws_role_arn = \"arn:aws:iam::333333333333:role/Default\"\n\
+         aws_role_arns = { prod = \"arn:aws:iam::111111111111:role/ProdOncall\" }\n",
+        "",
+    );
+    let args = |account: &str| {
+        check(
+            &config,
+            &[
+                "alice",
+                "i-0abc123",
+                "--roles",
+                "prod-oncall",
+                "--account",
+                account,
+            ],
+        )
+    };
+    let (code, out, err) = args("prod");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("targets[0] accounts prod*: matches"), "{out}");
+    assert!(
+        out.contains("AWS role  arn:aws:iam::111111111111:role/ProdOncall (from role prod-oncall"),
+        "{out}"
+    );
+    let (code, out, err) = args("staging");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("the account staging does not match prod*"),
+        "{out}"
+    );
+}

@@ -29,7 +29,15 @@ async fn sdk(url: &str, credentials: Credentials) -> aws_config::SdkConfig {
 
 #[tokio::test]
 async fn assumed_keys_own_the_sessions_they_start() {
-    let emu = emulator::start(|_| {}).await;
+    // The node is in the role's account: only callers of that account see and reach it.
+    let emu = emulator::start(|c| {
+        for node in &mut c.nodes {
+            if node.id == NODE {
+                node.account = Some("111122223333".into());
+            }
+        }
+    })
+    .await;
     let url = emu.emulator.url();
     let gateway = sdk(
         &url,
@@ -86,6 +94,31 @@ async fn assumed_keys_own_the_sessions_they_start() {
         .unwrap();
     assert_eq!(who.arn(), Some(assumed_arn));
     assert_eq!(who.account(), Some("111122223333"));
+    let ids = |ssm: aws_sdk_ssm::Client| async move {
+        let listed = ssm.describe_instance_information().send().await.unwrap();
+        listed
+            .instance_information_list()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    // Each account sees its own nodes only; another account's node is no target.
+    assert_eq!(ids(aws_sdk_ssm::Client::new(&person)).await, [NODE]);
+    assert!(
+        !ids(aws_sdk_ssm::Client::new(&gateway))
+            .await
+            .contains(&NODE.to_owned())
+    );
+    let refused = aws_sdk_ssm::Client::new(&gateway)
+        .start_session()
+        .target(NODE)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("InvalidTarget")
+    );
     let ssm = aws_sdk_ssm::Client::new(&person);
     let start = emulator::start_session(&ssm, NODE, "INC-1 as alice").await;
     // Named after the role session (the emulator keeps the characters every SDK accepts).

@@ -157,7 +157,8 @@ async fn targets_are_listed_by_role(backend: Backend) {
     assert_eq!(
         *web,
         json!({"id": NODE, "name": "web-1", "platform": "Linux", "ping_status": "Online",
-               "region": "us-east-1", "tags": {"Name": "web-1", "env": "prod", "team": "web"}})
+               "region": "us-east-1", "account": "",
+               "tags": {"Name": "web-1", "env": "prod", "team": "web"}})
     );
     let old = targets.iter().find(|t| t["id"] == OFFLINE_NODE).unwrap();
     assert_eq!(old["ping_status"], "ConnectionLost");

@@ -16,7 +16,7 @@ use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use sha2::Digest as _;
 
-const ROLE: &str = "arn:aws:iam::111122223333:role/porthole/Oncall";
+const ROLE: &str = "arn:aws:iam::000000000000:role/porthole/Oncall";
 const REASON: &str = "INC-9 who was it, says CloudTrail";
 
 fn policy() -> porthole::gateway::config::PolicyConfig {
@@ -64,11 +64,11 @@ async fn sessions_are_owned_by_the_person_in_ssm(backend: Backend) {
     let ssm_b = gw.state.engine.live.get(&b).unwrap().ssm_session_id.clone();
     assert_eq!(
         owner_of(&gw, &ssm_a).await,
-        "arn:aws:sts::111122223333:assumed-role/Oncall/alice"
+        "arn:aws:sts::000000000000:assumed-role/Oncall/alice"
     );
     assert_eq!(
         owner_of(&gw, &ssm_b).await,
-        "arn:aws:sts::111122223333:assumed-role/Oncall/bob@example.com"
+        "arn:aws:sts::000000000000:assumed-role/Oncall/bob@example.com"
     );
 
     // What was sent to STS: the person as source identity, the tags, the external id.
@@ -93,7 +93,7 @@ async fn sessions_are_owned_by_the_person_in_ssm(backend: Backend) {
     assert_eq!(start.detail["aws_role_arn"], ROLE);
     assert_eq!(
         start.detail["assumed_role_arn"],
-        "arn:aws:sts::111122223333:assumed-role/Oncall/alice"
+        "arn:aws:sts::000000000000:assumed-role/Oncall/alice"
     );
     assert_eq!(start.detail["source_identity"], "alice");
     let everything = porthole::gateway::store::audit::list(&gw.state.engine.db, None)
@@ -139,7 +139,7 @@ async fn a_refused_assume_role_fails_the_start_and_names_the_permission() {
         reply.text
     );
     assert!(
-        !reply.text.contains("111122223333"),
+        !reply.text.contains("000000000000"),
         "no account id to the browser: {}",
         reply.text
     );
@@ -205,7 +205,7 @@ async fn credentials_expiring_mid_session_are_fetched_again_for_the_resume() {
     assert!(assumed.len() >= 2, "fetched again: {}", assumed.len());
     assert_eq!(
         owner_of(&gw, &ssm_id).await,
-        "arn:aws:sts::111122223333:assumed-role/Oncall/alice"
+        "arn:aws:sts::000000000000:assumed-role/Oncall/alice"
     );
     gw.stop().await;
 }

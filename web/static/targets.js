@@ -10,6 +10,8 @@ const tbody = table.querySelector('tbody');
 const filter = document.getElementById('filter');
 const count = document.getElementById('targets-count');
 const listError = document.getElementById('targets-error');
+const unavailable = document.getElementById('targets-unavailable');
+const accountHeader = table.querySelector('th.account');
 const canOpen = table.dataset.canOpen === 'true';
 
 const dialog = document.getElementById('reason-dialog');
@@ -21,6 +23,8 @@ const submit = document.getElementById('reason-submit');
 
 let targets = [];
 let chosen = null;
+// Whether the nodes come from several accounts ([[aws.accounts]]): then a column shows which.
+let accounts = false;
 
 function cell(text, className) {
   const td = document.createElement('td');
@@ -32,7 +36,9 @@ function cell(text, className) {
 /** Everything a filter term may match, lower case. */
 function haystack(t) {
   const tags = Object.entries(t.tags ?? {}).map(([k, v]) => `${k}=${v}`);
-  return [t.name, t.id, t.platform, t.ping_status, t.region, ...tags].join(' ').toLowerCase();
+  return [t.name, t.id, t.platform, t.ping_status, t.account, t.region, ...tags]
+    .join(' ')
+    .toLowerCase();
 }
 
 function row(t) {
@@ -46,7 +52,9 @@ function row(t) {
   badge.className = `badge ${online ? 'online' : 'offline'}`;
   badge.textContent = t.ping_status || 'unknown';
   status.append(badge);
-  tr.append(status, cell(t.region));
+  tr.append(status);
+  if (accounts) tr.append(cell(t.account || '—', 'account'));
+  tr.append(cell(t.region));
   const tags = cell('', 'tags');
   for (const [k, v] of Object.entries(t.tags ?? {})) {
     if (k === 'Name') continue;
@@ -91,7 +99,7 @@ function message(text) {
   const tr = document.createElement('tr');
   tr.className = 'placeholder';
   const td = cell(text);
-  td.colSpan = 7;
+  td.colSpan = accounts ? 8 : 7;
   tr.append(td);
   tbody.append(tr);
 }
@@ -106,6 +114,16 @@ async function load() {
   }
   showError(listError, '');
   targets = result.data.targets ?? [];
+  accounts = targets.some((t) => t.account);
+  accountHeader.hidden = !accounts;
+  // Accounts or regions that did not answer: their nodes are missing from the list.
+  const missing = (result.data.unavailable ?? []).map(
+    (u) => `${u.account ? `account ${u.account}, ` : ''}${u.region}: ${u.error}`,
+  );
+  unavailable.textContent = missing.length
+    ? `Some nodes could not be listed. Unavailable: ${missing.join('; ')}.`
+    : '';
+  unavailable.hidden = !missing.length;
   if (!targets.length) {
     message('No nodes you may reach.');
   } else {

@@ -39,6 +39,9 @@ pub(crate) struct PolicyCheckArgs {
     /// The target's region (offline; default: the first configured region).
     #[arg(long)]
     pub(crate) region: Option<String>,
+    /// The name of the target's account, `[[aws.accounts]]` (offline; default: none).
+    #[arg(long)]
+    pub(crate) account: Option<String>,
     /// A tag of the target, KEY=VALUE (offline; repeat for more).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub(crate) tags: Vec<String>,
@@ -66,6 +69,7 @@ pub(crate) fn run_policy(config: &ConfigArg, command: PolicyCommand) -> ExitCode
         roles: args.roles,
         name: args.name,
         region: args.region,
+        account: args.account,
         tags: args.tags,
     };
     match runtime.block_on(check::run(&config, &request)) {

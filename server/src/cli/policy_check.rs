@@ -1,10 +1,10 @@
 //! `porthole policy check USER TARGET`: the decision for one user and one target, explained
 //! rule by rule, from the configured policy (the file, not a running gateway's memory).
 //!
-//! The user's roles come from the users table (or `--roles`); the target's name, region and
-//! tags from AWS with the configured settings (DescribeInstanceInformation and
-//! ListTagsForResource), or, when any of `--name`, `--region` or `--tag` is given, from those
-//! flags alone, without asking AWS.
+//! The user's roles come from the users table (or `--roles`); the target's name, region,
+//! account and tags from AWS with the configured settings (DescribeInstanceInformation and
+//! ListTagsForResource, in each configured account and region), or, when any of `--name`,
+//! `--region`, `--account` or `--tag` is given, from those flags alone, without asking AWS.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +36,8 @@ pub struct CheckRequest {
     pub name: Option<String>,
     /// The target's region (offline).
     pub region: Option<String>,
+    /// The name of the target's account (offline).
+    pub account: Option<String>,
     /// The target's tags, `key=value` (offline).
     pub tags: Vec<String>,
 }
@@ -131,14 +133,23 @@ async fn target_of(
     config: &Config,
     request: &CheckRequest,
 ) -> Result<(Target, &'static str), String> {
-    let offline = request.name.is_some() || request.region.is_some() || !request.tags.is_empty();
+    let offline = request.name.is_some()
+        || request.region.is_some()
+        || request.account.is_some()
+        || !request.tags.is_empty();
     if !offline {
-        let aws = crate::gateway::aws::aws_clients(config).await;
+        let sts = crate::gateway::aws::sts_client(config).await;
+        let own = if config.aws.accounts.is_empty() {
+            crate::gateway::aws::aws_clients(config).await
+        } else {
+            crate::gateway::aws::Regions::new()
+        };
+        let aws = crate::gateway::aws::accounts::accounts(config, own, &sts).await;
         let regions = config.aws.all_regions().join(", ");
         return match targets::lookup(&aws, &request.target).await? {
             Some(target) => Ok((target, "from AWS")),
             None => Err(format!(
-                "no managed node {:?} in {regions}; pass --name, --region or --tag to check \
+                "no managed node {:?} in {regions}; pass --name, --region, --account or --tag to check \
                  without asking AWS",
                 request.target
             )),
@@ -168,6 +179,7 @@ async fn target_of(
             platform: String::new(),
             ping_status: String::new(),
             region,
+            account: request.account.clone().unwrap_or_default(),
             tags,
         },
         "as given",

@@ -122,6 +122,11 @@ impl State {
         self.config.nodes.iter().find(|n| n.id == id)
     }
 
+    /// Looks a node up by id among those of `account`.
+    pub fn node_of(&self, id: &str, account: &str) -> Option<&nodes::Node> {
+        self.node(id).filter(|n| n.account() == account)
+    }
+
     /// The data-channel URL of a session.
     pub fn stream_url(&self, session_id: &str) -> String {
         format!(

@@ -8,6 +8,7 @@
 //! ping_status = "Online"        # Online | ConnectionLost | Inactive
 //! agent_version = "3.3.2299.0"
 //! tags = { env = "prod", team = "web" }
+//! account = "111122223333"      # the AWS account it is in (default 000000000000)
 //! # optional per-node modes, overriding the command-line defaults:
 //! handshake = true
 //! kms_key_id = "alias/porthole"
@@ -63,7 +64,14 @@ pub struct Node {
     /// (`AccessDeniedException`, naming the caller's ARN and the node's).
     #[serde(default)]
     pub deny_start: bool,
+    /// The 12-digit AWS account the node is in; unset: [`DEFAULT_ACCOUNT`]. Only callers of
+    /// that account (their assumed role's account, else the default one) see and reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
+
+/// The account of nodes that name none, and of callers that are not an assumed role.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
 
 fn default_platform() -> String {
     "Linux".into()
@@ -94,7 +102,19 @@ impl Node {
             pace: None,
             echo: None,
             deny_start: false,
+            account: None,
         }
+    }
+
+    /// Places the node in `account` (12 digits).
+    pub fn in_account(mut self, account: &str) -> Self {
+        self.account = Some(account.to_owned());
+        self
+    }
+
+    /// The account the node is in.
+    pub fn account(&self) -> &str {
+        self.account.as_deref().unwrap_or(DEFAULT_ACCOUNT)
     }
 
     /// Adds a tag.
@@ -188,6 +208,14 @@ fn validate(nodes: &[Node]) -> Result<(), String> {
                 n.id, n.ping_status
             ));
         }
+        if let Some(account) = &n.account
+            && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!(
+                "node {} has account {account:?}: an AWS account id is 12 digits",
+                n.id
+            ));
+        }
         if !PLATFORMS.contains(&n.platform.as_str()) {
             return Err(format!(
                 "node {} has platform {:?}; expected one of {PLATFORMS:?}",
@@ -238,5 +266,9 @@ mod tests {
         let err = parse_nodes("[[node]]\nid = \"i-1\"\ncolour = \"red\"\n").unwrap_err();
         assert!(err.contains("colour"), "{err}");
         assert!(parse_nodes("").unwrap_err().contains("no [[node]]"));
+        let err = parse_nodes("[[node]]\nid = \"i-1\"\naccount = \"prod\"\n").unwrap_err();
+        assert!(err.contains("12 digits"), "{err}");
+        let nodes = parse_nodes("[[node]]\nid = \"i-1\"\naccount = \"111122223333\"\n").unwrap();
+        assert_eq!(nodes[0].account(), "111122223333");
     }
 }

@@ -266,6 +266,26 @@ pub struct AwsConfig {
     pub access_key_id: Option<Secret>,
     /// The secret key that goes with [`AwsConfig::access_key_id`].
     pub secret_access_key: Option<Secret>,
+    /// `[[aws.accounts]]`: the accounts whose nodes are listed, each through a role the gateway
+    /// assumes with its own credentials. None: one implicit account, the gateway's own.
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// `[[aws.accounts]]`: one AWS account of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// What people and the policy call it (`prod`): 1 to 64 of a-z, 0-9, `.`, `_`, `-`.
+    pub name: String,
+    /// The role the gateway assumes (with its own credentials) to list the account's nodes
+    /// and to start sessions there for people whose policy role names no role of its own.
+    pub role_arn: String,
+    /// The `ExternalId` the role's trust policy asks for.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Its regions; unset: the regions of `[aws]`.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
 }
 
 impl Default for AwsConfig {
@@ -276,11 +296,71 @@ impl Default for AwsConfig {
             endpoint_url: None,
             access_key_id: None,
             secret_access_key: None,
+            accounts: Vec::new(),
         }
     }
 }
 
 impl AwsConfig {
+    /// The regions of `account`, in order, without duplicates: its own, else `[aws]`'s.
+    pub fn account_regions(&self, account: &AccountConfig) -> Vec<String> {
+        match &account.regions {
+            None => self.all_regions(),
+            Some(list) => {
+                let mut out: Vec<String> = Vec::new();
+                for r in list {
+                    if !out.contains(r) {
+                        out.push(r.clone());
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Checks `[[aws.accounts]]`: names valid and distinct, role ARNs that are role ARNs,
+    /// regions named.
+    fn validate_accounts(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, account) in self.accounts.iter().enumerate() {
+            let at = format!("aws.accounts[{i}]");
+            if !crate::gateway::facts::valid_name(&account.name) {
+                return Err(ConfigError(format!(
+                    "{at}.name: account names are 1 to 64 characters of a-z, 0-9, '.', '_' and \
+                     '-'; got {:?}",
+                    account.name
+                )));
+            }
+            if !seen.insert(account.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "{at}.name: the account {:?} is configured twice",
+                    account.name
+                )));
+            }
+            if !crate::gateway::facts::valid_role_arn(&account.role_arn) {
+                return Err(ConfigError(format!(
+                    "{at}.role_arn: {:?} is not an IAM role ARN \
+                     (arn:aws:iam::123456789012:role/NAME)",
+                    account.role_arn
+                )));
+            }
+            if let Some(id) = &account.external_id
+                && !(2..=1224).contains(&id.len())
+            {
+                return Err(ConfigError(format!(
+                    "{at}.external_id: 2 to 1224 characters"
+                )));
+            }
+            if account.regions.as_ref().is_some_and(Vec::is_empty) {
+                return Err(ConfigError(format!(
+                    "{at}.regions: name at least one region (leave the key out for the regions \
+                     of [aws])"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The regions in use, in order, without duplicates.
     pub fn all_regions(&self) -> Vec<String> {
         let mut out: Vec<String> = self.region.iter().cloned().collect();
@@ -584,6 +664,7 @@ impl Config {
                 "aws.region or aws.regions must name a region".into(),
             ));
         }
+        self.aws.validate_accounts()?;
         if self.aws.access_key_id.is_some() != self.aws.secret_access_key.is_some() {
             return Err(ConfigError(
                 "aws.access_key_id and aws.secret_access_key go together: set both or neither"
@@ -770,6 +851,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("a secret must be text"), "{e}");
+    }
+
+    #[test]
+    fn accounts_take_the_aws_regions_unless_they_name_their_own_and_mistakes_name_the_key() {
+        let base = "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n\
+                    [aws]\nregions = [\"us-east-1\", \"eu-west-1\"]\n";
+        let account = |extra: &str| {
+            format!(
+                "{base}[[aws.accounts]]\nname = \"prod\"\n\
+                 role_arn = \"arn:aws:iam::111111111111:role/Porthole\"\n{extra}"
+            )
+        };
+        let c = Config::from_toml_and_env(&account(""), env(&[])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.aws.account_regions(&c.aws.accounts[0]),
+            ["us-east-1", "eu-west-1"]
+        );
+        let c =
+            Config::from_toml_and_env(&account("regions = [\"ap-south-1\"]\n"), env(&[])).unwrap();
+        assert_eq!(c.aws.account_regions(&c.aws.accounts[0]), ["ap-south-1"]);
+        for (extra, says) in [
+            (
+                "regions = []\n",
+                "aws.accounts[0].regions: name at least one region",
+            ),
+            ("external_id = \"x\"\n", "aws.accounts[0].external_id"),
+            (
+                "[[aws.accounts]]\nname = \"prod\"\n\
+                 role_arn = \"arn:aws:iam::222222222222:role/Porthole\"\n",
+                "aws.accounts[1].name: the account \"prod\" is configured twice",
+            ),
+            (
+                "[[aws.accounts]]\nname = \"Staging\"\n\
+                 role_arn = \"arn:aws:iam::222222222222:role/Porthole\"\n",
+                "aws.accounts[1].name: account names are",
+            ),
+            (
+                "[[aws.accounts]]\nname = \"staging\"\nrole_arn = \"Porthole\"\n",
+                "aws.accounts[1].role_arn: \"Porthole\" is not an IAM role ARN",
+            ),
+        ] {
+            let e = match Config::from_toml_and_env(&account(extra), env(&[])) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            };
+            assert!(e.contains(says), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct Target {
     pub ping_status: String,
     /// The region it is in.
     pub region: String,
+    /// The name of the account it is in (`[[aws.accounts]]`); empty for the gateway's own
+    /// account when no accounts are configured.
+    pub account: String,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -118,6 +121,7 @@ impl Target {
             platform: String::new(),
             ping_status: String::new(),
             region: String::new(),
+            account: String::new(),
             tags: BTreeMap::new(),
         }
     }
@@ -147,4 +151,31 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// `arn:aws:iam::123456789012:role/NAME` (also `aws-cn`, `aws-us-gov`; a path allowed).
+pub fn valid_role_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:") else {
+        return false;
+    };
+    let mut parts = rest.splitn(5, ':');
+    let (Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    partition.starts_with("aws")
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource.strip_prefix("role/").is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 512
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+        })
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, epoch_seconds, max_results, page, required};
+use super::{ApiError, Caller, epoch_seconds, max_results, page, required};
 use crate::emulator::State;
 use crate::emulator::nodes::{Node, PING_STATUSES, PLATFORMS};
 
@@ -103,9 +103,11 @@ impl InstanceInformation {
     }
 }
 
-/// `AmazonSSM.DescribeInstanceInformation`: the nodes, by id, filtered and paged.
+/// `AmazonSSM.DescribeInstanceInformation`: the nodes of the caller's account, by id, filtered
+/// and paged.
 pub(super) fn describe(
     state: &Arc<State>,
+    caller: &Caller,
     request: DescribeRequest,
 ) -> Result<DescribeResponse, ApiError> {
     let max = max_results(request.max_results, DESCRIBE_RANGE, DESCRIBE_DEFAULT)?;
@@ -129,7 +131,7 @@ pub(super) fn describe(
         .config
         .nodes
         .iter()
-        .filter(|n| filters.iter().all(|f| f.matches(n)))
+        .filter(|n| n.account() == caller.account && filters.iter().all(|f| f.matches(n)))
         .collect();
     let (nodes, next_token) = page(
         nodes,
@@ -265,6 +267,7 @@ struct Tag {
 /// `ec2:DescribeInstances`, which the emulator does not serve.
 pub(super) fn list_tags(
     state: &Arc<State>,
+    caller: &Caller,
     request: ListTagsRequest,
 ) -> Result<ListTagsResponse, ApiError> {
     let resource_type = required(request.resource_type, "resourceType")?;
@@ -278,7 +281,7 @@ pub(super) fn list_tags(
             ),
         ));
     }
-    let node = state.node(&id).ok_or_else(|| {
+    let node = state.node_of(&id, &caller.account).ok_or_else(|| {
         ApiError::new(
             "InvalidResourceId",
             format!("The resource ID {id:?} is not valid. Verify the ID and try again."),

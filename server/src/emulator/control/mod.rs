@@ -43,7 +43,7 @@ use super::State;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The account id in the ARNs the emulator reports.
-pub const ACCOUNT_ID: &str = "000000000000";
+pub const ACCOUNT_ID: &str = crate::emulator::nodes::DEFAULT_ACCOUNT;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
@@ -93,10 +93,10 @@ fn dispatch(
         "AmazonSSM.TerminateSession" => call(operation, body, |r| sessions::terminate(state, r)),
         "AmazonSSM.DescribeSessions" => call(operation, body, |r| sessions::describe(state, r)),
         "AmazonSSM.DescribeInstanceInformation" => {
-            call(operation, body, |r| instances::describe(state, r))
+            call(operation, body, |r| instances::describe(state, &caller, r))
         }
         "AmazonSSM.ListTagsForResource" => {
-            call(operation, body, |r| instances::list_tags(state, r))
+            call(operation, body, |r| instances::list_tags(state, &caller, r))
         }
         "TrentService.GenerateDataKey" => {
             call(operation, body, |r| kms_api::generate_data_key(state, r))
@@ -212,6 +212,9 @@ pub struct Caller {
     pub name: String,
     /// `arn:aws:iam::000000000000:user/<name>`: the sessions' Owner.
     pub arn: String,
+    /// The account it calls from: its assumed role's, else [`ACCOUNT_ID`]. It sees only the
+    /// nodes of that account.
+    pub account: String,
 }
 
 impl Caller {
@@ -222,6 +225,12 @@ impl Caller {
         match state.sts.lookup(&caller.name) {
             None => Ok(caller),
             Some(Ok(assumed)) => Ok(Self {
+                account: assumed
+                    .arn
+                    .split(':')
+                    .nth(4)
+                    .unwrap_or(ACCOUNT_ID)
+                    .to_owned(),
                 name: assumed.session_name,
                 arn: assumed.arn,
             }),
@@ -237,7 +246,11 @@ impl Caller {
             .and_then(access_key_id)
             .unwrap_or_else(|| "anonymous".to_owned());
         let arn = format!("arn:aws:iam::{ACCOUNT_ID}:user/{name}");
-        Self { name, arn }
+        Self {
+            name,
+            arn,
+            account: ACCOUNT_ID.to_owned(),
+        }
     }
 }
 

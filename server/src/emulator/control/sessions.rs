@@ -7,9 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ACCOUNT_ID, ApiError, Caller, epoch_seconds, max_results, page, parse_timestamp, required,
-};
+use super::{ApiError, Caller, epoch_seconds, max_results, page, parse_timestamp, required};
 use crate::emulator::State;
 use crate::emulator::sessions::{SessionCommand, SessionInfo, SessionStatus, new_session_id};
 
@@ -73,7 +71,8 @@ pub(super) fn start(
         .unwrap_or_else(|| RUN_SHELL.to_owned());
     let parameters = request.parameters.unwrap_or_default();
     check_document(&document, &parameters)?;
-    let node = state.node(&target).ok_or_else(|| {
+    // Another account's node is no target of the caller's.
+    let node = state.node_of(&target, &caller.account).ok_or_else(|| {
         ApiError::new(
             "InvalidTarget",
             format!(
@@ -87,9 +86,10 @@ pub(super) fn start(
             "AccessDeniedException",
             format!(
                 "User: {} is not authorized to perform: ssm:StartSession on resource: \
-                 arn:aws:ec2:us-east-1:{ACCOUNT_ID}:instance/{target} with an explicit deny in \
+                 arn:aws:ec2:us-east-1:{}:instance/{target} with an explicit deny in \
                  an identity-based policy",
-                caller.arn
+                caller.arn,
+                node.account()
             ),
         ));
     }

@@ -141,7 +141,7 @@ impl PersonCredentials {
 /// Words for an STS refusal that name what is missing, without AWS's text (which names
 /// accounts): `AssumeRole was refused by AWS (AccessDenied): the role's trust policy does not
 /// let the gateway sts:SetSourceIdentity`.
-fn refusal<E>(e: &E) -> Failure
+pub(super) fn refusal<E>(e: &E) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error,
 {

@@ -2,6 +2,7 @@
 //! managed nodes of every region ([`targets`]). Imports only `config` and `facts` of the
 //! gateway.
 
+pub mod accounts;
 pub mod assume;
 pub mod targets;
 

@@ -332,6 +332,7 @@ async fn node_names(state: &AppState) -> HashMap<String, String> {
     let engine = &state.engine;
     match tokio::time::timeout(NAMES_TIMEOUT, engine.targets.all(&engine.aws)).await {
         Ok(Ok(list)) => list
+            .targets
             .iter()
             .map(|t| (t.id.clone(), t.name.clone()))
             .collect(),

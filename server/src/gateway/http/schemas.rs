@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::gateway::aws::targets::Unavailable;
 use crate::gateway::facts::Target;
 use crate::gateway::sessions::live::Stats;
 use crate::gateway::store::audit::StoredEvent;
@@ -75,6 +76,9 @@ pub struct SignedOut {
 pub struct TargetList {
     /// The managed nodes some role of this person reaches.
     pub targets: Vec<Target>,
+    /// The accounts and regions whose nodes could not be listed, and why; empty when every
+    /// one answered.
+    pub unavailable: Vec<Unavailable>,
 }
 
 /// `POST /api/v1/sessions`.

@@ -1,4 +1,5 @@
-//! `GET /api/v1/targets`: the managed nodes the policy lets this person reach.
+//! `GET /api/v1/targets`: the managed nodes the policy lets this person reach, and the
+//! accounts and regions whose nodes could not be listed.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use crate::gateway::sessions::engine;
     operation_id = "list_targets",
     security(("cookie" = [])),
     responses(
-        (status = 200, description = "The nodes some role of yours reaches", body = super::schemas::TargetList),
+        (status = 200, description = "The nodes some role of yours reaches, and the accounts and regions that could not be listed", body = super::schemas::TargetList),
         (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
         (status = 502, description = "AWS refused or failed", body = super::schemas::ErrorBody),
     )
@@ -27,6 +28,8 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     signed: SignedIn,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let targets = engine::reachable_targets(&state.engine, &signed.user).await?;
-    Ok(Json(json!({ "targets": targets })))
+    let listing = engine::reachable_targets(&state.engine, &signed.user).await?;
+    Ok(Json(
+        json!({ "targets": listing.targets, "unavailable": listing.unavailable }),
+    ))
 }

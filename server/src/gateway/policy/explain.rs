@@ -207,7 +207,7 @@ pub(super) fn explain(
                 idle_timeout: def.idle_timeout,
                 grants,
                 position: policy.role_position(&def.name).unwrap_or(usize::MAX),
-                aws_role: def.aws_role.clone(),
+                aws_role: def.aws_role_for(&target.account).cloned(),
             }
         })
         .collect();

@@ -247,6 +247,9 @@ pub fn describe_target(target: &Target) -> String {
     if !target.name.is_empty() && target.name != target.id {
         parts.push(target.name.clone());
     }
+    if !target.account.is_empty() {
+        parts.push(format!("account {}", target.account));
+    }
     if !target.region.is_empty() {
         parts.push(target.region.clone());
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use globset::{GlobBuilder, GlobMatcher};
 
+pub use crate::gateway::facts::AwsRole;
 use crate::gateway::facts::Target;
 
 /// A glob (`*`, `?`, `[a-z]`, `{a,b}`; case-sensitive; `*` crosses `/`).
@@ -93,6 +94,8 @@ pub struct Selector {
     pub names: Vec<Pattern>,
     /// Region globs (any).
     pub regions: Vec<Pattern>,
+    /// Account name globs (any).
+    pub accounts: Vec<Pattern>,
     /// Tag patterns (all).
     pub tags: Vec<TagPattern>,
 }
@@ -117,6 +120,9 @@ impl Selector {
         }
         if !self.regions.is_empty() {
             parts.push(format!("regions {}", list(&self.regions)));
+        }
+        if !self.accounts.is_empty() {
+            parts.push(format!("accounts {}", list(&self.accounts)));
         }
         if !self.tags.is_empty() {
             let tags: Vec<&str> = self.tags.iter().map(|t| t.text.as_str()).collect();
@@ -153,6 +159,17 @@ impl Selector {
             return Err(format!(
                 "the region {region} does not match {}",
                 list(&self.regions)
+            ));
+        }
+        if !any(&self.accounts, &target.account) {
+            let account = if target.account.is_empty() {
+                "(none)"
+            } else {
+                &target.account
+            };
+            return Err(format!(
+                "the account {account} does not match {}",
+                list(&self.accounts)
             ));
         }
         for tag in &self.tags {
@@ -268,13 +285,20 @@ pub struct RoleDef {
     pub terminate_others: bool,
     /// May read the audit log.
     pub read_audit: bool,
-    /// The IAM role assumed as the person for the sessions it allows.
+    /// The IAM role assumed as the person for the sessions it allows (in accounts not in
+    /// `aws_roles`).
     pub aws_role: Option<AwsRole>,
+    /// The IAM role assumed as the person for the sessions it allows, by account name.
+    pub aws_roles: std::collections::BTreeMap<String, AwsRole>,
 }
 
-pub use crate::gateway::facts::AwsRole;
-
 impl RoleDef {
+    /// The IAM role to assume as the person on a target in `account`: the account's own
+    /// (`aws_role_arns`), else `aws_role_arn`.
+    pub fn aws_role_for(&self, account: &str) -> Option<&AwsRole> {
+        self.aws_roles.get(account).or(self.aws_role.as_ref())
+    }
+
     /// Whether some selector selects `target`.
     pub fn selects(&self, target: &Target) -> bool {
         self.targets.iter().any(|s| s.check(target).is_ok())

@@ -102,6 +102,10 @@ pub struct RoleSpec {
     /// The `ExternalId` the role's trust policy asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_external_id: Option<String>,
+    /// The IAM role to assume as the person in each account (by `[[aws.accounts]]` name): for
+    /// a target in an account named here it wins over `aws_role_arn`, which covers the rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aws_role_arns: BTreeMap<String, String>,
 }
 
 /// A target selector: every field that is set must match (a field matches when any of its
@@ -118,6 +122,9 @@ pub struct SelectorSpec {
     /// Region globs (`eu-*`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// Account name globs (`prod-*`; the names of `[[aws.accounts]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
     /// `key=value` tag patterns, globs on both sides (`env=prod`, `team=web*`, `owner=*`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -179,6 +186,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         read_audit: false,
         aws_role_arn: None,
         aws_external_id: None,
+        aws_role_arns: BTreeMap::new(),
     };
     vec![
         RoleSpec {
@@ -228,40 +236,18 @@ pub fn compile(specs: &[RoleSpec], key: &str) -> Result<Vec<RoleDef>, String> {
     Ok(out)
 }
 
-/// `arn:aws:iam::123456789012:role/NAME` (also `aws-cn`, `aws-us-gov`; a path allowed).
-fn valid_role_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("arn:") else {
-        return false;
-    };
-    let mut parts = rest.splitn(5, ':');
-    let (Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    partition.starts_with("aws")
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && resource.strip_prefix("role/").is_some_and(|name| {
-            !name.is_empty()
-                && name.len() <= 512
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
-        })
-}
-
 fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
     let mut targets = Vec::with_capacity(spec.targets.len());
     for (j, s) in spec.targets.iter().enumerate() {
         let at = format!("{at}.targets[{j}]");
-        if s.ids.is_empty() && s.names.is_empty() && s.regions.is_empty() && s.tags.is_empty() {
+        if s.ids.is_empty()
+            && s.names.is_empty()
+            && s.regions.is_empty()
+            && s.accounts.is_empty()
+            && s.tags.is_empty()
+        {
             return Err(format!(
-                "{at}: a selector needs at least one of ids, names, regions, tags \
+                "{at}: a selector needs at least one of ids, names, regions, accounts, tags \
                  (ids = [\"*\"] selects every target)"
             ));
         }
@@ -281,6 +267,7 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
             ids: globs("ids", &s.ids)?,
             names: globs("names", &s.names)?,
             regions: globs("regions", &s.regions)?,
+            accounts: globs("accounts", &s.accounts)?,
             tags,
         });
     }
@@ -381,33 +368,51 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
             v => Ok(v.map(Duration::from_secs)),
         }
     };
-    let aws_role = match (&spec.aws_role_arn, &spec.aws_external_id) {
-        (None, None) => None,
-        (None, Some(_)) => {
+    if spec.aws_role_arn.is_none()
+        && spec.aws_role_arns.is_empty()
+        && spec.aws_external_id.is_some()
+    {
+        return Err(format!(
+            "{at}.aws_external_id: there is no aws_role_arn for it to go with"
+        ));
+    }
+    if let Some(id) = &spec.aws_external_id
+        && !(2..=1224).contains(&id.len())
+    {
+        return Err(format!("{at}.aws_external_id: 2 to 1224 characters"));
+    }
+    let role_of = |key: &str, arn: &String| -> Result<AwsRole, String> {
+        if !crate::gateway::facts::valid_role_arn(arn) {
             return Err(format!(
-                "{at}.aws_external_id: there is no aws_role_arn for it to go with"
+                "{at}.{key}: {arn:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
             ));
         }
-        (Some(arn), external_id) => {
-            if !valid_role_arn(arn) {
-                return Err(format!(
-                    "{at}.aws_role_arn: {arn:?} is not an IAM role ARN \
-                     (arn:aws:iam::123456789012:role/NAME)"
-                ));
-            }
-            if let Some(id) = external_id
-                && !(2..=1224).contains(&id.len())
-            {
-                return Err(format!("{at}.aws_external_id: 2 to 1224 characters"));
-            }
-            Some(AwsRole {
-                arn: arn.clone(),
-                external_id: external_id.clone(),
-            })
-        }
+        Ok(AwsRole {
+            arn: arn.clone(),
+            external_id: spec.aws_external_id.clone(),
+        })
     };
+    let aws_role = spec
+        .aws_role_arn
+        .as_ref()
+        .map(|arn| role_of("aws_role_arn", arn))
+        .transpose()?;
+    let mut aws_roles = BTreeMap::new();
+    for (account, arn) in &spec.aws_role_arns {
+        if !crate::gateway::facts::valid_name(account) {
+            return Err(format!(
+                "{at}.aws_role_arns: {account:?} is not an account name (1 to 64 of a-z, 0-9, \
+                 '.', '_' and '-')"
+            ));
+        }
+        aws_roles.insert(
+            account.clone(),
+            role_of(&format!("aws_role_arns.{account}"), arn)?,
+        );
+    }
     Ok(RoleDef {
         aws_role,
+        aws_roles,
         name: spec.name.clone(),
         description: spec.description.clone(),
         targets,

@@ -31,6 +31,7 @@ fn target(id: &str, name: &str, region: &str, tags: &[(&str, &str)]) -> Target {
         platform: "Linux".into(),
         ping_status: "Online".into(),
         region: region.into(),
+        account: String::new(),
         tags: tags
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -865,4 +866,110 @@ fn aws_role_settings_that_cannot_work_are_refused() {
         assert!(e.contains(says), "{role}: {e}");
         assert!(e.contains("roles[0].aws_"), "{role}: {e}");
     }
+}
+
+#[test]
+fn accounts_selectors_match_the_targets_account_and_say_why_not() {
+    let p = policy(
+        r#"
+[[roles]]
+name = "prod-oncall"
+targets = [{ accounts = ["prod-*"] }]
+"#,
+    );
+    let oncall = user(&["prod-oncall"]);
+    let in_account = |account: &str| Target {
+        account: account.into(),
+        ..web1()
+    };
+    assert!(p.reaches(&oncall, &in_account("prod-eu")));
+    assert!(!p.reaches(&oncall, &in_account("staging")));
+    assert!(!p.reaches(&oncall, &in_account("")));
+    let text = p
+        .explain(
+            &oncall,
+            &in_account("staging"),
+            DEFAULT_DOCUMENTS[0],
+            &NO_PARAMETERS,
+            Some(REASON),
+        )
+        .render();
+    assert!(text.contains("accounts prod-*"), "{text}");
+    assert!(
+        text.contains("the account staging does not match prod-*"),
+        "{text}"
+    );
+    let e = Policy::from_file_bytes(
+        Path::new("policy.toml"),
+        b"[[roles]]\nname = \"r\"\ntargets = [{ accounts = [\"[\"] }]\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("roles[0].targets[0].accounts[0]"), "{e}");
+}
+
+#[test]
+fn an_accounts_own_aws_role_wins_over_the_roles_default() {
+    let p = policy(
+        r#"
+[[roles]]
+name = "split"
+targets = [{ ids = ["*"] }]
+aws_role_arns = { prod = "arn:aws:iam::111111111111:role/ProdOps", staging = "arn:aws:iam::222222222222:role/StagingOps" }
+
+[[roles]]
+name = "only-prod"
+targets = [{ ids = ["*"] }]
+aws_role_arns = { prod = "arn:aws:iam::111111111111:role/Other" }
+
+[[roles]]
+name = "everywhere"
+targets = [{ ids = ["*"] }]
+aws_role_arn = "arn:aws:iam::333333333333:role/Default"
+aws_role_arns = { staging = "arn:aws:iam::222222222222:role/Staging" }
+"#,
+    );
+    let arn = |roles: &[&str], account: &str| {
+        p.decide_start(
+            &user(roles),
+            &Target {
+                account: account.into(),
+                ..web1()
+            },
+            DEFAULT_DOCUMENTS[0],
+            &NO_PARAMETERS,
+            REASON,
+        )
+        .unwrap()
+        .aws_role
+        .map(|r| r.arn)
+    };
+    assert_eq!(
+        arn(&["split"], "prod").as_deref(),
+        Some("arn:aws:iam::111111111111:role/ProdOps")
+    );
+    assert_eq!(
+        arn(&["split"], "staging").as_deref(),
+        Some("arn:aws:iam::222222222222:role/StagingOps")
+    );
+    // No role for the account and no default: the gateway's (the account's) own.
+    assert_eq!(arn(&["split"], "dev"), None);
+    assert_eq!(
+        arn(&["everywhere"], "staging").as_deref(),
+        Some("arn:aws:iam::222222222222:role/Staging")
+    );
+    assert_eq!(
+        arn(&["everywhere"], "prod").as_deref(),
+        Some("arn:aws:iam::333333333333:role/Default")
+    );
+    // In policy order: "only-prod" names none for staging, so "everywhere" decides.
+    assert_eq!(
+        arn(&["only-prod", "everywhere"], "staging").as_deref(),
+        Some("arn:aws:iam::222222222222:role/Staging")
+    );
+    let e = Policy::from_file_bytes(
+        Path::new("policy.toml"),
+        b"[[roles]]\nname = \"r\"\ntargets = [{ ids = [\"*\"] }]\naws_role_arns = { prod = \"nope\" }\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("roles[0].aws_role_arns.prod"), "{e}");
 }

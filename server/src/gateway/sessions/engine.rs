@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::live;
 use super::{Engine, Error};
-use crate::gateway::aws;
+use crate::gateway::aws::{self, targets};
 use crate::gateway::facts::{Target, User};
 use crate::gateway::policy::{self, Refusal};
 use crate::gateway::store::audit::{self, Client, Event, kind};
@@ -94,9 +94,14 @@ pub async fn start(
     let decision = decided.map_err(|refusal| Error::InvalidReason(refusal.message().to_owned()))?;
     let reason = decision.reason.clone();
     let clients = engine
-        .clients(&target.region)
+        .clients(&target.account, &target.region)
         .cloned()
-        .ok_or_else(|| Error::Internal(format!("no AWS clients for {}", target.region)))?;
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "no AWS clients for account {:?} in {}",
+                target.account, target.region
+            ))
+        })?;
 
     // As whom AWS is asked: the person, when a role of theirs names an AWS role.
     let as_person = decision.aws_role.as_ref().map(|role| {
@@ -124,6 +129,7 @@ pub async fn start(
             user_id: user.id,
             target: &target.id,
             region: &target.region,
+            account: &target.account,
             document: &document,
             reason: &reason,
             gateway_id: &engine.config.server.gateway_id,
@@ -137,6 +143,7 @@ pub async fn start(
             .reason(&reason)
             .detail(json!({
                 "document": document, "parameters": parameters, "region": target.region,
+                "account": target.account,
                 "roles": decision.roles, "policy": decision.policy_hash,
                 "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
                 "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
@@ -256,6 +263,7 @@ pub async fn start(
             user_name: user.name.clone(),
             target: target.id.clone(),
             region: target.region.clone(),
+            account: target.account.clone(),
             ssm_session_id: ssm_id.to_owned(),
             handle,
             aws: clients.clone(),
@@ -351,17 +359,20 @@ pub async fn list_everyone(
     Ok(sessions.into_iter().zip(stats).collect())
 }
 
-/// The managed nodes some role of `user` reaches (the targets list).
-pub async fn reachable_targets(engine: &Engine, user: &User) -> Result<Vec<Target>, Error> {
+/// The managed nodes some role of `user` reaches (the targets list), and the accounts and
+/// regions that could not be listed.
+pub async fn reachable_targets(engine: &Engine, user: &User) -> Result<targets::Listing, Error> {
     let policy = engine.policy.current();
-    Ok(engine
-        .targets
-        .all(&engine.aws)
-        .await?
-        .iter()
-        .filter(|t| policy.reaches(user, t))
-        .cloned()
-        .collect())
+    let listing = engine.targets.all(&engine.aws).await?;
+    Ok(targets::Listing {
+        targets: listing
+            .targets
+            .iter()
+            .filter(|t| policy.reaches(user, t))
+            .cloned()
+            .collect(),
+        unavailable: listing.unavailable.clone(),
+    })
 }
 
 /// Lines containing `q` in the recordings `user` may read ([`policy::may_read_recording`]:

@@ -147,6 +147,8 @@ pub struct LiveSession {
     pub target: String,
     /// The node's region.
     pub region: String,
+    /// The node's account (by name; empty for the implicit one).
+    pub account: String,
     /// The SSM session id.
     pub ssm_session_id: String,
     /// Its AWS clients: SSM signed as the person when a role was assumed for them.
@@ -296,7 +298,7 @@ impl LiveSession {
         first: Credentials,
     ) -> Result<(), String> {
         let live = self;
-        let own = engine.clients(&live.region);
+        let own = engine.clients(&live.account, &live.region);
         let order: [Option<&AwsClients>; 2] = match first {
             Credentials::Gateway => [own, Some(&live.aws)],
             Credentials::Session => [Some(&live.aws), own],
@@ -374,6 +376,8 @@ pub struct Spawn {
     pub target: String,
     /// The node's region.
     pub region: String,
+    /// The node's account (by name; empty for the implicit one).
+    pub account: String,
     /// The SSM session id.
     pub ssm_session_id: String,
     /// The running data-channel client.
@@ -394,6 +398,7 @@ pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
         user_id: spawn.user_id,
         target: spawn.target.clone(),
         region: spawn.region.clone(),
+        account: spawn.account.clone(),
         ssm_session_id: spawn.ssm_session_id.clone(),
         aws: spawn.aws.clone(),
         commands: tx,

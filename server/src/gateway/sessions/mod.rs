@@ -15,7 +15,8 @@ pub mod upkeep;
 
 use std::sync::Arc;
 
-use crate::gateway::aws::{self, AwsClients, Regions, targets};
+use crate::gateway::aws::accounts::Accounts;
+use crate::gateway::aws::{self, AwsClients, targets};
 use crate::gateway::config::Config;
 use crate::gateway::policy::PolicyHandle;
 use crate::gateway::store::db::{Db, DbError};
@@ -29,8 +30,8 @@ pub struct Engine {
     pub config: Arc<Config>,
     /// The database.
     pub db: Db,
-    /// AWS clients by region, in the configured order.
-    pub aws: Regions,
+    /// AWS clients by account and region.
+    pub aws: Accounts,
     /// The policy in force (replaced on reload).
     pub policy: Arc<PolicyHandle>,
     /// The sessions this gateway holds.
@@ -46,13 +47,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The engine for `config`: AWS clients for every region (aws-config's default chain
-    /// unless the configuration has static credentials) and the recordings store.
+    /// The engine for `config`: AWS clients for every account and region (aws-config's default
+    /// chain unless the configuration has static credentials; an account's role assumed with
+    /// them) and the recordings store.
     pub async fn new(config: Arc<Config>, db: Db, policy: Arc<PolicyHandle>) -> Self {
-        let aws = aws::aws_clients(&config).await;
+        let sts = aws::sts_client(&config).await;
+        let own = if config.aws.accounts.is_empty() {
+            aws::aws_clients(&config).await
+        } else {
+            aws::Regions::new()
+        };
+        let aws = aws::accounts::accounts(&config, own, &sts).await;
         let recordings = RecordingStore::new(&config).await;
         let searches = searches::Limiter::new(config.recordings.searches_per_minute);
-        let assumer = aws::assume::Assumer::new(aws::sts_client(&config).await);
+        let assumer = aws::assume::Assumer::new(sts);
         Self {
             assumer,
             config,
@@ -66,9 +74,9 @@ impl Engine {
         }
     }
 
-    /// The clients of `region`.
-    pub fn clients(&self, region: &str) -> Option<&AwsClients> {
-        self.aws.get(region)
+    /// The clients of `account` (by name; empty for the implicit account) in `region`.
+    pub fn clients(&self, account: &str, region: &str) -> Option<&AwsClients> {
+        self.aws.clients(account, region)
     }
 }
 

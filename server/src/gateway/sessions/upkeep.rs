@@ -26,9 +26,10 @@ pub async fn reconcile(engine: &Engine) -> Result<(), DbError> {
         rows::find_stale(&engine.db, &engine.config.server.gateway_id, stale_before).await?;
     for session in stale {
         let mut terminated = serde_json::Value::Null;
-        if let (Some(ssm_id), Some(clients)) =
-            (&session.ssm_session_id, engine.clients(&session.region))
-        {
+        if let (Some(ssm_id), Some(clients)) = (
+            &session.ssm_session_id,
+            engine.clients(&session.account, &session.region),
+        ) {
             let sent = clients
                 .ssm
                 .terminate_session()

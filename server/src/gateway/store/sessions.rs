@@ -157,6 +157,8 @@ pub struct NewSession<'a> {
     pub target: &'a str,
     /// Its region.
     pub region: &'a str,
+    /// The name of its account (empty: the gateway's own).
+    pub account: &'a str,
     /// The SSM document.
     pub document: &'a str,
     /// The reason given.
@@ -182,7 +184,8 @@ pub async fn count_live(tx: &mut WriteTx, user_id: i64) -> Result<i64, DbError> 
 pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
-         owner_gateway, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7)",
+         owner_gateway, heartbeat_at, account) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9)",
     )
     .bind(new.id)
     .bind(new.user_id)
@@ -192,6 +195,7 @@ pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(
     .bind(new.reason)
     .bind(now_ms())
     .bind(new.gateway_id)
+    .bind(new.account)
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("insert session", e))?;
@@ -263,6 +267,8 @@ pub struct Stale {
     pub target: String,
     /// Its region.
     pub region: String,
+    /// The name of its account (empty: the gateway's own).
+    pub account: String,
     /// The SSM session, once started.
     pub ssm_session_id: Option<String>,
     /// Its owner's name.
@@ -277,7 +283,7 @@ pub async fn find_stale(
     stale_before: i64,
 ) -> Result<Vec<Stale>, DbError> {
     let rows = sqlx::query(
-        "SELECT s.id, s.target, s.region, s.ssm_session_id, u.name FROM sessions s \
+        "SELECT s.id, s.target, s.region, s.account, s.ssm_session_id, u.name FROM sessions s \
          JOIN users u ON u.id = s.user_id \
          WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2)",
     )
@@ -293,6 +299,7 @@ pub async fn find_stale(
                 id: row.try_get("id").map_err(read)?,
                 target: row.try_get("target").map_err(read)?,
                 region: row.try_get("region").map_err(read)?,
+                account: row.try_get("account").map_err(read)?,
                 ssm_session_id: row.try_get("ssm_session_id").map_err(read)?,
                 user: row.try_get("name").map_err(read)?,
             })
