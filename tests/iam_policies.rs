@@ -112,6 +112,25 @@ fn the_policies_give_what_porthole_needs_and_no_more() {
         "${aws:userid}"
     );
 
+    let account = policy("account-role-policy.json");
+    let account_actions = allowed(&account);
+    assert!(
+        account_actions
+            .iter()
+            .any(|a| a == "ssm:DescribeInstanceInformation")
+    );
+    assert!(
+        !account_actions.iter().any(|a| a == "ssm:StartSession"),
+        "an account role lists and ends; it never starts sessions"
+    );
+    let account_trust = policy("account-role-trust.json");
+    assert!(
+        account_trust["Statement"][0]["Principal"]["AWS"]
+            .as_str()
+            .unwrap()
+            .ends_with(":role/porthole-gateway")
+    );
+
     let trust = policy("person-role-trust.json");
     let statement = &trust["Statement"][0];
     assert!(
