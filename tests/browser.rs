@@ -281,6 +281,8 @@ async fn a_person_opens_a_shell_in_the_browser() {
     // Signing out: back to the sign-in page, and the pages want a sign-in again.
     b.click("#sign-out").await;
     b.wait_for_path("/login").await;
+    b.wait_for_text("#signed-out", "You are signed out of Porthole.")
+        .await;
     b.client
         .goto(&format!("{}/sessions/{id}", gw.url))
         .await

@@ -683,6 +683,23 @@ async fn proxy_headers_are_believed_from_trusted_proxies_only() {
         "the address the proxy reports"
     );
 
+    // Just signed out, the proxy still sends its headers: the page says so and offers to sign
+    // in again, rather than undoing the sign-out.
+    let after = oidc::client_from("127.0.0.2")
+        .get(format!("{}/login?signed_out=1&next=/sessions", gw.url))
+        .header("x-forwarded-user", "Carol")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
+    assert!(oidc::set_cookie(after.headers(), "porthole_session").is_none());
+    let page = after.text().await.unwrap();
+    assert!(page.contains("You are signed out of Porthole."), "{page}");
+    assert!(
+        page.contains("href=\"/login?next=/sessions\">Sign in again</a>"),
+        "{page}"
+    );
+
     // From anyone else: the page, no cookie, a spoof attempt in the log.
     let answer = login(oidc::client_from("127.0.0.1")).await;
     assert_eq!(answer.status(), StatusCode::OK);

@@ -68,7 +68,7 @@ function wireSignOut() {
     // identity provider's sign-out when the gateway names one.
     if (result.ok || result.status === 401) {
       const redirect = result.ok ? result.data?.redirect : null;
-      location.assign(typeof redirect === 'string' && /^https?:\/\//.test(redirect) ? redirect : '/login');
+      location.assign(typeof redirect === 'string' && /^https?:\/\//.test(redirect) ? redirect : '/login?signed_out=1');
     } else {
       button.disabled = false;
       alert(errorMessage(result, 'Signing out failed.'));

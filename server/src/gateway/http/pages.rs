@@ -91,6 +91,10 @@ struct LoginPage {
     local: bool,
     /// Whether break-glass names exist (`auth.local_break_glass`).
     break_glass: bool,
+    /// Just signed out (`?signed_out`): said, and behind a proxy a link signs in again.
+    signed_out: bool,
+    /// Behind a proxy that signs people in (`[auth.proxy]`): where "Sign in again" goes.
+    proxy_again: Option<String>,
 }
 
 #[derive(Template)]
@@ -403,7 +407,11 @@ async fn login(
     {
         return Ok(Redirect::to(&next).into_response());
     }
+    // Just signed out: the proxy still sends its headers, so signing in from them now would
+    // undo the sign-out; the page offers it instead.
+    let signed_out = query.contains_key("signed_out");
     if state.identity.proxy.is_some()
+        && !signed_out
         && let Some(answer) = super::sso::proxy_login(&state, &parts, &next).await
     {
         return Ok(answer);
@@ -415,12 +423,19 @@ async fn login(
         )
     });
     let auth = &state.config.auth;
+    let proxy_again = state
+        .identity
+        .proxy
+        .is_some()
+        .then(|| format!("/login?next={}", encode_component(&next)));
     Ok(render(&LoginPage {
         layout: Layout::signed_out("login.js"),
         next,
         sso,
         local: auth.local,
         break_glass: !auth.local_break_glass.is_empty(),
+        proxy_again,
+        signed_out,
     }))
 }
 

@@ -325,12 +325,24 @@ impl Oidc {
             }
         })?;
         let http = Http(self.http.clone());
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &http)
-            .await
-            .map_err(|e| OidcError::Unreachable {
-                stage: "discovery",
-                detail: error_chain(&e),
-            })?;
+        let metadata = match ProviderMetadataWithLogout::discover_async(issuer, &http).await {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                let detail = error_chain(&e);
+                // Metadata read before stays good while the provider is away for a moment
+                // (its keys are still fetched again on an unknown key id).
+                if let Some(stale) = cached.as_ref() {
+                    tracing::warn!(
+                        "single sign-on: rediscovery failed, keeping the last: {detail}"
+                    );
+                    return Ok(stale.clone());
+                }
+                return Err(OidcError::Unreachable {
+                    stage: "discovery",
+                    detail,
+                });
+            }
+        };
         let now = Instant::now();
         let provider = Provider {
             metadata,
@@ -428,9 +440,10 @@ impl Oidc {
     }
 
     /// The provider's sign-out URL, when it has one (RP-initiated logout), returning the
-    /// person to the sign-in page. `None` when the provider has none or is unreachable.
+    /// person to the sign-in page. From the metadata already read, never waiting for the
+    /// provider: `None` when there is none yet, or while a discovery is under way.
     pub async fn end_session_url(&self) -> Option<String> {
-        let provider = self.provider().await.ok()?;
+        let provider = self.provider.try_lock().ok()?.clone()?;
         let endpoint = provider
             .metadata
             .additional_metadata()
