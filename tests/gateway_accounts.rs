@@ -175,26 +175,6 @@ async fn an_accounts_selector_allows_one_accounts_node_and_refuses_the_others() 
     gw.stop().await;
 }
 
-/// SSM's Owner of a session, as the real SDK reads it back.
-async fn owner_of(gw: &Gateway, ssm_id: &str) -> String {
-    let listed = gw
-        .emu
-        .aws
-        .ssm
-        .describe_sessions()
-        .state(aws_sdk_ssm::types::SessionState::Active)
-        .send()
-        .await
-        .unwrap();
-    listed
-        .sessions()
-        .iter()
-        .find(|s| s.session_id() == Some(ssm_id))
-        .and_then(|s| s.owner())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 async fn account_of_row(gw: &Gateway, id: &str) -> String {
     sqlx::query("SELECT account FROM sessions WHERE id = $1")
         .bind(id)
@@ -229,7 +209,7 @@ async fn aws_role_arns_pick_the_accounts_role_and_the_session_works() {
         .ssm_session_id
         .clone();
     assert_eq!(
-        owner_of(&gw, &ssm_id).await,
+        gw.ssm_owner(&ssm_id).await,
         "arn:aws:sts::222222222222:assumed-role/Oncall/alice"
     );
     let assumed = gw.emu.emulator.state().sts.assumed();
@@ -256,7 +236,7 @@ async fn aws_role_arns_pick_the_accounts_role_and_the_session_works() {
         .ssm_session_id
         .clone();
     assert_eq!(
-        owner_of(&gw, &ssm_other).await,
+        gw.ssm_owner(&ssm_other).await,
         "arn:aws:sts::111111111111:assumed-role/Oncall/alice"
     );
     gw.stop().await;
@@ -277,7 +257,7 @@ async fn a_session_in_the_second_account_runs_and_is_reconciled_there(backend: B
         .ssm_session_id
         .clone();
     assert_eq!(
-        owner_of(&gw, &ssm_id).await,
+        gw.ssm_owner(&ssm_id).await,
         "arn:aws:sts::222222222222:assumed-role/PortholeGateway/porthole-gateway"
     );
     let mut term = alice.attach(&id).await.unwrap();

@@ -34,26 +34,6 @@ async fn signed_in(gw: &Gateway, name: &str) -> Api {
     api
 }
 
-/// SSM's Owner of a session, as the real SDK reads it back.
-async fn owner_of(gw: &Gateway, ssm_id: &str) -> String {
-    let listed = gw
-        .emu
-        .aws
-        .ssm
-        .describe_sessions()
-        .state(aws_sdk_ssm::types::SessionState::Active)
-        .send()
-        .await
-        .unwrap();
-    listed
-        .sessions()
-        .iter()
-        .find(|s| s.session_id() == Some(ssm_id))
-        .and_then(|s| s.owner())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 async fn sessions_are_owned_by_the_person_in_ssm(backend: Backend) {
     let gw = gateway::start(backend, |c| c.policy = policy()).await;
     let mut alice = signed_in(&gw, "alice").await;
@@ -63,11 +43,11 @@ async fn sessions_are_owned_by_the_person_in_ssm(backend: Backend) {
     let ssm_a = gw.state.engine.live.get(&a).unwrap().ssm_session_id.clone();
     let ssm_b = gw.state.engine.live.get(&b).unwrap().ssm_session_id.clone();
     assert_eq!(
-        owner_of(&gw, &ssm_a).await,
+        gw.ssm_owner(&ssm_a).await,
         "arn:aws:sts::000000000000:assumed-role/Oncall/alice"
     );
     assert_eq!(
-        owner_of(&gw, &ssm_b).await,
+        gw.ssm_owner(&ssm_b).await,
         "arn:aws:sts::000000000000:assumed-role/Oncall/bob@example.com"
     );
 
@@ -204,7 +184,7 @@ async fn credentials_expiring_mid_session_are_fetched_again_for_the_resume() {
     let assumed = gw.emu.emulator.state().sts.assumed();
     assert!(assumed.len() >= 2, "fetched again: {}", assumed.len());
     assert_eq!(
-        owner_of(&gw, &ssm_id).await,
+        gw.ssm_owner(&ssm_id).await,
         "arn:aws:sts::000000000000:assumed-role/Oncall/alice"
     );
     gw.stop().await;

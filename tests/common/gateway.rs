@@ -189,6 +189,27 @@ impl Gateway {
         .unwrap();
     }
 
+    /// SSM's Owner of the active session `ssm_id`, as the real SDK reads it back from the
+    /// emulator (empty when it is not listed).
+    pub async fn ssm_owner(&self, ssm_id: &str) -> String {
+        let listed = self
+            .emu
+            .aws
+            .ssm
+            .describe_sessions()
+            .state(aws_sdk_ssm::types::SessionState::Active)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .sessions()
+            .iter()
+            .find(|s| s.session_id() == Some(ssm_id))
+            .and_then(|s| s.owner())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// The `Origin` browsers send to this gateway.
     pub fn origin(&self) -> String {
         self.url.clone()

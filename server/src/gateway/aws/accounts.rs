@@ -3,22 +3,14 @@
 //! signed with it. No accounts configured: one implicit account, unnamed, whose clients use
 //! the gateway's own credentials — as before accounts existed.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
-
+use super::assume::{AssumeRequest, AssumedCredentials};
 use super::{AwsClients, Failure, Regions};
 use crate::gateway::config::{AccountConfig, Config};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The `RoleSessionName` the gateway's own sessions in an account's role carry.
 pub const GATEWAY_SESSION_NAME: &str = "porthole-gateway";
-
-/// Credentials are fetched again when less than this is left of them (or a quarter of their
-/// life, when that is shorter).
-const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
 /// One account: its name, the role that reaches it (none for the implicit account) and its
 /// clients by region.
@@ -27,7 +19,7 @@ pub struct Account {
     /// `[[aws.accounts]]`'s `name`; empty for the implicit account.
     pub name: String,
     /// The credentials of the account's role; `None`: the gateway's own.
-    pub credentials: Option<Arc<AccountCredentials>>,
+    pub credentials: Option<Arc<AssumedCredentials>>,
     /// Clients by region name.
     pub regions: Regions,
 }
@@ -69,77 +61,6 @@ impl Accounts {
     }
 }
 
-/// The kept credentials of one account's role, assumed with the gateway's own.
-#[derive(Debug)]
-pub struct AccountCredentials {
-    sts: aws_sdk_sts::Client,
-    role_arn: String,
-    external_id: Option<String>,
-    cached: tokio::sync::Mutex<Option<(Credentials, SystemTime, Duration)>>,
-}
-
-impl AccountCredentials {
-    /// Credentials that are good for a while yet: the kept ones, or new ones from STS.
-    pub async fn get(&self) -> Result<Credentials, Failure> {
-        let mut cached = self.cached.lock().await;
-        if let Some((credentials, expires, life)) = cached.as_ref() {
-            let left = expires
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
-            if left > REFRESH_BEFORE.min(*life / 4) {
-                return Ok(credentials.clone());
-            }
-        }
-        let asked = std::time::Instant::now();
-        let reply = self
-            .sts
-            .assume_role()
-            .role_arn(&self.role_arn)
-            .role_session_name(GATEWAY_SESSION_NAME)
-            .set_external_id(self.external_id.clone())
-            .send()
-            .await
-            .map_err(|e| super::assume::refusal(&e))?;
-        let c = reply
-            .credentials()
-            .ok_or_else(|| Failure::ours("AssumeRole answered without credentials"))?;
-        let expires = SystemTime::try_from(*c.expiration())
-            .map_err(|e| Failure::ours(format!("AssumeRole's expiry: {e}")))?;
-        let life = expires
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            + asked.elapsed();
-        let credentials = Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            Some(expires),
-            "porthole-account-role",
-        );
-        tracing::debug!(role = %self.role_arn, "assumed an account's role");
-        *cached = Some((credentials.clone(), expires, life));
-        Ok(credentials)
-    }
-}
-
-/// The credentials provider the SDK asks at each call.
-#[derive(Debug, Clone)]
-struct Provider(Arc<AccountCredentials>);
-
-impl ProvideCredentials for Provider {
-    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        provider::future::ProvideCredentials::new(async move {
-            self.0
-                .get()
-                .await
-                .map_err(|f| provider::error::CredentialsError::provider_error(f.detail))
-        })
-    }
-}
-
 /// The accounts of `config`: each `[[aws.accounts]]` with clients signed with its role, or
 /// the implicit account with the gateway's own clients (`own`) when none is configured.
 pub async fn accounts(config: &Config, own: Regions, sts: &aws_sdk_sts::Client) -> Accounts {
@@ -158,17 +79,21 @@ pub async fn accounts(config: &Config, own: Regions, sts: &aws_sdk_sts::Client) 
 }
 
 async fn one(config: &Config, account: &AccountConfig, sts: &aws_sdk_sts::Client) -> Account {
-    let credentials = Arc::new(AccountCredentials {
-        sts: sts.clone(),
-        role_arn: account.role_arn.clone(),
-        external_id: account.external_id.clone(),
-        cached: tokio::sync::Mutex::new(None),
-    });
+    let credentials = AssumedCredentials::new(
+        sts.clone(),
+        AssumeRequest {
+            role_arn: account.role_arn.clone(),
+            external_id: account.external_id.clone(),
+            session_name: GATEWAY_SESSION_NAME.into(),
+            source_identity: None,
+            tags: Vec::new(),
+            source: "porthole-account-role",
+        },
+    );
     let mut regions = BTreeMap::new();
     for region in config.aws.account_regions(account) {
-        let mut loader = super::loader(config, region.clone()).credentials_provider(
-            SharedCredentialsProvider::new(Provider(credentials.clone())),
-        );
+        let mut loader =
+            super::loader(config, region.clone()).credentials_provider(credentials.provider());
         if let Some(url) = &config.aws.endpoint_url {
             loader = loader.endpoint_url(url);
         }

@@ -65,18 +65,49 @@ pub struct Tags {
     pub reason_sha256: String,
 }
 
-/// The credentials of one session as its person: fetched with `sts:AssumeRole`, kept, fetched
-/// again before they expire.
+/// What one `sts:AssumeRole` asks for, each time the credentials are fetched.
+#[derive(Debug, Clone)]
+pub struct AssumeRequest {
+    /// The role.
+    pub role_arn: String,
+    /// The external id its trust policy asks for.
+    pub external_id: Option<String>,
+    /// `RoleSessionName`.
+    pub session_name: String,
+    /// `SourceIdentity`, when one is set.
+    pub source_identity: Option<String>,
+    /// Session tags, in order.
+    pub tags: Vec<(String, String)>,
+    /// The credentials' provider name, as the SDK logs it.
+    pub source: &'static str,
+}
+
+/// Credentials of an assumed role: fetched with `sts:AssumeRole`, kept, fetched again before
+/// they expire. A person's session ([`Assumer::as_person`]) and an account's role (the
+/// `accounts` module) use them alike.
 #[derive(Debug)]
-pub struct PersonCredentials {
+pub struct AssumedCredentials {
     sts: aws_sdk_sts::Client,
-    role: AwsRole,
-    person: String,
-    tags: Tags,
+    request: AssumeRequest,
     cached: tokio::sync::Mutex<Option<(Credentials, SystemTime, Duration)>>,
 }
 
-impl PersonCredentials {
+impl AssumedCredentials {
+    /// Credentials for `request`, asked of STS with `sts` (the gateway's own credentials) when
+    /// first needed.
+    pub fn new(sts: aws_sdk_sts::Client, request: AssumeRequest) -> Arc<Self> {
+        Arc::new(Self {
+            sts,
+            request,
+            cached: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The provider the SDK asks at each call.
+    pub fn provider(self: &Arc<Self>) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(Provider(self.clone()))
+    }
+
     /// Credentials that are good for a while yet: the kept ones, or new ones from STS.
     pub async fn get(&self) -> Result<Credentials, Failure> {
         let mut cached = self.cached.lock().await;
@@ -88,26 +119,22 @@ impl PersonCredentials {
                 return Ok(credentials.clone());
             }
         }
-        let tags = &self.tags;
-        let name = session_name(&self.person);
-        let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-        let tags = [
-            tag("porthole:user", &self.person),
-            tag("porthole:session-id", &tags.session_id),
-            tag("porthole:reason-sha256", &tags.reason_sha256),
-        ]
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Failure::ours(format!("session tags: {e}")))?;
+        let r = &self.request;
+        let tags = r
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::ours(format!("session tags: {e}")))?;
         let asked = std::time::Instant::now();
         let reply = self
             .sts
             .assume_role()
-            .role_arn(&self.role.arn)
-            .role_session_name(&name)
-            .source_identity(&name)
-            .set_external_id(self.role.external_id.clone())
-            .set_tags(Some(tags))
+            .role_arn(&r.role_arn)
+            .role_session_name(&r.session_name)
+            .set_source_identity(r.source_identity.clone())
+            .set_external_id(r.external_id.clone())
+            .set_tags((!tags.is_empty()).then_some(tags))
             .send()
             .await
             .map_err(|e| refusal(&e))?;
@@ -125,13 +152,13 @@ impl PersonCredentials {
             c.secret_access_key(),
             Some(c.session_token().to_owned()),
             Some(expires),
-            "porthole-assume-role",
+            r.source,
         );
         tracing::info!(
-            person = %self.person,
-            role = %self.role.arn,
+            role = %r.role_arn,
+            session = %r.session_name,
             assumed = reply.assumed_role_user().map(|u| u.arn()).unwrap_or(""),
-            "assumed the person's role"
+            "assumed a role"
         );
         *cached = Some((credentials.clone(), expires, life));
         Ok(credentials)
@@ -171,7 +198,7 @@ where
 
 /// The credentials provider the SDK asks at each call.
 #[derive(Debug, Clone)]
-struct Provider(Arc<PersonCredentials>);
+struct Provider(Arc<AssumedCredentials>);
 
 impl ProvideCredentials for Provider {
     fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
@@ -219,21 +246,29 @@ impl Assumer {
         role: &AwsRole,
         tags: Tags,
     ) -> Result<AsPerson, Failure> {
-        let credentials = Arc::new(PersonCredentials {
-            sts: self.sts.clone(),
-            role: role.clone(),
-            person: person.to_owned(),
-            tags,
-            cached: tokio::sync::Mutex::new(None),
-        });
+        let name = session_name(person);
+        let credentials = AssumedCredentials::new(
+            self.sts.clone(),
+            AssumeRequest {
+                role_arn: role.arn.clone(),
+                external_id: role.external_id.clone(),
+                session_name: name.clone(),
+                source_identity: Some(name.clone()),
+                tags: vec![
+                    ("porthole:user".into(), person.to_owned()),
+                    ("porthole:session-id".into(), tags.session_id),
+                    ("porthole:reason-sha256".into(), tags.reason_sha256),
+                ],
+                source: "porthole-assume-role",
+            },
+        );
         credentials.get().await?;
         let conf = base
             .ssm
             .config()
             .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(Provider(credentials)))
+            .credentials_provider(credentials.provider())
             .build();
-        let name = session_name(person);
         Ok(AsPerson {
             clients: AwsClients {
                 ssm: aws_sdk_ssm::Client::from_conf(conf),
