@@ -450,8 +450,18 @@ async fn a_large_recording_is_streamed_whole() {
         end.detail["recording"]["sha256"],
         hex::encode(Sha256::digest(reply.text.as_bytes()))
     );
+    // The output as the terminal saw it: the recording's output events joined (a chunk may end
+    // anywhere, between two lines too).
+    let output: String = reply
+        .text
+        .lines()
+        .skip(1)
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event[1] == "o")
+        .filter_map(|event| event[2].as_str().map(str::to_owned))
+        .collect();
     assert!(
-        reply.text.contains("199999\\r\\n200000"),
+        output.contains("199999\r\n200000\r\n"),
         "the last lines are there"
     );
     gw.stop().await;
