@@ -13,6 +13,13 @@
 //! The machine never drops user data: input or output it cannot send yet (session not ready,
 //! publication paused, send window full) waits in a queue whose size the IO layer reads through
 //! [`Channel::pending_bytes`] to apply backpressure.
+//!
+//! A ready client channel can move to another process: [`Channel::freeze`] copies it into a
+//! plain-data [`ChannelState`] (versioned bytes through [`ChannelState::to_bytes`] and
+//! [`ChannelState::from_bytes`]; they hold the KMS data key), and [`Channel::restore`] makes a
+//! channel of it again with no socket, which the next [`Channel::socket_opened`] continues like
+//! any resume. The [`state`] module documents what is carried, the encoding and why no byte is
+//! lost or delivered twice.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -32,7 +39,7 @@ use super::payload::{self, action_status, action_type};
 use super::rto::RttEstimator;
 use super::utf8::Utf8Chunker;
 
-mod state;
+pub mod state;
 pub use state::{CHANNEL_STATE_VERSION, ChannelState, ChannelStateError};
 
 /// The most bytes of user data in one stream payload (keystrokes or output).

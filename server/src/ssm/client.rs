@@ -8,6 +8,19 @@
 //! `ssm:ResumeSession` for a fresh token and reconnects to the original stream URL with the same
 //! ClientId, keeping every counter and buffer; attempts back off exponentially with jitter.
 //! KMS sessions call `kms:GenerateDataKey` when the handshake asks for a key.
+//!
+//! **Moving a session to another process.** [`ClientHandle::freeze`] stops the task: it stops
+//! reading the socket, puts the input and sizes already sent to it into the channel, freezes the
+//! channel and closes the socket without ending the SSM session (the agent sees a lost
+//! connection and waits for a resume). It returns [`Frozen`]: the [`ChannelState`] and the
+//! events the task had produced but not yet queued. The contract for the consumer: read
+//! [`ClientHandle::events`] until `None`, then [`Frozen::undelivered`]; in that order they hold
+//! every output byte the agent had an acknowledgement for. The freeze is answered while the task
+//! holds output back (the consumer's queue full) and never waits for the consumer. Another
+//! process then calls [`resume_frozen`]: ResumeSession for a token and stream URL, the socket,
+//! the restored channel, no second handshake; its first event is [`ClientEvent::Reconnected`].
+//! Freezing is refused before the session is ready (the client carries on), and once it is over
+//! or already frozen.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -460,7 +473,7 @@ enum Step {
     /// is fine, so the consumer is not told.
     Refetch,
     /// Frozen: close the socket, then answer.
-    Frozen(Frozen, FreezeRequest),
+    Frozen(Box<Frozen>, FreezeRequest),
     Done,
 }
 
@@ -539,7 +552,7 @@ impl Task {
                     // Closed without ending the session: the agent waits for a resume.
                     let _ = tokio::time::timeout(FREEZE_CLOSE_TIMEOUT, ws.close(None)).await;
                     drop(ws);
-                    return self.hand_back(frozen, reply);
+                    return self.hand_back(*frozen, reply);
                 }
             }
         }
@@ -792,7 +805,7 @@ impl Task {
             }
             if let Some(reply) = freeze {
                 match self.try_freeze(&mut inbox.commands) {
-                    Ok(frozen) => return Step::Frozen(frozen, reply),
+                    Ok(frozen) => return Step::Frozen(Box::new(frozen), reply),
                     Err(e) => {
                         let _ = reply.send(Err(e)); // the caller may have gone
                     }

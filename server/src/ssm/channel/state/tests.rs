@@ -484,7 +484,7 @@ fn garbage_and_other_versions_are_clear_errors() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn a_hand_over_at_any_point_delivers_every_byte_once_and_in_order(
