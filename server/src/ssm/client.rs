@@ -224,6 +224,10 @@ impl ClientHandle {
     ///
     /// Errors: [`FreezeError::Refused`] before the session is ready (the client carries on),
     /// [`FreezeError::Ended`] once it is over, [`FreezeError::AlreadyFrozen`] on a second call.
+    ///
+    /// Await it to the end: a freeze dropped after its request reached the task still stops
+    /// the client, and the state is then lost (logged; the SSM session lives on, unattended,
+    /// until its idle timeout).
     pub async fn freeze(&self) -> Result<Frozen, FreezeError> {
         if self.frozen.load(Ordering::SeqCst) {
             return Err(FreezeError::AlreadyFrozen);
