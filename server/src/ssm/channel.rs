@@ -13,6 +13,13 @@
 //! The machine never drops user data: input or output it cannot send yet (session not ready,
 //! publication paused, send window full) waits in a queue whose size the IO layer reads through
 //! [`Channel::pending_bytes`] to apply backpressure.
+//!
+//! A ready client channel can move to another process: [`Channel::freeze`] copies it into a
+//! plain-data [`ChannelState`] (versioned bytes through [`ChannelState::to_bytes`] and
+//! [`ChannelState::from_bytes`]; they hold the KMS data key), and [`Channel::restore`] makes a
+//! channel of it again with no socket, which the next [`Channel::socket_opened`] continues like
+//! any resume. The [`state`] module documents what is carried, the encoding and why no byte is
+//! lost or delivered twice.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,6 +38,9 @@ use super::crypto::{self, KeySide, PayloadCipher};
 use super::payload::{self, action_status, action_type};
 use super::rto::RttEstimator;
 use super::utf8::Utf8Chunker;
+
+pub mod state;
+pub use state::{CHANNEL_STATE_VERSION, ChannelState, ChannelStateError};
 
 /// The most bytes of user data in one stream payload (keystrokes or output).
 pub const MAX_STREAM_PAYLOAD: usize = 1024;
@@ -326,6 +336,16 @@ pub enum StateError {
     /// The channel is closed.
     #[error("channel is closed")]
     Closed,
+    /// The session is not ready yet: the handshake has not completed (or, without one, no
+    /// output has arrived). There is nothing to carry on elsewhere: start the session again.
+    #[error("the session is not ready (its handshake has not completed), so it cannot be frozen")]
+    NotReady,
+    /// Events are waiting in [`Channel::poll_event`]; they would be lost by a freeze.
+    #[error("{count} events are waiting to be polled; poll them before freezing")]
+    EventsPending {
+        /// How many.
+        count: usize,
+    },
 }
 
 /// Counters for logs and metrics.
@@ -469,6 +489,8 @@ pub struct Channel {
     ack_hasher: Option<PrefixedSha256>,
     /// Agent: the RandomChallenge sent in the HandshakeRequest.
     sent_challenge: Option<String>,
+    /// What the start settled, once ready (`None` without a handshake).
+    summary: Option<HandshakeSummary>,
     stats: ChannelStats,
 }
 
@@ -509,6 +531,7 @@ impl Channel {
             ack_buf: BytesMut::new(),
             ack_hasher: None,
             sent_challenge: None,
+            summary: None,
             stats: ChannelStats::default(),
         }
     }
@@ -533,6 +556,12 @@ impl Channel {
     /// Whether the channel is over.
     pub fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
+    }
+
+    /// What the handshake settled, once ready; `None` before, and for a session without a
+    /// handshake.
+    pub fn handshake(&self) -> Option<&HandshakeSummary> {
+        self.summary.as_ref()
     }
 
     /// Whether publication is paused.
@@ -1220,6 +1249,12 @@ impl Channel {
         self.transmit.push_back(Transmit::Binary(frame));
     }
 
+    /// Records what the start settled and tells the IO layer (the phase is set by the caller).
+    fn become_ready(&mut self, handshake: Option<HandshakeSummary>) {
+        self.summary.clone_from(&handshake);
+        self.events.push_back(Event::Ready { handshake });
+    }
+
     fn fail(&mut self, reason: CloseReason) {
         if self.is_closed() {
             return;
@@ -1379,7 +1414,7 @@ impl Channel {
                 if matches!(self.phase, Phase::AwaitingFirst) {
                     // No handshake: the first output makes this a shell session.
                     self.phase = Phase::Ready;
-                    self.events.push_back(Event::Ready { handshake: None });
+                    self.become_ready(None);
                     self.flush_pending(now);
                 }
                 let Some(plain) = self.decrypt_shared(seq, body) else {
@@ -1422,14 +1457,12 @@ impl Channel {
                             });
                         }
                     };
-                self.events.push_back(Event::Ready {
-                    handshake: Some(HandshakeSummary {
-                        session_type,
-                        peer_version,
-                        customer_message: complete.customer_message,
-                        encrypted: self.cipher.is_some(),
-                    }),
-                });
+                self.become_ready(Some(HandshakeSummary {
+                    session_type,
+                    peer_version,
+                    customer_message: complete.customer_message,
+                    encrypted: self.cipher.is_some(),
+                }));
                 self.flush_pending(now);
             }
             PayloadType::Flag => {
@@ -1573,7 +1606,7 @@ impl Channel {
     fn start_agent(&mut self, now: Instant) {
         let Some(hs) = self.config.handshake.clone() else {
             self.phase = Phase::Ready;
-            self.events.push_back(Event::Ready { handshake: None });
+            self.become_ready(None);
             return;
         };
         let mut actions = vec![payload::RequestedClientAction {
@@ -1768,14 +1801,12 @@ impl Channel {
             .map(|h| h.session_type.clone())
             .unwrap_or_default();
         self.phase = Phase::Ready;
-        self.events.push_back(Event::Ready {
-            handshake: Some(HandshakeSummary {
-                session_type,
-                peer_version,
-                customer_message: message,
-                encrypted: self.cipher.is_some(),
-            }),
-        });
+        self.become_ready(Some(HandshakeSummary {
+            session_type,
+            peer_version,
+            customer_message: message,
+            encrypted: self.cipher.is_some(),
+        }));
         self.flush_pending(now);
     }
 }

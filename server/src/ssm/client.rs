@@ -8,21 +8,38 @@
 //! `ssm:ResumeSession` for a fresh token and reconnects to the original stream URL with the same
 //! ClientId, keeping every counter and buffer; attempts back off exponentially with jitter.
 //! KMS sessions call `kms:GenerateDataKey` when the handshake asks for a key.
+//!
+//! **Moving a session to another process.** [`ClientHandle::freeze`] stops the task: it stops
+//! reading the socket, puts the input and sizes already sent to it into the channel, freezes the
+//! channel and closes the socket without ending the SSM session (the agent sees a lost
+//! connection and waits for a resume). It returns [`Frozen`]: the [`ChannelState`] and the
+//! events the task had produced but not yet queued. The contract for the consumer: read
+//! [`ClientHandle::events`] until `None`, then [`Frozen::undelivered`]; in that order they hold
+//! every output byte the agent had an acknowledgement for. The freeze is answered while the task
+//! holds output back (the consumer's queue full) and never waits for the consumer. Another
+//! process then calls [`resume_frozen`]: ResumeSession for a token and stream URL, the socket,
+//! the restored channel, no second handshake; its first event is [`ClientEvent::Reconnected`].
+//! Freezing is refused before the session is ready (the client carries on), and once it is over
+//! or already frozen.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::clock::{sleep_until, unix_ms};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
-use super::channel::{Channel, ChannelConfig, CloseReason, Event, HandshakeSummary, Transmit};
+use super::channel::{
+    Channel, ChannelConfig, ChannelState, CloseReason, Event, HandshakeSummary, StateError,
+    Transmit,
+};
 use super::codec::MAX_FRAME_LEN;
 
 /// Events queued towards the caller. Output arrives in ≤ 1 KiB pieces, so 256 events bound
@@ -47,6 +64,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a KMS or SSM API call may take.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a frozen task waits for its socket's close frame to be written before dropping it.
+const FREEZE_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -114,12 +133,53 @@ enum Command {
     DropSocket,
 }
 
+/// A request to freeze, with where to send the answer.
+type FreezeRequest = oneshot::Sender<Result<Frozen, StateError>>;
+
 /// The caller's side of a running data-channel client.
 #[derive(Debug)]
 pub struct ClientHandle {
     commands: mpsc::Sender<Command>,
+    /// Freeze requests, apart from the commands: those are not read while input backs up.
+    freezes: mpsc::Sender<FreezeRequest>,
+    frozen: AtomicBool,
     /// Events from the task, in order; `None` once the task has ended.
     pub events: mpsc::Receiver<ClientEvent>,
+}
+
+/// What a frozen client hands back ([`ClientHandle::freeze`]).
+#[derive(Debug)]
+pub struct Frozen {
+    /// The channel, ready for [`resume_frozen`] here or in another process
+    /// ([`ChannelState::to_bytes`]). It holds the KMS data key: seal it.
+    pub state: ChannelState,
+    /// Events the task had produced but not yet queued to [`ClientHandle::events`], in order:
+    /// they come after everything still readable there.
+    pub undelivered: Vec<ClientEvent>,
+}
+
+/// Why [`ClientHandle::freeze`] did not freeze.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeError {
+    /// This handle's client was frozen already.
+    #[error("the session was frozen already")]
+    AlreadyFrozen,
+    /// The channel refused (e.g. [`StateError::NotReady`]: the session is still starting);
+    /// the client carries on as before.
+    #[error("cannot freeze the session: {0}")]
+    Refused(StateError),
+    /// The session is over (closed, or its task has ended); its end is in the events.
+    #[error("cannot freeze the session: it is over")]
+    Ended,
+}
+
+/// Which session [`resume_frozen`] carries on: it must be the one the state was frozen from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeTarget {
+    /// The SSM session id.
+    pub session_id: String,
+    /// The target as passed to StartSession.
+    pub target: String,
 }
 
 impl ClientHandle {
@@ -146,6 +206,48 @@ impl ClientHandle {
             .send(Command::DropSocket)
             .await
             .map_err(|_| "session is over".into())
+    }
+
+    /// Stops this client so that another one, here or in another process, carries the
+    /// session on ([`resume_frozen`]), without losing or repeating a byte.
+    ///
+    /// The task stops reading its socket, takes in the input and sizes already sent to it
+    /// ([`ClientHandle::input`] fails from then on), freezes its channel and closes its socket
+    /// **without ending the SSM session**: the agent sees a lost connection and waits for a
+    /// resume, as after any network failure. Then the task ends.
+    ///
+    /// The contract for the consumer: read [`ClientHandle::events`] until it yields `None`, then
+    /// take [`Frozen::undelivered`]. Those events, in that order, hold every output byte the
+    /// agent had an acknowledgement for; the rest comes from the resumed client. It works while
+    /// the task holds output back for a consumer that reads nothing, and does not wait for the
+    /// consumer: what did not fit the queue is in `undelivered`.
+    ///
+    /// Errors: [`FreezeError::Refused`] before the session is ready (the client carries on),
+    /// [`FreezeError::Ended`] once it is over, [`FreezeError::AlreadyFrozen`] on a second call.
+    ///
+    /// Await it to the end: a freeze dropped after its request reached the task still stops
+    /// the client, and the state is then lost (logged; the SSM session lives on, unattended,
+    /// until its idle timeout).
+    pub async fn freeze(&self) -> Result<Frozen, FreezeError> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return Err(FreezeError::AlreadyFrozen);
+        }
+        let (reply, answer) = oneshot::channel();
+        let answer = match self.freezes.send(reply).await {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        match answer {
+            Some(Ok(frozen)) => {
+                self.frozen.store(true, Ordering::SeqCst);
+                Ok(frozen)
+            }
+            Some(Err(StateError::Closed)) => Err(FreezeError::Ended),
+            Some(Err(e)) => Err(FreezeError::Refused(e)),
+            // The task has ended: frozen by another call meanwhile, or the session is over.
+            None if self.frozen.load(Ordering::SeqCst) => Err(FreezeError::AlreadyFrozen),
+            None => Err(FreezeError::Ended),
+        }
     }
 }
 
@@ -194,26 +296,165 @@ pub async fn start_with(
     options: ClientOptions,
 ) -> Result<ClientHandle, String> {
     let socket = connect(&start.stream_url).await?;
-    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let mut config = ChannelConfig::client(start.session_id.clone(), start.target.clone());
     config.give_up_after = options.give_up_after;
     let mut channel = Channel::new(config, std::time::Instant::now(), unix_ms());
     channel.socket_opened(std::time::Instant::now(), Some(&start.token));
+    Ok(spawn(start, aws, options, channel, socket, None))
+}
+
+/// Carries on a session frozen by [`ClientHandle::freeze`] (here or in another process): calls
+/// `ssm:ResumeSession` for a fresh token and stream URL, opens the socket and continues from
+/// `state` with no second handshake. The agent sends again what it had not had acknowledged,
+/// the client sends again its own unacknowledged input (and the input and sizes that were
+/// still waiting): output continues exactly after the last byte of the frozen client's events.
+/// The first event is [`ClientEvent::Reconnected`]; the handshake's outcome is
+/// [`ChannelState::handshake`]. The channel keeps the frozen state's limits and give-up time;
+/// of `options`, only the ping settings apply.
+///
+/// Errors name the problem: a state of another session, a state that does not restore,
+/// ResumeSession refused (with AWS's error code, e.g. `DoesNotExistException` for a session
+/// that has ended) or timed out, or a socket that does not open.
+pub async fn resume_frozen(
+    state: ChannelState,
+    target: ResumeTarget,
+    aws: AwsClients,
+    options: ClientOptions,
+) -> Result<ClientHandle, String> {
+    if state.session_id() != target.session_id || state.target_id() != target.target {
+        return Err(format!(
+            "the frozen state is of session {} on {}, not of session {} on {}",
+            state.session_id(),
+            state.target_id(),
+            target.session_id,
+            target.target
+        ));
+    }
+    let mut channel = Channel::restore(state, std::time::Instant::now(), unix_ms())
+        .map_err(|e| format!("cannot restore the frozen session: {e}"))?;
+    let call = aws
+        .ssm
+        .resume_session()
+        .session_id(&target.session_id)
+        .send();
+    let reply = match tokio::time::timeout(API_TIMEOUT, call).await {
+        Err(_) => {
+            return Err(format!(
+                "ResumeSession for session {} timed out after {API_TIMEOUT:?}",
+                target.session_id
+            ));
+        }
+        Ok(Err(e)) => {
+            use aws_sdk_ssm::error::ProvideErrorMetadata as _;
+            let why = match e.code() {
+                Some(code) => format!("{code}: {}", e.message().unwrap_or("")),
+                None => error_chain(&e),
+            };
+            return Err(format!(
+                "ResumeSession refused for session {}: {why}",
+                target.session_id
+            ));
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    let token = reply.token_value().unwrap_or_default();
+    if token.is_empty() {
+        return Err(format!(
+            "ResumeSession gave no token for session {}: it has timed out",
+            target.session_id
+        ));
+    }
+    let stream_url = reply.stream_url().unwrap_or_default();
+    if stream_url.is_empty() {
+        return Err(format!(
+            "ResumeSession gave no stream URL for session {}",
+            target.session_id
+        ));
+    }
+    let socket = connect(stream_url).await?;
+    channel.socket_opened(std::time::Instant::now(), Some(token));
+    let start = SessionStart {
+        session_id: target.session_id,
+        target: target.target,
+        stream_url: stream_url.to_owned(),
+        token: token.to_owned(),
+    };
+    info!(session_id = %start.session_id, "frozen session resumed");
+    Ok(spawn(
+        start,
+        aws,
+        options,
+        channel,
+        socket,
+        Some(ClientEvent::Reconnected),
+    ))
+}
+
+/// An error and its sources, joined.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Starts the task of `channel` on `socket`, with `first` queued as its first event.
+fn spawn(
+    start: SessionStart,
+    aws: AwsClients,
+    options: ClientOptions,
+    channel: Channel,
+    socket: Socket,
+    first: Option<ClientEvent>,
+) -> ClientHandle {
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    // One freeze at a time; a second waits for the first's answer.
+    let (freezes_tx, freezes_rx) = mpsc::channel(1);
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let task = Task {
         start,
         options,
         aws,
         channel,
         events: events_tx,
-        outbox: std::collections::VecDeque::new(),
+        outbox: first.into_iter().collect(),
         refetch: false,
     };
-    tokio::spawn(task.run(socket, commands_rx));
-    Ok(ClientHandle {
+    let inbox = Inbox {
+        commands: commands_rx,
+        freezes: Some(freezes_rx),
+    };
+    tokio::spawn(task.run(socket, inbox));
+    ClientHandle {
         commands: commands_tx,
+        freezes: freezes_tx,
+        frozen: AtomicBool::new(false),
         events: events_rx,
-    })
+    }
+}
+
+/// What the task receives from its handle.
+struct Inbox {
+    commands: mpsc::Receiver<Command>,
+    /// `None` once the handle has gone.
+    freezes: Option<mpsc::Receiver<FreezeRequest>>,
+}
+
+/// The next freeze request; never, once the handle has gone.
+async fn next_freeze(freezes: &mut Option<mpsc::Receiver<FreezeRequest>>) -> FreezeRequest {
+    loop {
+        match freezes {
+            Some(rx) => match rx.recv().await {
+                Some(request) => return request,
+                None => *freezes = None,
+            },
+            None => std::future::pending().await,
+        }
+    }
 }
 
 struct Task {
@@ -235,20 +476,35 @@ enum Step {
     /// Resume on a new socket to have the agent send again the output held back; the socket
     /// is fine, so the consumer is not told.
     Refetch,
+    /// Frozen: close the socket, then answer.
+    Frozen(Box<Frozen>, FreezeRequest),
     Done,
 }
 
 impl Task {
-    async fn run(mut self, first: Socket, mut commands: mpsc::Receiver<Command>) {
+    async fn run(mut self, first: Socket, mut inbox: Inbox) {
         let mut socket = Some(first);
         let mut attempt = 0u32;
         // Whether the consumer was told of the outage (a refetch is not an outage).
         let mut announced = false;
         loop {
             let Some(mut ws) = socket.take() else {
-                // Reconnect: ResumeSession for a token, then the original URL.
+                // Reconnect: ResumeSession for a token, then the original URL. A freeze may
+                // come meanwhile: the state needs no socket.
                 attempt += 1;
-                match self.resume().await {
+                let resumed = tokio::select! {
+                    resumed = self.resume() => resumed,
+                    reply = next_freeze(&mut inbox.freezes) => {
+                        match self.try_freeze(&mut inbox.commands) {
+                            Ok(frozen) => return self.hand_back(frozen, reply),
+                            Err(e) => {
+                                let _ = reply.send(Err(e)); // the caller may have gone
+                                continue;
+                            }
+                        }
+                    }
+                };
+                match resumed {
                     Ok(ws) => {
                         attempt = 0;
                         socket = Some(ws);
@@ -258,19 +514,32 @@ impl Task {
                         continue;
                     }
                     Err(Resume::Fatal(reason)) => {
-                        self.finish(ClientEvent::Closed(CloseReason::Local { reason }))
-                            .await;
+                        self.finish(
+                            ClientEvent::Closed(CloseReason::Local { reason }),
+                            &mut inbox,
+                        )
+                        .await;
                         return;
                     }
                     Err(Resume::Retry(error)) => {
                         announced = true;
                         self.emit(ClientEvent::Reconnecting { attempt, error });
-                        tokio::time::sleep(backoff(attempt)).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff(attempt)) => {}
+                            reply = next_freeze(&mut inbox.freezes) => {
+                                match self.try_freeze(&mut inbox.commands) {
+                                    Ok(frozen) => return self.hand_back(frozen, reply),
+                                    Err(e) => {
+                                        let _ = reply.send(Err(e)); // the caller may have gone
+                                    }
+                                }
+                            }
+                        }
                         continue;
                     }
                 }
             };
-            match self.drive(&mut ws, &mut commands).await {
+            match self.drive(&mut ws, &mut inbox).await {
                 Step::Done => {
                     let _ = ws.close(None).await; // best effort; the session is over
                     return;
@@ -282,6 +551,12 @@ impl Task {
                 }
                 Step::Refetch => {
                     debug!(session_id = %self.start.session_id, "resuming for the output held back");
+                }
+                Step::Frozen(frozen, reply) => {
+                    // Closed without ending the session: the agent waits for a resume.
+                    let _ = tokio::time::timeout(FREEZE_CLOSE_TIMEOUT, ws.close(None)).await;
+                    drop(ws);
+                    return self.hand_back(*frozen, reply);
                 }
             }
         }
@@ -352,17 +627,104 @@ impl Task {
     }
 
     /// Queues the last event and waits until the consumer has taken everything.
-    async fn finish(&mut self, event: ClientEvent) {
+    async fn finish(&mut self, event: ClientEvent, inbox: &mut Inbox) {
         self.outbox.push_back(event);
+        self.deliver_all(inbox).await;
+    }
+
+    /// Waits until the consumer has taken every event waiting (the session is over). A freeze
+    /// asked for meanwhile is answered at once: the session is over.
+    async fn deliver_all(&mut self, inbox: &mut Inbox) {
         for queued in std::mem::take(&mut self.outbox) {
-            if self.events.send(queued).await.is_err() {
-                return;
+            let permit = loop {
+                tokio::select! {
+                    permit = self.events.reserve() => break permit,
+                    reply = next_freeze(&mut inbox.freezes) => {
+                        let _ = reply.send(Err(StateError::Closed)); // the caller may have gone
+                    }
+                }
+            };
+            match permit {
+                Ok(permit) => permit.send(queued),
+                Err(_) => return, // nobody listens any more
             }
         }
     }
 
+    /// Freezes the session, if it can be: see [`ClientHandle::freeze`]. On success the task
+    /// must end without touching the channel again; on an error nothing has changed.
+    fn try_freeze(&mut self, commands: &mut mpsc::Receiver<Command>) -> Result<Frozen, StateError> {
+        if self.channel.is_closed() {
+            // Its Closed event is handled (and delivered) by the loop as usual.
+            return Err(StateError::Closed);
+        }
+        if !self.channel.is_ready() {
+            return Err(StateError::NotReady);
+        }
+        // From here on it cannot fail. Events the channel has (acknowledged output) go into
+        // the outbox; input and sizes already sent to the task go into the channel, and no
+        // more are taken (`input` fails from now on).
+        self.take_channel_events();
+        commands.close();
+        let now = std::time::Instant::now();
+        while let Ok(command) = commands.try_recv() {
+            let result = match command {
+                Command::Input(bytes) => self.channel.send_input(&bytes, now),
+                Command::Resize(cols, rows) => self.channel.resize(cols, rows, now),
+                Command::DropSocket => Ok(()),
+            };
+            if let Err(error) = result {
+                debug!(%error, "command refused while freezing");
+            }
+        }
+        self.take_channel_events();
+        let state = self.channel.freeze()?;
+        Ok(Frozen {
+            state,
+            undelivered: self.outbox.drain(..).collect(),
+        })
+    }
+
+    /// Moves the channel's events into the outbox without waiting (a ready, open channel has
+    /// only output to report).
+    fn take_channel_events(&mut self) {
+        while let Some(event) = self.channel.poll_event() {
+            match event {
+                Event::Output(bytes) | Event::StdErr(bytes) => {
+                    self.outbox.push_back(ClientEvent::Output(bytes))
+                }
+                Event::ExitCode(code) => self.outbox.push_back(ClientEvent::ExitCode(code)),
+                Event::Ready { handshake } => self.outbox.push_back(ClientEvent::Ready(handshake)),
+                Event::Closed(reason) => self.outbox.push_back(ClientEvent::Closed(reason)),
+                Event::Input(_)
+                | Event::Resize(_)
+                | Event::Flag(_)
+                | Event::DataKeyNeeded { .. }
+                | Event::DecryptNeeded { .. }
+                | Event::Publication { .. } => {}
+            }
+        }
+    }
+
+    /// Answers a freeze; the task then ends (dropping the event queue's sender, so the
+    /// consumer reads what is queued, then `None`).
+    fn hand_back(&self, frozen: Frozen, reply: FreezeRequest) {
+        info!(
+            session_id = %self.start.session_id,
+            unacked = frozen.state.unacked_len(),
+            undelivered = frozen.undelivered.len(),
+            "data channel frozen"
+        );
+        if reply.send(Ok(frozen)).is_err() {
+            warn!(
+                session_id = %self.start.session_id,
+                "the caller of freeze went away; the frozen state is lost (the SSM session lives on until its idle timeout)"
+            );
+        }
+    }
+
     /// Runs one socket until it is lost or the session ends.
-    async fn drive(&mut self, ws: &mut Socket, commands: &mut mpsc::Receiver<Command>) -> Step {
+    async fn drive(&mut self, ws: &mut Socket, inbox: &mut Inbox) -> Step {
         let mut ping = tokio::time::interval(self.options.ping_interval);
         ping.reset();
         let mut last_pong = Instant::now();
@@ -378,7 +740,7 @@ impl Task {
                     Err(_) => return Step::SocketLost("send timed out".into()),
                 }
             }
-            if let Some(step) = self.collect_events().await {
+            if let Some(step) = self.collect_events(inbox).await {
                 return step;
             }
             let timeout = self.channel.poll_timeout().map(Instant::from_std);
@@ -399,13 +761,16 @@ impl Task {
             }
             self.channel
                 .hold_incoming(self.refetch || self.outbox.len() >= EVENT_QUEUE);
+            let mut freeze = None;
             let read_commands = self.channel.pending_bytes() < INPUT_HIGH_WATER;
             tokio::select! {
                 permit = self.events.reserve(), if !self.outbox.is_empty() => match permit {
                     Ok(permit) => if let Some(event) = self.outbox.pop_front() { permit.send(event) },
                     Err(_) => return Step::Done, // nobody listens any more
                 },
-                command = commands.recv(), if read_commands => {
+                // Answered below, out of the select: the branches borrow parts of `self`.
+                reply = next_freeze(&mut inbox.freezes) => freeze = Some(reply),
+                command = inbox.commands.recv(), if read_commands => {
                     let now = std::time::Instant::now();
                     let result = match command {
                         Some(Command::Input(bytes)) => self.channel.send_input(&bytes, now),
@@ -442,12 +807,20 @@ impl Task {
                     }
                 },
             }
+            if let Some(reply) = freeze {
+                match self.try_freeze(&mut inbox.commands) {
+                    Ok(frozen) => return Step::Frozen(Box::new(frozen), reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e)); // the caller may have gone
+                    }
+                }
+            }
         }
     }
 
     /// Moves the channel's events into the outbox; handles KMS requests. Returns a step when
     /// the session ended.
-    async fn collect_events(&mut self) -> Option<Step> {
+    async fn collect_events(&mut self, inbox: &mut Inbox) -> Option<Step> {
         while let Some(event) = self.channel.poll_event() {
             match event {
                 Event::Output(bytes) | Event::StdErr(bytes) => {
@@ -515,12 +888,7 @@ impl Task {
                         }
                     }
                     self.outbox.push_back(ClientEvent::Closed(reason));
-                    let pending = std::mem::take(&mut self.outbox);
-                    for event in pending {
-                        if self.events.send(event).await.is_err() {
-                            break;
-                        }
-                    }
+                    self.deliver_all(inbox).await;
                     return Some(Step::Done);
                 }
                 Event::Input(_)

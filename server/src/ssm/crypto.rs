@@ -85,6 +85,9 @@ fn open(cipher: &Aes256Gcm, payload: &[u8]) -> Result<Vec<u8>, CryptoError> {
 
 /// The two directional ciphers of one side of a session.
 pub struct PayloadCipher {
+    side: KeySide,
+    /// The data key, kept so that a frozen channel can carry it to another process.
+    data_key: Box<[u8; DATA_KEY_LEN]>,
     sealer: Aes256Gcm,
     opener: Aes256Gcm,
     next_nonce: u128,
@@ -123,10 +126,31 @@ impl PayloadCipher {
         let mut start = [0u8; 16];
         start[..NONCE_LEN].copy_from_slice(&nonce_start);
         Ok(Self {
+            side,
+            data_key: Box::new(*key),
             sealer: mk(seal_half)?,
             opener: mk(open_half)?,
             next_nonce: u128::from_le_bytes(start),
         })
+    }
+
+    /// Which side's keys these are.
+    pub fn side(&self) -> KeySide {
+        self.side
+    }
+
+    /// The 64-byte data key (a secret): with [`PayloadCipher::next_nonce`], what
+    /// [`PayloadCipher::new`] needs to carry on in another process.
+    pub fn data_key(&self) -> &[u8; DATA_KEY_LEN] {
+        &self.data_key
+    }
+
+    /// The nonce the next [`PayloadCipher::seal`] uses.
+    pub fn next_nonce(&self) -> [u8; NONCE_LEN] {
+        let bytes = self.next_nonce.to_le_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&bytes[..NONCE_LEN]);
+        nonce
     }
 
     /// Encrypts an outgoing payload with the next nonce.
@@ -172,6 +196,16 @@ mod tests {
         assert_eq!(&a[..12], &[0xff; 12]);
         assert_eq!(&b[..12], &[0; 12]);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_cipher_rebuilt_from_its_key_and_next_nonce_carries_on() {
+        let mut a = PayloadCipher::new(KeySide::Client, &test_key(), [5; 12]).unwrap();
+        a.seal(b"one");
+        let mut b = PayloadCipher::new(a.side(), a.data_key(), a.next_nonce()).unwrap();
+        assert_eq!(a.seal(b"two"), b.seal(b"two"), "same key, same next nonce");
+        let agent = PayloadCipher::new(KeySide::Agent, &test_key(), [1; 12]).unwrap();
+        assert_eq!(agent.open(&b.seal(b"three")).unwrap(), b"three");
     }
 
     #[test]

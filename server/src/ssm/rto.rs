@@ -43,6 +43,27 @@ impl RttEstimator {
         Duration::from_micros(self.rtt_us)
     }
 
+    /// The smoothed round-trip variation.
+    pub fn rttvar(&self) -> Duration {
+        Duration::from_micros(self.rttvar_us)
+    }
+
+    /// An estimator carried on from [`RttEstimator::srtt`], [`RttEstimator::rttvar`] and
+    /// [`RttEstimator::rto`] of another one (a frozen channel). The RTO is kept within
+    /// [`CLOCK_GRANULARITY`]..=[`MAX_RTO`], whatever it is given.
+    pub fn restored(srtt: Duration, rttvar: Duration, rto: Duration) -> Self {
+        let us = |d: Duration| {
+            u64::try_from(d.as_micros())
+                .unwrap_or(u64::MAX / 8)
+                .min(u64::MAX / 8)
+        };
+        Self {
+            rtt_us: us(srtt),
+            rttvar_us: us(rttvar),
+            rto: rto.clamp(CLOCK_GRANULARITY, MAX_RTO),
+        }
+    }
+
     /// Folds in one round-trip sample.
     pub fn on_sample(&mut self, sample: Duration) {
         let r = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX / 8);
@@ -80,6 +101,19 @@ mod tests {
         }
         assert!(e.rto() <= Duration::from_millis(12), "{:?}", e.rto());
         assert!(e.rto() >= Duration::from_millis(11), "{:?}", e.rto());
+    }
+
+    #[test]
+    fn a_restored_estimator_continues_like_the_original() {
+        let mut a = RttEstimator::default();
+        a.on_sample(Duration::from_millis(20));
+        let mut b = RttEstimator::restored(a.srtt(), a.rttvar(), a.rto());
+        assert_eq!(a, b);
+        a.on_sample(Duration::from_millis(7));
+        b.on_sample(Duration::from_millis(7));
+        assert_eq!(a, b);
+        let wild = RttEstimator::restored(Duration::MAX, Duration::MAX, Duration::ZERO);
+        assert_eq!(wild.rto(), CLOCK_GRANULARITY);
     }
 
     #[test]

@@ -56,6 +56,16 @@ impl Utf8Chunker {
         }
     }
 
+    /// A chunker carrying `carry` (the [`Utf8Chunker::carried_bytes`] of another one).
+    pub fn with_carry(carry: Vec<u8>) -> Self {
+        Self { carry }
+    }
+
+    /// The bytes waiting for the rest of their sequence.
+    pub fn carried_bytes(&self) -> &[u8] {
+        &self.carry
+    }
+
     /// Bytes waiting for the rest of their sequence.
     pub fn carried(&self) -> usize {
         self.carry.len()
