@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -20,109 +19,11 @@ use aws_sdk_ssm::types::{SessionState, SessionStatus};
 use common::api::{Api, Attach};
 use common::emulator::NODE;
 use common::gateway::PASSWORD;
+use common::procs::{BOUND, Proc, porthole};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 
 const REASON: &str = "INC-5001 gateway lifecycle test";
-/// How long a process may take to start or stop, and an SSM state to show.
-const BOUND: Duration = Duration::from_secs(20);
-
-fn porthole() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_porthole"));
-    // Only what a test sets reaches the commands.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PORTHOLE_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-/// A child process, killed (and reaped) when dropped.
-struct Proc {
-    child: std::process::Child,
-    /// Lines of its standard output, read by a thread (so a silent child never blocks a test).
-    lines: mpsc::Receiver<String>,
-    /// Where its standard error goes (shown when it fails).
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut command: Command, stderr: PathBuf) -> Self {
-        let file = std::fs::File::create(&stderr).unwrap();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        // The commands print a few lines (logs go to stderr); 64 is plenty.
-        let (tx, lines) = mpsc::sync_channel(64);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// The first line of standard output that contains `needle`, within [`BOUND`].
-    fn line_with(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!(
-                    "no line with {needle:?} ({e}); exit status {:?}; stderr:\n{}",
-                    self.child.try_wait(),
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    /// Waits (polling, within `bound`) for the process to exit.
-    async fn exit_within(&mut self, bound: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {bound:?} later; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An emulator and a gateway configuration in front of it, in one temporary folder.
 struct Setup {

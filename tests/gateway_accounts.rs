@@ -269,9 +269,12 @@ async fn a_session_in_the_second_account_runs_and_is_reconciled_there(backend: B
 
     // What a restart does with a session this gateway left live: TerminateSession with the
     // clients of the account the row names (there are none for a row without one here).
-    porthole::gateway::sessions::upkeep::reconcile(&gw.state.engine)
-        .await
-        .unwrap();
+    porthole::gateway::sessions::upkeep::reconcile(
+        &gw.state.engine,
+        porthole::gateway::sessions::upkeep::Sweep::Start,
+    )
+    .await
+    .unwrap();
     let ends = wait_for_events_of(&gw.state.engine.db, Some(&id), "session.end", 1).await;
     let restart = ends
         .iter()

@@ -14,8 +14,9 @@
 //! | `gateway::config` | `policy`, `facts` |
 //! | `gateway::aws` | `config`, `facts`, `ssm` |
 //! | `gateway::store` | `aws`, `config`, `facts` |
+//! | `gateway::cluster` | `store`, `config`, `facts`, `ssm` |
 //! | `gateway::identity` | `store`, `policy`, `config`, `facts` |
-//! | `gateway::sessions` | `store`, `policy`, `aws`, `config`, `facts`, `ssm`, `clock` |
+//! | `gateway::sessions` | `cluster`, `store`, `policy`, `aws`, `config`, `facts`, `ssm`, `clock` |
 //! | `gateway::http` | everything below it |
 //! | `gateway` (`mod.rs`, `reload.rs`, `listen.rs`) and `cli` | everything |
 
@@ -30,6 +31,7 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
         "gateway::config",
         "gateway::aws",
         "gateway::store",
+        "gateway::cluster",
         "gateway::identity",
         "gateway::sessions",
         "ssm",
@@ -44,6 +46,7 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
         "gateway::config" => &["gateway::policy", "gateway::facts"],
         "gateway::aws" => &["gateway::config", "gateway::facts", "ssm"],
         "gateway::store" => &["gateway::aws", "gateway::config", "gateway::facts"],
+        "gateway::cluster" => &["gateway::store", "gateway::config", "gateway::facts", "ssm"],
         "gateway::identity" => &[
             "gateway::store",
             "gateway::policy",
@@ -51,6 +54,7 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
             "gateway::facts",
         ],
         "gateway::sessions" => &[
+            "gateway::cluster",
             "gateway::store",
             "gateway::policy",
             "gateway::aws",

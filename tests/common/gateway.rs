@@ -64,7 +64,7 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-async fn fresh_postgres() -> (String, String) {
+pub async fn fresh_postgres() -> (String, String) {
     let admin_url = postgres_admin_url();
     let admin = Db::connect(&admin_url)
         .await

@@ -6,5 +6,6 @@ pub mod audit_log;
 pub mod emulator;
 pub mod gateway;
 pub mod oidc;
+pub mod procs;
 pub mod python;
 pub mod sim;

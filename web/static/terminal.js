@@ -25,6 +25,7 @@ const CLOSE_SESSION_ENDED = 4000;
 const CLOSE_REPLACED = 4001;
 const CLOSE_NOT_ALLOWED = 4003;
 const CLOSE_BAD_MESSAGE = 4400;
+const CLOSE_HANDED_OVER = 4010;
 
 /** Largest input frame sent (the gateway accepts up to 64 KiB per message). */
 const MAX_INPUT_FRAME = 16 * 1024;
@@ -309,6 +310,13 @@ function closed(code, reason) {
         label: 'Sign in again',
         href: `/login?next=${encodeURIComponent(location.pathname)}`,
       });
+      return;
+    case CLOSE_HANDED_OVER:
+      // The gateway is stopping and gave the session to another: reconnect at once, asking
+      // for the output from the offset drawn; the load balancer picks a running gateway.
+      retries = 0;
+      setState('connecting', 'reconnecting');
+      retryTimer = setTimeout(connect, 100);
       return;
     case CLOSE_BAD_MESSAGE:
       setState('error');

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use super::policy::PolicyConfig;
+pub use cluster::ClusterConfig;
 pub use sso::{OidcConfig, ProxyAuthConfig, ProxyMode, RoleMapping};
 
+pub mod cluster;
 pub mod sso;
 
 /// The prefix of overriding environment variables.
@@ -177,6 +179,9 @@ pub struct Config {
     /// `[recordings]`.
     #[serde(default)]
     pub recordings: RecordingsConfig,
+    /// `[cluster]`: what several gateways on one database share.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The file this configuration was read from, when it was (set by the caller; relative
     /// `policy.file` paths start there, and inline roles are reloaded from it).
     #[serde(skip)]
@@ -191,8 +196,15 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The URL people use; Origin checks and the cookie's Secure flag derive from it.
     pub public_url: String,
-    /// This gateway's name in the `sessions` table (which gateway owns a live session).
+    /// This gateway's name among the gateways sharing the database (which one owns a live
+    /// session); each must have its own. Default: the host name (the pod's name).
     pub gateway_id: String,
+    /// Where the other gateways reach this one (`http://10.0.3.7:8080`). Default: the listen
+    /// address, or the host name with the listen port when it listens on every address.
+    pub internal_url: Option<String>,
+    /// On SIGTERM, how long the gateway may take to hand its live sessions to the others
+    /// (or end them) before it stops serving, in seconds.
+    pub drain_seconds: u64,
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed: the
     /// client address (sign-in limits, the audit log) is then the nearest address in that
     /// header that is not one of them. Empty (the default): the peer's address, and the
@@ -204,6 +216,14 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Where the other gateways reach this one: `server.internal_url`, or its default.
+    pub fn internal_url(&self) -> String {
+        match &self.internal_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => cluster::default_internal_url(self.listen, &cluster::host_name()),
+        }
+    }
+
     /// [`ServerConfig::trusted_proxies`] parsed; the error names the entry.
     pub fn trusted_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         self.trusted_proxies
@@ -229,7 +249,9 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
-            gateway_id: "porthole-1".into(),
+            gateway_id: cluster::host_name(),
+            internal_url: None,
+            drain_seconds: 30,
             trusted_proxies: Vec::new(),
             read_timeout_seconds: 10,
         }
@@ -671,8 +693,12 @@ impl Config {
                     .into(),
             ));
         }
-        if self.server.gateway_id.trim().is_empty() {
-            return Err(ConfigError("server.gateway_id must not be empty".into()));
+        cluster::validate_identity(&self.server.gateway_id, &self.server.internal_url())?;
+        self.cluster.validate()?;
+        if self.server.drain_seconds == 0 {
+            return Err(ConfigError(
+                "server.drain_seconds must be at least 1".into(),
+            ));
         }
         if self.sessions.retransmit_give_up_seconds == 0 {
             return Err(ConfigError(

@@ -6,6 +6,8 @@
 //! - [`config`]: the TOML file with `PORTHOLE_*` overrides, validated at start.
 //! - [`aws`]: AWS clients per region, the managed nodes.
 //! - [`store`]: the database, the audit chain, recordings storage, search queries.
+//! - [`cluster`]: this gateway among the others on the database: registration, signed
+//!   requests between gateways, the keys from `cluster.secret`.
 //! - [`identity`]: users, passwords, sign-in and its tokens.
 //! - [`sessions`]: the session engine and what a live session runs.
 //! - [`http`]: routes, extractors, API handlers, the browser's WebSocket, pages.
@@ -16,6 +18,7 @@
 
 pub mod access;
 pub mod aws;
+pub mod cluster;
 pub mod config;
 pub mod facts;
 pub mod http;
@@ -35,8 +38,9 @@ use self::config::Config;
 use self::http::AppState;
 use self::identity::Identity;
 use self::policy::PolicyHandle;
-use self::sessions::{Engine, upkeep};
+use self::sessions::{Engine, handover, upkeep};
 use self::store::db::{Db, DbError};
+use self::store::gateways;
 use self::store::recordings;
 
 /// Why the gateway could not start.
@@ -50,8 +54,9 @@ pub enum StartError {
     Other(String),
 }
 
-/// Connects to the database, applies migrations and builds the shared state; sessions left
-/// live by a stopped gateway are ended ([`upkeep::reconcile`]).
+/// Connects to the database, applies migrations and builds the shared state; registers this
+/// gateway (refused while another running process holds its id), then ends the sessions left
+/// live by a stopped gateway ([`upkeep::reconcile`]).
 pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     let db = Db::connect(config.database.url.expose()).await?;
     db.migrate().await?;
@@ -65,7 +70,12 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     );
     let identity = Identity::new(&config, db.clone(), policy.clone()).map_err(StartError::Other)?;
     let engine = Arc::new(Engine::new(config.clone(), db, policy).await);
-    upkeep::reconcile(&engine).await?;
+    engine
+        .cluster
+        .claim(&engine.db)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    upkeep::reconcile(&engine, upkeep::Sweep::Start).await?;
     Ok(Arc::new(AppState {
         origin: config.origin(),
         config,
@@ -109,14 +119,23 @@ pub async fn serve_state(
             }
         })
     };
-    // On the signal: end every session (attached browsers are told, SSM sessions terminated,
-    // the ends audited as "gateway shutdown"), then stop serving; connections still open
-    // after SHUTDOWN_GRACE are dropped.
+    // On the signal: take no new sessions (`/readyz` fails), hand the live ones to the other
+    // gateways (`sessions::handover`), end the rest (attached browsers are told, SSM sessions
+    // terminated, the ends audited as "gateway shutdown"), then stop serving; connections
+    // still open after SHUTDOWN_GRACE are dropped.
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let ending = {
         let engine = engine.clone();
         async move {
             shutdown.await;
+            engine.start_draining();
+            if let Err(e) = engine.cluster.beat(&engine.db, gateways::DRAINING).await {
+                tracing::warn!("marking this gateway as stopping: {e}");
+            }
+            let handed = handover::drain(&engine).await;
+            if handed > 0 {
+                tracing::info!(sessions = handed, "handed sessions to other gateways");
+            }
             let _ = stopping_tx.send(());
             upkeep::end_all(&engine, "gateway shutdown").await;
         }
@@ -138,6 +157,16 @@ pub async fn serve_state(
     leftovers.abort();
     // Sessions started while stopping, if any.
     upkeep::end_all(&engine, "gateway shutdown").await;
+    if let Err(e) = gateways::set_state(
+        &engine.db,
+        &engine.cluster.id,
+        &engine.cluster.instance,
+        gateways::STOPPED,
+    )
+    .await
+    {
+        tracing::warn!("marking this gateway as stopped: {e}");
+    }
     Ok(())
 }
 

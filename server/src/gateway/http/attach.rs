@@ -18,6 +18,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{self as auth, SignedIn, origin_ok};
+use super::forward;
 use super::state::AppState;
 use crate::gateway::policy;
 use crate::gateway::sessions::engine::visible_one;
@@ -34,8 +35,14 @@ pub const CLOSE_NOT_ALLOWED: u16 = 4003;
 pub const CLOSE_BAD_MESSAGE: u16 = 4400;
 /// An observer fell too far behind the session's output.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
+/// The session moved to another gateway (this one is stopping): reconnect, to any gateway,
+/// with the output offset reached; nothing is lost.
+pub const CLOSE_HANDED_OVER: u16 = 4010;
 /// A browser message was larger than [`MAX_BROWSER_MESSAGE`].
 pub const CLOSE_TOO_LARGE: u16 = 1009;
+
+/// The reason of a [`CLOSE_HANDED_OVER`] close.
+const HANDED_OVER: &str = "handed over to another gateway; reconnect";
 
 /// Largest message accepted from the browser (a paste larger than this must be split).
 pub const MAX_BROWSER_MESSAGE: usize = 64 * 1024;
@@ -128,10 +135,7 @@ pub async fn attach(
             )));
         }
         let Some(live) = state.engine.live.get(&id) else {
-            return Err(ApiError::conflict(
-                "session_ended",
-                format!("session {id} is not running ({})", view.state),
-            ));
+            return forward::attach(&state, &parts, &view, upgrade, MAX_BROWSER_MESSAGE).await;
         };
         // Each observer holds a queue in the gateway: their number is bounded (checked again
         // by the session when the socket is open, for observers arriving at once).
@@ -157,10 +161,7 @@ pub async fn attach(
         )));
     }
     let Some(live) = state.engine.live.get(&id) else {
-        return Err(ApiError::conflict(
-            "session_ended",
-            format!("session {id} is not running ({})", view.state),
-        ));
+        return forward::attach(&state, &parts, &view, upgrade, MAX_BROWSER_MESSAGE).await;
     };
     let headers = parts.headers.clone();
     Ok(upgrade
@@ -291,6 +292,10 @@ async fn relay(
                     }
                 }
                 Some(ToBrowser::TooSlow) => {}
+                Some(ToBrowser::HandedOver) => {
+                    let _ = socket.send(close(CLOSE_HANDED_OVER, HANDED_OVER)).await;
+                    break "handed over to another gateway".into();
+                }
                 None => {
                     let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
                     break "session ended".into();
@@ -413,6 +418,10 @@ async fn observe_relay(
                         let _ = socket.send(Message::Text(text.into())).await;
                         let _ = socket.send(close(CLOSE_SESSION_ENDED, &how)).await;
                         break format!("session ended: {how}");
+                    }
+                    Some(ToBrowser::HandedOver) => {
+                        let _ = socket.send(close(CLOSE_HANDED_OVER, HANDED_OVER)).await;
+                        break "handed over to another gateway".into();
                     }
                     Some(ToBrowser::TooSlow) => {
                         let _ = socket.send(close(CLOSE_TOO_SLOW, "fell too far behind the session")).await;

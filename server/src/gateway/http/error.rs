@@ -178,6 +178,14 @@ impl From<sessions::Error> for ApiError {
             E::TooManySessions(m) => Self::conflict("too_many_sessions", m),
             E::TargetNotConnected(m) => Self::conflict("target_not_connected", m),
             E::SessionEnded(m) => Self::conflict("session_ended", m),
+            E::Draining(m) => Self {
+                retry_after: Some(1),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "draining", m)
+            },
+            E::OwnerUnreachable(m) => Self {
+                retry_after: Some(2),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "owner_unreachable", m)
+            },
             E::SessionRunning(m) => Self::conflict("session_running", m),
             E::Busy {
                 message,

@@ -8,6 +8,8 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod forward;
+pub mod internal;
 pub mod layout;
 pub mod openapi;
 pub mod pages;
@@ -70,6 +72,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(pages::routes())
         .route("/auth/oidc/login", get(sso::login))
         .route("/auth/oidc/callback", get(sso::callback))
+        .route(crate::gateway::cluster::WHOAMI_PATH, get(internal::whoami))
+        .route(
+            "/internal/v1/sessions/{id}/attach",
+            get(internal::forwarded_attach),
+        )
+        .route("/internal/v1/sessions/{id}/end", post(internal::end))
+        .route("/internal/v1/sessions/stats", post(internal::stats))
+        .route("/internal/v1/sessions/{id}/take", post(internal::take))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { error::ApiError::not_found("not_found", "no such page or API path") })
@@ -114,7 +124,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    if state.engine.db.ping().await {
+    if state.engine.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if state.engine.db.ping().await {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")

@@ -3,6 +3,7 @@
 //! data channel opened here and handed to the session's task. The SSM token and stream URL
 //! stay in this process.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::gateway::aws::{self, targets};
 use crate::gateway::facts::{Target, User};
 use crate::gateway::policy::{self, Refusal};
 use crate::gateway::store::audit::{self, Client, Event, kind};
+use crate::gateway::store::gateways::{self, Registered};
 use crate::gateway::store::recordings::{OpenError, Opened};
 use crate::gateway::store::search;
 use crate::gateway::store::sessions::{self as rows, NewSession, SessionView, StateFilter};
@@ -42,6 +44,13 @@ pub async fn start(
     client: &Client,
     request: StartRequest,
 ) -> Result<SessionView, Error> {
+    if engine.is_draining() {
+        return Err(Error::Draining(
+            "this gateway is stopping and takes no new sessions; try again (another gateway \
+             will take it)"
+                .into(),
+        ));
+    }
     let document = request
         .document
         .unwrap_or_else(|| policy::DEFAULT_DOCUMENT.to_owned());
@@ -436,20 +445,82 @@ pub async fn search(
 /// How long a listing waits for one session's counters.
 const STATS_WAIT: Duration = Duration::from_secs(1);
 
-/// The counters of each session running in this gateway (`None`: not here, ended, or busy
-/// for longer than [`STATS_WAIT`]), in the order of `views`.
+/// The counters of each running session of `views`, in their order (`None`: ended, or its
+/// gateway did not answer within [`STATS_WAIT`]): from this gateway's own sessions, and asked
+/// of the gateways that run the others.
 pub async fn live_stats(engine: &Engine, views: &[SessionView]) -> Vec<Option<live::Stats>> {
-    let asks = views.iter().map(|view| {
-        let live = engine.live.get(&view.id);
+    let here: Vec<String> = views.iter().map(|v| v.id.clone()).collect();
+    let mut found = local_stats(engine, &here).await;
+    let elsewhere: Vec<&SessionView> = views
+        .iter()
+        .filter(|v| v.is_running() && !found.contains_key(&v.id))
+        .collect();
+    if !elsewhere.is_empty() && engine.cluster.is_clustered() {
+        found.extend(remote_stats(engine, &elsewhere).await);
+    }
+    views.iter().map(|v| found.remove(&v.id)).collect()
+}
+
+/// The counters of those of `ids` running in this gateway.
+pub async fn local_stats(engine: &Engine, ids: &[String]) -> BTreeMap<String, live::Stats> {
+    let asks = ids.iter().map(|id| {
+        let live = engine.live.get(id);
         async move {
             let live = live?;
-            tokio::time::timeout(STATS_WAIT, live.stats())
+            let stats = tokio::time::timeout(STATS_WAIT, live.stats())
                 .await
                 .ok()?
-                .ok()
+                .ok()?;
+            Some((id.clone(), stats))
         }
     });
-    futures_util::future::join_all(asks).await
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The counters of `views` (running elsewhere), asked of their gateways at once.
+async fn remote_stats(engine: &Engine, views: &[&SessionView]) -> BTreeMap<String, live::Stats> {
+    let mut by_owner: BTreeMap<String, (Registered, Vec<String>)> = BTreeMap::new();
+    for view in views {
+        match gateways::owner_of(&engine.db, &view.id).await {
+            Ok(Some(owner)) if owner.is_alive(engine.cluster.fresh_after()) => {
+                by_owner
+                    .entry(owner.id.clone())
+                    .or_insert_with(|| (owner, Vec::new()))
+                    .1
+                    .push(view.id.clone());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(session = %view.id, "finding its gateway: {e}"),
+        }
+    }
+    let asks = by_owner.into_values().map(|(owner, ids)| async move {
+        let body = json!({ "ids": ids });
+        let asked = engine
+            .cluster
+            .post::<BTreeMap<String, BTreeMap<String, live::Stats>>>(
+                &owner,
+                "/internal/v1/sessions/stats",
+                "",
+                &body,
+            );
+        match tokio::time::timeout(STATS_WAIT, asked).await {
+            Ok(Ok(mut reply)) => reply.remove("stats").unwrap_or_default(),
+            Ok(Err(e)) => {
+                tracing::warn!(gateway = %owner.id, "live counters: {e}");
+                BTreeMap::new()
+            }
+            Err(_) => BTreeMap::new(),
+        }
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A session `user` may see (another user's session is not acknowledged to exist unless the
@@ -506,10 +577,7 @@ pub async fn terminate(
         )));
     }
     let Some(live) = engine.live.get(id) else {
-        return Err(Error::SessionEnded(format!(
-            "session {id} is not running ({})",
-            view.state
-        )));
+        return terminate_elsewhere(engine, user, client, &view).await;
     };
     let mut tx = engine.db.begin_write().await?;
     audit::append(
@@ -520,9 +588,19 @@ pub async fn terminate(
     )
     .await?;
     tx.commit().await?;
-    live.ending(&format!("terminated by {}", user.name)).await;
-    // As the person when a role was assumed for them (CloudTrail names them), else, or when
-    // that fails, as the gateway.
+    end_here(engine, id, &format!("terminated by {}", user.name)).await
+}
+
+/// Ends session `id`, which this gateway runs, recorded as `how`, and terminates it at SSM (as
+/// the person when a role was assumed for them, else, or when that fails, as the gateway).
+/// The session's task records the end.
+pub async fn end_here(engine: &Engine, id: &str, how: &str) -> Result<(), Error> {
+    let Some(live) = engine.live.get(id) else {
+        return Err(Error::SessionEnded(format!(
+            "session {id} is not running on this gateway"
+        )));
+    };
+    live.ending(how).await;
     live.terminate_at_ssm(engine, live::Credentials::Session)
         .await
         .map_err(|detail| {
@@ -532,6 +610,52 @@ pub async fn terminate(
             })
         })?;
     Ok(())
+}
+
+/// Terminates `view`, which another gateway runs: audited here, then asked of its gateway.
+async fn terminate_elsewhere(
+    engine: &Engine,
+    user: &User,
+    client: &Client,
+    view: &SessionView,
+) -> Result<(), Error> {
+    let id = &view.id;
+    let not_running =
+        || Error::SessionEnded(format!("session {id} is not running ({})", view.state));
+    if !view.is_running() || !engine.cluster.is_clustered() {
+        return Err(not_running());
+    }
+    let owner = gateways::owner_of(&engine.db, id)
+        .await?
+        .filter(|g| g.id != engine.cluster.id && g.is_alive(engine.cluster.fresh_after()))
+        .ok_or_else(not_running)?;
+    let mut tx = engine.db.begin_write().await?;
+    audit::append(
+        &mut tx.tx,
+        &Event::new(kind::SESSION_TERMINATE, &user.name, client)
+            .session(id, &view.target)
+            .detail(json!({"gateway": owner.id})),
+    )
+    .await?;
+    tx.commit().await?;
+    let how = json!({"how": format!("terminated by {}", user.name)});
+    engine
+        .cluster
+        .post::<serde_json::Value>(
+            &owner,
+            &format!("/internal/v1/sessions/{id}/end"),
+            &client.addr,
+            &how,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::warn!(session = %id, "terminate through {}: {e}", owner.id);
+            Error::OwnerUnreachable(format!(
+                "the gateway running session {id} ({}) did not end it; try again shortly",
+                owner.id
+            ))
+        })
 }
 
 /// The recording of a session for `user` (who asked from `client`): the owner's at any time

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::ground::{Tracker, is_plain};
 use crate::gateway::store::db::Db;
-use crate::gateway::store::search::insert;
 pub use crate::gateway::store::search::{BATCH_LINES, Line};
+use crate::gateway::store::search::{insert, next_seq};
 
 /// Longest line indexed; a longer one continues as another line.
 pub const MAX_LINE_CHARS: usize = 500;
@@ -229,8 +229,18 @@ impl Indexer {
     /// Starts the session's writer task (it ends when the indexer is finished or dropped,
     /// after writing what it was sent). Needs a tokio runtime.
     pub fn spawn(db: Db, session_id: &str) -> Self {
+        Self::spawn_from(db, session_id, Some(0))
+    }
+
+    /// [`Indexer::spawn`] for a session another gateway indexed until now (handed over): its
+    /// lines are numbered on from the last one written.
+    pub fn spawn_continuing(db: Db, session_id: &str) -> Self {
+        Self::spawn_from(db, session_id, None)
+    }
+
+    fn spawn_from(db: Db, session_id: &str, first_seq: Option<i64>) -> Self {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        tokio::spawn(write_lines(db, session_id.to_owned(), rx));
+        tokio::spawn(write_lines(db, session_id.to_owned(), rx, first_seq));
         Self {
             session_id: session_id.to_owned(),
             waiting: VecDeque::new(),
@@ -310,11 +320,17 @@ impl Indexer {
 }
 
 /// The writer task of one session: turns output into lines and inserts them in batches, with
-/// their line numbers; the last line when the indexer is done.
-async fn write_lines(db: Db, session_id: String, mut rx: mpsc::Receiver<ToWriter>) {
+/// their line numbers (from `first_seq`, or after the last one written when `None`); the last
+/// line when the indexer is done.
+async fn write_lines(
+    db: Db,
+    session_id: String,
+    mut rx: mpsc::Receiver<ToWriter>,
+    first_seq: Option<i64>,
+) {
     let mut lines = Lines::new();
     let mut done: Vec<Line> = Vec::new();
-    let mut seq: i64 = 0;
+    let mut next: Option<i64> = first_seq;
     loop {
         let message = rx.recv().await;
         let last = message.is_none();
@@ -332,10 +348,20 @@ async fn write_lines(db: Db, session_id: String, mut rx: mpsc::Receiver<ToWriter
         if flush {
             for batch in done.chunks(BATCH_LINES) {
                 let n = batch.len() as i64;
+                let seq = match next {
+                    Some(seq) => seq,
+                    None => match next_seq(&db, &session_id).await {
+                        Ok(seq) => seq,
+                        Err(e) => {
+                            tracing::warn!(session = %session_id, lines = n, "search index: {e}");
+                            continue;
+                        }
+                    },
+                };
                 if let Err(e) = insert(&db, &session_id, seq, batch).await {
                     tracing::warn!(session = %session_id, lines = n, "search index: {e}");
                 }
-                seq += n;
+                next = Some(seq + n);
             }
             done.clear();
         }

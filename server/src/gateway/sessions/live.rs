@@ -85,6 +85,8 @@ pub enum ToBrowser {
     Observers(Vec<String>),
     /// An observer fell too far behind and was dropped.
     TooSlow,
+    /// The session moved to another gateway (this one is stopping): reconnect, to any.
+    HandedOver,
 }
 
 #[derive(Debug)]
@@ -119,10 +121,59 @@ enum Command {
         id: u64,
     },
     Stats(oneshot::Sender<Stats>),
+    Freeze {
+        reply: oneshot::Sender<Result<Frozen, String>>,
+        /// Resolved (or dropped) once the hand-over is settled; the browsers are told then.
+        settled: oneshot::Receiver<()>,
+    },
+}
+
+/// A live session stopped for a hand-over: everything another gateway needs to carry it on.
+#[derive(Debug)]
+pub struct Frozen {
+    /// The data channel's state.
+    pub channel: crate::ssm::channel::ChannelState,
+    /// The rest of the session's state.
+    pub restored: Restored,
+    /// The policy's limits of the session.
+    pub max_duration: Option<Duration>,
+    /// Likewise.
+    pub idle_timeout: Option<Duration>,
+    /// The owner's name.
+    pub user_name: String,
+}
+
+/// The state of a session carried on from another gateway (or from before a hand-over).
+#[derive(Debug, Clone, Default)]
+pub struct Restored {
+    /// Offset of the first byte of `ring`.
+    pub ring_start: u64,
+    /// The latest output, as the ring held it.
+    pub ring: Bytes,
+    /// Bytes that redraw the screen (and its history) on a fresh terminal model.
+    pub screen: Vec<u8>,
+    /// The terminal's size.
+    pub rows: u16,
+    /// Likewise.
+    pub cols: u16,
+    /// Output bytes so far.
+    pub bytes_out: u64,
+    /// Input bytes so far.
+    pub bytes_in: u64,
+    /// The exit code, when one came.
+    pub exit_code: Option<i32>,
+    /// Data-channel resumes so far.
+    pub resumes: u32,
+    /// How long the session has run.
+    pub elapsed: Duration,
+    /// How long since its last input.
+    pub idle: Duration,
+    /// Its recording so far.
+    pub recording: Option<super::recorder::Carried>,
 }
 
 /// A running session's counters, for the live-sessions page.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Output bytes so far.
     pub bytes_out: u64,
@@ -267,6 +318,22 @@ impl LiveSession {
             .map_err(|_| Ended)
     }
 
+    /// Stops the session for a hand-over: its data channel is frozen (the agent keeps the shell
+    /// and waits for a resume), the output it had is taken in, and its state returned; it
+    /// leaves the registry. Its browsers are told to reconnect ([`ToBrowser::HandedOver`])
+    /// once `settled` resolves or is dropped. An error (the channel could not be frozen)
+    /// leaves the session running.
+    pub async fn freeze(&self, settled: oneshot::Receiver<()>) -> Result<Frozen, String> {
+        let (reply, frozen) = oneshot::channel();
+        self.commands
+            .send(Command::Freeze { reply, settled })
+            .await
+            .map_err(|_| "the session has ended".to_owned())?;
+        frozen
+            .await
+            .map_err(|_| "the session has ended".to_owned())?
+    }
+
     /// Records how the session is being ended ("terminated by alice", "gateway shutdown"),
     /// so its end is described as such.
     pub async fn ending(&self, how: &str) {
@@ -358,8 +425,12 @@ impl Registry {
         self.lock().insert(live.id.clone(), live);
     }
 
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
+    fn remove(&self, id: &str, live: &Arc<LiveSession>) {
+        let mut map = self.lock();
+        // Only this session: after a hand-over back to this gateway the id may be another's.
+        if map.get(id).is_some_and(|held| Arc::ptr_eq(held, live)) {
+            map.remove(id);
+        }
     }
 }
 
@@ -392,6 +463,15 @@ pub struct Spawn {
 
 /// Starts the session's task and registers it.
 pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
+    spawn_with(state, spawn, None)
+}
+
+/// [`spawn`] for a session carried on from another gateway, with its state.
+pub fn spawn_with(
+    state: Arc<Engine>,
+    spawn: Spawn,
+    restored: Option<Restored>,
+) -> Arc<LiveSession> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let live = Arc::new(LiveSession {
         id: spawn.id.clone(),
@@ -404,50 +484,82 @@ pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
         commands: tx,
     });
     state.live.insert(live.clone());
-    let ring = Ring::new(state.config.sessions.scrollback_bytes);
+    let mut ring = Ring::new(state.config.sessions.scrollback_bytes);
     let limits = Limits::from_config(&state.config.sessions)
         .tightened(spawn.max_duration, spawn.idle_timeout);
     let now = Instant::now();
     let title = format!("{} on {}", spawn.user_name, spawn.target);
-    let recorder = match Recorder::create(
-        &state.config.recordings.dir,
-        &spawn.id,
-        80,
-        24,
-        &title,
-        state.config.recordings.input,
-    ) {
-        Ok(r) => Some(r.with_index(Indexer::spawn(state.db.clone(), &spawn.id))),
+    let dir = &state.config.recordings.dir;
+    let restored = restored.unwrap_or_else(|| Restored {
+        rows: 24,
+        cols: 80,
+        ..Restored::default()
+    });
+    let carried = restored.recording.clone();
+    let resumed = carried.is_some();
+    let recorder = match carried {
+        Some(carried) => Recorder::resume(dir, &spawn.id, carried),
+        None => Recorder::create(
+            dir,
+            &spawn.id,
+            80,
+            24,
+            &title,
+            state.config.recordings.input,
+        ),
+    };
+    let recorder = match recorder {
+        Ok(r) => {
+            let index = if resumed {
+                Indexer::spawn_continuing(state.db.clone(), &spawn.id)
+            } else {
+                Indexer::spawn(state.db.clone(), &spawn.id)
+            };
+            Some(r.with_index(index))
+        }
         Err(e) => {
             tracing::error!(session = %spawn.id, "cannot record the session: {e}");
             None
         }
     };
-    tokio::spawn(
-        Task {
-            state,
-            spawn,
-            commands: rx,
-            ring,
-            model: Model::spawn(24, 80, MODEL_SCROLLBACK_LINES),
-            attached: None,
-            next_attach: 0,
-            bytes_out: 0,
-            bytes_in: 0,
-            exit_code: None,
-            ending: None,
-            connected: false,
-            resumes: 0,
-            limits,
-            started: now,
-            last_input: now,
-            detached_since: Some(now),
-            warned: Vec::new(),
-            recorder,
-            observers: Vec::new(),
+    ring.start = restored.ring_start;
+    if !restored.ring.is_empty() {
+        ring.push(restored.ring.clone());
+    }
+    let model = Model::spawn(restored.rows, restored.cols, MODEL_SCROLLBACK_LINES);
+    let ago = |d: Duration| now.checked_sub(d).unwrap_or(now);
+    let task = Task {
+        state,
+        spawn,
+        commands: rx,
+        ring,
+        model,
+        size: (restored.rows, restored.cols),
+        attached: None,
+        next_attach: 0,
+        bytes_out: restored.bytes_out,
+        bytes_in: restored.bytes_in,
+        exit_code: restored.exit_code,
+        ending: None,
+        connected: false,
+        resumes: restored.resumes,
+        limits,
+        started: ago(restored.elapsed),
+        last_input: ago(restored.idle),
+        detached_since: Some(now),
+        warned: Vec::new(),
+        recorder,
+        observers: Vec::new(),
+        handed_over: false,
+        live: live.clone(),
+    };
+    let screen = restored.screen;
+    tokio::spawn(async move {
+        if !screen.is_empty() {
+            task.model.output(Bytes::from(screen)).await;
         }
-        .run(),
-    );
+        task.run().await;
+    });
     live
 }
 
@@ -608,6 +720,13 @@ struct Task {
     ring: Ring,
     /// The terminal model, in a task of its own.
     model: Model,
+    /// The terminal's size (rows, columns).
+    size: (u16, u16),
+    /// Set once the session has been handed to another gateway: the task ends without
+    /// recording an end.
+    handed_over: bool,
+    /// This session in the registry.
+    live: Arc<LiveSession>,
     attached: Option<Attached>,
     next_attach: u64,
     bytes_out: u64,
@@ -649,26 +768,20 @@ impl Task {
                     self.flush_one(permit);
                 }
                 event = self.spawn.handle.events.recv(), if may_read => match event {
-                    Some(ClientEvent::Ready(_)) | Some(ClientEvent::Reconnected) => {
-                        self.connected = true;
-                        self.send_observers(ToBrowser::Status("connected"));
-                        self.send_browser(ToBrowser::Status("connected")).await;
-                    }
-                    Some(ClientEvent::Output(bytes)) => self.output(bytes).await,
-                    Some(ClientEvent::ExitCode(code)) => self.exit_code = Some(code),
-                    Some(ClientEvent::Reconnecting { attempt, error }) => {
-                        tracing::info!(session = %self.spawn.id, attempt, "data channel reconnecting: {error}");
-                        if self.connected {
-                            self.resumes += 1;
+                    Some(event) => {
+                        if let Some(how) = self.client_event(event).await {
+                            break how;
                         }
-                        self.connected = false;
-                        self.send_browser(ToBrowser::Status("reconnecting")).await;
                     }
-                    Some(ClientEvent::Closed(reason)) => break self.describe(&reason),
                     None => break "the data channel task stopped".to_owned(),
                 },
                 command = self.commands.recv() => match command {
-                    Some(command) => self.command(command).await,
+                    Some(command) => {
+                        self.command(command).await;
+                        if self.handed_over {
+                            return;
+                        }
+                    }
                     // Unreachable while registered; end cleanly if it happens.
                     None => break "the gateway dropped the session".to_owned(),
                 },
@@ -681,6 +794,103 @@ impl Task {
             }
         };
         self.end(how).await;
+    }
+
+    /// Handles an event of the data channel; `Some(how)` when the session is over.
+    async fn client_event(&mut self, event: ClientEvent) -> Option<String> {
+        match event {
+            ClientEvent::Ready(_) | ClientEvent::Reconnected => {
+                self.connected = true;
+                self.send_observers(ToBrowser::Status("connected"));
+                self.send_browser(ToBrowser::Status("connected")).await;
+            }
+            ClientEvent::Output(bytes) => self.output(bytes).await,
+            ClientEvent::ExitCode(code) => self.exit_code = Some(code),
+            ClientEvent::Reconnecting { attempt, error } => {
+                tracing::info!(session = %self.spawn.id, attempt, "data channel reconnecting: {error}");
+                if self.connected {
+                    self.resumes += 1;
+                }
+                self.connected = false;
+                self.send_browser(ToBrowser::Status("reconnecting")).await;
+            }
+            ClientEvent::Closed(reason) => return Some(self.describe(&reason)),
+        }
+        None
+    }
+
+    /// Freezes the session for a hand-over (see [`LiveSession::freeze`]).
+    async fn freeze(
+        &mut self,
+        reply: oneshot::Sender<Result<Frozen, String>>,
+        settled: oneshot::Receiver<()>,
+    ) {
+        let frozen = match self.spawn.handle.freeze().await {
+            Ok(frozen) => frozen,
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string())); // the asker may have gone
+                return;
+            }
+        };
+        // Everything the agent was told we have: what the task queued, then what it held.
+        while let Some(event) = self.spawn.handle.events.recv().await {
+            let _ = self.client_event(event).await;
+        }
+        for event in frozen.undelivered {
+            let _ = self.client_event(event).await;
+        }
+        self.handed_over = true;
+        self.state.live.remove(&self.spawn.id, &self.live);
+        let screen = self.model.snapshot(self.ring.latest()).await;
+        let ring = self.ring.since(self.ring.start).unwrap_or_default();
+        let ring = Bytes::from(ring.concat());
+        let recording = match self.recorder.take().map(Recorder::freeze) {
+            Some(Ok(carried)) => Some(carried),
+            Some(Err(e)) => {
+                tracing::error!(session = %self.spawn.id, "the recording cannot be handed over: {e}");
+                None
+            }
+            None => None,
+        };
+        let now = Instant::now();
+        let restored = Restored {
+            ring_start: self.ring.start,
+            ring,
+            screen,
+            rows: self.size.0,
+            cols: self.size.1,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+            exit_code: self.exit_code,
+            resumes: self.resumes,
+            elapsed: now - self.started,
+            idle: now - self.last_input,
+            recording,
+        };
+        let handed = Frozen {
+            channel: frozen.state,
+            restored,
+            max_duration: self.spawn.max_duration,
+            idle_timeout: self.spawn.idle_timeout,
+            user_name: self.spawn.user_name.clone(),
+        };
+        if reply.send(Ok(handed)).is_err() {
+            tracing::error!(session = %self.spawn.id, "a frozen session was not taken");
+        }
+        // Bounded: the hand-over settles within its own timeouts.
+        let _ = tokio::time::timeout(Duration::from_secs(60), settled).await;
+        self.send_observers(ToBrowser::HandedOver);
+        self.send_browser(ToBrowser::HandedOver).await;
+        if let Some(a) = self.attached.take() {
+            let _ = tokio::time::timeout(BROWSER_STALL, async move {
+                for message in a.pending {
+                    if a.tx.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
     }
 
     /// Whether the data channel may be read: no browser, or one within its window, or an
@@ -900,10 +1110,15 @@ impl Task {
                 // An error means the session is over; the Closed event follows.
                 let _ = self.spawn.handle.input(bytes).await;
             }
+            Command::Freeze { reply, settled } => self.freeze(reply, settled).await,
             Command::Resize(cols, rows) => {
                 if let Some(r) = &mut self.recorder {
                     r.resize(cols, rows);
                 }
+                self.size = (
+                    u16::try_from(rows).unwrap_or(u16::MAX),
+                    u16::try_from(cols).unwrap_or(u16::MAX),
+                );
                 self.model
                     .resize(
                         u16::try_from(rows).unwrap_or(u16::MAX),
@@ -1040,7 +1255,7 @@ impl Task {
         if let Err(e) = self.record_end(&how).await {
             tracing::error!(session = %self.spawn.id, "recording the end failed: {e}");
         }
-        self.state.live.remove(&self.spawn.id);
+        self.state.live.remove(&self.spawn.id, &self.live);
         self.send_observers(ToBrowser::Closed(how.clone()));
         self.send_browser(ToBrowser::Closed(how.clone())).await;
         // The browser gets what is pending and the end, within a bound.

@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod ground;
+pub mod handover;
 pub mod indexer;
 pub mod live;
 pub mod recorder;
@@ -15,8 +16,11 @@ pub mod upkeep;
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::gateway::aws::accounts::Accounts;
 use crate::gateway::aws::{self, AwsClients, targets};
+use crate::gateway::cluster::Cluster;
 use crate::gateway::config::Config;
 use crate::gateway::policy::PolicyHandle;
 use crate::gateway::store::db::{Db, DbError};
@@ -44,6 +48,10 @@ pub struct Engine {
     pub searches: searches::Limiter,
     /// Assumes people's AWS roles for the sessions their policy roles name one for.
     pub assumer: aws::assume::Assumer,
+    /// This gateway among the others sharing the database.
+    pub cluster: Cluster,
+    /// Set when the gateway is stopping: no new sessions, `/readyz` fails.
+    draining: AtomicBool,
 }
 
 impl Engine {
@@ -61,7 +69,10 @@ impl Engine {
         let recordings = RecordingStore::new(&config).await;
         let searches = searches::Limiter::new(config.recordings.searches_per_minute);
         let assumer = aws::assume::Assumer::new(sts);
+        let cluster = Cluster::new(&config);
         Self {
+            cluster,
+            draining: AtomicBool::new(false),
             assumer,
             config,
             db,
@@ -72,6 +83,16 @@ impl Engine {
             recordings,
             searches,
         }
+    }
+
+    /// Whether the gateway is stopping (it takes no new sessions).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Marks the gateway as stopping: new sessions are refused, `/readyz` fails.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// The clients of `account` (by name; empty for the implicit account) in `region`.
@@ -111,6 +132,12 @@ pub enum Error {
     /// The session is not running.
     #[error("{0}")]
     SessionEnded(String),
+    /// The gateway is stopping and takes no new sessions (another gateway does).
+    #[error("{0}")]
+    Draining(String),
+    /// The gateway that runs the session does not answer.
+    #[error("{0}")]
+    OwnerUnreachable(String),
     /// The session is still running and only its owner may read its recording (others
     /// observe it).
     #[error("{0}")]

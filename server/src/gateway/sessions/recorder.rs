@@ -36,6 +36,21 @@ pub struct Recorder {
     index: Option<Indexer>,
 }
 
+/// A recording carried from one gateway to another in a hand-over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Carried {
+    /// The file so far (header and events).
+    #[serde(with = "crate::gateway::sessions::handover::base64_bytes")]
+    pub written: Vec<u8>,
+    /// Output held back (an incomplete UTF-8 sequence).
+    #[serde(with = "crate::gateway::sessions::handover::base64_bytes")]
+    pub partial: Vec<u8>,
+    /// Microseconds since the recording started.
+    pub elapsed_us: u64,
+    /// Whether input is recorded.
+    pub record_input: bool,
+}
+
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
@@ -163,6 +178,51 @@ impl Recorder {
         {
             self.failed = Some(e.to_string());
         }
+    }
+
+    /// Stops recording here for a hand-over to another gateway: the file's lines so far, the
+    /// output held back, and how long it has been recording. The file is removed (the
+    /// receiver writes it on, [`Recorder::resume`]); the search index is finished here.
+    pub fn freeze(mut self) -> Result<Carried, String> {
+        if let Some(index) = self.index.take() {
+            index.finish();
+        }
+        if let Some(e) = &self.failed {
+            return Err(format!("the recording had stopped: {e}"));
+        }
+        self.file.flush().map_err(|e| e.to_string())?;
+        let written = std::fs::read(&self.path).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&self.path); // the receiver holds it now
+        Ok(Carried {
+            written,
+            partial: std::mem::take(&mut self.partial),
+            elapsed_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            record_input: self.record_input,
+        })
+    }
+
+    /// Goes on with a recording another gateway started ([`Recorder::freeze`]), in `dir`.
+    pub fn resume(dir: &Path, session_id: &str, carried: Carried) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = path_of(dir, session_id);
+        let mut file = BufWriter::new(File::create(&path)?);
+        file.write_all(&carried.written)?;
+        let mut hasher = Sha256::new();
+        hasher.update(&carried.written);
+        let elapsed = std::time::Duration::from_micros(carried.elapsed_us);
+        Ok(Self {
+            path,
+            file,
+            hasher,
+            bytes: carried.written.len() as u64,
+            started: Instant::now()
+                .checked_sub(elapsed)
+                .unwrap_or_else(Instant::now),
+            partial: carried.partial,
+            record_input: carried.record_input,
+            failed: None,
+            index: None,
+        })
     }
 
     /// Writes what is held back and closes the file.

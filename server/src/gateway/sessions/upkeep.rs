@@ -1,6 +1,7 @@
 //! The upkeep of live sessions across the gateway's life: ending the sessions a stopped or
-//! crashed gateway left live ([`reconcile`]), marking this gateway's own as owned
-//! ([`heartbeat`]), and ending them all when it stops ([`end_all`]).
+//! crashed gateway left live ([`reconcile`], at start and then every heartbeat), marking this
+//! gateway and its own sessions alive ([`heartbeat`]), and ending them all when it stops
+//! ([`end_all`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,22 +10,43 @@ use super::Engine;
 use super::live::Credentials;
 use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit;
-use crate::gateway::store::db::{self, DbError};
+use crate::gateway::store::db::DbError;
+use crate::gateway::store::gateways;
 use crate::gateway::store::sessions as rows;
 
-/// How often this gateway marks its live sessions as owned (`sessions.heartbeat_at`).
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
-/// A live session whose owner has not marked it for this long belongs to no running gateway.
-pub const HEARTBEAT_STALE: Duration = Duration::from_secs(120);
+/// Which sessions [`reconcile`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// At start, once this process holds its gateway id: the sessions an earlier process of
+    /// this id left, and those whose owner stopped marking them.
+    Start,
+    /// Every heartbeat: the sessions whose owner stopped marking them (decided by the age of
+    /// the mark, never by the owner's id alone).
+    Periodic,
+}
 
 /// Sessions recorded as live that no running gateway owns — this gateway's own from before a
 /// crash or a kill, or another's whose heartbeat stopped — are terminated with
-/// `TerminateSession` and recorded as ended by "gateway restart".
-pub async fn reconcile(engine: &Engine) -> Result<(), DbError> {
-    let stale_before = db::now_ms() - HEARTBEAT_STALE.as_millis() as i64;
-    let stale =
-        rows::find_stale(&engine.db, &engine.config.server.gateway_id, stale_before).await?;
+/// `TerminateSession` and recorded as ended by "gateway restart". Each is claimed first (its
+/// row made this gateway's, in one conditional update), so that two gateways sweeping at once
+/// end it once.
+pub async fn reconcile(engine: &Engine, sweep: Sweep) -> Result<usize, DbError> {
+    let me = &engine.cluster.id;
+    let stale_before = engine.cluster.fresh_after();
+    let mine = match sweep {
+        Sweep::Start => Some(me.as_str()),
+        Sweep::Periodic => None,
+    };
+    let stale = rows::find_stale(&engine.db, mine, stale_before).await?;
+    let mut ended = 0;
     for session in stale {
+        // A session this process runs is never another's to end (at start there are none).
+        let running_here = sweep == Sweep::Periodic && engine.live.get(&session.id).is_some();
+        if running_here
+            || !rows::claim_stale(&engine.db, &session.id, me, mine, stale_before).await?
+        {
+            continue;
+        }
         let mut terminated = serde_json::Value::Null;
         if let (Some(ssm_id), Some(clients)) = (
             &session.ssm_session_id,
@@ -53,27 +75,54 @@ pub async fn reconcile(engine: &Engine) -> Result<(), DbError> {
                     "how": how,
                     "ssm_session_id": session.ssm_session_id,
                     "terminate_session": terminated,
+                    "owner_gateway": session.owner_gateway,
+                    "ended_by_gateway": me,
                 })),
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(session = %session.id, "ended a session left live by a stopped gateway");
+        ended += 1;
+        tracing::info!(
+            session = %session.id,
+            owner = %session.owner_gateway,
+            "ended a session left live by a stopped gateway"
+        );
     }
-    Ok(())
+    Ok(ended)
 }
 
-/// Marks this gateway's live sessions as owned, every [`HEARTBEAT`].
+/// Every `cluster.heartbeat_seconds`: marks this gateway and its live sessions alive, and ends
+/// the sessions of gateways that stopped marking theirs ([`Sweep::Periodic`]).
 pub async fn heartbeat(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut tick = tokio::time::interval(engine.cluster.heartbeat);
     loop {
         tick.tick().await;
-        // On SQLite a commit between an audit append's read and its write fails the append;
-        // the chain's writers and this one take turns (see `Db::lock_writes`).
-        let _writes = engine.db.lock_writes().await;
-        for live in engine.live.all() {
-            if let Err(e) = rows::touch(&engine.db, &live.id).await {
-                tracing::warn!(session = %live.id, "{e}");
+        let state = if engine.is_draining() {
+            gateways::DRAINING
+        } else {
+            gateways::RUNNING
+        };
+        match engine.cluster.beat(&engine.db, state).await {
+            Ok(true) => {}
+            Ok(false) => tracing::error!(
+                gateway = %engine.cluster.id,
+                "another process registered this gateway id: it took this one for dead; give \
+                 each gateway its own server.gateway_id"
+            ),
+            Err(e) => tracing::warn!("gateway heartbeat: {e}"),
+        }
+        {
+            // On SQLite a commit between an audit append's read and its write fails the
+            // append; the chain's writers and this one take turns (see `Db::lock_writes`).
+            let _writes = engine.db.lock_writes().await;
+            for live in engine.live.all() {
+                if let Err(e) = rows::touch(&engine.db, &live.id).await {
+                    tracing::warn!(session = %live.id, "{e}");
+                }
             }
+        }
+        if let Err(e) = reconcile(&engine, Sweep::Periodic).await {
+            tracing::warn!("ending sessions left by stopped gateways: {e}");
         }
     }
 }

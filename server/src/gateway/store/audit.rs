@@ -49,6 +49,9 @@ pub mod kind {
     pub const SESSION_TERMINATE: &str = "session.terminate";
     /// A session ended; the detail says how.
     pub const SESSION_END: &str = "session.end";
+    /// A live session moved from a stopping gateway to another (written by the receiver once
+    /// it carries the session on); the detail names both and how long it took.
+    pub const SESSION_HANDOVER: &str = "session.handover";
     /// A recording left in the spool by a failed upload was uploaded at a later start.
     pub const RECORDING_UPLOAD: &str = "recording.upload";
     /// A user was added (`porthole users add`); the detail names the user and the roles.

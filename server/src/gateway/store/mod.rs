@@ -4,11 +4,13 @@
 //! - [`db`]: the SQLite / PostgreSQL pool, migrations, the write lock.
 //! - [`audit`]: the append-only, hash-chained audit log (append, read, verify, export).
 //! - [`sessions`]: the `sessions` table (rows as the API shows them).
+//! - [`gateways`]: the gateways sharing the database, and the sessions handed between them.
 //! - [`recordings`]: where finished recordings are kept (the local folder or an S3 bucket).
 //! - [`search`]: the `recording_lines` table and the search over it.
 
 pub mod audit;
 pub mod db;
+pub mod gateways;
 pub mod recordings;
 pub mod search;
 pub mod sessions;

@@ -28,6 +28,19 @@ pub struct Line {
     pub text: String,
 }
 
+/// The number of the next line of `session_id`: one past the last written, 0 for none.
+pub async fn next_seq(db: &Db, session_id: &str) -> Result<i64, DbError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM recording_lines WHERE session_id = $1",
+    )
+    .bind(session_id)
+    .fetch_one(db.pool())
+    .await
+    .map_err(|e| DbError::new("next line number", e))?;
+    row.try_get("next")
+        .map_err(|e| DbError::new("next line number", e))
+}
+
 /// Inserts `lines` of `session_id`, numbered from `first_seq`, in one statement with three parameters: the session, the first line number and
 /// the lines as a JSON array of `[offset_ms, text]`, unpacked by the database (`json_each` on
 /// SQLite, `jsonb_array_elements` on PostgreSQL). Hundreds of bound parameters instead cost

@@ -273,21 +273,24 @@ pub struct Stale {
     pub ssm_session_id: Option<String>,
     /// Its owner's name.
     pub user: String,
+    /// The gateway that owned it.
+    pub owner_gateway: String,
 }
 
-/// Sessions recorded as live that `gateway_id` owned, or whose owner has not marked them
-/// since `stale_before` (milliseconds).
+/// Sessions recorded as live whose owner has not marked them since `stale_before`
+/// (milliseconds), and those owned by `gateway_id` when given.
 pub async fn find_stale(
     db: &Db,
-    gateway_id: &str,
+    gateway_id: Option<&str>,
     stale_before: i64,
 ) -> Result<Vec<Stale>, DbError> {
     let rows = sqlx::query(
-        "SELECT s.id, s.target, s.region, s.account, s.ssm_session_id, u.name FROM sessions s \
-         JOIN users u ON u.id = s.user_id \
+        "SELECT s.id, s.target, s.region, s.account, s.ssm_session_id, s.owner_gateway, u.name \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2)",
     )
-    .bind(gateway_id)
+    // No gateway is named '' (server.gateway_id is checked), so '' matches by age alone.
+    .bind(gateway_id.unwrap_or(""))
     .bind(stale_before)
     .fetch_all(db.pool())
     .await
@@ -302,9 +305,37 @@ pub async fn find_stale(
                 account: row.try_get("account").map_err(read)?,
                 ssm_session_id: row.try_get("ssm_session_id").map_err(read)?,
                 user: row.try_get("name").map_err(read)?,
+                owner_gateway: row.try_get("owner_gateway").map_err(read)?,
             })
         })
         .collect()
+}
+
+/// Makes stale session `id` gateway `me`'s, fresh, if it is still live and still stale (or
+/// owned by `mine`, when given): false when another gateway claimed it first or its owner
+/// marked it since.
+pub async fn claim_stale(
+    db: &Db,
+    id: &str,
+    me: &str,
+    mine: Option<&str>,
+    stale_before: i64,
+) -> Result<bool, DbError> {
+    let _writing = db.lock_writes().await;
+    let claimed = sqlx::query(
+        "UPDATE sessions SET owner_gateway = $1, heartbeat_at = $2 \
+         WHERE id = $3 AND state IN ('starting', 'active') \
+         AND (owner_gateway = $4 OR heartbeat_at < $5)",
+    )
+    .bind(me)
+    .bind(now_ms())
+    .bind(id)
+    .bind(mine.unwrap_or(""))
+    .bind(stale_before)
+    .execute(db.pool())
+    .await
+    .map_err(|e| DbError::new("claim stale session", e))?;
+    Ok(claimed.rows_affected() == 1)
 }
 
 /// Marks a session left live by a stopped gateway `ended`, with how.
