@@ -10,12 +10,13 @@
 //! | `ssm`, `clock` | nothing of the crate but themselves (`ssm` also `clock`) |
 //! | `emulator` | `ssm`, `clock` |
 //! | `gateway::facts` | nothing |
-//! | `gateway::policy` | `facts` |
-//! | `gateway::config` | `policy`, `facts` |
-//! | `gateway::aws` | `config`, `facts`, `ssm` |
-//! | `gateway::store` | `aws`, `config`, `facts` |
-//! | `gateway::identity` | `store`, `policy`, `config`, `facts` |
-//! | `gateway::sessions` | `store`, `policy`, `aws`, `config`, `facts`, `ssm`, `clock` |
+//! | `gateway::telemetry` | nothing (metric names and counting functions) |
+//! | `gateway::policy` | `facts` (pure: not even `telemetry`) |
+//! | `gateway::config` | `policy`, `facts`, `telemetry` |
+//! | `gateway::aws` | `config`, `facts`, `telemetry`, `ssm` |
+//! | `gateway::store` | `aws`, `config`, `facts`, `telemetry` |
+//! | `gateway::identity` | `store`, `policy`, `config`, `facts`, `telemetry` |
+//! | `gateway::sessions` | `store`, `policy`, `aws`, `config`, `facts`, `telemetry`, `ssm`, `clock` |
 //! | `gateway::http` | everything below it |
 //! | `gateway` (`mod.rs`, `reload.rs`, `listen.rs`) and `cli` | everything |
 
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 fn allowed(layer: &str) -> Option<&'static [&'static str]> {
     const GATEWAY_BELOW_HTTP: &[&str] = &[
         "gateway::facts",
+        "gateway::telemetry",
         "gateway::policy",
         "gateway::config",
         "gateway::aws",
@@ -40,15 +42,28 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
         "clock" => &[],
         "emulator" => &["ssm", "clock"],
         "gateway::facts" => &[],
+        // The leaf every layer counts with; the policy stays pure and does not.
+        "gateway::telemetry" => &[],
         "gateway::policy" => &["gateway::facts"],
-        "gateway::config" => &["gateway::policy", "gateway::facts"],
-        "gateway::aws" => &["gateway::config", "gateway::facts", "ssm"],
-        "gateway::store" => &["gateway::aws", "gateway::config", "gateway::facts"],
+        "gateway::config" => &["gateway::policy", "gateway::facts", "gateway::telemetry"],
+        "gateway::aws" => &[
+            "gateway::config",
+            "gateway::facts",
+            "gateway::telemetry",
+            "ssm",
+        ],
+        "gateway::store" => &[
+            "gateway::aws",
+            "gateway::config",
+            "gateway::facts",
+            "gateway::telemetry",
+        ],
         "gateway::identity" => &[
             "gateway::store",
             "gateway::policy",
             "gateway::config",
             "gateway::facts",
+            "gateway::telemetry",
         ],
         "gateway::sessions" => &[
             "gateway::store",
@@ -56,6 +71,7 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
             "gateway::aws",
             "gateway::config",
             "gateway::facts",
+            "gateway::telemetry",
             "ssm",
             "clock",
         ],

@@ -2,6 +2,7 @@
 //! holds the rules):
 //!
 //! - [`facts`]: plain data every layer shares (a person, their roles and grants, a node).
+//! - [`telemetry`]: metric names and the functions every layer counts with (`/metrics`).
 //! - [`policy`]: who may do what; a pure decision on facts.
 //! - [`config`]: the TOML file with `PORTHOLE_*` overrides, validated at start.
 //! - [`aws`]: AWS clients per region, the managed nodes.
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod reload;
 pub mod sessions;
 pub mod store;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,10 @@ pub enum StartError {
 /// Connects to the database, applies migrations and builds the shared state; sessions left
 /// live by a stopped gateway are ended ([`upkeep::reconcile`]).
 pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
+    // First: the recorder is installed before anything is counted.
+    let metrics = http::exporter::Exporter::new(&config.metrics)
+        .await
+        .map_err(StartError::Other)?;
     let db = Db::connect(config.database.url.expose()).await?;
     db.migrate().await?;
     let config = Arc::new(config);
@@ -67,6 +73,7 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
     let engine = Arc::new(Engine::new(config.clone(), db, policy).await);
     upkeep::reconcile(&engine).await?;
     Ok(Arc::new(AppState {
+        metrics,
         origin: config.origin(),
         config,
         engine,
@@ -98,6 +105,16 @@ pub async fn serve_state(
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
     let sweeper = tokio::spawn(access::run(engine.clone(), state.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
+    // `metrics.listen`: /metrics alone, until the gateway stops.
+    let exporter = state.metrics.take_listener().map(|listener| {
+        let app = http::metrics::router(state.clone());
+        tokio::spawn(listen::serve(
+            listener,
+            app,
+            header_read_timeout,
+            std::future::pending(),
+        ))
+    });
     // Recordings whose upload failed (or never ran) are uploaded now, in the background.
     let leftovers = {
         let engine = engine.clone();
@@ -136,6 +153,9 @@ pub async fn serve_state(
     sweeper.abort();
     watcher.abort();
     leftovers.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     // Sessions started while stopping, if any.
     upkeep::end_all(&engine, "gateway shutdown").await;
     Ok(())

@@ -29,6 +29,7 @@ use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::DbError;
 use crate::gateway::store::sessions as rows;
+use crate::gateway::telemetry::{self, Direction};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{AwsClients, ClientEvent, ClientHandle};
 
@@ -392,6 +393,12 @@ pub struct Spawn {
 
 /// Starts the session's task and registers it.
 pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
+    spawn_timed(state, spawn, None)
+}
+
+/// [`spawn`], for a session whose `StartSession` was called at `asked`: the time from then
+/// until its data channel is ready is measured ([`telemetry::session_ready`]).
+pub fn spawn_timed(state: Arc<Engine>, spawn: Spawn, asked: Option<Instant>) -> Arc<LiveSession> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let live = Arc::new(LiveSession {
         id: spawn.id.clone(),
@@ -445,6 +452,7 @@ pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
             warned: Vec::new(),
             recorder,
             observers: Vec::new(),
+            asked,
         }
         .run(),
     );
@@ -627,6 +635,8 @@ struct Task {
     recorder: Option<Recorder>,
     /// Read-only observers: (id, name, queue).
     observers: Vec<(u64, String, mpsc::Sender<ToBrowser>)>,
+    /// When `StartSession` was called, until the data channel is ready.
+    asked: Option<Instant>,
 }
 
 impl Task {
@@ -650,6 +660,9 @@ impl Task {
                 }
                 event = self.spawn.handle.events.recv(), if may_read => match event {
                     Some(ClientEvent::Ready(_)) | Some(ClientEvent::Reconnected) => {
+                        if let Some(asked) = self.asked.take() {
+                            telemetry::session_ready(asked.elapsed());
+                        }
                         self.connected = true;
                         self.send_observers(ToBrowser::Status("connected"));
                         self.send_browser(ToBrowser::Status("connected")).await;
@@ -660,6 +673,7 @@ impl Task {
                         tracing::info!(session = %self.spawn.id, attempt, "data channel reconnecting: {error}");
                         if self.connected {
                             self.resumes += 1;
+                            telemetry::ssm_resumed();
                         }
                         self.connected = false;
                         self.send_browser(ToBrowser::Status("reconnecting")).await;
@@ -730,6 +744,7 @@ impl Task {
 
     async fn output(&mut self, bytes: Bytes) {
         self.bytes_out += bytes.len() as u64;
+        telemetry::relayed(Direction::Out, bytes.len());
         let flushing = match &mut self.attached {
             Some(Attached {
                 flush: Some(flush), ..
@@ -892,6 +907,7 @@ impl Task {
                     self.interrupted();
                 }
                 self.bytes_in += bytes.len() as u64;
+                telemetry::relayed(Direction::In, bytes.len());
                 if let Some(r) = &mut self.recorder {
                     r.input(&bytes);
                 }
@@ -1041,6 +1057,7 @@ impl Task {
             tracing::error!(session = %self.spawn.id, "recording the end failed: {e}");
         }
         self.state.live.remove(&self.spawn.id);
+        telemetry::session_ended(&how);
         self.send_observers(ToBrowser::Closed(how.clone()));
         self.send_browser(ToBrowser::Closed(how.clone())).await;
         // The browser gets what is pending and the end, within a bound.

@@ -11,6 +11,7 @@ use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit;
 use crate::gateway::store::db::{self, DbError};
 use crate::gateway::store::sessions as rows;
+use crate::gateway::telemetry;
 
 /// How often this gateway marks its live sessions as owned (`sessions.heartbeat_at`).
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -57,6 +58,7 @@ pub async fn reconcile(engine: &Engine) -> Result<(), DbError> {
         )
         .await?;
         tx.commit().await?;
+        telemetry::session_ended_as(telemetry::EndReason::Restart);
         tracing::info!(session = %session.id, "ended a session left live by a stopped gateway");
     }
     Ok(())
