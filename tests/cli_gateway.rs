@@ -218,3 +218,139 @@ fn a_bad_configuration_is_refused_naming_the_key() {
         "{out:?}"
     );
 }
+
+/// `porthole serve` with `PORTHOLE_SERVER__LOG_FORMAT=json`: every line it logs is one JSON
+/// object with a timestamp, level, target and message, a request's lines carry its
+/// `request_id` (the one answered in `x-request-id`), and `/metrics` counts the failed AWS
+/// call behind them.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+    let mut add = porthole()
+        .args(["users", "add", "alice", "--role", "operator", "--config"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    // Nothing listens on port 1: listing the nodes fails, and says so in the log.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let stderr = dir.path().join("serve.stderr");
+    let mut child = porthole()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("PORTHOLE_SERVER__LOG_FORMAT", "json")
+        .env("PORTHOLE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTHOLE_SERVER__PUBLIC_URL", &url)
+        .env("PORTHOLE_AWS__ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("PORTHOLE_AWS__ACCESS_KEY_ID", "AKIDTEST")
+        .env("PORTHOLE_AWS__SECRET_ACCESS_KEY", "secret")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("porthole listening on"), "{first}");
+
+    let http = reqwest::Client::new();
+    let reply = http
+        .post(format!("{url}/api/v1/auth/login"))
+        .header("origin", &url)
+        .json(&serde_json::json!({"username": "alice", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let cookie = reply.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let reply = http
+        .get(format!("{url}/api/v1/targets"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 502, "AWS cannot be reached");
+    let request_id = reply.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failed = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("porthole_aws_errors_total{")
+                && l.contains("operation=\"DescribeInstanceInformation\"")
+        })
+        .unwrap_or_else(|| panic!("no DescribeInstanceInformation errors in:\n{metrics}"));
+    assert!(!failed.ends_with(" 0"), "{failed}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let logged = std::fs::read_to_string(&stderr).unwrap();
+    let events: Vec<serde_json::Value> = logged
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n--- all:\n{logged}"));
+            for key in ["timestamp", "level", "target", "message"] {
+                assert!(event[key].is_string(), "no {key}: {line}");
+            }
+            event
+        })
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "porthole listening"
+                && e["listen"] == format!("127.0.0.1:{port}")),
+        "{logged}"
+    );
+    let in_request: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["request_id"] == request_id.as_str())
+        .collect();
+    assert!(
+        in_request.iter().any(|e| e["level"] == "WARN"),
+        "no warning of the failed listing with request_id {request_id}:\n{logged}"
+    );
+}
+
+#[test]
+fn a_bad_log_format_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path());
+    let out = porthole()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("PORTHOLE_SERVER__LOG_FORMAT", "yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.log_format must be \"text\" or \"json\", got \"yaml\""),
+        "{err}"
+    );
+}

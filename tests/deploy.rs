@@ -1192,8 +1192,6 @@ fn the_systemd_unit_is_hardened_and_stops_within_the_drain() {
 /// `porthole::gateway::config` accepts each shipped configuration with the environment its
 /// deployment gives it (secrets as files).
 #[test]
-#[ignore = "enable once server.drain_seconds, server.internal_url, server.log_format, [cluster] \
-            and [metrics] are configuration keys (the production issue's other parts)"]
 fn the_gateway_accepts_the_shipped_configurations() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets");

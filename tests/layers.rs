@@ -10,13 +10,14 @@
 //! | `ssm`, `clock` | nothing of the crate but themselves (`ssm` also `clock`) |
 //! | `emulator` | `ssm`, `clock` |
 //! | `gateway::facts` | nothing |
-//! | `gateway::policy` | `facts` |
-//! | `gateway::config` | `policy`, `facts` |
-//! | `gateway::aws` | `config`, `facts`, `ssm` |
-//! | `gateway::store` | `aws`, `config`, `facts` |
-//! | `gateway::cluster` | `store`, `config`, `facts`, `ssm` |
-//! | `gateway::identity` | `store`, `policy`, `config`, `facts` |
-//! | `gateway::sessions` | `cluster`, `store`, `policy`, `aws`, `config`, `facts`, `ssm`, `clock` |
+//! | `gateway::telemetry` | nothing (metric names and counting functions) |
+//! | `gateway::policy` | `facts` (pure: not even `telemetry`) |
+//! | `gateway::config` | `policy`, `facts`, `telemetry` |
+//! | `gateway::aws` | `config`, `facts`, `telemetry`, `ssm` |
+//! | `gateway::store` | `aws`, `config`, `facts`, `telemetry` |
+//! | `gateway::cluster` | `store`, `config`, `facts`, `telemetry`, `ssm` |
+//! | `gateway::identity` | `store`, `policy`, `config`, `facts`, `telemetry` |
+//! | `gateway::sessions` | `cluster`, `store`, `policy`, `aws`, `config`, `facts`, `telemetry`, `ssm`, `clock` |
 //! | `gateway::http` | everything below it |
 //! | `gateway` (`mod.rs`, `reload.rs`, `listen.rs`) and `cli` | everything |
 
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 fn allowed(layer: &str) -> Option<&'static [&'static str]> {
     const GATEWAY_BELOW_HTTP: &[&str] = &[
         "gateway::facts",
+        "gateway::telemetry",
         "gateway::policy",
         "gateway::config",
         "gateway::aws",
@@ -42,16 +44,35 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
         "clock" => &[],
         "emulator" => &["ssm", "clock"],
         "gateway::facts" => &[],
+        // The leaf every layer counts with; the policy stays pure and does not.
+        "gateway::telemetry" => &[],
         "gateway::policy" => &["gateway::facts"],
-        "gateway::config" => &["gateway::policy", "gateway::facts"],
-        "gateway::aws" => &["gateway::config", "gateway::facts", "ssm"],
-        "gateway::store" => &["gateway::aws", "gateway::config", "gateway::facts"],
-        "gateway::cluster" => &["gateway::store", "gateway::config", "gateway::facts", "ssm"],
+        "gateway::config" => &["gateway::policy", "gateway::facts", "gateway::telemetry"],
+        "gateway::aws" => &[
+            "gateway::config",
+            "gateway::facts",
+            "gateway::telemetry",
+            "ssm",
+        ],
+        "gateway::store" => &[
+            "gateway::aws",
+            "gateway::config",
+            "gateway::facts",
+            "gateway::telemetry",
+        ],
+        "gateway::cluster" => &[
+            "gateway::store",
+            "gateway::config",
+            "gateway::facts",
+            "gateway::telemetry",
+            "ssm",
+        ],
         "gateway::identity" => &[
             "gateway::store",
             "gateway::policy",
             "gateway::config",
             "gateway::facts",
+            "gateway::telemetry",
         ],
         "gateway::sessions" => &[
             "gateway::cluster",
@@ -60,6 +81,7 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
             "gateway::aws",
             "gateway::config",
             "gateway::facts",
+            "gateway::telemetry",
             "ssm",
             "clock",
         ],

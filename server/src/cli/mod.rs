@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod demo;
 pub mod emulator;
+pub mod logging;
 pub mod policy;
 pub mod policy_check;
 pub mod serve;
@@ -111,14 +112,9 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Text logs ([`logging::init`]); `porthole serve` takes the format from its configuration.
 pub(crate) fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTHOLE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(crate::gateway::config::LogFormat::Text);
 }
 
 pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {

@@ -97,7 +97,7 @@ pub(crate) fn run_demo(args: DemoArgs) -> ExitCode {
 }
 
 pub(crate) fn run_serve(config: &ConfigArg) -> ExitCode {
-    init_logging();
+    // The configuration first: it says how to log (`server.log_format`).
     let config = match config.load() {
         Ok(c) => c,
         Err(e) => {
@@ -105,6 +105,7 @@ pub(crate) fn run_serve(config: &ConfigArg) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    super::logging::init(config.server.log_format);
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
@@ -118,6 +119,8 @@ pub(crate) fn run_serve(config: &ConfigArg) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // The bound address: a port of 0 becomes a real one.
+        let listen = listener.local_addr().unwrap_or(listen);
         let public = config.server.public_url.clone();
         let state = match crate::gateway::prepare(config).await {
             Ok(s) => s,
@@ -126,6 +129,10 @@ pub(crate) fn run_serve(config: &ConfigArg) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(addr) = state.metrics.addr() {
+            tracing::info!(listen = %addr, "/metrics served on metrics.listen");
+        }
+        tracing::info!(listen = %listen, public_url = %public, "porthole listening");
         println!("porthole listening on {listen} (public URL {public})");
         match crate::gateway::serve_state(state, listener, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -11,9 +11,11 @@ use serde::Deserialize;
 
 pub use super::policy::PolicyConfig;
 pub use cluster::ClusterConfig;
+pub use metrics::{LogFormat, MetricsConfig};
 pub use sso::{OidcConfig, ProxyAuthConfig, ProxyMode, RoleMapping};
 
 pub mod cluster;
+pub mod metrics;
 pub mod sso;
 
 /// The prefix of overriding environment variables.
@@ -115,13 +117,14 @@ fn read_secret_files(table: &mut toml::Table, path: &mut Vec<String>) -> Result<
 /// The error for a secret that is not text.
 const NOT_TEXT: &str = "a secret must be text in quotes (the value is not shown)";
 
-/// Whether the key at `path` holds a secret (the database URL, the AWS access key id, and
-/// every key whose name has `secret` in it): an environment override of one is always text.
+/// Whether the key at `path` holds a secret (the database URL, the AWS access key id, the
+/// metrics bearer token, and every key whose name has `secret` in it): an environment override
+/// of one is always text.
 fn is_secret_key(path: &[String]) -> bool {
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     matches!(
         path.as_slice(),
-        ["database", "url"] | ["aws", "access_key_id"]
+        ["database", "url"] | ["aws", "access_key_id"] | ["metrics", "bearer_token"]
     ) || path.last().is_some_and(|key| key.contains("secret"))
 }
 
@@ -182,6 +185,9 @@ pub struct Config {
     /// `[cluster]`: what several gateways on one database share.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// `[metrics]`: `/metrics`, its token and its own listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The file this configuration was read from, when it was (set by the caller; relative
     /// `policy.file` paths start there, and inline roles are reloaded from it).
     #[serde(skip)]
@@ -213,6 +219,8 @@ pub struct ServerConfig {
     /// Longest a client may take to send a request's headers, and a request's body, in
     /// seconds: a client that sends them slowly (slowloris) is disconnected.
     pub read_timeout_seconds: u64,
+    /// `text` (the default) or `json`: one JSON object per line.
+    pub log_format: LogFormat,
 }
 
 impl ServerConfig {
@@ -254,6 +262,7 @@ impl Default for ServerConfig {
             drain_seconds: 30,
             trusted_proxies: Vec::new(),
             read_timeout_seconds: 10,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -753,6 +762,7 @@ impl Config {
             ));
         }
         self.recordings.validate()?;
+        self.metrics.validate(self.server.listen)?;
         if let Some(oidc) = &self.auth.oidc {
             oidc.validate()?;
         }

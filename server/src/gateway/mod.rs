@@ -2,6 +2,7 @@
 //! holds the rules):
 //!
 //! - [`facts`]: plain data every layer shares (a person, their roles and grants, a node).
+//! - [`telemetry`]: metric names and the functions every layer counts with (`/metrics`).
 //! - [`policy`]: who may do what; a pure decision on facts.
 //! - [`config`]: the TOML file with `PORTHOLE_*` overrides, validated at start.
 //! - [`aws`]: AWS clients per region, the managed nodes.
@@ -28,6 +29,7 @@ pub mod policy;
 pub mod reload;
 pub mod sessions;
 pub mod store;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,10 @@ pub enum StartError {
 /// gateway (refused while another running process holds its id), then ends the sessions left
 /// live by a stopped gateway ([`upkeep::reconcile`]).
 pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
+    // First: the recorder is installed before anything is counted.
+    let metrics = http::exporter::Exporter::new(&config.metrics)
+        .await
+        .map_err(StartError::Other)?;
     let db = Db::connect(config.database.url.expose()).await?;
     db.migrate().await?;
     let config = Arc::new(config);
@@ -77,6 +83,7 @@ pub async fn prepare(config: Config) -> Result<Arc<AppState>, StartError> {
         .map_err(|e| StartError::Other(e.to_string()))?;
     upkeep::reconcile(&engine, upkeep::Sweep::Start).await?;
     Ok(Arc::new(AppState {
+        metrics,
         origin: config.origin(),
         config,
         engine,
@@ -108,6 +115,16 @@ pub async fn serve_state(
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
     let sweeper = tokio::spawn(access::run(engine.clone(), state.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
+    // `metrics.listen`: /metrics alone, until the gateway stops.
+    let exporter = state.metrics.take_listener().map(|listener| {
+        let app = http::metrics::router(state.clone());
+        tokio::spawn(listen::serve(
+            listener,
+            app,
+            header_read_timeout,
+            std::future::pending(),
+        ))
+    });
     // Recordings whose upload failed (or never ran) are uploaded now, in the background.
     let leftovers = {
         let engine = engine.clone();
@@ -155,6 +172,9 @@ pub async fn serve_state(
     sweeper.abort();
     watcher.abort();
     leftovers.abort();
+    if let Some(exporter) = exporter {
+        exporter.abort();
+    }
     // Sessions started while stopping, if any.
     upkeep::end_all(&engine, "gateway shutdown").await;
     if let Err(e) = gateways::set_state(

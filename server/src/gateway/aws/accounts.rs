@@ -98,13 +98,7 @@ async fn one(config: &Config, account: &AccountConfig, sts: &aws_sdk_sts::Client
             loader = loader.endpoint_url(url);
         }
         let sdk = loader.load().await;
-        regions.insert(
-            region,
-            AwsClients {
-                ssm: aws_sdk_ssm::Client::new(&sdk),
-                kms: aws_sdk_kms::Client::new(&sdk),
-            },
-        );
+        regions.insert(region, super::clients_of(&sdk));
     }
     Account {
         name: account.name.clone(),

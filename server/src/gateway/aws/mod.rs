@@ -9,10 +9,14 @@ pub mod targets;
 use std::collections::BTreeMap;
 
 use aws_config::BehaviorVersion;
-use aws_sdk_ssm::config::Credentials;
+use aws_sdk_ssm::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_ssm::config::{ConfigBag, Credentials, Intercept, RuntimeComponents};
 use aws_sdk_ssm::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use super::config::Config;
+use super::telemetry;
 pub use crate::ssm::client::AwsClients;
 
 /// The clients of every configured region, by region name.
@@ -85,15 +89,49 @@ pub async fn aws_clients(config: &Config) -> Regions {
             loader = loader.endpoint_url(url);
         }
         let sdk = loader.load().await;
-        aws.insert(
-            region,
-            AwsClients {
-                ssm: aws_sdk_ssm::Client::new(&sdk),
-                kms: aws_sdk_kms::Client::new(&sdk),
-            },
-        );
+        aws.insert(region, clients_of(&sdk));
     }
     aws
+}
+
+/// The SSM and KMS clients of `sdk`, their calls counted ([`Counted`]).
+pub fn clients_of(sdk: &aws_config::SdkConfig) -> AwsClients {
+    AwsClients {
+        ssm: aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(sdk)
+                .interceptor(Counted)
+                .build(),
+        ),
+        kms: aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(sdk)
+                .interceptor(Counted)
+                .build(),
+        ),
+    }
+}
+
+/// Counts each AWS call once it is over (after the SDK's retries) by service and operation,
+/// and those that failed ([`telemetry::aws_call`]). Added to every client the gateway makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Counted;
+
+impl Intercept for Counted {
+    fn name(&self) -> &'static str {
+        "porthole-metrics"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            let failed = !matches!(context.output_or_error(), Some(Ok(_)));
+            telemetry::aws_call(meta.service(), meta.name(), failed);
+        }
+        Ok(())
+    }
 }
 
 /// The STS client the gateway assumes people's roles with: its own credentials, the first
@@ -109,7 +147,12 @@ pub async fn sts_client(config: &Config) -> aws_sdk_sts::Client {
     if let Some(url) = &config.aws.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    aws_sdk_sts::Client::new(&loader.load().await)
+    let sdk = loader.load().await;
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&sdk)
+            .interceptor(Counted)
+            .build(),
+    )
 }
 
 /// aws-config's loader for `region`, with the configuration's static credentials when it has

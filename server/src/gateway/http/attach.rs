@@ -24,6 +24,7 @@ use crate::gateway::policy;
 use crate::gateway::sessions::engine::visible_one;
 use crate::gateway::sessions::live::{LiveSession, ObserveError, ToBrowser};
 use crate::gateway::store::audit::{self, Event, kind};
+use crate::gateway::telemetry::{self, Denied};
 
 /// The session ended (the shell exited, it was terminated, or it failed).
 pub const CLOSE_SESSION_ENDED: u16 = 4000;
@@ -129,6 +130,7 @@ pub async fn attach(
     };
     if observe {
         if !policy::may_observe(&signed.user, view.user_id()) {
+            telemetry::denied(Denied::Observe);
             return Err(ApiError::forbidden(format!(
                 "{} may not observe {}'s sessions",
                 signed.user.name, view.user
@@ -155,6 +157,7 @@ pub async fn attach(
             }));
     }
     if !policy::may_attach(&signed.user, view.user_id()) {
+        telemetry::denied(Denied::Attach);
         return Err(ApiError::forbidden(format!(
             "only {} may attach to this session",
             view.user
@@ -222,6 +225,7 @@ async fn relay(
     since: Option<u64>,
     mut socket: WebSocket,
 ) {
+    let _open = state.metrics.sockets.open();
     // The attach is recorded before any byte flows; without the record, no attach.
     if record(&state, &signed, &live, kind::SESSION_ATTACH, json!({}))
         .await
@@ -239,6 +243,7 @@ async fn relay(
             return;
         }
     };
+    telemetry::attached(false);
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;
     let why: String = loop {
@@ -364,6 +369,7 @@ async fn observe_relay(
     owner_id: i64,
     mut socket: WebSocket,
 ) {
+    let _open = state.metrics.sockets.open();
     let limit = state.engine.config.sessions.max_observers as usize;
     let (id, mut from_session) = match live.observe(&signed.user.name, limit).await {
         Ok(added) => added,
@@ -390,6 +396,7 @@ async fn observe_relay(
         let _ = socket.send(close(1011, "audit failed")).await;
         return;
     }
+    telemetry::attached(true);
     let mut told = false;
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;

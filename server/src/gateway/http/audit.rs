@@ -279,6 +279,7 @@ pub async fn list(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !may_read_audit(&signed.user) {
+        crate::gateway::telemetry::denied(crate::gateway::telemetry::Denied::Audit);
         return Err(ApiError::forbidden(format!(
             "{} may not read the audit log: only the admin and auditor roles may",
             signed.user.name

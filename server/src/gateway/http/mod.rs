@@ -7,10 +7,12 @@ pub mod attach;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod exporter;
 pub mod extract;
 pub mod forward;
 pub mod internal;
 pub mod layout;
+pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod request_id;
@@ -67,8 +69,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
+    // `/metrics` here unless `metrics.listen` serves it alone (then: the 404 of the fallback).
+    let metrics = match state.metrics.on_main_listener() {
+        true => Router::new().route("/metrics", get(metrics::metrics)),
+        false => Router::new(),
+    };
     Router::new()
         .merge(api)
+        .merge(metrics)
         .merge(pages::routes())
         .route("/auth/oidc/login", get(sso::login))
         .route("/auth/oidc/callback", get(sso::callback))

@@ -740,6 +740,7 @@ async fn audit_page(
         Err(denied) => return denied.into_response(),
     };
     if !audit_api::may_read_audit(&signed.user) {
+        crate::gateway::telemetry::denied(crate::gateway::telemetry::Denied::Audit);
         let e = ApiError::forbidden("only the admin and auditor roles may read the audit log");
         return PageError::new(e, &signed).into_response();
     }

@@ -19,4 +19,6 @@ pub struct AppState {
     pub identity: Identity,
     /// The reverse proxies whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
     pub proxies: Vec<ipnet::IpNet>,
+    /// `/metrics`: the recorder, this gateway's gauges, `metrics.listen`.
+    pub metrics: super::exporter::Exporter,
 }

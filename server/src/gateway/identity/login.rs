@@ -19,6 +19,7 @@ use super::users;
 use crate::gateway::facts::User;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::{DbError, now_ms};
+use crate::gateway::telemetry::{self, SignInMethod};
 
 /// `login.failed` rows of single sign-on (their detail's `method`), which the password limits
 /// do not count: a provider that is down must not lock the break-glass password out.
@@ -247,8 +248,20 @@ impl Identity {
     }
 
     /// Signs `name` in with `password`: a `logins` row and `login` in the audit log, or a
-    /// refusal (audited as `login.failed` with why).
+    /// refusal (audited as `login.failed` with why). Counted either way
+    /// ([`telemetry::sign_in`]).
     pub async fn sign_in(
+        &self,
+        name: &str,
+        password: String,
+        client: &Client,
+    ) -> Result<SignedIn, SignInError> {
+        let result = self.sign_in_password(name, password, client).await;
+        telemetry::sign_in(SignInMethod::Password, result.is_ok());
+        result
+    }
+
+    async fn sign_in_password(
         &self,
         name: &str,
         password: String,

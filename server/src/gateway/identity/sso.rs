@@ -15,6 +15,7 @@ use crate::gateway::config::RoleMapping;
 use crate::gateway::facts::{Role, User, valid_user_name};
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::{DbError, now_ms};
+use crate::gateway::telemetry::{self, SignInMethod};
 
 /// An identity a provider vouched for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +166,9 @@ impl Identity {
                 super::login::SignInError::Db(e) => ExternalError::Db(e),
                 other => ExternalError::Internal(other.to_string()),
             })?;
+        if let Some(method) = SignInMethod::named(who.method) {
+            telemetry::sign_in(method, true);
+        }
         Ok(ExternalSignIn { signed, lost_roles })
     }
 
@@ -178,6 +182,9 @@ impl Identity {
         mut detail: serde_json::Value,
         client: &Client,
     ) -> Result<(), DbError> {
+        if let Some(method) = SignInMethod::named(method) {
+            telemetry::sign_in(method, false);
+        }
         if let Some(map) = detail.as_object_mut() {
             map.insert("method".into(), json!(method));
             map.insert("why".into(), json!(why));

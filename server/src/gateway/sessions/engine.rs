@@ -19,6 +19,7 @@ use crate::gateway::store::gateways::{self, Registered};
 use crate::gateway::store::recordings::{OpenError, Opened};
 use crate::gateway::store::search;
 use crate::gateway::store::sessions::{self as rows, NewSession, SessionView, StateFilter};
+use crate::gateway::telemetry::{self, Denied};
 use crate::ssm::client::{self, SessionStart};
 
 /// What a person asks for when opening a session.
@@ -75,6 +76,7 @@ pub async fn start(
         ))
     };
     if let Err(Refusal::Denied(why)) = &decided {
+        telemetry::denied(Denied::Start);
         let mut tx = engine.db.begin_write().await?;
         audit::append(
             &mut tx.tx,
@@ -195,6 +197,7 @@ pub async fn start(
     if !parameters.is_empty() {
         ask = ask.set_parameters(Some(parameters.into_iter().collect()));
     }
+    let asked = tokio::time::Instant::now();
     let started = match ask.send().await {
         Ok(reply) => reply,
         Err(e) => {
@@ -264,7 +267,7 @@ pub async fn start(
         .await;
         return Err(e.into());
     }
-    live::spawn(
+    live::spawn_timed(
         engine.clone(),
         live::Spawn {
             id: id.clone(),
@@ -279,7 +282,9 @@ pub async fn start(
             max_duration: decision.max_duration,
             idle_timeout: decision.idle_timeout,
         },
+        Some(asked),
     );
+    telemetry::session_started(true);
     rows::load(&engine.db, &id)
         .await?
         .ok_or_else(|| Error::Internal("the new session row vanished".into()))
@@ -314,6 +319,7 @@ async fn fail(
     target: &str,
     failure: &aws::Failure,
 ) -> Result<(), Error> {
+    telemetry::session_started(false);
     let mut tx = engine.db.begin_write().await?;
     rows::mark_failed(&mut tx, id, &failure.summary).await?;
     let client = Client::default();
@@ -571,6 +577,7 @@ pub async fn terminate(
 ) -> Result<(), Error> {
     let view = visible_one(engine, user, id).await?;
     if !policy::may_terminate(user, view.user_id()) {
+        telemetry::denied(Denied::Terminate);
         return Err(Error::Forbidden(format!(
             "{} may not terminate {}'s session",
             user.name, view.user

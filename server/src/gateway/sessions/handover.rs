@@ -28,6 +28,7 @@ use crate::gateway::cluster::keys::OpenError;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::now_ms;
 use crate::gateway::store::gateways::{self, Handover, Registered};
+use crate::gateway::telemetry;
 use crate::ssm::channel::ChannelState;
 use crate::ssm::client::{self, ClientOptions, ResumeTarget};
 
@@ -270,7 +271,10 @@ pub async fn hand_over(
         Err(e) => Err(e.to_string()),
     };
     let outcome = match asked {
-        Ok(_) => Outcome::Taken,
+        Ok(_) => {
+            telemetry::handover(telemetry::Direction::Out);
+            Outcome::Taken
+        }
         Err(e) => {
             tracing::warn!(session = %live.id, peer = %peer.id, "hand-over refused or failed: {e}");
             // Taken back, unless the peer took it after all (its answer was lost).
@@ -282,7 +286,10 @@ pub async fn hand_over(
                         Outcome::KeptHere
                     }
                 },
-                Ok(None) => Outcome::Taken,
+                Ok(None) => {
+                    telemetry::handover(telemetry::Direction::Out);
+                    Outcome::Taken
+                }
             }
         }
     };
@@ -322,6 +329,7 @@ pub async fn take(engine: &Arc<Engine>, id: &str, from: &str) -> Result<i64, Tak
     let (user_name, target) = (snapshot.user_name.clone(), snapshot.target.clone());
     adopt(engine, snapshot).await?;
     gateways::move_session(&engine.db, id, from, &engine.cluster.id).await?;
+    telemetry::handover(telemetry::Direction::In);
     let took_ms = now_ms() - frozen_at;
     let mut tx = engine.db.begin_write().await?;
     audit::append(
@@ -389,5 +397,6 @@ async fn adopt(engine: &Arc<Engine>, snapshot: Snapshot) -> Result<Arc<LiveSessi
             idle_timeout: snapshot.idle_timeout_s.map(Duration::from_secs),
         },
         Some(restored),
+        None,
     ))
 }

@@ -29,6 +29,7 @@ use crate::gateway::aws::aws_message;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::DbError;
 use crate::gateway::store::sessions as rows;
+use crate::gateway::telemetry::{self, Direction};
 use crate::ssm::channel::CloseReason;
 use crate::ssm::client::{AwsClients, ClientEvent, ClientHandle};
 
@@ -463,7 +464,13 @@ pub struct Spawn {
 
 /// Starts the session's task and registers it.
 pub fn spawn(state: Arc<Engine>, spawn: Spawn) -> Arc<LiveSession> {
-    spawn_with(state, spawn, None)
+    spawn_with(state, spawn, None, None)
+}
+
+/// [`spawn`], for a session whose `StartSession` was called at `asked`: the time from then
+/// until its data channel is ready is measured ([`telemetry::session_ready`]).
+pub fn spawn_timed(state: Arc<Engine>, spawn: Spawn, asked: Option<Instant>) -> Arc<LiveSession> {
+    spawn_with(state, spawn, None, asked)
 }
 
 /// [`spawn`] for a session carried on from another gateway, with its state.
@@ -471,6 +478,7 @@ pub fn spawn_with(
     state: Arc<Engine>,
     spawn: Spawn,
     restored: Option<Restored>,
+    asked: Option<Instant>,
 ) -> Arc<LiveSession> {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let live = Arc::new(LiveSession {
@@ -551,6 +559,7 @@ pub fn spawn_with(
         recorder,
         observers: Vec::new(),
         handed_over: false,
+        asked,
         live: live.clone(),
     };
     let screen = restored.screen;
@@ -746,6 +755,8 @@ struct Task {
     recorder: Option<Recorder>,
     /// Read-only observers: (id, name, queue).
     observers: Vec<(u64, String, mpsc::Sender<ToBrowser>)>,
+    /// When `StartSession` was called, until the data channel is ready.
+    asked: Option<Instant>,
 }
 
 impl Task {
@@ -800,6 +811,9 @@ impl Task {
     async fn client_event(&mut self, event: ClientEvent) -> Option<String> {
         match event {
             ClientEvent::Ready(_) | ClientEvent::Reconnected => {
+                if let Some(asked) = self.asked.take() {
+                    telemetry::session_ready(asked.elapsed());
+                }
                 self.connected = true;
                 self.send_observers(ToBrowser::Status("connected"));
                 self.send_browser(ToBrowser::Status("connected")).await;
@@ -810,6 +824,7 @@ impl Task {
                 tracing::info!(session = %self.spawn.id, attempt, "data channel reconnecting: {error}");
                 if self.connected {
                     self.resumes += 1;
+                    telemetry::ssm_resumed();
                 }
                 self.connected = false;
                 self.send_browser(ToBrowser::Status("reconnecting")).await;
@@ -940,6 +955,7 @@ impl Task {
 
     async fn output(&mut self, bytes: Bytes) {
         self.bytes_out += bytes.len() as u64;
+        telemetry::relayed(Direction::Out, bytes.len());
         let flushing = match &mut self.attached {
             Some(Attached {
                 flush: Some(flush), ..
@@ -1102,6 +1118,7 @@ impl Task {
                     self.interrupted();
                 }
                 self.bytes_in += bytes.len() as u64;
+                telemetry::relayed(Direction::In, bytes.len());
                 if let Some(r) = &mut self.recorder {
                     r.input(&bytes);
                 }
@@ -1256,6 +1273,7 @@ impl Task {
             tracing::error!(session = %self.spawn.id, "recording the end failed: {e}");
         }
         self.state.live.remove(&self.spawn.id, &self.live);
+        telemetry::session_ended(&how);
         self.send_observers(ToBrowser::Closed(how.clone()));
         self.send_browser(ToBrowser::Closed(how.clone())).await;
         // The browser gets what is pending and the end, within a bound.

@@ -13,6 +13,7 @@ use crate::gateway::store::audit;
 use crate::gateway::store::db::DbError;
 use crate::gateway::store::gateways;
 use crate::gateway::store::sessions as rows;
+use crate::gateway::telemetry;
 
 /// Which sessions [`reconcile`] ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,7 @@ pub async fn reconcile(engine: &Engine, sweep: Sweep) -> Result<usize, DbError> 
         .await?;
         tx.commit().await?;
         ended += 1;
+        telemetry::session_ended_as(telemetry::EndReason::Restart);
         tracing::info!(
             session = %session.id,
             owner = %session.owner_gateway,

@@ -21,6 +21,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::db::{Backend, Db, DbError, now_ms};
+use crate::gateway::telemetry;
 
 /// The hash that the first row chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -180,6 +181,7 @@ fn row_hash(prev: &str, canonical: &Canonical<'_>) -> String {
 
 /// Appends `event` in the transaction `conn` belongs to; returns the new row's id.
 pub async fn append(conn: &mut AnyConnection, event: &Event<'_>) -> Result<i64, DbError> {
+    let started = std::time::Instant::now();
     let prev: String = sqlx::query("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await
@@ -220,6 +222,7 @@ pub async fn append(conn: &mut AnyConnection, event: &Event<'_>) -> Result<i64, 
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| DbError::new("append audit event", e))?;
+    telemetry::audit_appended(started.elapsed());
     row.try_get::<i64, _>("id")
         .map_err(|e| DbError::new("append audit event", e))
 }

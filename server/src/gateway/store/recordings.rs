@@ -365,7 +365,9 @@ async fn s3_client(config: &Config) -> aws_sdk_s3::Client {
             .build(),
     );
     let sdk = loader.load().await;
-    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(r.force_path_style);
+    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(r.force_path_style)
+        .interceptor(aws::Counted);
     if let Some(url) = &r.endpoint_url {
         s3 = s3.endpoint_url(url);
     }
