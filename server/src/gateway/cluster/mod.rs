@@ -132,18 +132,48 @@ impl Cluster {
     /// row left by a process that died (its URL does not answer, or answers as another process)
     /// is taken over; the caller then ends what that process left.
     pub async fn claim(&self, db: &Db) -> Result<(), ClaimError> {
-        if let Some(row) = gateways::load(db, &self.id).await?
-            && row.is_alive(self.fresh_after())
-            && row.instance != self.instance
-            && self.answers_as(&row).await
+        let Some(row) = gateways::load(db, &self.id).await? else {
+            gateways::register(db, &self.id, &self.internal_url, &self.instance, None).await?;
+            return Ok(());
+        };
+        if row.state != gateways::STOPPED {
+            let taken = || ClaimError::Taken {
+                id: self.id.clone(),
+                url: row.internal_url.clone(),
+                age_s: (now_ms() - row.heartbeat_at) / 1000,
+            };
+            if self.answers_as(&row).await {
+                return Err(taken());
+            }
+            // No answer is not proof of death (a URL this host cannot reach, a clock ahead):
+            // a live holder marks its row again within a heartbeat and a half.
+            if row.is_alive(self.fresh_after()) {
+                tokio::time::sleep(self.heartbeat + self.heartbeat / 2).await;
+                let again = gateways::load(db, &self.id).await?;
+                if again
+                    .as_ref()
+                    .is_some_and(|a| a.heartbeat_at != row.heartbeat_at)
+                {
+                    return Err(taken());
+                }
+            }
+        }
+        // Taken over only if nobody registered it meanwhile.
+        if !gateways::register(
+            db,
+            &self.id,
+            &self.internal_url,
+            &self.instance,
+            Some(&row.instance),
+        )
+        .await?
         {
             return Err(ClaimError::Taken {
                 id: self.id.clone(),
                 url: row.internal_url,
-                age_s: (now_ms() - row.heartbeat_at) / 1000,
+                age_s: 0,
             });
         }
-        gateways::register(db, &self.id, &self.internal_url, &self.instance).await?;
         Ok(())
     }
 
@@ -223,21 +253,24 @@ impl Cluster {
             Ok(None) => Err(Refusal::UnknownGateway(signed.from)),
             Err(e) => {
                 tracing::warn!("checking a signed request's sender: {e}");
-                Err(Refusal::UnknownGateway(signed.from))
+                Err(Refusal::Unavailable)
             }
         }
     }
 
     /// Sends a signed JSON `POST` of `body` to `path` of gateway `to`, for `client`, and reads
-    /// its JSON answer; the error says what failed, with the peer's answer.
+    /// its JSON answer within `timeout`; the error tells an answer (the peer refused or
+    /// failed) from no answer (it may or may not have acted).
     pub async fn post<T: DeserializeOwned>(
         &self,
         to: &Registered,
         path: &str,
         client: &str,
         body: &serde_json::Value,
-    ) -> Result<T, String> {
-        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        timeout: Duration,
+    ) -> Result<T, PeerError> {
+        let unreachable = |e: String| PeerError::Unreachable(format!("gateway {}: {e}", to.id));
+        let body = serde_json::to_vec(body).map_err(|e| unreachable(e.to_string()))?;
         let request = Request {
             method: "POST",
             path_and_query: path,
@@ -246,10 +279,11 @@ impl Cluster {
         };
         let headers = self
             .sign(&to.id, client, &request)
-            .ok_or("this gateway has no cluster.secret")?;
+            .ok_or_else(|| unreachable("this gateway has no cluster.secret".into()))?;
         let mut builder = self
             .http
             .post(format!("{}{path}", to.internal_url))
+            .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.clone());
         for (name, value) in headers {
@@ -258,15 +292,38 @@ impl Cluster {
         let reply = builder
             .send()
             .await
-            .map_err(|e| format!("gateway {} at {}: {e}", to.id, to.internal_url))?;
+            .map_err(|e| unreachable(format!("at {}: {e}", to.internal_url)))?;
         let status = reply.status();
-        let text = reply
-            .text()
-            .await
-            .map_err(|e| format!("gateway {}: {e}", to.id))?;
+        let text = reply.text().await.map_err(|e| unreachable(e.to_string()))?;
         if !status.is_success() {
-            return Err(format!("gateway {} answered {status}: {text}", to.id));
+            return Err(PeerError::Answered {
+                gateway: to.id.clone(),
+                status: status.as_u16(),
+                text,
+            });
         }
-        serde_json::from_str(&text).map_err(|e| format!("gateway {} answered {e}: {text}", to.id))
+        serde_json::from_str(&text).map_err(|e| PeerError::Answered {
+            gateway: to.id.clone(),
+            status: status.as_u16(),
+            text: format!("{e}: {text}"),
+        })
     }
+}
+
+/// Why a request to another gateway failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// It answered with an error: it did not do what was asked.
+    #[error("gateway {gateway} answered {status}: {text}")]
+    Answered {
+        /// The gateway.
+        gateway: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its answer.
+        text: String,
+    },
+    /// No answer (unreachable, timed out): it may or may not have acted.
+    #[error("{0}")]
+    Unreachable(String),
 }

@@ -126,6 +126,9 @@ pub enum Refusal {
     /// The sender is not a registered, live gateway.
     #[error("{0:?} is not a running gateway of this cluster")]
     UnknownGateway(String),
+    /// The database did not answer whether the sender is one.
+    #[error("the gateways' registrations cannot be read now; try again")]
+    Unavailable,
 }
 
 /// Reads the signed headers with `get`, and checks them against `request` for gateway `me` at
@@ -163,7 +166,11 @@ pub fn verify<'h>(
     if !keys.verify(&signed.message(request), &signature) {
         return Err(Refusal::BadSignature);
     }
-    nonces.remember(&signed.nonce, signed.time + max_skew_ms, now_ms)?;
+    nonces.remember(
+        &signed.nonce,
+        signed.time.saturating_add(max_skew_ms),
+        now_ms,
+    )?;
     Ok(signed)
 }
 

@@ -63,9 +63,9 @@ impl ClusterConfig {
                 self.stale_seconds, self.heartbeat_seconds
             )));
         }
-        if self.max_clock_skew_seconds == 0 {
+        if !(1..=3600).contains(&self.max_clock_skew_seconds) {
             return Err(ConfigError(
-                "cluster.max_clock_skew_seconds must be at least 1".into(),
+                "cluster.max_clock_skew_seconds must be 1 to 3600".into(),
             ));
         }
         Ok(())
@@ -95,7 +95,7 @@ pub fn default_internal_url(listen: SocketAddr, host: &str) -> String {
 
 /// Checks `server.gateway_id` and `server.internal_url`; errors name the key.
 pub fn validate_identity(gateway_id: &str, internal_url: &str) -> Result<(), ConfigError> {
-    let id = gateway_id.trim();
+    let id = gateway_id;
     if id.is_empty() {
         return Err(ConfigError("server.gateway_id must not be empty".into()));
     }

@@ -173,6 +173,16 @@ pub async fn attach(
         .on_upgrade(move |socket| relay(state, signed, live, headers, query.since, socket)))
 }
 
+/// The close for a session that is not here any more: moved to another gateway (4010), or
+/// ended (4000).
+fn gone(live: &LiveSession) -> Message {
+    if live.is_moved() {
+        close(CLOSE_HANDED_OVER, HANDED_OVER)
+    } else {
+        close(CLOSE_SESSION_ENDED, "the session has ended")
+    }
+}
+
 fn close(code: u16, reason: &str) -> Message {
     // Close reasons are limited to 123 bytes.
     let mut text = reason.to_owned();
@@ -237,9 +247,7 @@ async fn relay(
     let (attach_id, mut from_session) = match live.attach(since).await {
         Ok(pair) => pair,
         Err(_) => {
-            let _ = socket
-                .send(close(CLOSE_SESSION_ENDED, "the session has ended"))
-                .await;
+            let _ = socket.send(gone(&live)).await;
             return;
         }
     };
@@ -248,6 +256,8 @@ async fn relay(
     recheck.tick().await;
     let why: String = loop {
         tokio::select! {
+            // The session's word first: a hand-over's close must not lose to an input error.
+            biased;
             message = from_session.recv() => match message {
                 Some(ToBrowser::Output(bytes)) => {
                     if socket.send(Message::Binary(bytes)).await.is_err() {
@@ -302,15 +312,17 @@ async fn relay(
                     break "handed over to another gateway".into();
                 }
                 None => {
-                    let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
+                    let _ = socket.send(gone(&live)).await;
                     break "session ended".into();
                 }
             },
             message = socket.recv() => match message {
                 Some(Ok(Message::Binary(bytes))) => {
-                    if live.input(bytes).await.is_err() {
-                        let _ = socket.send(close(CLOSE_SESSION_ENDED, "the session has ended")).await;
-                        break "session ended".into();
+                    // Moving: the keystroke would be lost here; the page reconnects and the
+                    // person types on at the next gateway.
+                    if live.is_moved() || live.input(bytes).await.is_err() {
+                        let _ = socket.send(gone(&live)).await;
+                        break "session ended or moved".into();
                     }
                 }
                 Some(Ok(Message::Text(text))) => {

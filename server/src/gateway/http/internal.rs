@@ -34,7 +34,7 @@ use super::extract::ClientAddr;
 use super::forward::Forwarded;
 use super::state::AppState;
 use crate::gateway::cluster::WhoAmI;
-use crate::gateway::cluster::signing::{Request as Signable, Signed};
+use crate::gateway::cluster::signing::{Refusal, Request as Signable, Signed};
 use crate::gateway::sessions::live::Stats;
 use crate::gateway::sessions::{engine, handover};
 
@@ -70,9 +70,17 @@ async fn verified(
             headers.get(name).and_then(|v| v.to_str().ok())
         })
         .await
-        .map_err(|refusal| {
-            tracing::warn!("refused a request between gateways: {refusal}");
-            ApiError::new(StatusCode::FORBIDDEN, "bad_signature", refusal.to_string())
+        .map_err(|refusal| match refusal {
+            Refusal::Unavailable | Refusal::Busy => {
+                let mut e =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", refusal.to_string());
+                e.retry_after = Some(1);
+                e
+            }
+            refusal => {
+                tracing::debug!("refused a request between gateways: {refusal}");
+                ApiError::new(StatusCode::FORBIDDEN, "bad_signature", refusal.to_string())
+            }
         })
 }
 
@@ -189,7 +197,17 @@ pub async fn take(
             "this gateway is stopping too",
         ));
     }
-    match handover::take(&state.engine, &id, &signed.from).await {
+    // Detached: a taker that has begun finishes even if the giver stops waiting (the giver
+    // then reads the outcome from the database), so a session is never half taken.
+    let taking = {
+        let engine = state.engine.clone();
+        let (id, from) = (id.clone(), signed.from.clone());
+        tokio::spawn(async move { handover::take(&engine, &id, &from).await })
+    };
+    let taken = taking
+        .await
+        .map_err(|e| ApiError::internal(format!("the take-over task failed: {e}")))?;
+    match taken {
         Ok(frozen_ms) => Ok(Json(
             serde_json::json!({"taken": id, "frozen_ms": frozen_ms}),
         )),

@@ -512,6 +512,7 @@ async fn remote_stats(engine: &Engine, views: &[&SessionView]) -> BTreeMap<Strin
                 "/internal/v1/sessions/stats",
                 "",
                 &body,
+                STATS_WAIT,
             );
         match tokio::time::timeout(STATS_WAIT, asked).await {
             Ok(Ok(mut reply)) => reply.remove("stats").unwrap_or_default(),
@@ -653,6 +654,7 @@ async fn terminate_elsewhere(
             &format!("/internal/v1/sessions/{id}/end"),
             &client.addr,
             &how,
+            crate::gateway::cluster::PEER_TIMEOUT,
         )
         .await
         .map(|_| ())

@@ -24,10 +24,12 @@ use tokio::sync::oneshot;
 use super::Engine;
 use super::live::{self, LiveSession, Restored};
 use super::recorder::Carried;
+use crate::gateway::cluster::PeerError;
 use crate::gateway::cluster::keys::OpenError;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::now_ms;
 use crate::gateway::store::gateways::{self, Handover, Registered};
+use crate::gateway::store::sessions as rows;
 use crate::gateway::telemetry;
 use crate::ssm::channel::ChannelState;
 use crate::ssm::client::{self, ClientOptions, ResumeTarget};
@@ -113,6 +115,9 @@ pub struct Snapshot {
     pub idle_timeout_s: Option<u64>,
     /// The recording so far.
     pub recording: Option<Carried>,
+    /// Keystrokes typed as it was frozen, sent by the taker first.
+    #[serde(with = "base64_bytes")]
+    pub pending_input: Vec<u8>,
     /// When the giver froze it (milliseconds since the epoch).
     pub frozen_at: i64,
 }
@@ -148,6 +153,7 @@ impl Snapshot {
             max_duration_s: frozen.max_duration.map(|d| d.as_secs()),
             idle_timeout_s: frozen.idle_timeout.map(|d| d.as_secs()),
             recording: r.recording,
+            pending_input: r.pending_input,
             frozen_at: now_ms(),
         }
     }
@@ -178,9 +184,10 @@ pub enum TakeError {
     Db(#[from] crate::gateway::store::db::DbError),
 }
 
-/// Hands every live session to a running peer, at most [`AT_ONCE`] at a time, within
-/// `server.drain_seconds`; returns how many were handed over. Sessions no peer took stay here
-/// (the caller ends them). Nothing happens without `cluster.secret` or a running peer.
+/// Hands every live session to a running peer, at most [`AT_ONCE`] at a time; returns how
+/// many were handed over. Hand-overs begin only within `server.drain_seconds` (one that has
+/// begun runs to its end, bounded by its own timeouts). Sessions no peer took stay here (the
+/// caller ends them). Nothing happens without `cluster.secret` or a running peer.
 pub async fn drain(engine: &Arc<Engine>) -> usize {
     if !engine.cluster.is_clustered() {
         return 0;
@@ -196,37 +203,40 @@ pub async fn drain(engine: &Arc<Engine>) -> usize {
         tracing::info!("no other gateway runs: the sessions end here");
         return 0;
     }
-    let sessions = engine.live.all();
+    let ids: Vec<String> = engine.live.all().iter().map(|l| l.id.clone()).collect();
+    let began = Instant::now();
     let deadline = Duration::from_secs(engine.config.server.drain_seconds);
     let handed = std::sync::atomic::AtomicUsize::new(0);
-    let work = futures_util::stream::iter(sessions.into_iter().enumerate()).for_each_concurrent(
-        AT_ONCE,
-        |(i, live)| {
-            let engine = engine.clone();
-            let peers = &peers;
-            let handed = &handed;
+    futures_util::stream::iter(ids.into_iter().enumerate())
+        .for_each_concurrent(AT_ONCE, |(i, id)| {
+            let (engine, peers, handed) = (engine.clone(), &peers, &handed);
             async move {
-                // Spread over the peers; the next one is tried when one fails.
+                // Spread over the peers; the next one is tried when one does not take it.
                 for k in 0..peers.len() {
+                    if began.elapsed() > deadline {
+                        tracing::warn!(session = %id, "server.drain_seconds is over: it ends here");
+                        return;
+                    }
+                    // After a failed attempt the session runs here under a new handle.
+                    let Some(live) = engine.live.get(&id) else {
+                        return;
+                    };
                     let peer = &peers[(i + k) % peers.len()];
                     match hand_over(&engine, &live, peer).await {
                         Ok(Outcome::Taken) => {
                             handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             return;
                         }
-                        Ok(Outcome::KeptHere) | Err(_) => {}
-                    }
-                    // A failed hand-over carries the session on here under a new handle.
-                    if engine.live.get(&live.id).is_none() {
-                        return;
+                        Ok(Outcome::KeptHere) => {}
+                        Err(e) => {
+                            tracing::warn!(session = %id, "no hand-over: {e}");
+                            return;
+                        }
                     }
                 }
             }
-        },
-    );
-    if tokio::time::timeout(deadline, work).await.is_err() {
-        tracing::warn!("hand-over took longer than server.drain_seconds; the rest end here");
-    }
+        })
+        .await;
     handed.into_inner()
 }
 
@@ -239,7 +249,15 @@ pub enum Outcome {
     KeptHere,
 }
 
-/// Hands `live` to `peer`; see the module documentation.
+/// Longest a peer may take to take a session over (`ResumeSession` is allowed 10 s, then the
+/// new data channel opens).
+pub const TAKE_TIMEOUT: Duration = Duration::from_secs(40);
+/// Largest sealed state written; a session with more (its recording, mostly) is not handed
+/// over but ends here.
+pub const MAX_SNAPSHOT_BYTES: usize = 64 << 20;
+
+/// Hands `live` to `peer`; see the module documentation. An error: the session could not be
+/// frozen and runs on here untouched.
 pub async fn hand_over(
     engine: &Arc<Engine>,
     live: &Arc<LiveSession>,
@@ -249,50 +267,41 @@ pub async fn hand_over(
         .cluster
         .keys()
         .ok_or("this gateway has no cluster.secret")?;
+    let me = engine.cluster.id.clone();
     let started = Instant::now();
+    // Fresh, so that no sweep takes it for abandoned while it moves.
+    {
+        let _writes = engine.db.lock_writes().await;
+        if let Err(e) = rows::touch(&engine.db, &live.id).await {
+            tracing::warn!(session = %live.id, "{e}");
+        }
+    }
     let (settle, settled) = oneshot::channel();
     let frozen = live.freeze(settled).await?;
     let snapshot = Snapshot::of(live, frozen);
     let plain = serde_json::to_vec(&snapshot).map_err(|e| e.to_string())?;
-    let handover = Handover {
-        session_id: live.id.clone(),
-        from_gateway: engine.cluster.id.clone(),
-        to_gateway: peer.id.clone(),
-        sealed: keys.seal(&plain),
-    };
-    drop(plain);
-    let asked = match gateways::put_handover(&engine.db, &handover).await {
-        Ok(()) => {
-            engine
-                .cluster
-                .post::<serde_json::Value>(peer, &take_path(&live.id), "", &json!({}))
-                .await
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    let outcome = match asked {
-        Ok(_) => {
-            telemetry::handover(telemetry::Direction::Out);
-            Outcome::Taken
-        }
-        Err(e) => {
-            tracing::warn!(session = %live.id, peer = %peer.id, "hand-over refused or failed: {e}");
-            // Taken back, unless the peer took it after all (its answer was lost).
-            match gateways::take_handover(&engine.db, &live.id, &peer.id).await {
-                Ok(Some(_)) | Err(_) => match adopt(engine, snapshot).await {
-                    Ok(_) => Outcome::KeptHere,
-                    Err(e) => {
-                        tracing::error!(session = %live.id, "the session could not be carried on here either: {e}");
-                        Outcome::KeptHere
-                    }
-                },
-                Ok(None) => {
-                    telemetry::handover(telemetry::Direction::Out);
-                    Outcome::Taken
-                }
+    let outcome = if plain.len() > MAX_SNAPSHOT_BYTES {
+        tracing::warn!(session = %live.id, bytes = plain.len(), "too large to hand over");
+        keep_here(engine, snapshot).await
+    } else {
+        let handover = Handover {
+            session_id: live.id.clone(),
+            from_gateway: me.clone(),
+            to_gateway: peer.id.clone(),
+            sealed: keys.seal(&plain),
+        };
+        drop(plain);
+        match gateways::put_handover(&engine.db, &handover).await {
+            Err(e) => {
+                tracing::warn!(session = %live.id, "hand-over not written: {e}");
+                keep_here(engine, snapshot).await
             }
+            Ok(()) => ask(engine, peer, snapshot).await,
         }
     };
+    if outcome == Outcome::Taken {
+        telemetry::handover(telemetry::Direction::Out);
+    }
     let _ = settle.send(()); // the browsers are told to reconnect now
     tracing::info!(
         session = %live.id,
@@ -303,21 +312,79 @@ pub async fn hand_over(
     Ok(outcome)
 }
 
+/// Asks `peer` to take the session of `snapshot` (written for it already).
+async fn ask(engine: &Arc<Engine>, peer: &Registered, snapshot: Snapshot) -> Outcome {
+    let id = snapshot.id.clone();
+    let me = engine.cluster.id.clone();
+    let asked = engine
+        .cluster
+        .post::<serde_json::Value>(peer, &take_path(&id), "", &json!({}), TAKE_TIMEOUT)
+        .await;
+    match asked {
+        Ok(_) => Outcome::Taken,
+        Err(PeerError::Answered { .. }) => {
+            // It answered that it did not take it (refused, or failed before carrying it on).
+            tracing::warn!(session = %id, "hand-over refused: {}", asked.err().map(|e| e.to_string()).unwrap_or_default());
+            let _ = gateways::take_handover(&engine.db, &id, &me, &peer.id).await;
+            keep_here(engine, snapshot).await
+        }
+        Err(PeerError::Unreachable(e)) => {
+            tracing::warn!(session = %id, "no answer to the hand-over: {e}");
+            match gateways::take_handover(&engine.db, &id, &me, &peer.id).await {
+                // Never taken: carried on here.
+                Ok(Some(_)) => keep_here(engine, snapshot).await,
+                // Taken: the peer carries it on unless it failed; its row says.
+                _ => {
+                    if owner_becomes(engine, &id, &peer.id).await {
+                        Outcome::Taken
+                    } else {
+                        tracing::error!(session = %id, peer = %peer.id, "the peer took the hand-over but does not run the session: carried on here");
+                        keep_here(engine, snapshot).await
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether session `id`'s row names `peer` as its owner within [`TAKE_TIMEOUT`].
+async fn owner_becomes(engine: &Engine, id: &str, peer: &str) -> bool {
+    let deadline = Instant::now() + TAKE_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(owner)) = gateways::owner_of(&engine.db, id).await
+            && owner.id == peer
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+/// Carries the session on here after all.
+async fn keep_here(engine: &Arc<Engine>, snapshot: Snapshot) -> Outcome {
+    let id = snapshot.id.clone();
+    if let Err(e) = adopt(engine, snapshot).await {
+        tracing::error!(session = %id, "the session could not be carried on here either: {e}");
+    }
+    Outcome::KeptHere
+}
+
 /// Takes the session `id` that gateway `from` left for this one: see the module
-/// documentation. Returns how long the session was frozen, in milliseconds.
+/// documentation. Returns how long the session was frozen, in milliseconds. An error means
+/// the session is not carried on here (the giver carries it on).
 pub async fn take(engine: &Arc<Engine>, id: &str, from: &str) -> Result<i64, TakeError> {
     let keys = engine
         .cluster
         .keys()
         .ok_or_else(|| TakeError::NoneWaiting(id.to_owned()))?;
-    let handover = gateways::take_handover(&engine.db, id, &engine.cluster.id)
+    let handover = gateways::take_handover(&engine.db, id, from, &engine.cluster.id)
         .await?
-        .filter(|h| h.from_gateway == from)
         .ok_or_else(|| TakeError::NoneWaiting(id.to_owned()))?;
     let plain = keys
         .open(&handover.sealed)
         .map_err(|e: OpenError| TakeError::Unreadable(e.to_string()))?;
-    let snapshot: Snapshot =
+    let mut snapshot: Snapshot =
         serde_json::from_slice(&plain).map_err(|e| TakeError::Unreadable(e.to_string()))?;
     if snapshot.version != SNAPSHOT_VERSION || snapshot.id != id {
         return Err(TakeError::Unreadable(format!(
@@ -326,20 +393,32 @@ pub async fn take(engine: &Arc<Engine>, id: &str, from: &str) -> Result<i64, Tak
         )));
     }
     let frozen_at = snapshot.frozen_at;
+    // The time it spent frozen counts towards its limits (on the two hosts' clocks).
+    let gap = u64::try_from(now_ms() - frozen_at).unwrap_or(0);
+    snapshot.elapsed_ms = snapshot.elapsed_ms.saturating_add(gap);
+    snapshot.idle_ms = snapshot.idle_ms.saturating_add(gap);
+    if let Some(r) = &mut snapshot.recording {
+        r.elapsed_us = r.elapsed_us.saturating_add(gap.saturating_mul(1000));
+    }
     let (user_name, target) = (snapshot.user_name.clone(), snapshot.target.clone());
     adopt(engine, snapshot).await?;
-    gateways::move_session(&engine.db, id, from, &engine.cluster.id).await?;
+    // Carried on here from now: what follows is recorded, not undone.
+    match gateways::move_session(&engine.db, id, from, &engine.cluster.id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::error!(session = %id, "took over a session whose row {from} no longer owned")
+        }
+        Err(e) => tracing::error!(session = %id, "recording the new owner failed: {e}"),
+    }
     telemetry::handover(telemetry::Direction::In);
     let took_ms = now_ms() - frozen_at;
-    let mut tx = engine.db.begin_write().await?;
-    audit::append(
-        &mut tx.tx,
-        &Event::new(kind::SESSION_HANDOVER, &user_name, &Client::default())
-            .session(id, &target)
-            .detail(json!({"from": from, "to": engine.cluster.id, "frozen_ms": took_ms})),
-    )
-    .await?;
-    tx.commit().await?;
+    let client = Client::default();
+    let event = Event::new(kind::SESSION_HANDOVER, &user_name, &client)
+        .session(id, &target)
+        .detail(json!({"from": from, "to": engine.cluster.id, "frozen_ms": took_ms}));
+    if let Err(e) = audit::record(&engine.db, &event).await {
+        tracing::error!(session = %id, "audit of the hand-over failed: {e}");
+    }
     Ok(took_ms)
 }
 
@@ -380,6 +459,7 @@ async fn adopt(engine: &Arc<Engine>, snapshot: Snapshot) -> Result<Arc<LiveSessi
         elapsed: Duration::from_millis(snapshot.elapsed_ms),
         idle: Duration::from_millis(snapshot.idle_ms),
         recording: snapshot.recording,
+        pending_input: snapshot.pending_input,
     };
     Ok(live::spawn_with(
         engine.clone(),

@@ -12,6 +12,7 @@
 //! the data channel, so the pressure reaches the agent.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,6 +172,8 @@ pub struct Restored {
     pub idle: Duration,
     /// Its recording so far.
     pub recording: Option<super::recorder::Carried>,
+    /// Keystrokes typed as it was frozen, for the next gateway to send.
+    pub pending_input: Vec<u8>,
 }
 
 /// A running session's counters, for the live-sessions page.
@@ -205,6 +208,9 @@ pub struct LiveSession {
     pub ssm_session_id: String,
     /// Its AWS clients: SSM signed as the person when a role was assumed for them.
     pub aws: AwsClients,
+    /// Set when it is being handed to another gateway: an attached browser is then told to
+    /// reconnect (4010), not that it ended.
+    pub moved: AtomicBool,
     commands: mpsc::Sender<Command>,
 }
 
@@ -333,6 +339,11 @@ impl LiveSession {
         frozen
             .await
             .map_err(|_| "the session has ended".to_owned())?
+    }
+
+    /// Whether it is being (or was) handed to another gateway.
+    pub fn is_moved(&self) -> bool {
+        self.moved.load(Ordering::SeqCst)
     }
 
     /// Records how the session is being ended ("terminated by alice", "gateway shutdown"),
@@ -489,6 +500,7 @@ pub fn spawn_with(
         account: spawn.account.clone(),
         ssm_session_id: spawn.ssm_session_id.clone(),
         aws: spawn.aws.clone(),
+        moved: AtomicBool::new(false),
         commands: tx,
     });
     state.live.insert(live.clone());
@@ -535,7 +547,6 @@ pub fn spawn_with(
         ring.push(restored.ring.clone());
     }
     let model = Model::spawn(restored.rows, restored.cols, MODEL_SCROLLBACK_LINES);
-    let ago = |d: Duration| now.checked_sub(d).unwrap_or(now);
     let task = Task {
         state,
         spawn,
@@ -552,8 +563,11 @@ pub fn spawn_with(
         connected: false,
         resumes: restored.resumes,
         limits,
-        started: ago(restored.elapsed),
-        last_input: ago(restored.idle),
+        started: now,
+        carried: restored.elapsed,
+        last_input: now,
+        idle_carried: restored.idle,
+        pending_end: None,
         detached_since: Some(now),
         warned: Vec::new(),
         recorder,
@@ -563,9 +577,14 @@ pub fn spawn_with(
         live: live.clone(),
     };
     let screen = restored.screen;
+    let pending_input = restored.pending_input;
     tokio::spawn(async move {
         if !screen.is_empty() {
             task.model.output(Bytes::from(screen)).await;
+        }
+        if !pending_input.is_empty() {
+            // An error: the session is over; the Closed event follows.
+            let _ = task.spawn.handle.input(Bytes::from(pending_input)).await;
         }
         task.run().await;
     });
@@ -747,7 +766,13 @@ struct Task {
     resumes: u32,
     limits: Limits,
     started: Instant,
+    /// How long the session ran before this gateway carried it on.
+    carried: Duration,
     last_input: Instant,
+    /// How long it had been idle when this gateway carried it on (until the first input).
+    idle_carried: Duration,
+    /// The data channel closed while the session was being frozen: it ends as usual.
+    pending_end: Option<String>,
     detached_since: Option<Instant>,
     /// Warnings already given, as (limit name, seconds before).
     warned: Vec<(&'static str, u64)>,
@@ -791,6 +816,9 @@ impl Task {
                         self.command(command).await;
                         if self.handed_over {
                             return;
+                        }
+                        if let Some(how) = self.pending_end.take() {
+                            break how;
                         }
                     }
                     // Unreachable while registered; end cleanly if it happens.
@@ -840,19 +868,38 @@ impl Task {
         reply: oneshot::Sender<Result<Frozen, String>>,
         settled: oneshot::Receiver<()>,
     ) {
+        self.live.moved.store(true, Ordering::SeqCst);
         let frozen = match self.spawn.handle.freeze().await {
             Ok(frozen) => frozen,
             Err(e) => {
+                self.live.moved.store(false, Ordering::SeqCst);
                 let _ = reply.send(Err(e.to_string())); // the asker may have gone
                 return;
             }
         };
         // Everything the agent was told we have: what the task queued, then what it held.
+        let mut closed = None;
         while let Some(event) = self.spawn.handle.events.recv().await {
-            let _ = self.client_event(event).await;
+            closed = closed.or(self.client_event(event).await);
         }
         for event in frozen.undelivered {
-            let _ = self.client_event(event).await;
+            closed = closed.or(self.client_event(event).await);
+        }
+        if let Some(how) = closed {
+            // It ended as it was being frozen: nothing to hand over; it ends as usual.
+            self.live.moved.store(false, Ordering::SeqCst);
+            let _ = reply.send(Err(format!("the session ended meanwhile: {how}")));
+            self.pending_end = Some(how);
+            return;
+        }
+        // Keystrokes that were queued behind the freeze travel with the session.
+        let mut pending_input = Vec::new();
+        while let Ok(command) = self.commands.try_recv() {
+            if let Command::Input(bytes) = command {
+                self.bytes_in += bytes.len() as u64;
+                pending_input.extend_from_slice(&bytes);
+            }
+            // Anything else waits for an answer that now comes from the next gateway.
         }
         self.handed_over = true;
         self.state.live.remove(&self.spawn.id, &self.live);
@@ -867,7 +914,6 @@ impl Task {
             }
             None => None,
         };
-        let now = Instant::now();
         let restored = Restored {
             ring_start: self.ring.start,
             ring,
@@ -878,8 +924,9 @@ impl Task {
             bytes_in: self.bytes_in,
             exit_code: self.exit_code,
             resumes: self.resumes,
-            elapsed: now - self.started,
-            idle: now - self.last_input,
+            elapsed: self.age(),
+            idle: self.idle_age(),
+            pending_input,
             recording,
         };
         let handed = Frozen {
@@ -998,33 +1045,33 @@ impl Task {
         if self.ending.is_some() {
             return;
         }
-        let now = Instant::now();
+        // Ages, not instants: a session carried on from another gateway brings its age (this
+        // host's monotonic clock may have started after the session did).
         let checks = [
-            ("idle", self.limits.idle, Some(self.last_input), "idle for"),
+            ("idle", self.limits.idle, Some(self.idle_age()), "idle for"),
             (
                 "max",
                 self.limits.max,
-                Some(self.started),
+                Some(self.age()),
                 "reached the maximum duration of",
             ),
             (
                 "detached",
                 self.limits.detached,
-                self.detached_since,
+                self.detached_since.map(|t| t.elapsed()),
                 "no browser attached for",
             ),
         ];
-        for (name, limit, since, words) in checks {
-            let (Some(limit), Some(since)) = (limit, since) else {
+        for (name, limit, age, words) in checks {
+            let (Some(limit), Some(age)) = (limit, age) else {
                 continue;
             };
-            let deadline = since + limit;
-            if now >= deadline {
+            if age >= limit {
                 let how = format!("{words} {}", human(limit));
                 self.terminate(how).await;
                 return;
             }
-            let left = (deadline - now).as_secs() + 1;
+            let left = (limit - age).as_secs() + 1;
             for at in WARN_AT {
                 if left <= at && !self.warned.contains(&(name, at)) && name != "detached" {
                     self.warned.push((name, at));
@@ -1046,6 +1093,16 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// How long the session has run (here and, before a hand-over, elsewhere).
+    fn age(&self) -> Duration {
+        self.carried + self.started.elapsed()
+    }
+
+    /// How long since its last input (carried from before a hand-over until the first here).
+    fn idle_age(&self) -> Duration {
+        self.idle_carried + self.last_input.elapsed()
     }
 
     /// Ends the session from here (a limit): TerminateSession, and the close that follows is
@@ -1123,6 +1180,7 @@ impl Task {
                     r.input(&bytes);
                 }
                 self.last_input = Instant::now();
+                self.idle_carried = Duration::ZERO;
                 self.warned.retain(|(name, _)| *name != "idle");
                 // An error means the session is over; the Closed event follows.
                 let _ = self.spawn.handle.input(bytes).await;

@@ -28,6 +28,8 @@ pub struct Recorder {
     hasher: Sha256,
     bytes: u64,
     started: Instant,
+    /// How long it recorded before this gateway carried it on (added to event times).
+    carried: std::time::Duration,
     /// The tail of the last output chunk that is an incomplete UTF-8 sequence.
     partial: Vec<u8>,
     record_input: bool,
@@ -79,6 +81,7 @@ impl Recorder {
             hasher: Sha256::new(),
             bytes: 0,
             started: Instant::now(),
+            carried: std::time::Duration::ZERO,
             partial: Vec::new(),
             record_input,
             failed: None,
@@ -128,7 +131,7 @@ impl Recorder {
     }
 
     fn event(&mut self, kind: &str, data: &str) {
-        let t = self.started.elapsed().as_secs_f64();
+        let t = (self.carried + self.started.elapsed()).as_secs_f64();
         // Serialised straight from the borrowed text (no JSON value holding a copy of it).
         let event = ((t * 1e6).round() / 1e6, kind, data);
         let line = serde_json::to_string(&event).unwrap_or_default(); // a tuple of plain values cannot fail
@@ -196,7 +199,8 @@ impl Recorder {
         Ok(Carried {
             written,
             partial: std::mem::take(&mut self.partial),
-            elapsed_us: u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            elapsed_us: u64::try_from((self.carried + self.started.elapsed()).as_micros())
+                .unwrap_or(u64::MAX),
             record_input: self.record_input,
         })
     }
@@ -215,9 +219,8 @@ impl Recorder {
             file,
             hasher,
             bytes: carried.written.len() as u64,
-            started: Instant::now()
-                .checked_sub(elapsed)
-                .unwrap_or_else(Instant::now),
+            started: Instant::now(),
+            carried: elapsed,
             partial: carried.partial,
             record_input: carried.record_input,
             failed: None,

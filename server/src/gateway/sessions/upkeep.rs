@@ -64,6 +64,9 @@ pub async fn reconcile(engine: &Engine, sweep: Sweep) -> Result<usize, DbError> 
                 Err(e) => serde_json::Value::String(aws_message(&e)),
             };
         }
+        if let Err(e) = gateways::forget_handover(&engine.db, &session.id).await {
+            tracing::warn!(session = %session.id, "{e}");
+        }
         let how = "gateway restart";
         let mut tx = engine.db.begin_write().await?;
         rows::mark_abandoned(&mut tx, &session.id, how).await?;

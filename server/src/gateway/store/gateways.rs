@@ -89,29 +89,33 @@ pub async fn owner_of(db: &Db, session_id: &str) -> Result<Option<Registered>, D
     row.as_ref().map(registered).transpose()
 }
 
-/// Registers (or re-registers) this process as gateway `id`: [`RUNNING`], heartbeat now.
+/// Registers this process (`instance`) as gateway `id`: [`RUNNING`], heartbeat now. With
+/// `replacing`, only if the row is still that process's (false when another registered it
+/// since); without, the row must not exist yet (false when it does).
 pub async fn register(
     db: &Db,
     id: &str,
     internal_url: &str,
     instance: &str,
-) -> Result<(), DbError> {
+    replacing: Option<&str>,
+) -> Result<bool, DbError> {
     let _writing = db.lock_writes().await;
     let now = now_ms();
-    let updated = sqlx::query(
-        "UPDATE gateways SET internal_url = $1, instance = $2, state = $3, started_at = $4, \
-         heartbeat_at = $4 WHERE id = $5",
-    )
-    .bind(internal_url)
-    .bind(instance)
-    .bind(RUNNING)
-    .bind(now)
-    .bind(id)
-    .execute(db.pool())
-    .await
-    .map_err(|e| DbError::new("register gateway", e))?;
-    if updated.rows_affected() == 0 {
-        sqlx::query(
+    let done = match replacing {
+        Some(seen) => sqlx::query(
+            "UPDATE gateways SET internal_url = $1, instance = $2, state = $3, started_at = $4, \
+             heartbeat_at = $4 WHERE id = $5 AND instance = $6",
+        )
+        .bind(internal_url)
+        .bind(instance)
+        .bind(RUNNING)
+        .bind(now)
+        .bind(id)
+        .bind(seen)
+        .execute(db.pool())
+        .await
+        .map(|r| r.rows_affected() == 1),
+        None => sqlx::query(
             "INSERT INTO gateways (id, internal_url, instance, state, started_at, heartbeat_at) \
              VALUES ($1, $2, $3, $4, $5, $5)",
         )
@@ -122,9 +126,19 @@ pub async fn register(
         .bind(now)
         .execute(db.pool())
         .await
-        .map_err(|e| DbError::new("register gateway", e))?;
+        .map(|_| true),
+    };
+    match done {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            let e = DbError::new("register gateway", e);
+            if e.is_unique_violation() {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
     }
-    Ok(())
 }
 
 /// Marks gateway `id` (run by `instance`) alive now, in `state`; false when another process
@@ -193,36 +207,45 @@ pub async fn put_handover(db: &Db, handover: &Handover) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Takes (reads and deletes) the hand-over of `session_id` addressed to `to_gateway`.
+/// Takes (deletes and returns, in one statement, so that of two gateways asking at once only
+/// one gets it) the hand-over of `session_id` from `from_gateway` to `to_gateway`.
 pub async fn take_handover(
     db: &Db,
     session_id: &str,
+    from_gateway: &str,
     to_gateway: &str,
 ) -> Result<Option<Handover>, DbError> {
     let _writing = db.lock_writes().await;
     let row = sqlx::query(
-        "SELECT session_id, from_gateway, to_gateway, sealed FROM handovers \
-         WHERE session_id = $1 AND to_gateway = $2",
+        "DELETE FROM handovers WHERE session_id = $1 AND from_gateway = $2 AND to_gateway = $3 \
+         RETURNING session_id, from_gateway, to_gateway, sealed",
     )
     .bind(session_id)
+    .bind(from_gateway)
     .bind(to_gateway)
     .fetch_optional(db.pool())
     .await
-    .map_err(|e| DbError::new("read hand-over", e))?;
+    .map_err(|e| DbError::new("take hand-over", e))?;
     let Some(row) = row else { return Ok(None) };
     let read = |e| DbError::new("read hand-over", e);
-    let handover = Handover {
+    Ok(Some(Handover {
         session_id: row.try_get("session_id").map_err(read)?,
         from_gateway: row.try_get("from_gateway").map_err(read)?,
         to_gateway: row.try_get("to_gateway").map_err(read)?,
         sealed: row.try_get("sealed").map_err(read)?,
-    };
+    }))
+}
+
+/// Deletes whatever hand-over of `session_id` is left (the session ended or was taken over by
+/// a sweep): its sealed keys and recording do not stay in the database.
+pub async fn forget_handover(db: &Db, session_id: &str) -> Result<(), DbError> {
+    let _writing = db.lock_writes().await;
     sqlx::query("DELETE FROM handovers WHERE session_id = $1")
         .bind(session_id)
         .execute(db.pool())
         .await
-        .map_err(|e| DbError::new("delete hand-over", e))?;
-    Ok(Some(handover))
+        .map_err(|e| DbError::new("forget hand-over", e))?;
+    Ok(())
 }
 
 /// Hands the row of live session `session_id` from `from` to `to` (owner and heartbeat);

@@ -278,7 +278,8 @@ pub struct Stale {
 }
 
 /// Sessions recorded as live whose owner has not marked them since `stale_before`
-/// (milliseconds), and those owned by `gateway_id` when given.
+/// (milliseconds), and those owned by `gateway_id` when given; not those being handed over
+/// (a hand-over written since `stale_before`).
 pub async fn find_stale(
     db: &Db,
     gateway_id: Option<&str>,
@@ -287,7 +288,8 @@ pub async fn find_stale(
     let rows = sqlx::query(
         "SELECT s.id, s.target, s.region, s.account, s.ssm_session_id, s.owner_gateway, u.name \
          FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2)",
+         WHERE s.state IN ('starting', 'active') AND (s.owner_gateway = $1 OR s.heartbeat_at < $2) \
+         AND NOT EXISTS (SELECT 1 FROM handovers h WHERE h.session_id = s.id AND h.created_at >= $2)",
     )
     // No gateway is named '' (server.gateway_id is checked), so '' matches by age alone.
     .bind(gateway_id.unwrap_or(""))
@@ -325,7 +327,8 @@ pub async fn claim_stale(
     let claimed = sqlx::query(
         "UPDATE sessions SET owner_gateway = $1, heartbeat_at = $2 \
          WHERE id = $3 AND state IN ('starting', 'active') \
-         AND (owner_gateway = $4 OR heartbeat_at < $5)",
+         AND (owner_gateway = $4 OR heartbeat_at < $5) \
+         AND NOT EXISTS (SELECT 1 FROM handovers h WHERE h.session_id = $3 AND h.created_at >= $5)",
     )
     .bind(me)
     .bind(now_ms())
