@@ -752,3 +752,47 @@ async fn a_peer_that_cannot_take_the_session_leaves_it_to_end_cleanly() {
     drop(b);
     setup.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attach_while_the_session_moves_is_told_to_try_again() {
+    let setup = Setup::new().await;
+    let a = setup.serve("gw-a");
+    let b = setup.serve("gw-b");
+    let mut alice = setup.client(&a, "alice").await;
+    let id = alice.open(NODE, REASON).await;
+    let db = setup.db().await;
+    // The moment of a hand-over: the state waits in `handovers`, no running gateway owns the
+    // row yet.
+    sqlx::query(
+        "INSERT INTO handovers (session_id, from_gateway, to_gateway, sealed, created_at) \
+         VALUES ($1, 'gw-a', 'gw-b', 'x', 0)",
+    )
+    .bind(&id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE sessions SET owner_gateway = 'gw-gone' WHERE id = $1")
+        .bind(&id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let (status, body) = through(&alice, &b)
+        .attach(&id)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("handing_over"), "{body}");
+    // Once the row names its gateway again, the attach is forwarded to it.
+    sqlx::query("UPDATE sessions SET owner_gateway = 'gw-a' WHERE id = $1")
+        .bind(&id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut tab = through(&alice, &b).attach(&id).await.unwrap();
+    tab.type_text("echo BA''CK\n").await;
+    tab.expect("BACK").await;
+    db.pool().close().await;
+    drop((a, b));
+    setup.drop_database().await;
+}

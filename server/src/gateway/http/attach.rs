@@ -95,6 +95,7 @@ fn too_many_observers(id: &str, limit: u32) -> ApiError {
         (status = 403, description = "Bad Origin, or not yours to attach or observe", body = super::schemas::ErrorBody),
         (status = 404, description = "No such session of yours", body = super::schemas::ErrorBody),
         (status = 409, description = "Not running, or too many observers", body = super::schemas::ErrorBody),
+        (status = 503, description = "Moving to another gateway, or its gateway does not answer: try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn attach(

@@ -46,14 +46,28 @@ pub async fn attach(
             format!("session {} is not running ({})", view.id, view.state),
         )
     };
-    if !view.is_running() || parts.extensions.get::<Forwarded>().is_some() {
+    if !view.is_running() {
         return Err(not_running());
     }
     let engine = &state.engine;
     let owner = gateways::owner_of(&engine.db, &view.id)
         .await?
         .filter(|g| g.id != engine.cluster.id && g.is_alive(engine.cluster.fresh_after()));
-    let Some(owner) = owner else {
+    let (Some(owner), None) = (owner, parts.extensions.get::<Forwarded>()) else {
+        // Running, but not here and not (yet) elsewhere: moving between gateways, or ended
+        // a moment ago.
+        if engine.is_draining() || gateways::handover_pending(&engine.db, &view.id).await? {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "handing_over",
+                format!(
+                    "session {} is moving to another gateway; try again in a moment",
+                    view.id
+                ),
+            );
+            e.retry_after = Some(1);
+            return Err(e);
+        }
         return Err(not_running());
     };
     if !engine.cluster.is_clustered() {

@@ -236,6 +236,16 @@ pub async fn take_handover(
     }))
 }
 
+/// Whether a hand-over of `session_id` waits to be taken.
+pub async fn handover_pending(db: &Db, session_id: &str) -> Result<bool, DbError> {
+    let row = sqlx::query("SELECT 1 AS one FROM handovers WHERE session_id = $1")
+        .bind(session_id)
+        .fetch_optional(db.pool())
+        .await
+        .map_err(|e| DbError::new("find hand-over", e))?;
+    Ok(row.is_some())
+}
+
 /// Deletes whatever hand-over of `session_id` is left (the session ended or was taken over by
 /// a sweep): its sealed keys and recording do not stay in the database.
 pub async fn forget_handover(db: &Db, session_id: &str) -> Result<(), DbError> {
