@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -19,7 +17,7 @@ use aws_sdk_ssm::types::{SessionState, SessionStatus};
 use common::api::{Api, Attach};
 use common::emulator::NODE;
 use common::gateway::PASSWORD;
-use common::procs::{BOUND, Proc, porthole};
+use common::procs::{BOUND, Proc, add_user, audit_log, porthole, spawn_emulator};
 use nix::sys::signal::{Signal, kill};
 use serde_json::Value;
 
@@ -38,19 +36,7 @@ struct Setup {
 impl Setup {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("emulator");
-        std::fs::create_dir_all(&data).unwrap();
-        let mut command = porthole();
-        command
-            .args(["emulator", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data);
-        let mut emulator = Proc::spawn(command, dir.path().join("emulator.stderr"));
-        let line = emulator.line_with("http://127.0.0.1:");
-        let endpoint = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://127.0.0.1:"))
-            .unwrap()
-            .to_owned();
+        let (emulator, endpoint) = spawn_emulator(dir.path(), &[]);
 
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -72,21 +58,7 @@ impl Setup {
         )
         .unwrap();
 
-        let mut add = porthole()
-            .args(["users", "add", "alice", "--role", "operator", "--config"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-        let out = add.wait_with_output().unwrap();
-        assert!(out.status.success(), "{out:?}");
+        add_user(&config, "alice", "operator", PASSWORD);
 
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&endpoint)
@@ -166,17 +138,7 @@ impl Setup {
 
     /// The audit log, as `porthole audit export --format jsonl` prints it.
     fn audit(&self) -> Vec<Value> {
-        let out = porthole()
-            .args(["audit", "export", "--format", "jsonl", "--config"])
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
+        audit_log(&self.config)
     }
 
     /// The `session.end` events of session `id`, and the whole log (for failure messages).

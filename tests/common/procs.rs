@@ -1,8 +1,8 @@
 //! Porthole's own binary as child processes (`porthole serve`, `porthole emulator`, …), for the
 //! tests of what crosses a process boundary: signals, crashes, several gateways.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -107,4 +107,58 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `porthole emulator` on a free loopback port with `flags`, its data in `dir/emulator` and its
+/// standard error in `dir/emulator.stderr`; and its endpoint URL.
+pub fn spawn_emulator(dir: &Path, flags: &[&str]) -> (Proc, String) {
+    let data = dir.join("emulator");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut command = porthole();
+    command
+        .args(["emulator", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .args(flags);
+    let mut emulator = Proc::spawn(command, dir.join("emulator.stderr"));
+    let line = emulator.line_with("http://127.0.0.1:");
+    let endpoint = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap()
+        .to_owned();
+    (emulator, endpoint)
+}
+
+/// `porthole users add NAME --role ROLE` against `config`, the password given on stdin.
+pub fn add_user(config: &Path, name: &str, role: &str, password: &str) {
+    let mut add = porthole()
+        .args(["users", "add", name, "--role", role, "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The audit log of `config`'s database, as `porthole audit export --format jsonl` prints it.
+pub fn audit_log(config: &Path) -> Vec<serde_json::Value> {
+    let out = porthole()
+        .args(["audit", "export", "--format", "jsonl", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }

@@ -322,9 +322,9 @@ async fn ask(engine: &Arc<Engine>, peer: &Registered, snapshot: Snapshot) -> Out
         .await;
     match asked {
         Ok(_) => Outcome::Taken,
-        Err(PeerError::Answered { .. }) => {
+        Err(refused @ PeerError::Answered { .. }) => {
             // It answered that it did not take it (refused, or failed before carrying it on).
-            tracing::warn!(session = %id, "hand-over refused: {}", asked.err().map(|e| e.to_string()).unwrap_or_default());
+            tracing::warn!(session = %id, "hand-over refused: {refused}");
             let _ = gateways::take_handover(&engine.db, &id, &me, &peer.id).await;
             keep_here(engine, snapshot).await
         }
