@@ -17,7 +17,8 @@
 //! | `gateway::store` | `aws`, `config`, `facts`, `telemetry` |
 //! | `gateway::cluster` | `store`, `config`, `facts`, `telemetry`, `ssm` |
 //! | `gateway::identity` | `store`, `policy`, `config`, `facts`, `telemetry` |
-//! | `gateway::sessions` | `cluster`, `store`, `policy`, `aws`, `config`, `facts`, `telemetry`, `ssm`, `clock` |
+//! | `gateway::notify` | `store`, `config`, `facts`, `telemetry` |
+//! | `gateway::sessions` | `notify`, `cluster`, `store`, `policy`, `aws`, `config`, `facts`, `telemetry`, `ssm`, `clock` |
 //! | `gateway::http` | everything below it |
 //! | `gateway` (`mod.rs`, `reload.rs`, `listen.rs`) and `cli` | everything |
 
@@ -35,6 +36,7 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
         "gateway::store",
         "gateway::cluster",
         "gateway::identity",
+        "gateway::notify",
         "gateway::sessions",
         "ssm",
         "clock",
@@ -74,7 +76,14 @@ fn allowed(layer: &str) -> Option<&'static [&'static str]> {
             "gateway::facts",
             "gateway::telemetry",
         ],
+        "gateway::notify" => &[
+            "gateway::store",
+            "gateway::config",
+            "gateway::facts",
+            "gateway::telemetry",
+        ],
         "gateway::sessions" => &[
+            "gateway::notify",
             "gateway::cluster",
             "gateway::store",
             "gateway::policy",

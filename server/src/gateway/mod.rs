@@ -25,6 +25,7 @@ pub mod facts;
 pub mod http;
 pub mod identity;
 pub mod listen;
+pub mod notify;
 pub mod policy;
 pub mod reload;
 pub mod sessions;
