@@ -3,6 +3,7 @@
 //! request, call one function of the engine or identity, and turn its answer into a response;
 //! [`error::ApiError`] is the one place errors become responses.
 
+pub mod access_pages;
 pub mod attach;
 pub mod audit;
 pub mod auth;

@@ -11,8 +11,10 @@
 //!
 //! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
 //! `/sessions/{id}` (the terminal), `/sessions/{id}/play[?t=SECONDS]` (the recording, in
-//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
-//! browser without one to `/login?next=…`, which returns it there afterwards.
+//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`; and the pages of
+//! just-in-time access in [`super::access_pages`] (`/requests`, `/requests/new`,
+//! `/connect/{target}`). A page that needs a sign-in sends a browser without one to
+//! `/login?next=…`, which returns it there afterwards.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,6 +67,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/audit", get(audit_page))
         .route("/search", get(search_page))
         .route("/live", get(live_page))
+        .merge(super::access_pages::routes())
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
@@ -248,7 +251,7 @@ struct ErrorPage {
 
 /// A page that could not be shown: an HTML error page with the status of the API error.
 #[derive(Debug)]
-struct PageError {
+pub(super) struct PageError {
     error: ApiError,
     layout: Box<Layout>,
 }
@@ -263,7 +266,7 @@ impl From<ApiError> for PageError {
 }
 
 impl PageError {
-    fn new(error: ApiError, signed: &SignedIn) -> Self {
+    pub(super) fn new(error: ApiError, signed: &SignedIn) -> Self {
         Self {
             error,
             layout: Box::new(Layout::signed_in(signed, "", "")),
@@ -290,7 +293,7 @@ impl IntoResponse for PageError {
     }
 }
 
-fn render(page: &impl Template) -> Response {
+pub(super) fn render(page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -301,7 +304,7 @@ fn render(page: &impl Template) -> Response {
 
 /// Why a page is not shown to a request.
 #[derive(Debug)]
-enum Denied {
+pub(super) enum Denied {
     /// Not signed in: to the sign-in page, which comes back here.
     SignIn(Redirect),
     /// The sign-in could not be checked.
@@ -318,7 +321,7 @@ impl IntoResponse for Denied {
 }
 
 /// The signed-in user of a page request.
-async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, Denied> {
+pub(super) async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, Denied> {
     match signed_in(state, &parts.headers, client_of(parts)).await {
         Ok(Some(signed)) => Ok(signed),
         Ok(None) => {
