@@ -24,7 +24,9 @@ const link = {
 let target = null;
 let last = null;
 let prefilled = false;
+// The request followed live, and the function that stops following it.
 let following = null;
+let stopFollowing = null;
 
 /** The link's reason the first time a form opens; afterwards what the person typed stays. */
 function reasonOnce() {
@@ -89,8 +91,9 @@ function record(request) {
 
 function follow(id) {
   if (following === id) return;
+  stopFollowing?.();
   following = id;
-  followRequest(id, (request) => {
+  stopFollowing = followRequest(id, (request) => {
     if (following !== id) return;
     if (request) {
       if (request.state !== 'pending') following = null;
