@@ -115,6 +115,7 @@ pub async fn serve_state(
     let engine = state.engine.clone();
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
     let sweeper = tokio::spawn(access::run(engine.clone(), state.clone()));
+    let grants = tokio::spawn(sessions::approvals::run(engine.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
     // `metrics.listen`: /metrics alone, until the gateway stops.
     let exporter = state.metrics.take_listener().map(|listener| {
@@ -171,6 +172,7 @@ pub async fn serve_state(
     }
     beat.abort();
     sweeper.abort();
+    grants.abort();
     watcher.abort();
     leftovers.abort();
     if let Some(exporter) = exporter {

@@ -5,6 +5,7 @@
 //! - [`audit`]: the append-only, hash-chained audit log (append, read, verify, export).
 //! - [`sessions`]: the `sessions` table (rows as the API shows them).
 //! - [`gateways`]: the gateways sharing the database, and the sessions handed between them.
+//! - [`requests`]: access requests, their approvals and denials, and the grants they make.
 //! - [`recordings`]: where finished recordings are kept (the local folder or an S3 bucket).
 //! - [`search`]: the `recording_lines` table and the search over it.
 
@@ -12,5 +13,6 @@ pub mod audit;
 pub mod db;
 pub mod gateways;
 pub mod recordings;
+pub mod requests;
 pub mod search;
 pub mod sessions;
