@@ -47,11 +47,8 @@ export function stateText(r) {
       return approvals.length || r.break_glass
         ? `Access ended at ${localTime(r.expires_at)}.`
         : 'Nobody decided in time: the request lapsed.';
-    case 'revoked': {
-      const by = r.ended_by ? ` by ${r.ended_by}` : '';
-      const comment = r.end_comment ? ` (“${r.end_comment}”)` : '';
-      return `Revoked${by}${comment}.`;
-    }
+    case 'revoked':
+      return `Revoked${r.ended_by ? ` by ${r.ended_by}` : ''}.`;
     default:
       return r.state;
   }

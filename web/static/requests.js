@@ -12,6 +12,18 @@ const error = document.getElementById('requests-error');
 const empty = document.getElementById('requests-empty');
 const updated = document.getElementById('requests-updated');
 const filter = table.dataset.filter === 'pending' ? 'pending' : 'all';
+// Node names by id, for the requests listed when the page was made (the server's JSON);
+// nodes of later requests show their id only.
+const names = readNames();
+
+function readNames() {
+  try {
+    const parsed = JSON.parse(document.getElementById('node-names')?.textContent ?? '{}');
+    return parsed && typeof parsed === 'object' ? parsed : {};
+  } catch {
+    return {};
+  }
+}
 
 // Whether a fetch of the list is under way (the next tick is skipped, not queued).
 let fetching = false;
@@ -66,7 +78,9 @@ function decisionLines(r) {
     }
   }
   if (r.ended_by && (r.state === 'revoked' || r.state === 'expired')) {
-    lines.push(span(`${r.state} by ${r.ended_by}${r.end_comment ? `: “${r.end_comment}”` : ''}`, 'decision ended'));
+    const line = span(`${r.state} by ${r.ended_by}`, 'decision ended');
+    if (r.ended_at) line.title = localTime(r.ended_at);
+    lines.push(line);
   }
   return lines;
 }
@@ -86,7 +100,8 @@ function fill(tr, r) {
   c('state').replaceChildren(...state);
   c('user').textContent = r.user;
   const node = [];
-  if (r.target_name) node.push(span(r.target_name, 'node-name'), ' ');
+  const name = Object.hasOwn(names, r.target) && typeof names[r.target] === 'string' ? names[r.target] : '';
+  if (name) node.push(span(name, 'node-name'), ' ');
   const code = document.createElement('code');
   code.textContent = r.target;
   node.push(code);
@@ -124,7 +139,9 @@ function fill(tr, r) {
     action('Approve', 'approve', 'primary');
     action('Deny', 'deny', 'danger');
   }
-  if (r.may_revoke) action(r.state === 'pending' ? 'Withdraw' : 'Revoke', 'revoke', 'danger');
+  // The requester withdraws a pending request of their own; anything else is revoked.
+  const own = r.user === table.dataset.user;
+  if (r.may_revoke) action(own && r.state === 'pending' ? 'Withdraw' : 'Revoke', 'revoke', 'danger');
   if (buttons.childElementCount) {
     decide.replaceChildren(tr.comment, buttons, rowError);
   } else {

@@ -2,7 +2,8 @@
 //!
 //! - `/requests`: the access requests a person made or may decide, pending first, with
 //!   Approve, Deny and Revoke; its script (`requests.js`) reads and changes them through the
-//!   requests API and keeps the list current.
+//!   requests API and keeps the list current. The page carries the names of the nodes of the
+//!   requests listed (JSON in a data block), since approvers often reach none of them.
 //! - `/connect/{target}?reason=…&document=…` and `/requests/new?target=…&reason=…`: links for
 //!   alerts and runbooks. They open the reason prompt (or, where the node needs an approver's
 //!   yes, the request form) already filled; the person still confirms. The script
@@ -13,33 +14,41 @@
 //! answer as a node that does not exist (as `POST /api/v1/sessions` does), so a link tells
 //! nobody whether a node exists.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::http::header::CACHE_CONTROL;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::error::ApiError;
 use super::extract::SignedIn;
-use super::layout::Layout;
-use super::pages::{PageError, render, require_sign_in};
+use super::layout::{Layout, script_json};
+use super::pages::{PageError, node_names, render, require_sign_in};
 use super::state::AppState;
-use crate::gateway::sessions::engine;
+use crate::gateway::sessions::{approvals, engine};
 
 /// The longest reason or document name a link may carry into the page; longer values are
 /// dropped (the prompt then starts empty), since no rule accepts them anyway.
 const MAX_PREFILL: usize = 4096;
 
-/// The routes of these pages (under the pages' `no-store` layer).
+/// The routes of these pages.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/requests", get(requests_page))
         .route("/requests/new", get(new_request_page))
         .route("/connect/{target}", get(connect_page))
+        // Pages hold a CSRF token: never store them.
+        .layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 #[derive(Template)]
@@ -48,6 +57,9 @@ struct RequestsPage {
     layout: Layout,
     /// `pending` or `all`: which requests the list shows.
     filter: &'static str,
+    /// The names of the nodes of the requests listed now, by id, as JSON for the script
+    /// ([`script_json`]): approvers often reach none of them, so their targets list has none.
+    names_json: String,
 }
 
 /// What a link asks the page to open.
@@ -97,9 +109,27 @@ async fn requests_page(
         Some("pending") => "pending",
         _ => "all",
     };
+    // Names only for the nodes of requests this person sees (best effort: the list itself
+    // comes from the API, which reports its own errors).
+    let names: BTreeMap<String, String> =
+        match approvals::list(&state.engine, &signed.user, filter == "pending").await {
+            Ok(requests) if !requests.is_empty() => {
+                let all = node_names(&state).await;
+                requests
+                    .iter()
+                    .filter_map(|r| Some((r.target.clone(), all.get(&r.target)?.clone())))
+                    .collect()
+            }
+            Ok(_) => BTreeMap::new(),
+            Err(e) => {
+                tracing::debug!("node names for the requests page: {e}");
+                BTreeMap::new()
+            }
+        };
     render(&RequestsPage {
         layout: Layout::signed_in(&signed, "requests", "requests.js"),
         filter,
+        names_json: script_json(&names),
     })
 }
 
@@ -207,6 +237,30 @@ mod tests {
             html.contains("data-reason=\"INC-1 &#34;&#62;&#60;img"),
             "{html}"
         );
+    }
+
+    /// JSON in a script element cannot end it, whatever a node is called.
+    #[test]
+    fn names_cannot_break_out_of_their_script_element() {
+        let names = BTreeMap::from([(
+            "i-0abc".to_owned(),
+            "</script><script>alert(1)</script> & <!--".to_owned(),
+        )]);
+        let page = RequestsPage {
+            layout: Layout::signed_out(""),
+            filter: "all",
+            names_json: script_json(&names),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<!--"), "{html}");
+        let json = html
+            .split_once(r#"<script type="application/json" id="node-names">"#)
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map(|(json, _)| json)
+            .unwrap();
+        let back: BTreeMap<String, String> = serde_json::from_str(json).unwrap();
+        assert_eq!(back, names);
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(metrics)
         .merge(pages::routes())
+        .merge(access_pages::routes())
         .route("/auth/oidc/login", get(sso::login))
         .route("/auth/oidc/callback", get(sso::callback))
         .route(crate::gateway::cluster::WHOAMI_PATH, get(internal::whoami))

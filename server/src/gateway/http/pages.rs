@@ -11,10 +11,10 @@
 //!
 //! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
 //! `/sessions/{id}` (the terminal), `/sessions/{id}/play[?t=SECONDS]` (the recording, in
-//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`; and the pages of
-//! just-in-time access in [`super::access_pages`] (`/requests`, `/requests/new`,
-//! `/connect/{target}`). A page that needs a sign-in sends a browser without one to
-//! `/login?next=…`, which returns it there afterwards.
+//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`. The pages of
+//! just-in-time access (`/requests`, `/requests/new`, `/connect/{target}`) are in
+//! `access_pages`, which uses this module's helpers. A page that needs a sign-in sends a
+//! browser without one to `/login?next=…`, which returns it there afterwards.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +67,6 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/audit", get(audit_page))
         .route("/search", get(search_page))
         .route("/live", get(live_page))
-        .merge(super::access_pages::routes())
         // Pages hold a CSRF token: never store them.
         .layer(SetResponseHeaderLayer::overriding(
             CACHE_CONTROL,
@@ -335,7 +334,7 @@ pub(super) async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<S
 
 /// Node names by id, best effort: an empty map when AWS is slow or failing (pages then show
 /// ids only; the targets page reports such errors itself).
-async fn node_names(state: &AppState) -> HashMap<String, String> {
+pub(super) async fn node_names(state: &AppState) -> HashMap<String, String> {
     let engine = &state.engine;
     match tokio::time::timeout(NAMES_TIMEOUT, engine.targets.all(&engine.aws)).await {
         Ok(Ok(list)) => list
