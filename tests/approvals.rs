@@ -526,6 +526,7 @@ async fn expiry_and_revocation_end_sessions(backend: Backend) {
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.text);
     assert_eq!(revoked.body["state"], "revoked");
     assert_eq!(revoked.body["ended_by"], "bob");
+    assert_eq!(revoked.body["end_comment"], "done here");
     tokio::time::timeout(Duration::from_secs(20), term.closed())
         .await
         .expect("the session outlived its revoked grant");

@@ -16,6 +16,7 @@ CREATE TABLE access_requests (
     decided_at       BIGINT,
     expires_at       BIGINT NOT NULL,
     ended_by         TEXT,                   -- who revoked it
+    end_comment      TEXT,                   -- what they said
     ended_at         BIGINT
 );
 CREATE INDEX access_requests_user ON access_requests (user_id, target, state);

@@ -48,7 +48,7 @@ export function stateText(r) {
         ? `Access ended at ${localTime(r.expires_at)}.`
         : 'Nobody decided in time: the request lapsed.';
     case 'revoked':
-      return `Revoked${r.ended_by ? ` by ${r.ended_by}` : ''}.`;
+      return `Revoked${r.ended_by ? ` by ${r.ended_by}` : ''}${r.end_comment ? `: “${r.end_comment}”` : ''}.`;
     default:
       return r.state;
   }

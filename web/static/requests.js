@@ -78,7 +78,8 @@ function decisionLines(r) {
     }
   }
   if (r.ended_by && (r.state === 'revoked' || r.state === 'expired')) {
-    const line = span(`${r.state} by ${r.ended_by}`, 'decision ended');
+    const said = r.end_comment ? `: “${r.end_comment}”` : '';
+    const line = span(`${r.state} by ${r.ended_by}${said}`, 'decision ended');
     if (r.ended_at) line.title = localTime(r.ended_at);
     lines.push(line);
   }

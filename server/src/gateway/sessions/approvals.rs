@@ -15,7 +15,7 @@ use crate::gateway::notify::{self, Notice, Topic};
 use crate::gateway::policy::{self, ApprovalNeed, Refusal};
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::{WriteTx, now_ms};
-use crate::gateway::store::requests::{self as rows, NewRequest, Request, Verdict};
+use crate::gateway::store::requests::{self as rows, Ending, NewRequest, Request, Verdict};
 use crate::gateway::store::sessions::{self as session_rows, SessionView};
 
 /// Most requests one person may have pending at once.
@@ -129,6 +129,8 @@ pub struct RequestView {
     pub denials: Vec<Verdict>,
     /// Who revoked it.
     pub ended_by: Option<String>,
+    /// What they said when they revoked it.
+    pub end_comment: Option<String>,
     /// When it was revoked or expired.
     pub ended_at: Option<i64>,
     /// Whether the person asking may approve or deny it now.
@@ -169,6 +171,7 @@ fn view(request: &Request, user: &User, now: i64) -> RequestView {
         approvals: request.approvals().cloned().collect(),
         denials: request.denials().cloned().collect(),
         ended_by: request.ended_by.clone(),
+        end_comment: request.end_comment.clone(),
         ended_at: request.ended_at,
     }
 }
@@ -604,7 +607,13 @@ pub async fn revoke(
         )));
     }
     let was = request.state.clone();
-    if !rows::end(&mut tx, id, &was, rows::REVOKED, Some(&user.name), now).await? {
+    let ending = Ending {
+        state: rows::REVOKED,
+        by: Some(&user.name),
+        comment: (!comment.is_empty()).then_some(comment),
+        at: now,
+    };
+    if !rows::end(&mut tx, id, &was, ending).await? {
         return Err(Refused::NotPending.with(format!("request {id} changed meanwhile; look again")));
     }
     audit::append(
@@ -700,16 +709,13 @@ pub async fn sweep(engine: &Engine) -> Result<usize, Error> {
     let mut ended = 0;
     for request in rows::due(&engine.db, now).await? {
         let mut tx = engine.db.begin_write().await?;
-        if !rows::end(
-            &mut tx,
-            &request.id,
-            &request.state,
-            rows::EXPIRED,
-            None,
-            now,
-        )
-        .await?
-        {
+        let ending = Ending {
+            state: rows::EXPIRED,
+            by: None,
+            comment: None,
+            at: now,
+        };
+        if !rows::end(&mut tx, &request.id, &request.state, ending).await? {
             continue;
         }
         let client = Client::default();

@@ -67,6 +67,8 @@ pub struct Request {
     pub expires_at: i64,
     /// Who revoked it.
     pub ended_by: Option<String>,
+    /// What they said.
+    pub end_comment: Option<String>,
     /// When it was revoked or expired.
     pub ended_at: Option<i64>,
     /// The approvals and denials, oldest first.
@@ -132,7 +134,7 @@ macro_rules! select_requests {
         concat!(
             "SELECT r.id, r.user_id, u.name, r.target, r.reason, r.duration_seconds, ",
             "r.break_glass, r.approvers, r.min_approvals, r.state, r.created_at, r.decided_at, ",
-            "r.expires_at, r.ended_by, r.ended_at FROM access_requests r ",
+            "r.expires_at, r.ended_by, r.end_comment, r.ended_at FROM access_requests r ",
             "JOIN users u ON u.id = r.user_id ",
             $rest
         )
@@ -159,6 +161,7 @@ fn request_of(row: &sqlx::any::AnyRow) -> Result<Request, DbError> {
         decided_at: row.try_get("decided_at").map_err(read)?,
         expires_at: row.try_get("expires_at").map_err(read)?,
         ended_by: row.try_get("ended_by").map_err(read)?,
+        end_comment: row.try_get("end_comment").map_err(read)?,
         ended_at: row.try_get("ended_at").map_err(read)?,
         verdicts: Vec::new(),
     })
@@ -388,22 +391,34 @@ pub async fn decide(
     Ok(done.rows_affected() == 1)
 }
 
-/// Ends `id` as `state` ([`REVOKED`] or [`EXPIRED`]) if it is still `from`; false otherwise.
+/// Who ended a request, and what they said.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// [`REVOKED`] or [`EXPIRED`].
+    pub state: &'a str,
+    /// Who revoked it (`None`: it expired).
+    pub by: Option<&'a str>,
+    /// Their comment.
+    pub comment: Option<&'a str>,
+    /// When.
+    pub at: i64,
+}
+
+/// Ends `id` as `ending` says if it is still `from`; false otherwise.
 pub async fn end(
     tx: &mut WriteTx,
     id: &str,
     from: &str,
-    state: &str,
-    by: Option<&str>,
-    at: i64,
+    ending: Ending<'_>,
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
-        "UPDATE access_requests SET state = $1, ended_by = $2, ended_at = $3 \
-         WHERE id = $4 AND state = $5",
+        "UPDATE access_requests SET state = $1, ended_by = $2, end_comment = $3, ended_at = $4 \
+         WHERE id = $5 AND state = $6",
     )
-    .bind(state)
-    .bind(by)
-    .bind(at)
+    .bind(ending.state)
+    .bind(ending.by)
+    .bind(ending.comment)
+    .bind(ending.at)
     .bind(id)
     .bind(from)
     .execute(&mut *tx.tx)
