@@ -268,6 +268,8 @@ async fn need(
             }
             Err(Error::Forbidden(why))
         }
+        // A node that is not listed is unknown, whatever the reason (as for a start).
+        Err(Refusal::InvalidReason(_)) if found.is_none() => Err(not_found()),
         Err(Refusal::InvalidReason(why)) => Err(Error::InvalidReason(why)),
         Ok(decision) => {
             let Some(target) = found else {
