@@ -67,6 +67,13 @@ pub mod kind {
     pub const RECORDING_READ: &str = "recording.read";
     /// Someone searched the recordings; the detail has the query and the sessions matched.
     pub const RECORDING_SEARCH: &str = "recording.search";
+    /// A webhook took a notification (answered 2xx); the detail names the delivery, the
+    /// webhook, the topic and the attempts it took.
+    pub const NOTIFY_DELIVERED: &str = "notify.delivered";
+    /// A notification was given up after its last attempt (or its webhook was no longer
+    /// configured); the detail names the delivery, the webhook, the topic, the attempts and
+    /// the last error.
+    pub const NOTIFY_FAILED: &str = "notify.failed";
 
     /// The types above, for the audit page's suggestions (a type missing here can still be
     /// typed into the filter).
@@ -89,6 +96,8 @@ pub mod kind {
         USER_DISABLE,
         USER_ENABLE,
         USER_PASSWORD,
+        NOTIFY_DELIVERED,
+        NOTIFY_FAILED,
     ];
 }
 
