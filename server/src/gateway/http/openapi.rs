@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attach, audit, auth, search, sessions, targets};
+use super::{attach, audit, auth, notifications, search, sessions, targets};
 
 /// The API.
 #[derive(OpenApi)]
@@ -30,6 +30,7 @@ use super::{attach, audit, auth, search, sessions, targets};
         sessions::recording,
         attach::attach,
         audit::list,
+        notifications::list,
         search::search,
         openapi_json,
     ),
