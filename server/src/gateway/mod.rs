@@ -116,6 +116,7 @@ pub async fn serve_state(
     let engine = state.engine.clone();
     let beat = tokio::spawn(upkeep::heartbeat(engine.clone()));
     let sweeper = tokio::spawn(access::run(engine.clone(), state.clone()));
+    let grants = tokio::spawn(sessions::approvals::run(engine.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
     // Webhook deliveries queued by any gateway on the database (`notify`).
     let notifier = tokio::spawn(notify::run(engine.db.clone(), state.config.clone()));
@@ -174,6 +175,7 @@ pub async fn serve_state(
     }
     beat.abort();
     sweeper.abort();
+    grants.abort();
     watcher.abort();
     notifier.abort();
     leftovers.abort();

@@ -139,6 +139,9 @@ pub async fn logout(
         (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
     )
 )]
-pub async fn me(signed: SignedIn) -> Json<serde_json::Value> {
-    Json(json!({"user": user_json(&signed.user), "csrf_token": signed.csrf_token}))
+pub async fn me(State(state): State<Arc<AppState>>, signed: SignedIn) -> Json<serde_json::Value> {
+    let approver = state.engine.policy.current().is_approver(&signed.user);
+    Json(json!({
+        "user": user_json(&signed.user), "csrf_token": signed.csrf_token, "approver": approver,
+    }))
 }

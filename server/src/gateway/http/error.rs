@@ -169,6 +169,24 @@ impl From<sessions::Error> for ApiError {
         let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
         match e {
             E::Forbidden(m) => Self::forbidden(m),
+            E::Access(why, m) => {
+                use crate::gateway::sessions::approvals::Refused as R;
+                let status = match why {
+                    R::ApprovalRequired
+                    | R::SelfApproval
+                    | R::NotAnApprover
+                    | R::BreakGlassNotAllowed => StatusCode::FORBIDDEN,
+                    R::AlreadyDecided
+                    | R::NotPending
+                    | R::RequestPending
+                    | R::GrantActive
+                    | R::NotRequired
+                    | R::TooMany => StatusCode::CONFLICT,
+                    R::InvalidDuration | R::InvalidComment => unprocessable,
+                    R::UnknownRequest => StatusCode::NOT_FOUND,
+                };
+                Self::new(status, why.code(), m)
+            }
             E::UnknownTarget(m) => Self::not_found("unknown_target", m),
             E::UnknownSession(m) => Self::not_found("unknown_session", m),
             E::NoRecording(m) => Self::not_found("no_recording", m),

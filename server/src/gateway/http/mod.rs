@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod pages;
 pub mod request_id;
+pub mod requests;
 pub mod schemas;
 pub mod search;
 pub mod sessions;
@@ -63,6 +64,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
         .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
+        .route(
+            "/api/v1/requests",
+            get(requests::list).post(requests::create),
+        )
+        .route("/api/v1/requests/{id}", get(requests::get_one))
+        .route("/api/v1/requests/{id}/approve", post(requests::approve))
+        .route("/api/v1/requests/{id}/deny", post(requests::deny))
+        .route("/api/v1/requests/{id}/revoke", post(requests::revoke))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/notifications", get(notifications::list))
         .route("/api/v1/recordings/search", get(search::search))

@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attach, audit, auth, notifications, search, sessions, targets};
+use super::{attach, audit, auth, notifications, requests, search, sessions, targets};
 
 /// The API.
 #[derive(OpenApi)]
@@ -29,6 +29,12 @@ use super::{attach, audit, auth, notifications, search, sessions, targets};
         sessions::terminate,
         sessions::recording,
         attach::attach,
+        requests::create,
+        requests::list,
+        requests::get_one,
+        requests::approve,
+        requests::deny,
+        requests::revoke,
         audit::list,
         notifications::list,
         search::search,

@@ -60,6 +60,8 @@ pub struct Me {
     pub user: UserInfo,
     /// The CSRF token of this sign-in.
     pub csrf_token: String,
+    /// Whether some role of theirs approves access requests (`/api/v1/me` only).
+    pub approver: Option<bool>,
 }
 
 /// `POST /api/v1/auth/logout`.
@@ -76,10 +78,87 @@ pub struct SignedOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TargetList {
     /// The managed nodes some role of this person reaches.
-    pub targets: Vec<Target>,
+    pub targets: Vec<TargetEntry>,
     /// The accounts and regions whose nodes could not be listed, and why; empty when every
     /// one answered.
     pub unavailable: Vec<Unavailable>,
+}
+
+/// A node of the targets list, with what its sessions need first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetEntry {
+    /// The node.
+    #[serde(flatten)]
+    pub target: Target,
+    /// Null when no approval is needed.
+    pub approval: Option<ApprovalState>,
+}
+
+/// What a node's sessions need first, for this person.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalState {
+    /// Whether the person may grant themselves access (break-glass).
+    pub break_glass: bool,
+    /// The roles whose holders may approve.
+    pub approvers: Vec<String>,
+    /// How many different people must approve.
+    pub min_approvals: u32,
+    /// The longest grant one may ask for, in seconds.
+    pub grant_seconds: u64,
+    /// The grant in force, if any.
+    pub grant: Option<GrantRef>,
+    /// The person's newest pending request for the node, if any.
+    pub request: Option<RequestRef>,
+}
+
+/// A grant in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantRef {
+    /// The request that made it.
+    pub request_id: String,
+    /// When it ends (milliseconds since the epoch).
+    pub expires_at: i64,
+}
+
+/// A pending request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestRef {
+    /// Its id.
+    pub id: String,
+    /// `pending`.
+    pub state: String,
+}
+
+/// `POST /api/v1/requests`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AskAccess {
+    /// The node's id.
+    pub target: String,
+    /// Why (the roles' reason rules apply; break-glass always needs one).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// How long a grant, in seconds (1 to the roles' `grant_seconds`; the longest when left
+    /// out).
+    #[serde(default)]
+    pub duration_seconds: Option<u64>,
+    /// Grant it now, without an approver (roles that allow break-glass).
+    #[serde(default)]
+    pub break_glass: Option<bool>,
+}
+
+/// `POST /api/v1/requests/{id}/approve`, `/deny`, `/revoke` (the body may be left out).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Decide {
+    /// Why (at most 1000 characters).
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// `GET /api/v1/requests`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RequestList {
+    /// Pending first, then newest.
+    pub requests: Vec<crate::gateway::sessions::approvals::RequestView>,
 }
 
 /// `POST /api/v1/sessions`.

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::SignedIn;
 use super::state::AppState;
-use crate::gateway::sessions::engine;
+use crate::gateway::sessions::{approvals, engine};
 
 /// `GET /api/v1/targets`: what this user may reach.
 #[utoipa::path(
@@ -29,7 +29,19 @@ pub async fn list(
     signed: SignedIn,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let listing = engine::reachable_targets(&state.engine, &signed.user).await?;
+    let approvals =
+        approvals::approval_states(&state.engine, &signed.user, &listing.targets).await?;
+    let targets: Vec<serde_json::Value> = listing
+        .targets
+        .iter()
+        .zip(approvals)
+        .map(|(target, approval)| {
+            let mut value = json!(target);
+            value["approval"] = approval.unwrap_or(serde_json::Value::Null);
+            value
+        })
+        .collect();
     Ok(Json(
-        json!({ "targets": listing.targets, "unavailable": listing.unavailable }),
+        json!({ "targets": targets, "unavailable": listing.unavailable }),
     ))
 }

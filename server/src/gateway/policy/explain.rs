@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::rules::AwsRole;
+use super::rules::{ApprovalRule, AwsRole};
 use super::{Parameters, Policy, describe_target};
 use crate::gateway::facts::{Target, User};
 
@@ -28,6 +28,68 @@ pub struct Decision {
     pub aws_role: Option<AwsRole>,
     /// The policy role it comes from.
     pub aws_role_from: Option<String>,
+    /// The approval the start needs first: `None` when some allowing role needs none.
+    pub approval: Option<ApprovalNeed>,
+}
+
+/// What a start needs when every role that allows it requires approval: the approvers of all
+/// of them, the fewest approvals and the longest grant any of them asks, and break-glass when
+/// one of them allows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalNeed {
+    /// The roles that require it.
+    pub roles: Vec<String>,
+    /// The roles whose holders may approve.
+    pub approvers: Vec<String>,
+    /// How many different people must approve.
+    pub min_approvals: u32,
+    /// The longest grant.
+    pub grant: Duration,
+    /// How long a request waits for its decision.
+    pub pending: Duration,
+    /// The person may grant themselves access without an approver.
+    pub break_glass: bool,
+}
+
+impl ApprovalNeed {
+    /// Combines the rules of the allowing roles; `None` when one of them needs no approval.
+    fn of<'a>(rules: impl Iterator<Item = (&'a str, Option<&'a ApprovalRule>)>) -> Option<Self> {
+        let mut need: Option<Self> = None;
+        for (role, rule) in rules {
+            let rule = rule?;
+            let n = need.get_or_insert_with(|| Self {
+                roles: Vec::new(),
+                approvers: Vec::new(),
+                min_approvals: rule.min_approvals,
+                grant: rule.grant,
+                pending: rule.pending,
+                break_glass: false,
+            });
+            n.roles.push(role.to_owned());
+            for a in &rule.approvers {
+                if !n.approvers.contains(a) {
+                    n.approvers.push(a.clone());
+                }
+            }
+            n.min_approvals = n.min_approvals.min(rule.min_approvals);
+            n.grant = n.grant.max(rule.grant);
+            n.pending = n.pending.max(rule.pending);
+            n.break_glass |= rule.break_glass;
+        }
+        need
+    }
+
+    /// In words: `1 approval by sre-leads, grants up to 3600 s, break-glass allowed`.
+    pub fn describe(&self) -> String {
+        ApprovalRule {
+            approvers: self.approvers.clone(),
+            min_approvals: self.min_approvals,
+            grant: self.grant,
+            pending: self.pending,
+            break_glass: self.break_glass,
+        }
+        .describe()
+    }
 }
 
 /// A refused start, in words for the person.
@@ -93,6 +155,8 @@ pub struct RoleCheck {
     pub position: usize,
     /// The IAM role it assumes as the person.
     pub aws_role: Option<AwsRole>,
+    /// The approval its sessions need.
+    pub approval: Option<ApprovalRule>,
 }
 
 impl RoleCheck {
@@ -165,6 +229,7 @@ pub(super) fn explain(
                     grants: Vec::new(),
                     position: usize::MAX,
                     aws_role: None,
+                    approval: None,
                 };
             };
             let selectors: Vec<SelectorCheck> = def
@@ -208,6 +273,7 @@ pub(super) fn explain(
                 grants,
                 position: policy.role_position(&def.name).unwrap_or(usize::MAX),
                 aws_role: def.aws_role_for(&target.account).cloned(),
+                approval: def.approval.clone(),
             }
         })
         .collect();
@@ -301,6 +367,11 @@ impl Explanation {
             .filter(|r| r.aws_role.is_some())
             .min_by_key(|r| r.position);
         Ok(Decision {
+            approval: ApprovalNeed::of(
+                passing
+                    .iter()
+                    .map(|r| (r.role.as_str(), r.approval.as_ref())),
+            ),
             aws_role: assumed.and_then(|r| r.aws_role.clone()),
             aws_role_from: assumed.map(|r| r.role.clone()),
             roles: passing.iter().map(|r| r.role.clone()).collect(),
@@ -401,6 +472,9 @@ impl Explanation {
                         }
                     }
                     let _ = writeln!(out, "  limits: {}", limits(role));
+                    if let Some(approval) = &role.approval {
+                        let _ = writeln!(out, "  approval: {}", approval.describe());
+                    }
                     let verdict = if matches!(role.reason, Some(Err(_))) {
                         "allows the target and document, not this reason"
                     } else {
@@ -431,6 +505,14 @@ impl Explanation {
                     let _ = write!(out, " ({})", limits.join(", "));
                 }
                 out.push('\n');
+                if let Some(need) = &d.approval {
+                    let _ = writeln!(
+                        out,
+                        "APPROVAL  needed first (roles {}): {}",
+                        need.roles.join(", "),
+                        need.describe()
+                    );
+                }
                 match (&d.aws_role, &d.aws_role_from) {
                     (Some(aws), Some(from)) => {
                         let _ = writeln!(

@@ -37,12 +37,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use self::explain::{Decision, Explanation, Refusal, RoleCheck};
+pub use self::explain::{ApprovalNeed, Decision, Explanation, Refusal, RoleCheck};
 pub use self::handle::{PolicyHandle, log_loaded, stamp};
 pub use self::spec::{DEFAULT_DOCUMENTS, PolicyConfig, PolicyFile, RoleSpec};
 
-pub use self::rules::AwsRole;
 use self::rules::RoleDef;
+pub use self::rules::{ApprovalRule, AwsRole};
 pub use crate::gateway::facts::Grants;
 use crate::gateway::facts::{Role, Target, User};
 
@@ -309,6 +309,24 @@ pub fn may_read_recording(user: &User, owner_id: i64, running: bool) -> bool {
 /// `GET /api/v1/sessions?scope=all`): a role lets them observe or terminate others' sessions.
 pub fn oversees_live_sessions(user: &User) -> bool {
     user.grants.observe_others || user.grants.terminate_others
+}
+
+/// Whether `user` holds one of `approvers` (role names): may decide requests that name them.
+/// Never their own request: that is for the caller, who knows whose request it is.
+pub fn holds_any(user: &User, approvers: &[String]) -> bool {
+    user.roles
+        .iter()
+        .any(|r| approvers.iter().any(|a| a == r.as_str()))
+}
+
+impl Policy {
+    /// Whether some role of the policy names a role of `user` among its approvers.
+    pub fn is_approver(&self, user: &User) -> bool {
+        self.roles
+            .iter()
+            .filter_map(|r| r.approval.as_ref())
+            .any(|a| holds_any(user, &a.approvers))
+    }
 }
 
 /// Whether `user` may read the audit log.

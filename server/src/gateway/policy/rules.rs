@@ -260,6 +260,38 @@ impl ReasonRule {
     }
 }
 
+/// What a role's sessions need first: a grant, given by enough approvers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// The roles whose holders may approve.
+    pub approvers: Vec<String>,
+    /// How many different people must approve.
+    pub min_approvals: u32,
+    /// The longest grant.
+    pub grant: Duration,
+    /// How long a request waits for its decision.
+    pub pending: Duration,
+    /// Holders may grant themselves access without an approver.
+    pub break_glass: bool,
+}
+
+impl ApprovalRule {
+    /// The rule in words: `1 approval by sre-leads, grants up to 3600 s, break-glass allowed`.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} approval{} by {}, grants up to {} s",
+            self.min_approvals,
+            if self.min_approvals == 1 { "" } else { "s" },
+            self.approvers.join(" or "),
+            self.grant.as_secs()
+        );
+        if self.break_glass {
+            text.push_str(", break-glass allowed");
+        }
+        text
+    }
+}
+
 /// A compiled role.
 #[derive(Debug, Clone)]
 pub struct RoleDef {
@@ -290,6 +322,8 @@ pub struct RoleDef {
     pub aws_role: Option<AwsRole>,
     /// The IAM role assumed as the person for the sessions it allows, by account name.
     pub aws_roles: std::collections::BTreeMap<String, AwsRole>,
+    /// The approval its sessions need first (`None`: none).
+    pub approval: Option<ApprovalRule>,
 }
 
 impl RoleDef {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{AwsRole, Pattern, ReasonRule, RoleDef, Selector, TagPattern};
+use super::rules::{ApprovalRule, AwsRole, Pattern, ReasonRule, RoleDef, Selector, TagPattern};
 
 /// Seconds between two looks at the policy file's modification time, by default.
 pub const DEFAULT_WATCH_SECONDS: u64 = 5;
@@ -106,6 +106,49 @@ pub struct RoleSpec {
     /// a target in an account named here it wins over `aws_role_arn`, which covers the rest.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aws_role_arns: BTreeMap<String, String>,
+    /// Whether its sessions need a second person's approval first (`[roles.approval]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSpec>,
+}
+
+/// Longest grant by default, in seconds.
+pub const DEFAULT_GRANT_SECONDS: u64 = 3600;
+/// How long an undecided request waits by default, in seconds.
+pub const DEFAULT_PENDING_SECONDS: u64 = 86_400;
+/// Longest grant any role may allow: 30 days.
+pub const MAX_GRANT_SECONDS: u64 = 30 * 86_400;
+/// Most approvals a role may ask for.
+pub const MAX_MIN_APPROVALS: u32 = 10;
+
+/// `[roles.approval]`: sessions under the role need a grant, which approvers give.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSpec {
+    /// Whether approval is needed (false: the table is written but not in force).
+    pub required: bool,
+    /// The roles whose holders may approve.
+    pub approvers: Vec<String>,
+    /// How many different people must approve (2: dual control).
+    pub min_approvals: u32,
+    /// The longest grant one may ask for, in seconds.
+    pub grant_seconds: u64,
+    /// How long a request waits for its decision before it lapses, in seconds.
+    pub pending_seconds: u64,
+    /// Holders may grant themselves access without an approver (loudly, with a reason).
+    pub break_glass: bool,
+}
+
+impl Default for ApprovalSpec {
+    fn default() -> Self {
+        Self {
+            required: true,
+            approvers: Vec::new(),
+            min_approvals: 1,
+            grant_seconds: DEFAULT_GRANT_SECONDS,
+            pending_seconds: DEFAULT_PENDING_SECONDS,
+            break_glass: false,
+        }
+    }
 }
 
 /// A target selector: every field that is set must match (a field matches when any of its
@@ -187,6 +230,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         aws_role_arn: None,
         aws_external_id: None,
         aws_role_arns: BTreeMap::new(),
+        approval: None,
     };
     vec![
         RoleSpec {
@@ -232,6 +276,19 @@ pub fn compile(specs: &[RoleSpec], key: &str) -> Result<Vec<RoleDef>, String> {
             return Err(format!("{at}.name: role {:?} is defined twice", spec.name));
         }
         out.push(compile_role(spec, &at)?);
+    }
+    // Approvers are roles of the same policy: a misspelt one would leave nobody to approve.
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(approval) = &spec.approval {
+            for (k, name) in approval.approvers.iter().enumerate() {
+                if !seen.contains(name.as_str()) {
+                    return Err(format!(
+                        "{key}[{i}].approval.approvers[{k}]: no role named {name:?} in this \
+                         policy"
+                    ));
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -410,7 +467,14 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
             role_of(&format!("aws_role_arns.{account}"), arn)?,
         );
     }
+    let approval = spec
+        .approval
+        .as_ref()
+        .map(|a| compile_approval(a, &format!("{at}.approval")))
+        .transpose()?
+        .flatten();
     Ok(RoleDef {
+        approval,
         aws_role,
         aws_roles,
         name: spec.name.clone(),
@@ -430,6 +494,48 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
         terminate_others: spec.terminate_others,
         read_audit: spec.read_audit,
     })
+}
+
+fn compile_approval(spec: &ApprovalSpec, at: &str) -> Result<Option<ApprovalRule>, String> {
+    if !spec.required {
+        return Ok(None);
+    }
+    if spec.approvers.is_empty() {
+        return Err(format!(
+            "{at}.approvers: name the roles whose holders may approve (approvers = [\"leads\"])"
+        ));
+    }
+    if !(1..=MAX_MIN_APPROVALS).contains(&spec.min_approvals) {
+        return Err(format!(
+            "{at}.min_approvals: 1 to {MAX_MIN_APPROVALS}, got {}",
+            spec.min_approvals
+        ));
+    }
+    if !(1..=MAX_GRANT_SECONDS).contains(&spec.grant_seconds) {
+        return Err(format!(
+            "{at}.grant_seconds: 1 to {MAX_GRANT_SECONDS} (30 days), got {}",
+            spec.grant_seconds
+        ));
+    }
+    if !(1..=MAX_GRANT_SECONDS).contains(&spec.pending_seconds) {
+        return Err(format!(
+            "{at}.pending_seconds: 1 to {MAX_GRANT_SECONDS} (30 days), got {}",
+            spec.pending_seconds
+        ));
+    }
+    let mut approvers: Vec<String> = Vec::with_capacity(spec.approvers.len());
+    for name in &spec.approvers {
+        if !approvers.contains(name) {
+            approvers.push(name.clone());
+        }
+    }
+    Ok(Some(ApprovalRule {
+        approvers,
+        min_approvals: spec.min_approvals,
+        grant: Duration::from_secs(spec.grant_seconds),
+        pending: Duration::from_secs(spec.pending_seconds),
+        break_glass: spec.break_glass,
+    }))
 }
 
 #[cfg(test)]
@@ -500,12 +606,36 @@ mod tests {
                 "[[roles]]\nname = \"a\"\nidle_timeout_seconds = 0\n",
                 "policy.roles[0].idle_timeout_seconds",
             ),
+            (
+                "[[roles]]\nname = \"a\"\napproval = {required = true}\n",
+                "policy.roles[0].approval.approvers: name the roles",
+            ),
+            (
+                "[[roles]]\nname = \"a\"\n[[roles]]\nname = \"b\"\napproval = {approvers = [\"a\", \"lead\"]}\n",
+                "policy.roles[1].approval.approvers[1]: no role named \"lead\"",
+            ),
+            (
+                "[[roles]]\nname = \"a\"\napproval = {approvers = [\"a\"], min_approvals = 0}\n",
+                "policy.roles[0].approval.min_approvals: 1 to 10",
+            ),
+            (
+                "[[roles]]\nname = \"a\"\napproval = {approvers = [\"a\"], grant_seconds = 0}\n",
+                "policy.roles[0].approval.grant_seconds",
+            ),
+            (
+                "[[roles]]\nname = \"a\"\napproval = {approvers = [\"a\"], pending_seconds = 99999999}\n",
+                "policy.roles[0].approval.pending_seconds",
+            ),
         ];
         for (text, needle) in cases {
             let err = role(text).map(|_| ()).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+        let err = role("[[roles]]\nname = \"a\"\napproval = {approver = [\"a\"]}\n")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.contains("approver"), "{err}");
         let err = role("[[roles]]\nname = \"a\"\ncolour = \"red\"\n")
             .map(|_| ())
             .unwrap_err();

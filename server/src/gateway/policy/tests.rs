@@ -973,3 +973,92 @@ aws_role_arns = { staging = "arn:aws:iam::222222222222:role/Staging" }
     .unwrap_err();
     assert!(e.contains("roles[0].aws_role_arns.prod"), "{e}");
 }
+
+const APPROVALS: &str = r#"
+[[roles]]
+name = "prod"
+targets = [{ tags = ["env=prod"] }]
+[roles.approval]
+approvers = ["leads"]
+grant_seconds = 600
+
+[[roles]]
+name = "prod-dual"
+targets = [{ names = ["web-*"] }]
+[roles.approval]
+approvers = ["leads", "sre"]
+min_approvals = 2
+grant_seconds = 1800
+break_glass = true
+
+[[roles]]
+name = "web"
+targets = [{ tags = ["team=web"] }]
+
+[[roles]]
+name = "off"
+targets = [{ ids = ["*"] }]
+approval = { required = false, approvers = ["leads"] }
+
+[[roles]]
+name = "leads"
+
+[[roles]]
+name = "sre"
+"#;
+
+#[test]
+fn approval_is_needed_only_when_every_allowing_role_requires_it() {
+    let p = policy(APPROVALS);
+    let need = |roles: &[&str]| {
+        p.decide_start(
+            &user(roles),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            REASON,
+        )
+        .unwrap()
+        .approval
+    };
+    let one = need(&["prod"]).unwrap();
+    assert_eq!(one.approvers, ["leads"]);
+    assert_eq!(one.min_approvals, 1);
+    assert_eq!(one.grant, Duration::from_secs(600));
+    assert!(!one.break_glass);
+    assert_eq!(one.describe(), "1 approval by leads, grants up to 600 s");
+    // Two requiring roles: every approver, the fewest approvals, the longest grant, and
+    // break-glass when one allows it.
+    let both = need(&["prod", "prod-dual"]).unwrap();
+    assert_eq!(both.roles, ["prod", "prod-dual"]);
+    assert_eq!(both.approvers, ["leads", "sre"]);
+    assert_eq!(both.min_approvals, 1);
+    assert_eq!(both.grant, Duration::from_secs(1800));
+    assert!(both.break_glass);
+    // A role that needs none is enough; `required = false` needs none.
+    assert_eq!(need(&["prod", "web"]), None);
+    assert_eq!(need(&["off"]), None);
+    // Who approves: holders of a role some approval names.
+    assert!(p.is_approver(&user(&["sre"])));
+    assert!(!p.is_approver(&user(&["prod", "web"])));
+    // The explanation says so.
+    let text = p
+        .explain(
+            &user(&["prod-dual"]),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            Some(REASON),
+        )
+        .render();
+    assert!(
+        text.contains(
+            "approval: 2 approvals by leads or sre, grants up to 1800 s, break-glass allowed"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("APPROVAL  needed first (roles prod-dual)"),
+        "{text}"
+    );
+}

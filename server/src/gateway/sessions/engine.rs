@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::live;
+pub use super::ending::{end_anywhere, end_here};
 use super::{Engine, Error};
+use super::{approvals, ending, live};
 use crate::gateway::aws::{self, targets};
 use crate::gateway::facts::{Target, User};
 use crate::gateway::policy::{self, Refusal};
 use crate::gateway::store::audit::{self, Client, Event, kind};
+use crate::gateway::store::db::now_ms;
 use crate::gateway::store::gateways::{self, Registered};
 use crate::gateway::store::recordings::{OpenError, Opened};
 use crate::gateway::store::search;
@@ -104,6 +106,45 @@ pub async fn start(
     };
     let decision = decided.map_err(|refusal| Error::InvalidReason(refusal.message().to_owned()))?;
     let reason = decision.reason.clone();
+    // A role that needs approval: the start runs under the person's grant for the node, and
+    // ends with it at the latest.
+    let grant = match &decision.approval {
+        None => None,
+        Some(need) => match approvals::grant_for(engine, user, &target.id).await? {
+            Some(grant) => Some(grant),
+            None => {
+                telemetry::denied(Denied::Start);
+                let why = format!(
+                    "sessions on {} need an approved access request ({}); ask for one on the \
+                     targets page or with POST /api/v1/requests",
+                    policy::describe_target(&target),
+                    need.describe()
+                );
+                let mut tx = engine.db.begin_write().await?;
+                audit::append(
+                    &mut tx.tx,
+                    &Event::new(kind::SESSION_DENIED, &user.name, client)
+                        .reason(&reason)
+                        .detail(json!({
+                            "why": why, "target": target.id, "document": document,
+                            "roles": decision.roles, "policy": decision.policy_hash,
+                        })),
+                )
+                .await?;
+                tx.commit().await?;
+                return Err(Error::Access(approvals::Refused::ApprovalRequired, why));
+            }
+        },
+    };
+    let max_duration = match &grant {
+        None => decision.max_duration,
+        Some(grant) => {
+            let left = Duration::from_millis(
+                u64::try_from(grant.expires_at.saturating_sub(now_ms())).unwrap_or(0),
+            );
+            Some(decision.max_duration.map_or(left, |m| m.min(left)))
+        }
+    };
     let clients = engine
         .clients(&target.account, &target.region)
         .cloned()
@@ -144,6 +185,7 @@ pub async fn start(
             document: &document,
             reason: &reason,
             gateway_id: &engine.config.server.gateway_id,
+            request_id: grant.as_ref().map(|g| g.id.as_str()),
         },
     )
     .await?;
@@ -161,9 +203,18 @@ pub async fn start(
                 "aws_role_arn": as_person.as_ref().map(|(role, ..)| role.arn.clone()),
                 "assumed_role_arn": as_person.as_ref().map(|(_, arn, _)| arn.clone()),
                 "source_identity": as_person.as_ref().map(|(.., name)| name.clone()),
+                "request_id": grant.as_ref().map(|g| g.id.clone()),
+                "approvers": grant.as_ref().map(|g| {
+                    g.approvals().map(|v| v.user.clone()).collect::<Vec<_>>()
+                }),
+                "break_glass": grant.as_ref().map(|g| g.break_glass),
+                "grant_expires_at": grant.as_ref().map(|g| g.expires_at),
             })),
     )
     .await?;
+    if let Some(grant) = &grant {
+        approvals::tell_session(&mut tx, engine, grant, &id).await?;
+    }
     tx.commit().await?;
     let clients = match &as_person {
         None => clients,
@@ -279,7 +330,7 @@ pub async fn start(
             ssm_session_id: ssm_id.to_owned(),
             handle,
             aws: clients.clone(),
-            max_duration: decision.max_duration,
+            max_duration,
             idle_timeout: decision.idle_timeout,
         },
         Some(asked),
@@ -599,27 +650,6 @@ pub async fn terminate(
     end_here(engine, id, &format!("terminated by {}", user.name)).await
 }
 
-/// Ends session `id`, which this gateway runs, recorded as `how`, and terminates it at SSM (as
-/// the person when a role was assumed for them, else, or when that fails, as the gateway).
-/// The session's task records the end.
-pub async fn end_here(engine: &Engine, id: &str, how: &str) -> Result<(), Error> {
-    let Some(live) = engine.live.get(id) else {
-        return Err(Error::SessionEnded(format!(
-            "session {id} is not running on this gateway"
-        )));
-    };
-    live.ending(how).await;
-    live.terminate_at_ssm(engine, live::Credentials::Session)
-        .await
-        .map_err(|detail| {
-            Error::Upstream(aws::Failure {
-                summary: "TerminateSession was refused by AWS or failed".into(),
-                detail: format!("TerminateSession: {detail}"),
-            })
-        })?;
-    Ok(())
-}
-
 /// Terminates `view`, which another gateway runs: audited here, then asked of its gateway.
 async fn terminate_elsewhere(
     engine: &Engine,
@@ -646,25 +676,14 @@ async fn terminate_elsewhere(
     )
     .await?;
     tx.commit().await?;
-    let how = json!({"how": format!("terminated by {}", user.name)});
-    engine
-        .cluster
-        .post::<serde_json::Value>(
-            &owner,
-            &format!("/internal/v1/sessions/{id}/end"),
-            &client.addr,
-            &how,
-            crate::gateway::cluster::PEER_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            tracing::warn!(session = %id, "terminate through {}: {e}", owner.id);
-            Error::OwnerUnreachable(format!(
-                "the gateway running session {id} ({}) did not end it; try again shortly",
-                owner.id
-            ))
-        })
+    ending::ask_owner_to_end(
+        engine,
+        &owner,
+        id,
+        &client.addr,
+        &format!("terminated by {}", user.name),
+    )
+    .await
 }
 
 /// The recording of a session for `user` (who asked from `client`): the owner's at any time

@@ -4,6 +4,8 @@
 //! Asks `policy` for decisions, keeps rows and the audit log through `store`, talks to AWS
 //! through `aws` and the data channel through `ssm`.
 
+pub mod approvals;
+pub mod ending;
 pub mod engine;
 pub mod ground;
 pub mod handover;
@@ -108,6 +110,10 @@ pub enum Error {
     /// The policy refuses (audited as `session.denied`).
     #[error("{0}")]
     Forbidden(String),
+    /// An access request, a decision or a start without a grant was refused
+    /// (`approvals::Refused` says which).
+    #[error("{1}")]
+    Access(approvals::Refused, String),
     /// No such node in the configured regions.
     #[error("{0}")]
     UnknownTarget(String),

@@ -67,6 +67,20 @@ pub mod kind {
     pub const RECORDING_READ: &str = "recording.read";
     /// Someone searched the recordings; the detail has the query and the sessions matched.
     pub const RECORDING_SEARCH: &str = "recording.search";
+    /// A person asked for access to a node (the detail has the request).
+    pub const ACCESS_REQUEST: &str = "access.request";
+    /// An approver approved a request, with their comment.
+    pub const ACCESS_APPROVE: &str = "access.approve";
+    /// An approver denied a request, with their comment.
+    pub const ACCESS_DENY: &str = "access.deny";
+    /// Enough approvals: a grant, until its end, naming who approved.
+    pub const ACCESS_GRANT: &str = "access.grant";
+    /// A person granted themselves access under a break-glass role.
+    pub const ACCESS_BREAK_GLASS: &str = "access.break_glass";
+    /// A request withdrawn or a grant revoked (its sessions are ended).
+    pub const ACCESS_REVOKE: &str = "access.revoke";
+    /// A request lapsed undecided, or a grant ran out.
+    pub const ACCESS_EXPIRE: &str = "access.expire";
     /// A webhook took a notification (answered 2xx); the detail names the delivery, the
     /// webhook, the topic and the attempts it took.
     pub const NOTIFY_DELIVERED: &str = "notify.delivered";
@@ -92,6 +106,13 @@ pub mod kind {
         RECORDING_UPLOAD,
         RECORDING_READ,
         RECORDING_SEARCH,
+        ACCESS_REQUEST,
+        ACCESS_APPROVE,
+        ACCESS_DENY,
+        ACCESS_GRANT,
+        ACCESS_BREAK_GLASS,
+        ACCESS_REVOKE,
+        ACCESS_EXPIRE,
         USER_ADD,
         USER_DISABLE,
         USER_ENABLE,
@@ -146,6 +167,12 @@ impl<'a> Event<'a> {
     /// Sets the session and its target.
     pub fn session(mut self, session_id: &'a str, target: &'a str) -> Self {
         self.session_id = Some(session_id);
+        self.target = Some(target);
+        self
+    }
+
+    /// Sets the node (an event about a node that is not a session's).
+    pub fn target(mut self, target: &'a str) -> Self {
         self.target = Some(target);
         self
     }

@@ -6,6 +6,7 @@
 //! - [`sessions`]: the `sessions` table (rows as the API shows them).
 //! - [`gateways`]: the gateways sharing the database, and the sessions handed between them.
 //! - [`notices`]: the `notifications` table, the queue of webhook deliveries.
+//! - [`requests`]: access requests, their approvals and denials, and the grants they make.
 //! - [`recordings`]: where finished recordings are kept (the local folder or an S3 bucket).
 //! - [`search`]: the `recording_lines` table and the search over it.
 
@@ -14,5 +15,6 @@ pub mod db;
 pub mod gateways;
 pub mod notices;
 pub mod recordings;
+pub mod requests;
 pub mod search;
 pub mod sessions;

@@ -165,6 +165,8 @@ pub struct NewSession<'a> {
     pub reason: &'a str,
     /// The gateway that owns it.
     pub gateway_id: &'a str,
+    /// The access request whose grant it starts under.
+    pub request_id: Option<&'a str>,
 }
 
 /// How many sessions `user_id` has starting or active (in the write transaction, so that the
@@ -184,8 +186,8 @@ pub async fn count_live(tx: &mut WriteTx, user_id: i64) -> Result<i64, DbError> 
 pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
-         owner_gateway, heartbeat_at, account) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9)",
+         owner_gateway, heartbeat_at, account, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10)",
     )
     .bind(new.id)
     .bind(new.user_id)
@@ -196,10 +198,26 @@ pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(
     .bind(now_ms())
     .bind(new.gateway_id)
     .bind(new.account)
+    .bind(new.request_id)
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("insert session", e))?;
     Ok(())
+}
+
+/// The sessions started under access request `request_id` that are starting or active.
+pub async fn live_under_request(db: &Db, request_id: &str) -> Result<Vec<SessionView>, DbError> {
+    let rows = sqlx::query(select_sessions!(
+        "WHERE s.request_id = $1 AND s.state IN ('starting', 'active') ORDER BY s.started_at"
+    ))
+    .bind(request_id)
+    .fetch_all(db.pool())
+    .await
+    .map_err(|e| DbError::new("list a grant's sessions", e))?;
+    rows.iter()
+        .map(view_of)
+        .collect::<Result<_, _>>()
+        .map_err(|e| DbError::new("read session", e))
 }
 
 /// Marks a started session `active` with its SSM session id.
