@@ -45,6 +45,8 @@ async fn the_document_names_every_api_route() {
         ("GET", "/api/v1/notifications"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/recordings/search"),
+        ("GET", "/api/v1/requests"),
+        ("GET", "/api/v1/requests/{id}"),
         ("GET", "/api/v1/sessions"),
         ("GET", "/api/v1/sessions/{id}"),
         ("GET", "/api/v1/sessions/{id}/attach"),
@@ -52,6 +54,10 @@ async fn the_document_names_every_api_route() {
         ("GET", "/api/v1/targets"),
         ("POST", "/api/v1/auth/login"),
         ("POST", "/api/v1/auth/logout"),
+        ("POST", "/api/v1/requests"),
+        ("POST", "/api/v1/requests/{id}/approve"),
+        ("POST", "/api/v1/requests/{id}/deny"),
+        ("POST", "/api/v1/requests/{id}/revoke"),
         ("POST", "/api/v1/sessions"),
     ];
     let want: Vec<(String, String)> = want
