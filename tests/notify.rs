@@ -4,7 +4,9 @@
 //! that was rolled back; a receiver that answers 500 is tried again on the schedule until it
 //! takes the delivery, or until the last attempt (then `failed` in `/api/v1/notifications` and
 //! `notify.failed` in the audit log, the URL's token in neither); and a delivery pending when
-//! its gateway stops is made by the next gateway on the database.
+//! its gateway stops is made by the next gateway on the database. End to end: a request made
+//! through `POST /api/v1/requests`, its approval and the session started under the grant each
+//! reach the receiver.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
@@ -20,11 +22,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use common::api::{Api, WAIT};
 use common::audit_log;
+use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, both_backends};
 use hmac::{Hmac, KeyInit, Mac};
 use porthole::gateway::config::{Config, WebhookConfig, WebhookFormat};
 use porthole::gateway::identity::users::Role;
 use porthole::gateway::notify::{self, Notice, Topic};
+use porthole::gateway::policy::PolicyFile;
 use porthole::gateway::store::audit::{StoredEvent, kind};
 use porthole::gateway::store::db::now_ms;
 use serde_json::{Value, json};
@@ -35,6 +39,7 @@ both_backends!(deliveries_are_signed_in_both_formats_and_only_as_chosen);
 both_backends!(a_failing_receiver_is_tried_again_until_it_takes_the_delivery);
 both_backends!(a_delivery_fails_after_its_last_attempt_and_says_why);
 both_backends!(pending_deliveries_are_made_by_the_next_gateway);
+both_backends!(requests_decisions_and_sessions_reach_the_receiver);
 
 const SECRET_A: &str = "secret-of-webhook-a-0123456789abcdef";
 const SECRET_B: &str = "secret-of-webhook-b-0123456789abcdef";
@@ -685,4 +690,128 @@ async fn pending_deliveries_are_made_by_the_next_gateway(backend: Backend) {
     assert_eq!(detail_of(&events, &dropped_id)["webhook"], "dropped");
     gw.stop().await;
     kept.drop_database().await;
+}
+
+/// prod: the prod nodes after one approval by leads; leads: approves, opens nothing;
+/// auditors: read the audit log (and so the notifications).
+const POLICY: &str = r#"
+[[roles]]
+name = "prod"
+targets = [{ tags = ["env=prod"] }]
+reason = { pattern = "^INC-[0-9]+" }
+[roles.approval]
+approvers = ["leads"]
+grant_seconds = 600
+
+[[roles]]
+name = "leads"
+
+[[roles]]
+name = "auditors"
+read_audit = true
+"#;
+
+async fn requests_decisions_and_sessions_reach_the_receiver(backend: Backend) {
+    let mut rx = receiver().await;
+    let hooks = vec![
+        rx.hook("audit-sink", SECRET_A),
+        WebhookConfig {
+            format: WebhookFormat::Slack,
+            events: vec!["request".into(), "decision".into()],
+            ..rx.hook("chat", SECRET_B)
+        },
+    ];
+    let file: PolicyFile = toml::from_str(POLICY).unwrap();
+    let gw = gateway::start(backend, |c: &mut Config| {
+        c.policy.roles = Some(file.roles);
+        c.notify.webhooks = hooks;
+    })
+    .await;
+    let signed_in = |name: &'static str, role: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.user(name, &[Role::parse(role).unwrap()]).await;
+            let mut api = Api::new(gw);
+            api.login(name).await;
+            api
+        }
+    };
+    let mut alice = signed_in("alice", "prod").await;
+    let mut bob = signed_in("bob", "leads").await;
+
+    // alice asks: both webhooks are told, JSON with the request object.
+    let reason = "INC-4711 disk filling up on web-1";
+    let reply = alice
+        .post(
+            "/api/v1/requests",
+            &json!({"target": NODE, "reason": reason, "duration_seconds": 600}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    let mut asked = rx.next_n(2).await;
+    asked.sort_by(|a, b| a.hook.cmp(&b.hook));
+    for g in &asked {
+        assert_eq!(g.header("x-porthole-event"), "request");
+        g.assert_signed(if g.hook == "chat" { SECRET_B } else { SECRET_A });
+    }
+    let body = asked[0].json();
+    assert_eq!(asked[0].hook, "audit-sink");
+    assert_eq!(body["event"], "request");
+    assert_eq!(body["data"]["id"], id.as_str());
+    assert_eq!(body["data"]["user"], "alice");
+    assert_eq!(body["data"]["target"], NODE);
+    assert_eq!(body["data"]["state"], "pending");
+    assert_eq!(body["delivery"], asked[0].delivery());
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("alice") && text.contains(NODE) && text.contains(reason),
+        "{text}"
+    );
+    assert_eq!(asked[1].hook, "chat");
+    assert_eq!(asked[1].json(), json!({ "text": text }));
+
+    // bob approves: a decision that names the requester.
+    let reply = bob
+        .post(
+            &format!("/api/v1/requests/{id}/approve"),
+            &json!({"comment": "go ahead"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let mut decided = rx.next_n(2).await;
+    decided.sort_by(|a, b| a.hook.cmp(&b.hook));
+    for g in &decided {
+        assert_eq!(g.header("x-porthole-event"), "decision");
+        g.assert_signed(if g.hook == "chat" { SECRET_B } else { SECRET_A });
+    }
+    let body = decided[0].json();
+    assert_eq!(body["data"]["id"], id.as_str());
+    assert_eq!(body["data"]["state"], "approved");
+    let text = body["text"].as_str().unwrap();
+    assert!(text.contains("alice") && text.contains("bob"), "{text}");
+    assert_eq!(decided[1].json()["text"], text);
+
+    // alice starts a session under the grant: only the webhook that wants sessions is told.
+    let session = alice.open(NODE, reason).await;
+    let started = rx.next().await;
+    assert_eq!(started.hook, "audit-sink");
+    assert_eq!(started.header("x-porthole-event"), "session");
+    started.assert_signed(SECRET_A);
+    let text = started.json()["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("alice") && text.contains(&session), "{text}");
+
+    let mut api = signed_in("audrey", "auditors").await;
+    let listed = deliveries_until(&mut api, "delivered", |l| l.len() == 5).await;
+    let topics: Vec<&str> = listed
+        .iter()
+        .map(|d| d["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        topics.iter().filter(|t| **t == "session").count(),
+        1,
+        "{topics:?}"
+    );
+    assert!(rx.got.try_recv().is_err(), "nothing more was sent");
+    gw.stop().await;
 }
