@@ -542,6 +542,25 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_come_from_the_environment_as_inline_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, HOOK_SECRET).unwrap();
+        let value = format!(
+            "[{{url = \"https://hooks.example.com/a\", secret_file = {:?}, events = [\"request\"]}}]",
+            secret.display().to_string()
+        );
+        let c = Config::from_toml_and_env(JWT, [("PORTHOLE_NOTIFY__WEBHOOKS".to_owned(), value)])
+            .unwrap();
+        let [hook] = c.notify.webhooks.as_slice() else {
+            panic!("one webhook: {:?}", c.notify.webhooks);
+        };
+        assert_eq!(hook.name, "webhook-1");
+        assert_eq!(hook.secret.expose(), HOOK_SECRET);
+        assert_eq!(hook.events, ["request"]);
+    }
+
+    #[test]
     fn a_configuration_built_in_code_is_checked_too() {
         let mut notify = NotifyConfig::default();
         notify.webhooks.push(WebhookConfig::new(
