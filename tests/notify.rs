@@ -4,7 +4,9 @@
 //! that was rolled back; a receiver that answers 500 is tried again on the schedule until it
 //! takes the delivery, or until the last attempt (then `failed` in `/api/v1/notifications` and
 //! `notify.failed` in the audit log, the URL's token in neither); and a delivery pending when
-//! its gateway stops is made by the next gateway on the database. End to end: a request made
+//! its gateway stops is made by the next gateway on the database; of two gateways claiming
+//! at once, each delivery goes to one, and an outcome recorded under a lapsed lease changes
+//! nothing. End to end: a request made
 //! through `POST /api/v1/requests`, its approval and the session started under the grant each
 //! reach the receiver.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -30,7 +32,8 @@ use porthole::gateway::identity::users::Role;
 use porthole::gateway::notify::{self, Notice, Topic};
 use porthole::gateway::policy::PolicyFile;
 use porthole::gateway::store::audit::{StoredEvent, kind};
-use porthole::gateway::store::db::now_ms;
+use porthole::gateway::store::db::{Db, now_ms};
+use porthole::gateway::store::notices::{self, NewNotice};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
@@ -40,6 +43,7 @@ both_backends!(a_failing_receiver_is_tried_again_until_it_takes_the_delivery);
 both_backends!(a_delivery_fails_after_its_last_attempt_and_says_why);
 both_backends!(pending_deliveries_are_made_by_the_next_gateway);
 both_backends!(requests_decisions_and_sessions_reach_the_receiver);
+both_backends!(a_delivery_is_claimed_by_one_gateway_at_a_time);
 
 const SECRET_A: &str = "secret-of-webhook-a-0123456789abcdef";
 const SECRET_B: &str = "secret-of-webhook-b-0123456789abcdef";
@@ -814,4 +818,124 @@ async fn requests_decisions_and_sessions_reach_the_receiver(backend: Backend) {
     );
     assert!(rx.got.try_recv().is_err(), "nothing more was sent");
     gw.stop().await;
+}
+
+/// Two gateways' workers (two pools on one database, each with its own write lock, as two
+/// processes have) claim at once: each delivery goes to one of them. A lease keeps a row from
+/// being claimed again until it lapses; an outcome recorded under a lapsed lease (the first
+/// claimer, late) changes nothing, under the current one it does.
+async fn a_delivery_is_claimed_by_one_gateway_at_a_time(backend: Backend) {
+    let kept = gateway::fresh_database(backend).await;
+    let a = Db::connect(&kept.url).await.unwrap();
+    a.migrate().await.unwrap();
+    let b = Db::connect(&kept.url).await.unwrap();
+    let now = now_ms();
+    let mut tx = a.begin_write().await.unwrap();
+    for i in 0..20 {
+        let id = format!("d-{i:02}");
+        notices::insert(
+            &mut tx,
+            &NewNotice {
+                id: &id,
+                webhook: "w",
+                topic: "request",
+                body: "{}",
+                created_at: now,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let lease = now + 60_000;
+    let (by_a, by_b) = tokio::join!(
+        notices::claim(&a, now, lease, 20),
+        notices::claim(&b, now, lease + 1, 20)
+    );
+    let (by_a, by_b) = (by_a.unwrap(), by_b.unwrap());
+    let mut ids: Vec<&str> = by_a.iter().chain(&by_b).map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        20,
+        "each once: {} by a, {} by b",
+        by_a.len(),
+        by_b.len()
+    );
+    assert_eq!(by_a.len() + by_b.len(), 20);
+    assert!(
+        by_a.iter()
+            .chain(&by_b)
+            .all(|c| c.attempts == 1 && c.body == "{}")
+    );
+    // Leased: not claimed again before the lease ends.
+    assert!(
+        notices::claim(&b, lease - 1, lease + 60_000, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The lease lapsed: claimed again, the second attempt, under a new lease.
+    let later = lease + 2;
+    let again = notices::claim(&b, later, later + 60_000, 20).await.unwrap();
+    assert_eq!(again.len(), 20);
+    assert!(
+        again
+            .iter()
+            .all(|c| c.attempts == 2 && c.lease == later + 60_000)
+    );
+    let old = by_a.first().or(by_b.first()).unwrap();
+    let mut tx = a.begin_write().await.unwrap();
+    assert!(
+        !notices::delivered(&mut tx, &old.id, old.lease, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !notices::failed(&mut tx, &old.id, old.lease, "late")
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    assert!(
+        !notices::retry_later(&a, &old.id, old.lease, later, "late")
+            .await
+            .unwrap()
+    );
+    let mut tx = b.begin_write().await.unwrap();
+    assert!(
+        notices::delivered(&mut tx, &old.id, later + 60_000, later)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let other = again.iter().find(|c| c.id != old.id).unwrap();
+    assert!(
+        notices::retry_later(&b, &other.id, other.lease, later + 5_000, "HTTP 502")
+            .await
+            .unwrap()
+    );
+
+    let all = notices::list(&a, notices::StateFilter::All, 200)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 20);
+    let row = |id: &str| all.iter().find(|d| d.id == id).unwrap();
+    let done = row(&old.id);
+    assert_eq!(
+        (done.state.as_str(), done.attempts, done.delivered_at),
+        ("delivered", 2, Some(later))
+    );
+    let waiting = row(&other.id);
+    assert_eq!(waiting.state, "pending");
+    assert_eq!(waiting.next_at, Some(later + 5_000));
+    assert_eq!(waiting.last_error.as_deref(), Some("HTTP 502"));
+    let pending = notices::StateFilter::parse("pending").unwrap();
+    assert_eq!(notices::list(&a, pending, 200).await.unwrap().len(), 19);
+    a.pool().close().await;
+    b.pool().close().await;
+    kept.drop_database().await;
 }

@@ -282,6 +282,27 @@ impl KeptDatabase {
     }
 }
 
+/// A fresh database without a gateway: SQLite in a temporary folder, or a new PostgreSQL
+/// database (not migrated).
+pub async fn fresh_database(backend: Backend) -> KeptDatabase {
+    let dir = tempfile::tempdir().unwrap();
+    match backend {
+        Backend::Sqlite => KeptDatabase {
+            url: format!("sqlite://{}", dir.path().join("porthole.db").display()),
+            postgres: None,
+            _dir: dir,
+        },
+        Backend::Postgres => {
+            let (url, name) = fresh_postgres().await;
+            KeptDatabase {
+                url,
+                postgres: Some((postgres_admin_url(), name)),
+                _dir: dir,
+            }
+        }
+    }
+}
+
 /// Starts an emulator and a gateway on the database `kept` (another gateway's, stopped);
 /// `configure` may change the rest.
 pub async fn start_on(kept: &KeptDatabase, configure: impl FnOnce(&mut Config)) -> Gateway {
