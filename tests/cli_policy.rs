@@ -499,3 +499,72 @@ fn check_takes_the_targets_account_offline() {
         "{out}"
     );
 }
+
+#[test]
+fn check_says_whether_approval_is_needed_and_who_can_give_it() {
+    let policy = r#"
+[[roles]]
+name = "prod"
+targets = [{ tags = ["env=prod"] }]
+[roles.approval]
+approvers = ["leads"]
+min_approvals = 2
+grant_seconds = 900
+
+[[roles]]
+name = "leads"
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), policy, "");
+    let add = |name: &str, role: &str| {
+        let mut child = porthole()
+            .args(["users", "add", name, "--role", role, "--config"])
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"correct horse battery\n")
+            .unwrap();
+        assert!(child.wait_with_output().unwrap().status.success());
+    };
+    add("alice", "prod");
+    let (code, out, err) = check(&config, &["alice", "i-1", "--tag", "env=prod"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("  approval: 2 approvals by leads, grants up to 900 s\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("APPROVAL  needed first (roles prod): 2 approvals by leads"),
+        "{out}"
+    );
+    assert!(
+        out.contains("APPROVERS none: no enabled user but alice holds leads"),
+        "{out}"
+    );
+    add("bob", "leads");
+    add("carol", "leads");
+    let (_, out, _) = check(&config, &["alice", "i-1", "--tag", "env=prod"]);
+    assert!(
+        out.contains("APPROVERS bob, carol (holders of leads; never alice for their own request)"),
+        "{out}"
+    );
+    let (_, out, _) = check(
+        &config,
+        &["dan", "i-1", "--tag", "env=prod", "--roles", "prod"],
+    );
+    assert!(
+        out.contains("APPROVERS holders of leads (leave out --roles"),
+        "{out}"
+    );
+    // A node the role does not select needs nothing: no approval lines.
+    let (code, out, _) = check(&config, &["alice", "i-1", "--tag", "env=dev"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("APPROVAL"), "{out}");
+}

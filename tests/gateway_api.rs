@@ -158,7 +158,7 @@ async fn targets_are_listed_by_role(backend: Backend) {
         *web,
         json!({"id": NODE, "name": "web-1", "platform": "Linux", "ping_status": "Online",
                "region": "us-east-1", "account": "",
-               "tags": {"Name": "web-1", "env": "prod", "team": "web"}})
+               "tags": {"Name": "web-1", "env": "prod", "team": "web"}, "approval": null})
     );
     let old = targets.iter().find(|t| t["id"] == OFFLINE_NODE).unwrap();
     assert_eq!(old["ping_status"], "ConnectionLost");

@@ -76,4 +76,54 @@ function wireSignOut() {
   });
 }
 
+/**
+ * Shows the navigation's Requests entry (hidden by the server) to approvers and to people who
+ * have asked for access. Once shown, it stays shown for this user in this tab without asking
+ * again.
+ */
+async function wireRequestsNav() {
+  const link = document.getElementById('nav-requests');
+  const user = document.getElementById('user-name')?.textContent ?? '';
+  if (!link || !link.hidden || !user) return;
+  const key = 'porthole.requests-nav';
+  try {
+    if (sessionStorage.getItem(key) === user) {
+      link.hidden = false;
+      return;
+    }
+  } catch {
+    // Storage turned off: ask every time.
+  }
+  const me = await api('GET', '/api/v1/me');
+  let show = me.ok && (me.data?.approver === true || me.data?.user?.approver === true);
+  if (me.ok && !show) {
+    const mine = await api('GET', '/api/v1/requests?state=all');
+    show = mine.ok && (mine.data?.requests ?? []).length > 0;
+  }
+  if (!show) return;
+  link.hidden = false;
+  try {
+    sessionStorage.setItem(key, user);
+  } catch {
+    // As above.
+  }
+}
+
+/** Shows the Requests entry now (the person just asked for access). */
+export function showRequestsNav() {
+  const link = document.getElementById('nav-requests');
+  if (link) link.hidden = false;
+}
+
+/** A time (ms since the epoch) in the browser's time zone: "14:05" today, else with the date. */
+export function localTime(ms) {
+  const at = new Date(ms);
+  if (Number.isNaN(at.getTime())) return '';
+  const today = new Date().toDateString() === at.toDateString();
+  return today
+    ? at.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
+    : at.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' });
+}
+
 wireSignOut();
+wireRequestsNav();

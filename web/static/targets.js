@@ -1,9 +1,10 @@
-// The targets page: the nodes from the API with a filter, and the reason prompt that opens a
-// session and goes to its terminal.
-import { api, errorMessage, showError, toSignIn } from './common.js';
-
-const MIN_REASON = 10;
-const MAX_REASON = 500;
+// The targets page: the nodes from the API with a filter, and per node either the reason
+// prompt that opens a session and goes to its terminal or, for a node that needs an approver's
+// yes (docs/approvals.md), where the person's access stands: granted (until when), asked for
+// (followed live until decided) or to ask for.
+import { api, errorMessage, localTime, showError, toSignIn } from './common.js';
+import { askAccess, followRequest, stateText } from './access.js';
+import { askReason } from './shell-prompt.js';
 
 const table = document.getElementById('targets');
 const tbody = table.querySelector('tbody');
@@ -14,15 +15,12 @@ const unavailable = document.getElementById('targets-unavailable');
 const accountHeader = table.querySelector('th.account');
 const canOpen = table.dataset.canOpen === 'true';
 
-const dialog = document.getElementById('reason-dialog');
-const form = document.getElementById('reason-form');
-const reason = document.getElementById('reason');
-const reasonCount = document.getElementById('reason-count');
-const reasonError = document.getElementById('reason-error');
-const submit = document.getElementById('reason-submit');
-
 let targets = [];
-let chosen = null;
+// The requests followed live, by request id: the function that stops following each.
+const following = new Map();
+// The newest request this page has seen of each target (by target id), with its decisions:
+// what the row says about it. Kept when the list is fetched again.
+const decided = new Map();
 // Whether the nodes come from several accounts ([[aws.accounts]]): then a column shows which.
 let accounts = false;
 
@@ -65,18 +63,175 @@ function row(t) {
   }
   tr.append(tags);
   const actions = cell('', 'actions');
-  const connect = document.createElement('button');
-  connect.type = 'button';
-  connect.className = 'connect primary small';
-  connect.textContent = 'Connect';
+  tr.append(actions);
+  fillActions(tr, t);
+  return tr;
+}
+
+function button(text, className, onClick) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = className;
+  b.textContent = text;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function note(text, className) {
+  const span = document.createElement('span');
+  span.className = `access-state ${className}`;
+  span.textContent = text;
+  return span;
+}
+
+/** The Connect button of `t`: disabled when the roles allow no sessions or the node is off. */
+function connectButton(t, options = {}) {
+  const online = t.ping_status === 'Online';
+  const connect = button('Connect', 'connect primary small', () => openShell(t, options));
   connect.disabled = !canOpen || !online;
   connect.title = !canOpen
     ? 'Your roles do not allow opening sessions'
     : online ? `Open a shell on ${t.name || t.id}` : `The node is ${t.ping_status}: its agent is not connected`;
-  connect.addEventListener('click', () => ask(t));
-  actions.append(connect);
-  tr.append(actions);
-  return tr;
+  return connect;
+}
+
+/**
+ * Where the person's access to `t` stands, as `tr.dataset.access`: `open` (no approval
+ * needed), `granted`, `pending`, the state of a request just decided against (`denied`,
+ * `expired`, `revoked`), or `none` (to ask for).
+ */
+function accessOf(t) {
+  const a = t.approval;
+  if (!a) return 'open';
+  if (a.grant) return 'granted';
+  if (a.request?.state === 'pending') return 'pending';
+  const last = decided.get(t.id);
+  if (last && last.state !== 'approved' && last.state !== 'pending') return last.state;
+  return 'none';
+}
+
+/** Fills the actions cell of `tr` for `t` from its access. */
+function fillActions(tr, t) {
+  const actions = tr.querySelector('td.actions');
+  const access = accessOf(t);
+  const last = decided.get(t.id);
+  tr.dataset.access = access;
+  const requestButton = () => button('Request access', 'request-access primary small', () => ask(t));
+  switch (access) {
+    case 'open':
+      actions.replaceChildren(connectButton(t));
+      break;
+    case 'granted': {
+      // Who approved (with their comments) when this page saw it happen; else until when.
+      const known = last?.state === 'approved' && last.id === t.approval.grant.request_id;
+      const until = note(
+        known ? stateText(last) : `Access until ${localTime(t.approval.grant.expires_at)}.`,
+        'granted',
+      );
+      actions.replaceChildren(until, connectButton(t, { grant: t.approval.grant }));
+      break;
+    }
+    case 'pending': {
+      const live = last?.id === t.approval.request.id ? last : null;
+      const state = note(live ? stateText(live) : 'Waiting for approval…', 'pending');
+      const parts = [state];
+      if (live?.may_revoke) parts.push(button('Withdraw', 'withdraw ghost small', () => withdraw(t, live)));
+      actions.replaceChildren(...parts);
+      follow(t.id, t.approval.request.id);
+      break;
+    }
+    case 'none':
+      actions.replaceChildren(requestButton());
+      break;
+    default:
+      // Decided against: say so, with the approver's comment, and offer to ask again.
+      actions.replaceChildren(note(stateText(last), `ended ${access}`), requestButton());
+  }
+}
+
+/** Shows what this page knows of `request` (of target `targetId`) in the target's row. */
+function record(targetId, request) {
+  const t = targets.find((x) => x.id === targetId);
+  if (!t) return;
+  decided.set(targetId, request);
+  if (t.approval) {
+    if (request.state === 'approved') {
+      t.approval.grant = { request_id: request.id, expires_at: request.expires_at };
+      t.approval.request = null;
+    } else if (request.state === 'pending') {
+      t.approval.request = { id: request.id, state: request.state };
+    } else if (t.approval.request?.id === request.id || t.approval.grant?.request_id === request.id) {
+      t.approval.request = null;
+      t.approval.grant = null;
+    }
+  }
+  refresh(t);
+}
+
+/** Fills the row of `t` again, if it is shown. */
+function refresh(t) {
+  const tr = tbody.querySelector(`tr[data-target="${CSS.escape(t.id)}"]`);
+  if (tr) fillActions(tr, t);
+}
+
+/** Follows a pending request (once), updating its target's row as it is decided. */
+function follow(targetId, requestId) {
+  if (following.has(requestId)) return;
+  const stop = followRequest(requestId, (request) => {
+    if (request && request.state === 'pending') {
+      record(targetId, request);
+      return;
+    }
+    following.delete(requestId);
+    if (request) {
+      record(targetId, request);
+    } else {
+      // Gone from view: the list knows best.
+      load();
+    }
+  });
+  following.set(requestId, stop);
+}
+
+/** Withdraws (revokes) the person's own pending request. */
+async function withdraw(t, request) {
+  if (!confirm(`Withdraw your request for access to ${t.name || t.id}?`)) return;
+  const result = await api('POST', `/api/v1/requests/${encodeURIComponent(request.id)}/revoke`, {});
+  if (result.status === 401) return toSignIn();
+  if (!result.ok) {
+    showError(listError, errorMessage(result, 'Withdrawing the request failed.'));
+    return;
+  }
+  showError(listError, '');
+  following.get(request.id)?.();
+  following.delete(request.id);
+  record(t.id, result.data);
+}
+
+/** The request form for `t`; a new request shows in its row at once, followed live. */
+function ask(t, reason) {
+  askAccess(t, {
+    reason,
+    onCreated: (request) => record(t.id, request),
+    onConflict: () => load(),
+  });
+}
+
+/** The reason prompt for `t`; a gateway that wants an approval first gets the request form. */
+function openShell(t, options = {}) {
+  askReason(t, {
+    grant: options.grant,
+    reason: decided.get(t.id)?.state === 'approved' ? decided.get(t.id).reason : undefined,
+    approvalRequired(target, reason) {
+      // The page thought no approval (or a grant) was needed: it was stale. Show the row as
+      // needing a request, ask for access with the reason already typed, and look again.
+      t.approval = { ...(t.approval ?? {}), grant: null, request: null };
+      decided.delete(t.id);
+      refresh(t);
+      ask(t, reason);
+      load();
+    },
+  });
 }
 
 function applyFilter() {
@@ -114,6 +269,14 @@ async function load() {
   }
   showError(listError, '');
   targets = result.data.targets ?? [];
+  // Follow only what is still pending in the new list.
+  const pending = new Set(targets.map((t) => t.approval?.request?.id).filter(Boolean));
+  for (const [id, stop] of following) {
+    if (!pending.has(id)) {
+      stop();
+      following.delete(id);
+    }
+  }
   accounts = targets.some((t) => t.account);
   accountHeader.hidden = !accounts;
   // Accounts or regions that did not answer: their nodes are missing from the list.
@@ -131,71 +294,6 @@ async function load() {
   }
   applyFilter();
 }
-
-// --- The reason prompt -----------------------------------------------------------------------
-
-function ask(target) {
-  chosen = target;
-  document.getElementById('reason-node').textContent = target.name || target.id;
-  document.getElementById('reason-target').textContent = target.id;
-  showError(reasonError, '');
-  submit.disabled = false;
-  submit.textContent = 'Open shell';
-  updateCount();
-  dialog.showModal();
-  reason.focus();
-}
-
-function updateCount() {
-  reasonCount.textContent = String(reason.value.trim().length);
-}
-
-/** What is wrong with the reason, or '' (the server checks the same rules). */
-function reasonProblem(text) {
-  const n = [...text].length;
-  if (n < MIN_REASON) return `Please give a reason of at least ${MIN_REASON} characters (${n} so far).`;
-  if (n > MAX_REASON) return `The reason may be at most ${MAX_REASON} characters (${n}).`;
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) return 'The reason must be one line, without control characters.';
-  return '';
-}
-
-reason.addEventListener('input', () => {
-  updateCount();
-  if (!reasonError.hidden && !reasonProblem(reason.value.trim())) showError(reasonError, '');
-});
-
-// Enter submits; Shift+Enter is not a new line either (reasons are one line).
-reason.addEventListener('keydown', (event) => {
-  if (event.key === 'Enter') {
-    event.preventDefault();
-    form.requestSubmit();
-  }
-});
-
-document.getElementById('reason-cancel').addEventListener('click', () => dialog.close());
-
-form.addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const text = reason.value.trim();
-  const problem = reasonProblem(text);
-  if (problem) {
-    showError(reasonError, problem);
-    reason.focus();
-    return;
-  }
-  showError(reasonError, '');
-  submit.disabled = true;
-  submit.textContent = 'Opening…';
-  const result = await api('POST', '/api/v1/sessions', { target: chosen.id, reason: text });
-  if (result.ok && result.data?.id) {
-    location.assign(`/sessions/${encodeURIComponent(result.data.id)}`);
-    return;
-  }
-  if (result.status === 401) return toSignIn();
-  submit.disabled = false;
-  submit.textContent = 'Open shell';
-  showError(reasonError, errorMessage(result, 'The session could not be opened.'));
-});
 
 filter.value = new URL(location.href).searchParams.get('q') ?? '';
 filter.addEventListener('input', applyFilter);

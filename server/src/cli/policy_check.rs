@@ -13,7 +13,7 @@ use crate::gateway::config::Config;
 use crate::gateway::facts::{Grants, Target, User};
 use crate::gateway::identity::users::{self, LocalRoles, RoleSource};
 use crate::gateway::policy::{
-    DEFAULT_DOCUMENT, Parameters, Policy, check_document, check_parameters,
+    DEFAULT_DOCUMENT, Parameters, Policy, check_document, check_parameters, holds_any,
 };
 use crate::gateway::store::db::Db;
 
@@ -72,7 +72,11 @@ pub async fn run(config: &Config, request: &CheckRequest) -> Result<CheckReport,
     );
     let mut text = format!("(roles {roles_from}; target {target_from})\n");
     text.push_str(&explanation.render());
-    let mut allowed = explanation.outcome().is_ok();
+    let outcome = explanation.outcome();
+    let mut allowed = outcome.is_ok();
+    if let Ok(Some(need)) = outcome.map(|d| d.approval) {
+        text.push_str(&who_approves(config, request, &user, &need.approvers).await?);
+    }
     if user.disabled {
         allowed = false;
         text.push_str(&format!(
@@ -81,6 +85,53 @@ pub async fn run(config: &Config, request: &CheckRequest) -> Result<CheckReport,
         ));
     }
     Ok(CheckReport { allowed, text })
+}
+
+/// Who can approve, in a line: the enabled users (from the users table) holding one of
+/// `approvers`, never `user` themselves.
+async fn who_approves(
+    config: &Config,
+    request: &CheckRequest,
+    user: &User,
+    approvers: &[String],
+) -> Result<String, String> {
+    let roles = approvers.join(" or ");
+    if request.roles.is_some() {
+        return Ok(format!(
+            "APPROVERS holders of {roles} (leave out --roles to list them)\n"
+        ));
+    }
+    let db = Db::connect(config.database.url.expose())
+        .await
+        .map_err(|e| e.to_string())?;
+    let listed = users::list(&db).await.map_err(|e| e.to_string());
+    db.pool().close().await;
+    let names: Vec<String> = listed?
+        .into_iter()
+        .filter(|u| !u.disabled && u.id != user.id)
+        .filter(|u| {
+            holds_any(
+                &User {
+                    roles: LocalRoles.roles_of(u),
+                    ..u.clone()
+                },
+                approvers,
+            )
+        })
+        .map(|u| u.name)
+        .collect();
+    Ok(if names.is_empty() {
+        format!(
+            "APPROVERS none: no enabled user but {} holds {roles}, so nobody can approve\n",
+            user.name
+        )
+    } else {
+        format!(
+            "APPROVERS {} (holders of {roles}; never {} for their own request)\n",
+            names.join(", "),
+            user.name
+        )
+    })
 }
 
 /// `--parameter name=value` flags as parameters, checked as the gateway checks a start's.

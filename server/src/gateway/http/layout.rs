@@ -78,6 +78,18 @@ pub fn encode_component(text: &str) -> String {
     out
 }
 
+/// `value` as JSON for a `<script type="application/json">` element, which the page's script
+/// reads with `JSON.parse(element.textContent)`. Script text is not HTML-decoded, so it goes
+/// into the template unescaped (`|safe`); `<`, `>` and `&` are written as `\u003c`, `\u003e`
+/// and `\u0026` so that no value can end the element (`</script>`) or open a comment.
+pub fn script_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| "null".to_owned())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 /// `next` when it is a path on this gateway (not another site, not a scheme-relative URL).
 pub fn local_path(next: Option<&String>) -> Option<String> {
     let next = next?;

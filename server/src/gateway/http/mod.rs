@@ -3,6 +3,7 @@
 //! request, call one function of the engine or identity, and turn its answer into a response;
 //! [`error::ApiError`] is the one place errors become responses.
 
+pub mod access_pages;
 pub mod attach;
 pub mod audit;
 pub mod auth;
@@ -89,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(metrics)
         .merge(pages::routes())
+        .merge(access_pages::routes())
         .route("/auth/oidc/login", get(sso::login))
         .route("/auth/oidc/callback", get(sso::callback))
         .route(crate::gateway::cluster::WHOAMI_PATH, get(internal::whoami))

@@ -11,7 +11,9 @@
 //!
 //! Routes: `/` (to `/targets` or `/login`), `/login`, `/targets`, `/sessions`,
 //! `/sessions/{id}` (the terminal), `/sessions/{id}/play[?t=SECONDS]` (the recording, in
-//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`. A page that needs a sign-in sends a
+//! asciinema-player), `/audit` (admins and auditors), `/assets/{*path}`. The pages of
+//! just-in-time access (`/requests`, `/requests/new`, `/connect/{target}`) are in
+//! `access_pages`, which uses this module's helpers. A page that needs a sign-in sends a
 //! browser without one to `/login?next=…`, which returns it there afterwards.
 
 use std::collections::HashMap;
@@ -248,7 +250,7 @@ struct ErrorPage {
 
 /// A page that could not be shown: an HTML error page with the status of the API error.
 #[derive(Debug)]
-struct PageError {
+pub(super) struct PageError {
     error: ApiError,
     layout: Box<Layout>,
 }
@@ -263,7 +265,7 @@ impl From<ApiError> for PageError {
 }
 
 impl PageError {
-    fn new(error: ApiError, signed: &SignedIn) -> Self {
+    pub(super) fn new(error: ApiError, signed: &SignedIn) -> Self {
         Self {
             error,
             layout: Box::new(Layout::signed_in(signed, "", "")),
@@ -290,7 +292,7 @@ impl IntoResponse for PageError {
     }
 }
 
-fn render(page: &impl Template) -> Response {
+pub(super) fn render(page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -301,7 +303,7 @@ fn render(page: &impl Template) -> Response {
 
 /// Why a page is not shown to a request.
 #[derive(Debug)]
-enum Denied {
+pub(super) enum Denied {
     /// Not signed in: to the sign-in page, which comes back here.
     SignIn(Redirect),
     /// The sign-in could not be checked.
@@ -318,7 +320,7 @@ impl IntoResponse for Denied {
 }
 
 /// The signed-in user of a page request.
-async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, Denied> {
+pub(super) async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, Denied> {
     match signed_in(state, &parts.headers, client_of(parts)).await {
         Ok(Some(signed)) => Ok(signed),
         Ok(None) => {
@@ -332,7 +334,7 @@ async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<SignedIn, De
 
 /// Node names by id, best effort: an empty map when AWS is slow or failing (pages then show
 /// ids only; the targets page reports such errors itself).
-async fn node_names(state: &AppState) -> HashMap<String, String> {
+pub(super) async fn node_names(state: &AppState) -> HashMap<String, String> {
     let engine = &state.engine;
     match tokio::time::timeout(NAMES_TIMEOUT, engine.targets.all(&engine.aws)).await {
         Ok(Ok(list)) => list
