@@ -220,6 +220,24 @@ impl Gateway {
         format!("{}{path}", self.url.replacen("http://", "ws://", 1))
     }
 
+    /// Stops the gateway (its live sessions end) but keeps its database, for another gateway
+    /// to start on ([`start_on`]); drop it with [`KeptDatabase::drop_database`].
+    pub async fn stop_keeping_database(mut self) -> KeptDatabase {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.state.engine.db.pool().close().await;
+        let dir = tempfile::tempdir().unwrap();
+        KeptDatabase {
+            url: self.state.config.database.url.expose().to_owned(),
+            postgres: self.postgres.take(),
+            _dir: std::mem::replace(&mut self._dir, dir),
+        }
+    }
+
     /// Stops the gateway (its live sessions end) and drops a PostgreSQL database it made.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -239,4 +257,60 @@ impl Gateway {
             .unwrap();
         }
     }
+}
+
+/// The database of a stopped gateway (and, for SQLite, the folder it is in).
+pub struct KeptDatabase {
+    /// Its URL.
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl KeptDatabase {
+    /// Drops the PostgreSQL database (SQLite's goes with its folder).
+    pub async fn drop_database(self) {
+        if let Some((admin_url, name)) = self.postgres {
+            let admin = Db::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// A fresh database without a gateway: SQLite in a temporary folder, or a new PostgreSQL
+/// database (not migrated).
+pub async fn fresh_database(backend: Backend) -> KeptDatabase {
+    let dir = tempfile::tempdir().unwrap();
+    match backend {
+        Backend::Sqlite => KeptDatabase {
+            url: format!("sqlite://{}", dir.path().join("porthole.db").display()),
+            postgres: None,
+            _dir: dir,
+        },
+        Backend::Postgres => {
+            let (url, name) = fresh_postgres().await;
+            KeptDatabase {
+                url,
+                postgres: Some((postgres_admin_url(), name)),
+                _dir: dir,
+            }
+        }
+    }
+}
+
+/// Starts an emulator and a gateway on the database `kept` (another gateway's, stopped);
+/// `configure` may change the rest.
+pub async fn start_on(kept: &KeptDatabase, configure: impl FnOnce(&mut Config)) -> Gateway {
+    let url = kept.url.clone();
+    // `Sqlite`: no fresh PostgreSQL database is made; the URL is the kept one either way.
+    start(Backend::Sqlite, move |config| {
+        config.database.url = Secret::new(url);
+        configure(config);
+    })
+    .await
 }

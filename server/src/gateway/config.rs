@@ -12,10 +12,12 @@ use serde::Deserialize;
 pub use super::policy::PolicyConfig;
 pub use cluster::ClusterConfig;
 pub use metrics::{LogFormat, MetricsConfig};
+pub use notify::{NotifyConfig, WebhookConfig, WebhookFormat};
 pub use sso::{OidcConfig, ProxyAuthConfig, ProxyMode, RoleMapping};
 
 pub mod cluster;
 pub mod metrics;
+pub mod notify;
 pub mod sso;
 
 /// The prefix of overriding environment variables.
@@ -105,10 +107,23 @@ fn read_secret_files(table: &mut toml::Table, path: &mut Vec<String>) -> Result<
         table.insert(base, toml::Value::String(text.to_owned()));
     }
     for (key, value) in table.iter_mut() {
-        if let toml::Value::Table(inner) = value {
-            path.push(key.clone());
-            read_secret_files(inner, path)?;
-            path.pop();
+        match value {
+            toml::Value::Table(inner) => {
+                path.push(key.clone());
+                read_secret_files(inner, path)?;
+                path.pop();
+            }
+            // `[[notify.webhooks]]`: each table by its position (`notify.webhooks[1].secret_file`).
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(inner) = item {
+                        path.push(format!("{key}[{i}]"));
+                        read_secret_files(inner, path)?;
+                        path.pop();
+                    }
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -118,14 +133,15 @@ fn read_secret_files(table: &mut toml::Table, path: &mut Vec<String>) -> Result<
 const NOT_TEXT: &str = "a secret must be text in quotes (the value is not shown)";
 
 /// Whether the key at `path` holds a secret (the database URL, the AWS access key id, the
-/// metrics bearer token, and every key whose name has `secret` in it): an environment override
-/// of one is always text.
+/// metrics bearer token, a webhook's URL, and every key whose name has `secret` in it): an
+/// environment override of one is always text.
 fn is_secret_key(path: &[String]) -> bool {
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     matches!(
         path.as_slice(),
         ["database", "url"] | ["aws", "access_key_id"] | ["metrics", "bearer_token"]
-    ) || path.last().is_some_and(|key| key.contains("secret"))
+    ) || matches!(path.as_slice(), ["notify", hook, "url"] if hook.starts_with("webhooks["))
+        || path.last().is_some_and(|key| key.contains("secret"))
 }
 
 impl Secret {
@@ -188,6 +204,9 @@ pub struct Config {
     /// `[metrics]`: `/metrics`, its token and its own listener.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[notify]`: webhooks told of access requests, and their retries.
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// The file this configuration was read from, when it was (set by the caller; relative
     /// `policy.file` paths start there, and inline roles are reloaded from it).
     #[serde(skip)]
@@ -763,6 +782,7 @@ impl Config {
         }
         self.recordings.validate()?;
         self.metrics.validate(self.server.listen)?;
+        self.notify.validate()?;
         if let Some(oidc) = &self.auth.oidc {
             oidc.validate()?;
         }

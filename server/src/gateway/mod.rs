@@ -10,6 +10,7 @@
 //! - [`cluster`]: this gateway among the others on the database: registration, signed
 //!   requests between gateways, the keys from `cluster.secret`.
 //! - [`identity`]: users, passwords, sign-in and its tokens.
+//! - [`notify`]: webhook notifications of access requests: the queue and its worker.
 //! - [`sessions`]: the session engine and what a live session runs.
 //! - [`http`]: routes, extractors, API handlers, the browser's WebSocket, pages.
 //! - this module: builds the state, runs the server and its background tasks ([`reload`]:
@@ -117,6 +118,8 @@ pub async fn serve_state(
     let sweeper = tokio::spawn(access::run(engine.clone(), state.clone()));
     let grants = tokio::spawn(sessions::approvals::run(engine.clone()));
     let watcher = reload::spawn_watcher(engine.policy.clone(), engine.db.clone());
+    // Webhook deliveries queued by any gateway on the database (`notify`).
+    let notifier = tokio::spawn(notify::run(engine.db.clone(), state.config.clone()));
     // `metrics.listen`: /metrics alone, until the gateway stops.
     let exporter = state.metrics.take_listener().map(|listener| {
         let app = http::metrics::router(state.clone());
@@ -174,6 +177,7 @@ pub async fn serve_state(
     sweeper.abort();
     grants.abort();
     watcher.abort();
+    notifier.abort();
     leftovers.abort();
     if let Some(exporter) = exporter {
         exporter.abort();

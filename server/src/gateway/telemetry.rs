@@ -49,6 +49,8 @@ pub const AWS_ERRORS: &str = "porthole_aws_errors_total";
 pub const DB_CONNECTIONS_IN_USE: &str = "porthole_db_connections_in_use";
 /// Gauge: browser WebSockets open, attached and observing (read at scrape time).
 pub const BROWSER_SOCKETS_OPEN: &str = "porthole_browser_sockets_open";
+/// Counter: webhook delivery attempts, by `result` ([`Delivery`]).
+pub const NOTIFICATIONS: &str = "porthole_notifications_total";
 
 /// The buckets of [`SESSION_START_SECONDS`].
 pub const START_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -268,6 +270,36 @@ impl Direction {
     }
 }
 
+/// What came of one webhook delivery attempt, as the `result` label of [`NOTIFICATIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// It failed; another attempt is due later.
+    Retried,
+    /// It failed and was the last (or its webhook is no longer configured).
+    Failed,
+}
+
+impl Delivery {
+    /// Every result.
+    pub const ALL: [Delivery; 3] = [Self::Delivered, Self::Retried, Self::Failed];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A webhook delivery attempt ended with `result`.
+pub fn notification(result: Delivery) {
+    metrics::counter!(NOTIFICATIONS, "result" => result.as_str()).increment(1);
+}
+
 /// A session started (`ok`), or failed after its start was recorded (`!ok`).
 pub fn session_started(ok: bool) {
     let result = if ok { "ok" } else { "failed" };
@@ -384,6 +416,10 @@ pub fn describe() {
         Unit::Seconds,
         "Seconds to append one audit event."
     );
+    describe_counter!(
+        NOTIFICATIONS,
+        "Webhook delivery attempts, by result (delivered, retried, failed)."
+    );
     describe_counter!(AWS_CALLS, "AWS API calls, by service and operation.");
     describe_counter!(
         AWS_ERRORS,
@@ -411,6 +447,9 @@ pub fn describe() {
     }
     for action in Denied::ALL {
         metrics::counter!(POLICY_DENIALS, "action" => action.as_str()).increment(0);
+    }
+    for result in Delivery::ALL {
+        metrics::counter!(NOTIFICATIONS, "result" => result.as_str()).increment(0);
     }
     for (service, operation) in AWS_OPERATIONS.iter().copied() {
         metrics::counter!(AWS_CALLS, "service" => service, "operation" => operation).increment(0);

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod internal;
 pub mod layout;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod pages;
 pub mod request_id;
@@ -73,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/requests/{id}/deny", post(requests::deny))
         .route("/api/v1/requests/{id}/revoke", post(requests::revoke))
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/notifications", get(notifications::list))
         .route("/api/v1/recordings/search", get(search::search))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .layer(SetResponseHeaderLayer::overriding(

@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attach, audit, auth, requests, search, sessions, targets};
+use super::{attach, audit, auth, notifications, requests, search, sessions, targets};
 
 /// The API.
 #[derive(OpenApi)]
@@ -36,6 +36,7 @@ use super::{attach, audit, auth, requests, search, sessions, targets};
         requests::deny,
         requests::revoke,
         audit::list,
+        notifications::list,
         search::search,
         openapi_json,
     ),

@@ -11,6 +11,7 @@ use crate::gateway::aws::targets::Unavailable;
 use crate::gateway::facts::Target;
 use crate::gateway::sessions::live::Stats;
 use crate::gateway::store::audit::StoredEvent;
+use crate::gateway::store::notices::Delivery;
 use crate::gateway::store::search::Match;
 use crate::gateway::store::sessions::SessionView;
 
@@ -210,6 +211,13 @@ pub struct AuditPage {
     pub events: Vec<StoredEvent>,
     /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/notifications`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationList {
+    /// Newest first.
+    pub deliveries: Vec<Delivery>,
 }
 
 /// `GET /api/v1/recordings/search`.

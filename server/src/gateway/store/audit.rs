@@ -81,6 +81,13 @@ pub mod kind {
     pub const ACCESS_REVOKE: &str = "access.revoke";
     /// A request lapsed undecided, or a grant ran out.
     pub const ACCESS_EXPIRE: &str = "access.expire";
+    /// A webhook took a notification (answered 2xx); the detail names the delivery, the
+    /// webhook, the topic and the attempts it took.
+    pub const NOTIFY_DELIVERED: &str = "notify.delivered";
+    /// A notification was given up after its last attempt (or its webhook was no longer
+    /// configured); the detail names the delivery, the webhook, the topic, the attempts and
+    /// the last error.
+    pub const NOTIFY_FAILED: &str = "notify.failed";
 
     /// The types above, for the audit page's suggestions (a type missing here can still be
     /// typed into the filter).
@@ -110,6 +117,8 @@ pub mod kind {
         USER_DISABLE,
         USER_ENABLE,
         USER_PASSWORD,
+        NOTIFY_DELIVERED,
+        NOTIFY_FAILED,
     ];
 }
 
