@@ -571,7 +571,8 @@ findInput.addEventListener('keydown', (event) => {
 window.addEventListener(
   'keydown',
   (event) => {
-    if (event.ctrlKey && event.shiftKey && !event.altKey && (event.code === 'KeyF' || event.key === 'F' || event.key === 'f')) {
+    const isF = event.code === 'KeyF' || event.key === 'F' || event.key === 'f';
+    if (event.ctrlKey && event.shiftKey && !event.altKey && isF) {
       event.preventDefault();
       event.stopPropagation();
       openFind();
