@@ -42,6 +42,7 @@ async fn the_document_names_every_api_route() {
         ("DELETE", "/api/v1/sessions/{id}"),
         ("GET", "/api/v1/audit"),
         ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/me/settings"),
         ("GET", "/api/v1/notifications"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/recordings/search"),
@@ -59,6 +60,7 @@ async fn the_document_names_every_api_route() {
         ("POST", "/api/v1/requests/{id}/deny"),
         ("POST", "/api/v1/requests/{id}/revoke"),
         ("POST", "/api/v1/sessions"),
+        ("PUT", "/api/v1/me/settings"),
     ];
     let want: Vec<(String, String)> = want
         .iter()

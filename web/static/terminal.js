@@ -18,7 +18,8 @@ import { Terminal } from './vendor/xterm/xterm.mjs';
 import { FitAddon } from './vendor/xterm/addon-fit.mjs';
 import { WebLinksAddon } from './vendor/xterm/addon-web-links.mjs';
 import { Unicode11Addon } from './vendor/xterm/addon-unicode11.mjs';
-import { api, errorMessage, toSignIn } from './common.js';
+import { SearchAddon } from './vendor/xterm/addon-search.mjs';
+import { api, errorMessage, showError, toSignIn } from './common.js';
 
 /** WebSocket close codes of the gateway (server/src/gateway/attach.rs). */
 const CLOSE_SESSION_ENDED = 4000;
@@ -100,6 +101,23 @@ function hideBanner() {
 
 // --- The terminal ----------------------------------------------------------------------------
 
+/** The colours of each theme (the person's `theme` setting). */
+const THEMES = {
+  dark: {
+    background: '#0d1117',
+    foreground: '#e6edf3',
+    cursor: '#e6edf3',
+    selectionBackground: '#264f78',
+  },
+  light: {
+    background: '#ffffff',
+    foreground: '#1f2328',
+    cursor: '#1f2328',
+    cursorAccent: '#ffffff',
+    selectionBackground: '#b6d7ff',
+  },
+};
+
 const term = new Terminal({
   allowProposedApi: true, // the unicode API that Unicode11Addon uses
   cursorBlink: true,
@@ -107,18 +125,15 @@ const term = new Terminal({
   fontFamily: '"DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, "Liberation Mono", monospace',
   fontSize: 14,
   scrollback: 5000,
-  theme: {
-    background: '#0d1117',
-    foreground: '#e6edf3',
-    cursor: '#e6edf3',
-    selectionBackground: '#264f78',
-  },
+  theme: THEMES.dark,
   disableStdin: observing,
 });
 const fit = new FitAddon();
 term.loadAddon(fit);
 term.loadAddon(new WebLinksAddon());
 term.loadAddon(new Unicode11Addon());
+const search = new SearchAddon();
+term.loadAddon(search);
 term.unicode.activeVersion = '11';
 term.open(document.getElementById('terminal'));
 // For tests and debugging from the console (the page's own module; no inline script).
@@ -370,7 +385,205 @@ terminateButton?.addEventListener('click', async () => {
   // The gateway's "closed" message ends the page.
 });
 
+// --- Settings (GET/PUT /api/v1/me/settings, kept per person by the gateway) -----------------
+
+const settingsPanel = document.getElementById('settings-panel');
+const settingsOpen = document.getElementById('settings-open');
+const settingsStatus = document.getElementById('settings-status');
+const settingsError = document.getElementById('settings-error');
+const termHost = document.getElementById('terminal');
+/** What the bell does: none, visual or sound. */
+let bell = 'none';
+let audio = null;
+
+/** Applies the settings object the API answered to the terminal, at once. */
+function applySettings(s) {
+  if (!s || typeof s !== 'object') return;
+  const theme = THEMES[s.theme] ? s.theme : 'dark';
+  term.options.fontSize = s.font_size;
+  term.options.theme = THEMES[theme];
+  term.options.cursorStyle = s.cursor_style;
+  term.options.scrollback = s.scrollback;
+  term.options.screenReaderMode = Boolean(s.screen_reader);
+  bell = s.bell;
+  root.dataset.theme = theme;
+  for (const [key, value] of Object.entries(s)) {
+    const input = document.getElementById(`set-${key}`);
+    if (!input) continue;
+    if (input.type === 'checkbox') input.checked = Boolean(value);
+    else input.value = String(value);
+  }
+  scheduleFit();
+  // For tests: the settings of this page are the person's (not the defaults of the page).
+  root.dataset.settings = 'applied';
+}
+
+/** The settings panel's values, as the API takes them. */
+function settingsOfForm() {
+  const value = (key) => document.getElementById(`set-${key}`);
+  return {
+    font_size: Number(value('font_size').value),
+    theme: value('theme').value,
+    cursor_style: value('cursor_style').value,
+    scrollback: Number(value('scrollback').value),
+    bell: value('bell').value,
+    screen_reader: value('screen_reader').checked,
+  };
+}
+
+async function saveSettings() {
+  showError(settingsError, '');
+  settingsStatus.textContent = 'Saving…';
+  const result = await api('PUT', '/api/v1/me/settings', settingsOfForm());
+  if (result.status === 401) return toSignIn();
+  if (!result.ok) {
+    settingsStatus.textContent = '';
+    showError(settingsError, errorMessage(result, 'Saving the settings failed.'));
+    return;
+  }
+  applySettings(result.data);
+  settingsStatus.textContent = 'Saved';
+}
+
+async function loadSettings() {
+  const result = await api('GET', '/api/v1/me/settings');
+  if (result.ok) applySettings(result.data);
+  else root.dataset.settings = 'defaults';
+}
+
+function toggleSettings(open = settingsPanel.hidden) {
+  settingsPanel.hidden = !open;
+  settingsOpen.setAttribute('aria-expanded', String(open));
+  settingsStatus.textContent = '';
+  if (open) document.getElementById('set-font_size').focus();
+  else term.focus();
+  scheduleFit();
+}
+
+settingsOpen.addEventListener('click', () => toggleSettings());
+document.getElementById('settings-close').addEventListener('click', () => toggleSettings(false));
+settingsPanel.addEventListener('submit', (event) => {
+  event.preventDefault();
+  saveSettings();
+});
+// A choice from a list or the checkbox is saved as soon as it is made.
+for (const input of settingsPanel.querySelectorAll('select, input[type="checkbox"]')) {
+  input.addEventListener('change', saveSettings);
+}
+settingsPanel.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') toggleSettings(false);
+});
+
+term.onBell(() => {
+  if (bell === 'visual') {
+    termHost.classList.remove('bell-flash');
+    void termHost.offsetWidth; // restart the flash
+    termHost.classList.add('bell-flash');
+    setTimeout(() => termHost.classList.remove('bell-flash'), 150);
+  } else if (bell === 'sound') {
+    try {
+      audio ??= new AudioContext();
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      gain.gain.value = 0.05;
+      tone.frequency.value = 880;
+      tone.connect(gain).connect(audio.destination);
+      tone.start();
+      tone.stop(audio.currentTime + 0.08);
+    } catch {
+      // No audio here: the bell stays silent.
+    }
+  }
+});
+
+// --- Find in the scrollback (xterm.js's search addon) ----------------------------------------
+
+const findBar = document.getElementById('find-bar');
+const findInput = document.getElementById('find-input');
+const findCount = document.getElementById('find-count');
+/** How matches are highlighted (the addon wants #RRGGBB colours). */
+const FIND_OPTIONS = {
+  decorations: {
+    matchBackground: '#5c4813',
+    matchBorder: '#d29922',
+    matchOverviewRuler: '#d29922',
+    activeMatchBackground: '#9e6a03',
+    activeMatchBorder: '#f2cc60',
+    activeMatchColorOverviewRuler: '#f2cc60',
+  },
+};
+
+search.onDidChangeResults(({ resultIndex, resultCount }) => {
+  findBar.dataset.count = String(resultCount);
+  findBar.dataset.index = String(resultIndex);
+  if (!findInput.value) findCount.textContent = '';
+  else if (resultCount === 0) findCount.textContent = 'No matches';
+  else if (resultIndex < 0) findCount.textContent = `${resultCount}+ matches`;
+  else findCount.textContent = `${resultIndex + 1} of ${resultCount}`;
+});
+
+function openFind() {
+  findBar.hidden = false;
+  findInput.focus();
+  findInput.select();
+  scheduleFit();
+}
+
+function closeFind() {
+  search.clearDecorations();
+  term.clearSelection();
+  findBar.hidden = true;
+  findCount.textContent = '';
+  scheduleFit();
+  term.focus();
+}
+
+function find(backwards, incremental = false) {
+  const text = findInput.value;
+  if (!text) {
+    search.clearDecorations();
+    findCount.textContent = '';
+    return;
+  }
+  const found = backwards
+    ? search.findPrevious(text, FIND_OPTIONS)
+    : search.findNext(text, { ...FIND_OPTIONS, incremental });
+  if (!found) findCount.textContent = 'No matches';
+}
+
+document.getElementById('find-open').addEventListener('click', openFind);
+document.getElementById('find-next').addEventListener('click', () => find(false));
+document.getElementById('find-prev').addEventListener('click', () => find(true));
+document.getElementById('find-close').addEventListener('click', closeFind);
+findBar.addEventListener('submit', (event) => event.preventDefault());
+findInput.addEventListener('input', () => find(false, true));
+findInput.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter') {
+    event.preventDefault();
+    find(event.shiftKey);
+  } else if (event.key === 'Escape') {
+    event.preventDefault();
+    closeFind();
+  }
+});
+// Ctrl+Shift+F anywhere on the page, the terminal included: caught before xterm.js sees it
+// (capture phase), so it is not sent to the shell.
+window.addEventListener(
+  'keydown',
+  (event) => {
+    const isF = event.code === 'KeyF' || event.key === 'F' || event.key === 'f';
+    if (event.ctrlKey && event.shiftKey && !event.altKey && isF) {
+      event.preventDefault();
+      event.stopPropagation();
+      openFind();
+    }
+  },
+  true,
+);
+
 // --- Start -----------------------------------------------------------------------------------
+
+loadSettings();
 
 if (data.live !== 'true') {
   sessionEnded(data.endReason || `the session is ${data.state}`, endedAt);

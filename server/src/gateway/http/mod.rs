@@ -22,6 +22,7 @@ pub mod requests;
 pub mod schemas;
 pub mod search;
 pub mod sessions;
+pub mod settings;
 pub mod sso;
 pub mod state;
 pub mod targets;
@@ -54,6 +55,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
+        .route(
+            "/api/v1/me/settings",
+            get(settings::get_settings).put(settings::put_settings),
+        )
         .route("/api/v1/targets", get(targets::list))
         .route(
             "/api/v1/sessions",

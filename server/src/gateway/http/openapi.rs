@@ -7,7 +7,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attach, audit, auth, notifications, requests, search, sessions, targets};
+use super::{
+    attach, audit, auth, notifications, requests, search, sessions, settings, targets,
+};
 
 /// The API.
 #[derive(OpenApi)]
@@ -22,6 +24,8 @@ use super::{attach, audit, auth, notifications, requests, search, sessions, targ
         auth::login,
         auth::logout,
         auth::me,
+        settings::get_settings,
+        settings::put_settings,
         targets::list,
         sessions::create,
         sessions::list,

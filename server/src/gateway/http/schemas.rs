@@ -228,3 +228,83 @@ pub struct SearchResult {
     /// Whether there were more than `limit`.
     pub more: bool,
 }
+
+/// `dark` or `light`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Theme {
+    /// Light text on a dark background.
+    Dark,
+    /// Dark text on a light background.
+    Light,
+}
+
+/// The cursor's shape.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CursorStyle {
+    /// A block.
+    Block,
+    /// A vertical bar.
+    Bar,
+    /// A line under the character.
+    Underline,
+}
+
+/// What the terminal's bell does.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Bell {
+    /// Nothing.
+    None,
+    /// The terminal flashes.
+    Visual,
+    /// A short tone.
+    Sound,
+}
+
+/// `GET` and `PUT /api/v1/me/settings`: the person's terminal settings, every key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingsView {
+    /// Font size in CSS pixels.
+    #[schema(minimum = 8, maximum = 32)]
+    pub font_size: i64,
+    /// The colours.
+    pub theme: Theme,
+    /// The cursor's shape.
+    pub cursor_style: CursorStyle,
+    /// Lines kept above the screen.
+    #[schema(minimum = 100, maximum = 100000)]
+    pub scrollback: i64,
+    /// What the bell does.
+    pub bell: Bell,
+    /// xterm.js's screen reader mode.
+    pub screen_reader: bool,
+}
+
+/// `PUT /api/v1/me/settings`: some of the keys; one left out keeps its value, `null` puts it
+/// back to its default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// Font size in CSS pixels (default 14).
+    #[schema(minimum = 8, maximum = 32)]
+    #[serde(default)]
+    pub font_size: Option<i64>,
+    /// The colours (default `dark`).
+    #[serde(default)]
+    pub theme: Option<Theme>,
+    /// The cursor's shape (default `block`).
+    #[serde(default)]
+    pub cursor_style: Option<CursorStyle>,
+    /// Lines kept above the screen (default 5000).
+    #[schema(minimum = 100, maximum = 100000)]
+    #[serde(default)]
+    pub scrollback: Option<i64>,
+    /// What the bell does (default `none`).
+    #[serde(default)]
+    pub bell: Option<Bell>,
+    /// xterm.js's screen reader mode (default false).
+    #[serde(default)]
+    pub screen_reader: Option<bool>,
+}

@@ -5,6 +5,7 @@
 pub mod login;
 pub mod oidc;
 pub mod proxy;
+pub mod settings;
 pub mod sso;
 pub mod tokens;
 pub mod users;
@@ -16,7 +17,7 @@ use self::users::{LocalRoles, RoleSource};
 use crate::gateway::config::{AuthConfig, Config};
 use crate::gateway::facts::User;
 use crate::gateway::policy::PolicyHandle;
-use crate::gateway::store::db::Db;
+use crate::gateway::store::db::{Db, DbError};
 
 /// What signing people in needs.
 #[derive(Debug)]
@@ -86,5 +87,43 @@ impl Identity {
         user.roles = self.role_source.roles_of(&user);
         user.grants = self.policy.current().grants(&user.roles);
         user
+    }
+}
+
+/// Why a change of settings was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The change names an unknown key or a bad value; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] settings::Invalid),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl Identity {
+    /// The settings of user `user_id`, defaults filled in.
+    pub async fn settings(&self, user_id: i64) -> Result<settings::Settings, DbError> {
+        Ok(crate::gateway::store::settings::load(&self.db, user_id)
+            .await?
+            .map(|text| settings::Settings::from_stored(&text))
+            .unwrap_or_default())
+    }
+
+    /// Applies `change` (a JSON object of some keys, see [`settings::Settings::apply`]) to
+    /// user `user_id`'s settings and stores the result, which it returns; a bad change stores
+    /// nothing.
+    pub async fn save_settings(
+        &self,
+        user_id: i64,
+        change: &serde_json::Value,
+    ) -> Result<settings::Settings, SettingsError> {
+        // Read, change, write without another write of this process in between (two tabs
+        // saving different keys at once both keep theirs).
+        let _writing = self.db.lock_writes().await;
+        let next = self.settings(user_id).await?.apply(change)?;
+        crate::gateway::store::settings::save(&self.db, user_id, &next.to_json().to_string())
+            .await?;
+        Ok(next)
     }
 }

@@ -9,6 +9,7 @@
 //! - [`requests`]: access requests, their approvals and denials, and the grants they make.
 //! - [`recordings`]: where finished recordings are kept (the local folder or an S3 bucket).
 //! - [`search`]: the `recording_lines` table and the search over it.
+//! - [`settings`]: the `user_settings` table (each person's settings, as JSON text).
 
 pub mod audit;
 pub mod db;
@@ -18,3 +19,4 @@ pub mod recordings;
 pub mod requests;
 pub mod search;
 pub mod sessions;
+pub mod settings;
