@@ -172,8 +172,13 @@ macro_rules! search_sql {
     };
 }
 
-/// Every line (both backends; PostgreSQL picks its index here unless told not to).
-const SCAN_SQL: &str = search_sql!("recording_lines l");
+/// [`find`]'s statement where no index of ours is read by name: every query on PostgreSQL
+/// (which picks its trigram index itself), queries shorter than [`MIN_INDEXED_CHARS`] on
+/// SQLite.
+const PLANNED_SQL: &str = search_sql!("recording_lines l");
+/// [`scan`]'s statement: the same, as a text of its own, so that PostgreSQL prepares it apart
+/// and no plan made for one serves the other.
+const SCAN_SQL: &str = search_sql!("recording_lines l /* every line */");
 /// SQLite: the lines whose trigrams match the phrase `$5`, found first (`CROSS JOIN` keeps
 /// that order), then checked like the scan.
 const SQLITE_INDEXED_SQL: &str = search_sql!(
@@ -245,6 +250,13 @@ async fn run(
         .execute(&mut *tx)
         .await
         .map_err(|e| DbError::new("limit the search's time", e))?;
+        // Planned for each search with its own pattern: a generic plan, made for any pattern,
+        // can read the trigram index once per session (PostgreSQL switches to one after five
+        // runs of a prepared statement when it looks no costlier).
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::new("plan the search", e))?;
         if plan == Plan::Scan {
             // The trigram index is GIN, read only through bitmap scans.
             sqlx::query("SET LOCAL enable_bitmapscan = off")
@@ -256,10 +268,10 @@ async fn run(
     let indexed = plan == Plan::Indexed
         && db.backend() == Backend::Sqlite
         && q.chars().count() >= MIN_INDEXED_CHARS;
-    let query = if indexed {
-        sqlx::query(SQLITE_INDEXED_SQL)
-    } else {
-        sqlx::query(SCAN_SQL)
+    let query = match (plan, indexed) {
+        (Plan::Scan, _) => sqlx::query(SCAN_SQL),
+        (Plan::Indexed, true) => sqlx::query(SQLITE_INDEXED_SQL),
+        (Plan::Indexed, false) => sqlx::query(PLANNED_SQL),
     };
     let query = query
         .bind(i64::from(reader.everyone))
