@@ -649,7 +649,7 @@ fn the_index_answers_like_the_scan(backend: Backend) {
             for text in own.iter().chain(&others) {
                 let chars: Vec<char> = text.chars().collect();
                 for len in [3, 4] {
-                    if chars.len() >= len + 1 {
+                    if chars.len() > len {
                         let piece: String = chars[1..=len].iter().collect();
                         queries.push(swap_ascii_case(&piece));
                     }
