@@ -2,6 +2,16 @@
 //! indexer, and the search itself ([`find`]): `LIKE` on the lower-cased line, the query's `%`,
 //! `_` and `!` escaped (they match literally), every value bound, only sessions the caller may
 //! read.
+//!
+//! An index keeps the search from reading every line (migration 0009):
+//! - SQLite: an FTS5 table of the lines' trigrams (`recording_lines_fts`, kept in step by
+//!   triggers). For a query of [`MIN_INDEXED_CHARS`] characters or more, the index gives the
+//!   candidate lines and each is checked with the scan's own `LIKE`, so the answer is exactly
+//!   the scan's (the index folds Unicode case, the `LIKE` only ASCII: it may give more
+//!   candidates, never fewer). A shorter query reads every line, as a trigram needs 3.
+//! - PostgreSQL: a GIN trigram index (pg_trgm) on `LOWER(line)`, which the same statement uses.
+//!
+//! [`scan`] is the search without the index, kept to check that both answer the same.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -17,6 +27,8 @@ pub const MAX_QUERY_CHARS: usize = 200;
 pub const DEFAULT_LIMIT: i64 = 50;
 /// … the most.
 pub const MAX_LIMIT: i64 = 500;
+/// Shortest query, in characters, that SQLite's trigram index serves.
+pub const MIN_INDEXED_CHARS: usize = 3;
 
 /// One line of output and when it began.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,15 +155,84 @@ pub struct Reader {
     pub everyone: bool,
 }
 
+/// The search's statement, reading the lines from `$lines` (which names them `l`). One text
+/// for every plan, so that they can only differ in which lines they read.
+macro_rules! search_sql {
+    ($lines:literal) => {
+        concat!(
+            "SELECT l.session_id, l.offset_ms, l.line, u.name, s.target, s.reason FROM ",
+            $lines,
+            " JOIN sessions s ON s.id = l.session_id \
+             JOIN users u ON u.id = s.user_id \
+             WHERE (s.user_id = $2 OR ($1 = 1 AND s.state NOT IN ('starting', 'active'))) \
+             AND LOWER(l.line) LIKE LOWER($3) ESCAPE '!' \
+             ORDER BY s.started_at DESC, l.session_id, l.seq \
+             LIMIT $4"
+        )
+    };
+}
+
+/// [`find`]'s statement where no index of ours is read by name: every query on PostgreSQL
+/// (which picks its trigram index itself), queries shorter than [`MIN_INDEXED_CHARS`] on
+/// SQLite.
+const PLANNED_SQL: &str = search_sql!("recording_lines l");
+/// [`scan`]'s statement: the same, as a text of its own, so that PostgreSQL prepares it apart
+/// and no plan made for one serves the other.
+const SCAN_SQL: &str = search_sql!("recording_lines l /* every line */");
+/// SQLite: the lines whose trigrams match the phrase `$5`, found first (`CROSS JOIN` keeps
+/// that order), then checked like the scan.
+const SQLITE_INDEXED_SQL: &str = search_sql!(
+    "(SELECT rowid AS id FROM recording_lines_fts WHERE recording_lines_fts MATCH $5) f \
+     CROSS JOIN recording_lines l ON l.id = f.id"
+);
+
+/// How [`run`] finds the lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// With the index where it serves the query.
+    Indexed,
+    /// Reading every line.
+    Scan,
+}
+
+/// An FTS5 query matching `text` as one phrase: in double quotes, its own doubled. Within a
+/// phrase, no character of the text is an operator.
+pub fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
 /// Lines containing `q` (case-insensitive: ASCII on SQLite, all letters on PostgreSQL) in the
 /// sessions `reader` may read, newest session first, in order within a session; at most
-/// `limit`, and whether there were more.
+/// `limit`, and whether there were more. Uses the trigram index (see the module's doc).
 pub async fn find(
     db: &Db,
     reader: Reader,
     q: &str,
     limit: i64,
     timeout: std::time::Duration,
+) -> Result<(Vec<Match>, bool), DbError> {
+    run(db, reader, q, limit, timeout, Plan::Indexed).await
+}
+
+/// [`find`] without the index: every line is read. The reference the index is checked
+/// against (tests and the benchmark).
+pub async fn scan(
+    db: &Db,
+    reader: Reader,
+    q: &str,
+    limit: i64,
+    timeout: std::time::Duration,
+) -> Result<(Vec<Match>, bool), DbError> {
+    run(db, reader, q, limit, timeout, Plan::Scan).await
+}
+
+async fn run(
+    db: &Db,
+    reader: Reader,
+    q: &str,
+    limit: i64,
+    timeout: std::time::Duration,
+    plan: Plan,
 ) -> Result<(Vec<Match>, bool), DbError> {
     // PostgreSQL cancels the scan itself after `timeout`; SQLite cannot, so the caller stops
     // waiting instead.
@@ -169,24 +250,43 @@ pub async fn find(
         .execute(&mut *tx)
         .await
         .map_err(|e| DbError::new("limit the search's time", e))?;
+        // Planned for each search with its own pattern: a generic plan, made for any pattern,
+        // can read the trigram index once per session (PostgreSQL switches to one after five
+        // runs of a prepared statement when it looks no costlier).
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::new("plan the search", e))?;
+        if plan == Plan::Scan {
+            // The trigram index is GIN, read only through bitmap scans.
+            sqlx::query("SET LOCAL enable_bitmapscan = off")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::new("plan the search", e))?;
+        }
     }
-    let rows = sqlx::query(
-        "SELECT l.session_id, l.offset_ms, l.line, u.name, s.target, s.reason \
-         FROM recording_lines l \
-         JOIN sessions s ON s.id = l.session_id \
-         JOIN users u ON u.id = s.user_id \
-         WHERE (s.user_id = $2 OR ($1 = 1 AND s.state NOT IN ('starting', 'active'))) \
-         AND LOWER(l.line) LIKE LOWER($3) ESCAPE '!' \
-         ORDER BY s.started_at DESC, l.session_id, l.seq \
-         LIMIT $4",
-    )
-    .bind(i64::from(reader.everyone))
-    .bind(reader.user_id)
-    .bind(like_pattern(q))
-    .bind(limit + 1)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(|e| DbError::new("search recordings", e))?;
+    let indexed = plan == Plan::Indexed
+        && db.backend() == Backend::Sqlite
+        && q.chars().count() >= MIN_INDEXED_CHARS;
+    let query = match (plan, indexed) {
+        (Plan::Scan, _) => sqlx::query(SCAN_SQL),
+        (Plan::Indexed, true) => sqlx::query(SQLITE_INDEXED_SQL),
+        (Plan::Indexed, false) => sqlx::query(PLANNED_SQL),
+    };
+    let query = query
+        .bind(i64::from(reader.everyone))
+        .bind(reader.user_id)
+        .bind(like_pattern(q))
+        .bind(limit + 1);
+    let query = if indexed {
+        query.bind(fts_phrase(q))
+    } else {
+        query
+    };
+    let rows = query
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| DbError::new("search recordings", e))?;
     // Read only: nothing to keep.
     tx.rollback()
         .await
@@ -217,6 +317,12 @@ mod tests {
     fn like_metacharacters_are_escaped() {
         assert_eq!(like_pattern("100%_done!"), "%100!%!_done!!%");
         assert_eq!(like_pattern("plain"), "%plain%");
+    }
+
+    #[test]
+    fn fts_phrases_quote_the_whole_text() {
+        assert_eq!(fts_phrase("disk full"), "\"disk full\"");
+        assert_eq!(fts_phrase("say \"hi\" OR x*"), "\"say \"\"hi\"\" OR x*\"");
     }
 
     #[test]
