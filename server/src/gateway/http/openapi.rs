@@ -7,9 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{
-    attach, audit, auth, notifications, requests, search, sessions, settings, targets,
-};
+use super::{attach, audit, auth, notifications, requests, search, sessions, settings, targets};
 
 /// The API.
 #[derive(OpenApi)]
