@@ -51,6 +51,25 @@ fn setup(dir: &Path, policy: &str, extra: &str) -> PathBuf {
     config
 }
 
+/// `porthole users add NAME --role ROLE`, the password on standard input.
+fn add_user(config: &Path, name: &str, role: &str) -> Output {
+    let mut child = porthole()
+        .args(["users", "add", name, "--role", role, "--config"])
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn check(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out: Output = porthole()
         .args(["policy", "check"])
@@ -158,23 +177,7 @@ fn check_explains_rule_by_rule_offline() {
 fn users_take_the_configured_roles_and_check_reads_them() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), POLICY, "");
-    let add = |name: &str, role: &str| {
-        let mut child = porthole()
-            .args(["users", "add", name, "--role", role, "--config"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"correct horse battery\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let add = |name: &str, role: &str| add_user(&config, name, role);
     let out = add("alice", "web-oncall");
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("added alice (web-oncall)"));
@@ -516,23 +519,7 @@ name = "leads"
 "#;
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), policy, "");
-    let add = |name: &str, role: &str| {
-        let mut child = porthole()
-            .args(["users", "add", name, "--role", role, "--config"])
-            .arg(&config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"correct horse battery\n")
-            .unwrap();
-        assert!(child.wait_with_output().unwrap().status.success());
-    };
+    let add = |name: &str, role: &str| assert!(add_user(&config, name, role).status.success());
     add("alice", "prod");
     let (code, out, err) = check(&config, &["alice", "i-1", "--tag", "env=prod"]);
     assert_eq!(code, Some(0), "{out}{err}");

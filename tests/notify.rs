@@ -713,6 +713,13 @@ name = "leads"
 [[roles]]
 name = "auditors"
 read_audit = true
+
+[[roles]]
+name = "oncall"
+targets = [{ tags = ["env=prod"] }]
+[roles.approval]
+approvers = ["leads"]
+break_glass = true
 "#;
 
 async fn requests_decisions_and_sessions_reach_the_receiver(backend: Backend) {
@@ -721,7 +728,7 @@ async fn requests_decisions_and_sessions_reach_the_receiver(backend: Backend) {
         rx.hook("audit-sink", SECRET_A),
         WebhookConfig {
             format: WebhookFormat::Slack,
-            events: vec!["request".into(), "decision".into()],
+            events: vec!["request".into(), "decision".into(), "break_glass".into()],
             ..rx.hook("chat", SECRET_B)
         },
     ];
@@ -805,8 +812,32 @@ async fn requests_decisions_and_sessions_reach_the_receiver(backend: Backend) {
     let text = started.json()["text"].as_str().unwrap().to_owned();
     assert!(text.contains("alice") && text.contains(&session), "{text}");
 
+    // gus breaks the glass: both webhooks are told, loudly, with his reason.
+    let mut gus = signed_in("gus", "oncall").await;
+    let reply = gus
+        .post(
+            "/api/v1/requests",
+            &json!({"target": NODE, "reason": "site down, nobody answers", "break_glass": true,
+                    "duration_seconds": 60}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["state"], "approved");
+    let mut broken = rx.next_n(2).await;
+    broken.sort_by(|a, b| a.hook.cmp(&b.hook));
+    for g in &broken {
+        assert_eq!(g.header("x-porthole-event"), "break_glass");
+    }
+    let text = broken[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("BREAK-GLASS: gus granted themselves access to")
+            && text.contains("site down, nobody answers"),
+        "{text}"
+    );
+    assert_eq!(broken[1].json(), json!({ "text": text }));
+
     let mut api = signed_in("audrey", "auditors").await;
-    let listed = deliveries_until(&mut api, "delivered", |l| l.len() == 5).await;
+    let listed = deliveries_until(&mut api, "delivered", |l| l.len() == 7).await;
     let topics: Vec<&str> = listed
         .iter()
         .map(|d| d["topic"].as_str().unwrap())

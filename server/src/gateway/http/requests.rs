@@ -138,6 +138,32 @@ pub async fn get_one(
     ))
 }
 
+/// What is done to a request.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Approve,
+    Deny,
+    Revoke,
+}
+
+/// Approves, denies or revokes request `id` for `signed`, with the body's comment.
+async fn act(
+    state: &AppState,
+    signed: &super::extract::SignedIn,
+    id: &str,
+    body: &[u8],
+    verb: Verb,
+) -> Result<Json<RequestView>, ApiError> {
+    let comment = comment_of(body)?;
+    let (engine, user, client) = (&state.engine, &signed.user, &signed.client);
+    let view = match verb {
+        Verb::Approve => approvals::decide(engine, user, client, id, true, &comment).await?,
+        Verb::Deny => approvals::decide(engine, user, client, id, false, &comment).await?,
+        Verb::Revoke => approvals::revoke(engine, user, client, id, &comment).await?,
+    };
+    Ok(Json(view))
+}
+
 fn comment_of(body: &[u8]) -> Result<String, ApiError> {
     // An empty body is no comment.
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -170,17 +196,7 @@ pub async fn approve(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let comment = comment_of(&body?)?;
-    let view = approvals::decide(
-        &state.engine,
-        &signed.user,
-        &signed.client,
-        &id,
-        true,
-        &comment,
-    )
-    .await?;
-    Ok(Json(view))
+    act(&state, &signed, &id, &body?, Verb::Approve).await
 }
 
 /// `POST /api/v1/requests/{id}/deny`.
@@ -207,17 +223,7 @@ pub async fn deny(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let comment = comment_of(&body?)?;
-    let view = approvals::decide(
-        &state.engine,
-        &signed.user,
-        &signed.client,
-        &id,
-        false,
-        &comment,
-    )
-    .await?;
-    Ok(Json(view))
+    act(&state, &signed, &id, &body?, Verb::Deny).await
 }
 
 /// `POST /api/v1/requests/{id}/revoke`.
@@ -244,8 +250,5 @@ pub async fn revoke(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let comment = comment_of(&body?)?;
-    let view =
-        approvals::revoke(&state.engine, &signed.user, &signed.client, &id, &comment).await?;
-    Ok(Json(view))
+    act(&state, &signed, &id, &body?, Verb::Revoke).await
 }

@@ -446,6 +446,16 @@ pub async fn get(engine: &Engine, user: &User, id: &str) -> Result<RequestView, 
     Ok(view(&request, user, now_ms()))
 }
 
+/// Request `id` read in a new write transaction (to change it there), if `user` may see it.
+async fn load_visible(engine: &Engine, user: &User, id: &str) -> Result<(WriteTx, Request), Error> {
+    let mut tx = engine.db.begin_write().await?;
+    let request = rows::load_in(&mut tx, id)
+        .await?
+        .filter(|r| visible(user, r))
+        .ok_or_else(|| unknown(id))?;
+    Ok((tx, request))
+}
+
 fn unknown(id: &str) -> Error {
     Refused::UnknownRequest.with(format!("no access request {id:?} that you may see"))
 }
@@ -480,11 +490,7 @@ pub async fn decide(
     check_comment(comment)?;
     let comment = comment.trim();
     let now = now_ms();
-    let mut tx = engine.db.begin_write().await?;
-    let request = rows::load_in(&mut tx, id)
-        .await?
-        .filter(|r| visible(user, r))
-        .ok_or_else(|| unknown(id))?;
+    let (mut tx, request) = load_visible(engine, user, id).await?;
     let verb = if approve { "approve" } else { "deny" };
     if request.user_id == user.id {
         return Err(Refused::SelfApproval.with(format!(
@@ -590,11 +596,7 @@ pub async fn revoke(
     check_comment(comment)?;
     let comment = comment.trim();
     let now = now_ms();
-    let mut tx = engine.db.begin_write().await?;
-    let request = rows::load_in(&mut tx, id)
-        .await?
-        .filter(|r| visible(user, r))
-        .ok_or_else(|| unknown(id))?;
+    let (mut tx, request) = load_visible(engine, user, id).await?;
     if request.user_id != user.id && !policy::holds_any(user, &request.approvers) {
         return Err(Refused::NotAnApprover.with(format!(
             "to revoke {}'s access you need one of the roles {}",
