@@ -9,10 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
+use super::judge::{Asked, judge};
 use super::{Engine, Error};
 use crate::gateway::facts::{Target, User};
 use crate::gateway::notify::{self, Notice, Topic};
-use crate::gateway::policy::{self, ApprovalNeed, Refusal};
+use crate::gateway::policy::{self, ApprovalNeed};
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::{WriteTx, now_ms};
 use crate::gateway::store::requests::{self as rows, Ending, NewRequest, Request, Verdict};
@@ -222,64 +223,6 @@ fn nobody() -> User {
     }
 }
 
-/// What the policy says of `user` reaching `target` for `reason`: the approval it needs, or
-/// the refusal (audited, and answered as a session start would be).
-async fn need(
-    engine: &Engine,
-    user: &User,
-    client: &Client,
-    target_id: &str,
-    reason: &str,
-) -> Result<(Target, Option<ApprovalNeed>, String), Error> {
-    let found = engine.targets.find(&engine.aws, target_id).await?;
-    let in_force = engine.policy.current();
-    let facts = found.clone().unwrap_or_else(|| Target::unknown(target_id));
-    let decided = in_force.decide_start(
-        user,
-        &facts,
-        policy::DEFAULT_DOCUMENT,
-        &policy::Parameters::new(),
-        reason,
-    );
-    let not_found = || {
-        Error::UnknownTarget(format!(
-            "no managed node {target_id:?} in the configured regions"
-        ))
-    };
-    match decided {
-        Err(Refusal::Denied(why)) => {
-            let mut tx = engine.db.begin_write().await?;
-            audit::append(
-                &mut tx.tx,
-                &Event::new(kind::SESSION_DENIED, &user.name, client)
-                    .target(target_id)
-                    .reason(reason.trim())
-                    .detail(json!({
-                        "why": why, "target": target_id, "asked": "access request",
-                        "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                        "policy": in_force.hash(),
-                    })),
-            )
-            .await?;
-            tx.commit().await?;
-            policy::may_open_session(user, target_id).map_err(Error::Forbidden)?;
-            if !in_force.reaches(user, &facts) {
-                return Err(not_found());
-            }
-            Err(Error::Forbidden(why))
-        }
-        // A node that is not listed is unknown, whatever the reason (as for a start).
-        Err(Refusal::InvalidReason(_)) if found.is_none() => Err(not_found()),
-        Err(Refusal::InvalidReason(why)) => Err(Error::InvalidReason(why)),
-        Ok(decision) => {
-            let Some(target) = found else {
-                return Err(not_found());
-            };
-            Ok((target, decision.approval, decision.reason))
-        }
-    }
-}
-
 /// Records `user`'s request for access (or, with `break_glass`, their grant to themselves),
 /// audits it and tells the approvers.
 pub async fn ask(
@@ -288,7 +231,16 @@ pub async fn ask(
     client: &Client,
     ask: Ask,
 ) -> Result<RequestView, Error> {
-    let (target, need, reason) = need(engine, user, client, &ask.target, &ask.reason).await?;
+    // Asked for the node, whatever the document its sessions will use.
+    let asked = Asked {
+        target: &ask.target,
+        document: policy::DEFAULT_DOCUMENT,
+        parameters: &policy::Parameters::new(),
+        reason: &ask.reason,
+        by: Some("access request"),
+    };
+    let (target, decision) = judge(engine, user, client, asked).await?;
+    let (need, reason) = (decision.approval, decision.reason);
     let described = policy::describe_target(&target);
     let Some(need) = need else {
         return Err(Refused::NotRequired.with(format!(

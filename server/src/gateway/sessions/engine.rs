@@ -11,10 +11,10 @@ use serde_json::json;
 
 pub use super::ending::{end_anywhere, end_here};
 use super::{Engine, Error};
-use super::{approvals, ending, live};
+use super::{approvals, ending, judge, live};
 use crate::gateway::aws::{self, targets};
 use crate::gateway::facts::{Target, User};
-use crate::gateway::policy::{self, Refusal};
+use crate::gateway::policy;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::now_ms;
 use crate::gateway::store::gateways::{self, Registered};
@@ -62,49 +62,14 @@ pub async fn start(
     policy::check_parameters(&parameters).map_err(Error::InvalidParameters)?;
     // The policy decides on the node's name, region and tags; a node that is not listed is
     // judged by its id alone, so that who may not reach it learns nothing of whether it exists.
-    let found = engine.targets.find(&engine.aws, &request.target).await?;
-    let in_force = engine.policy.current();
-    let facts = found
-        .clone()
-        .unwrap_or_else(|| Target::unknown(&request.target));
-    let decided = in_force.decide_start(user, &facts, &document, &parameters, &request.reason);
-    // A node no role of the person reaches is answered like a node that does not exist, so
-    // that nobody learns the names, regions and tags of nodes they cannot reach (the refusal
-    // with its detail goes to the audit log and `porthole policy check`).
-    let not_found = || {
-        Error::UnknownTarget(format!(
-            "no managed node {:?} in the configured regions",
-            request.target
-        ))
+    let asked = judge::Asked {
+        target: &request.target,
+        document: &document,
+        parameters: &parameters,
+        reason: &request.reason,
+        by: None,
     };
-    if let Err(Refusal::Denied(why)) = &decided {
-        telemetry::denied(Denied::Start);
-        let mut tx = engine.db.begin_write().await?;
-        audit::append(
-            &mut tx.tx,
-            &Event::new(kind::SESSION_DENIED, &user.name, client)
-                .reason(request.reason.trim())
-                .detail(json!({
-                    "why": why, "target": request.target, "document": document,
-                    "parameters": parameters,
-                    "roles": user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                    "policy": in_force.hash(),
-                })),
-        )
-        .await?;
-        tx.commit().await?;
-        // Who may open no session at all is told so, without a word about the node.
-        policy::may_open_session(user, &request.target).map_err(Error::Forbidden)?;
-        if !in_force.reaches(user, &facts) {
-            return Err(not_found());
-        }
-        // The node is in the person's list: say why this start is refused (the document).
-        return Err(Error::Forbidden(why.clone()));
-    }
-    let Some(target) = found else {
-        return Err(not_found());
-    };
-    let decision = decided.map_err(|refusal| Error::InvalidReason(refusal.message().to_owned()))?;
+    let (target, decision) = judge::judge(engine, user, client, asked).await?;
     let reason = decision.reason.clone();
     // A role that needs approval: the start runs under the person's grant for the node, and
     // ends with it at the latest.
@@ -113,25 +78,17 @@ pub async fn start(
         Some(need) => match approvals::grant_for(engine, user, &target.id).await? {
             Some(grant) => Some(grant),
             None => {
-                telemetry::denied(Denied::Start);
                 let why = format!(
                     "sessions on {} need an approved access request ({}); ask for one on the \
                      targets page or with POST /api/v1/requests",
                     policy::describe_target(&target),
                     need.describe()
                 );
-                let mut tx = engine.db.begin_write().await?;
-                audit::append(
-                    &mut tx.tx,
-                    &Event::new(kind::SESSION_DENIED, &user.name, client)
-                        .reason(&reason)
-                        .detail(json!({
-                            "why": why, "target": target.id, "document": document,
-                            "roles": decision.roles, "policy": decision.policy_hash,
-                        })),
-                )
-                .await?;
-                tx.commit().await?;
+                let detail = json!({
+                    "why": why, "target": target.id, "document": document,
+                    "roles": decision.roles, "policy": decision.policy_hash,
+                });
+                judge::record_denial(engine, user, client, &target.id, &reason, detail).await?;
                 return Err(Error::Access(approvals::Refused::ApprovalRequired, why));
             }
         },

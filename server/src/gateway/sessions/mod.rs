@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ground;
 pub mod handover;
 pub mod indexer;
+pub mod judge;
 pub mod live;
 pub mod recorder;
 pub mod screen;
