@@ -45,12 +45,14 @@ async fn the_document_names_every_api_route() {
         ("GET", "/api/v1/me/settings"),
         ("GET", "/api/v1/notifications"),
         ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/recordings/labels"),
         ("GET", "/api/v1/recordings/search"),
         ("GET", "/api/v1/requests"),
         ("GET", "/api/v1/requests/{id}"),
         ("GET", "/api/v1/sessions"),
         ("GET", "/api/v1/sessions/{id}"),
         ("GET", "/api/v1/sessions/{id}/attach"),
+        ("GET", "/api/v1/sessions/{id}/labels"),
         ("GET", "/api/v1/sessions/{id}/recording"),
         ("GET", "/api/v1/targets"),
         ("POST", "/api/v1/auth/login"),
@@ -61,6 +63,7 @@ async fn the_document_names_every_api_route() {
         ("POST", "/api/v1/requests/{id}/revoke"),
         ("POST", "/api/v1/sessions"),
         ("PUT", "/api/v1/me/settings"),
+        ("PUT", "/api/v1/sessions/{id}/labels"),
     ];
     let want: Vec<(String, String)> = want
         .iter()

@@ -3,6 +3,7 @@
 // server) starts at that moment, paused there; the speed menu recreates the player at the
 // current time with the new speed. The player has its own seek bar and keys.
 import { showError } from './common.js';
+import './labels.js';
 
 const root = document.getElementById('playback');
 const host = document.getElementById('player');

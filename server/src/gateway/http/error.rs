@@ -192,6 +192,7 @@ impl From<sessions::Error> for ApiError {
             E::NoRecording(m) => Self::not_found("no_recording", m),
             E::InvalidDocument(m) => Self::new(unprocessable, "invalid_document", m),
             E::InvalidReason(m) => Self::new(unprocessable, "invalid_reason", m),
+            E::InvalidLabels(m) => Self::new(unprocessable, "invalid_labels", m),
             E::InvalidParameters(m) => Self::new(unprocessable, "invalid_parameters", m),
             E::TooManySessions(m) => Self::conflict("too_many_sessions", m),
             E::TargetNotConnected(m) => Self::conflict("target_not_connected", m),

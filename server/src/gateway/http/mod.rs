@@ -12,6 +12,7 @@ pub mod exporter;
 pub mod extract;
 pub mod forward;
 pub mod internal;
+pub mod labels;
 pub mod layout;
 pub mod metrics;
 pub mod notifications;
@@ -71,6 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
         .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
         .route(
+            "/api/v1/sessions/{id}/labels",
+            get(labels::get_labels).put(labels::put_labels),
+        )
+        .route(
             "/api/v1/requests",
             get(requests::list).post(requests::create),
         )
@@ -81,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/notifications", get(notifications::list))
         .route("/api/v1/recordings/search", get(search::search))
+        .route("/api/v1/recordings/labels", get(labels::search_labels))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

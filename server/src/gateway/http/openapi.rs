@@ -7,7 +7,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{attach, audit, auth, notifications, requests, search, sessions, settings, targets};
+use super::{
+    attach, audit, auth, labels, notifications, requests, search, sessions, settings, targets,
+};
 
 /// The API.
 #[derive(OpenApi)]
@@ -30,6 +32,9 @@ use super::{attach, audit, auth, notifications, requests, search, sessions, sett
         sessions::get_one,
         sessions::terminate,
         sessions::recording,
+        labels::get_labels,
+        labels::put_labels,
+        labels::search_labels,
         attach::attach,
         requests::create,
         requests::list,

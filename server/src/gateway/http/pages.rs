@@ -40,6 +40,7 @@ use crate::gateway::policy;
 use crate::gateway::sessions::{self, engine};
 use crate::gateway::store::audit::{self, StoredEvent};
 use crate::gateway::store::db::now_ms;
+use crate::gateway::store::labels::Labels;
 use crate::gateway::store::search;
 use crate::gateway::store::sessions::{SessionView, StateFilter};
 
@@ -165,6 +166,14 @@ struct PlayPage {
     started_iso: String,
     /// Where playback starts, in seconds (`?t=`), as the player takes it.
     start_at: String,
+    /// The session's tags and note.
+    labels: Labels,
+    /// The tags joined by spaces, for the form.
+    labels_text: String,
+    /// Each tag and the search for it.
+    tag_links: Vec<(String, String)>,
+    /// Whether the viewer may change them.
+    can_label: bool,
 }
 
 /// One row of the audit table.
@@ -235,6 +244,8 @@ struct SearchPage {
     matches: Vec<search::Match>,
     /// Whether there were more than shown.
     more: bool,
+    /// Sessions whose tags or note contain the text.
+    labelled: Vec<(SessionView, Labels)>,
     /// Whether the user reads everyone's sessions.
     all_users: bool,
 }
@@ -596,9 +607,21 @@ async fn play_page(
         ));
         return PageError::new(refusal.into(), &signed).into_response();
     }
+    let labels = match sessions::labels::get(&state.engine, &signed.user, &view.id).await {
+        Ok(labels) => labels,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    };
     let (started, started_iso) = times(view.started_at);
     let page = PlayPage {
         layout: Layout::signed_in(&signed, "sessions", "play.js"),
+        can_label: policy::may_label(&signed.user, view.user_id(), view.is_running()),
+        labels_text: labels.tags.join(" "),
+        tag_links: labels
+            .tags
+            .iter()
+            .map(|t| (t.clone(), format!("/search?q={}", encode_component(t))))
+            .collect(),
+        labels,
         node_name,
         live: is_live(&view),
         started,
@@ -634,6 +657,7 @@ async fn search_page(
         error: String::new(),
         matches: Vec::new(),
         more: false,
+        labelled: Vec::new(),
         all_users: policy::sees_all_sessions(&signed.user),
     };
     if !page.searched {
@@ -658,10 +682,14 @@ async fn search_page(
         Ok((matches, more)) => {
             page.matches = matches;
             page.more = more;
-            render(&page)
         }
-        Err(e) => PageError::new(e.into(), &signed).into_response(),
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
     }
+    match sessions::labels::find(&state.engine, &signed.user, &q).await {
+        Ok(labelled) => page.labelled = labelled,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    }
+    render(&page)
 }
 
 /// `1.2 MiB`, `3.4 KiB`, `56 B`.

@@ -11,6 +11,7 @@ use crate::gateway::aws::targets::Unavailable;
 use crate::gateway::facts::Target;
 use crate::gateway::sessions::live::Stats;
 use crate::gateway::store::audit::StoredEvent;
+use crate::gateway::store::labels::Labels;
 use crate::gateway::store::notices::Delivery;
 use crate::gateway::store::search::Match;
 use crate::gateway::store::sessions::SessionView;
@@ -227,6 +228,35 @@ pub struct SearchResult {
     pub matches: Vec<Match>,
     /// Whether there were more than `limit`.
     pub more: bool,
+}
+
+/// `PUT /api/v1/sessions/{id}/labels`: the new tags and note (both replace the old ones; one
+/// left out is empty).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsChange {
+    /// Up to 20 tags of up to 40 letters, digits and `- _ . : / #` (stored in lower case).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Up to 2,000 characters (line breaks and tabs allowed).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// One session found by its labels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelledSession {
+    /// The session.
+    pub session: SessionView,
+    /// Its labels.
+    pub labels: Labels,
+}
+
+/// `GET /api/v1/recordings/labels`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LabelSearchResult {
+    /// Newest first, at most 50.
+    pub sessions: Vec<LabelledSession>,
 }
 
 /// `dark` or `light`.

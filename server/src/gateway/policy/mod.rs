@@ -305,6 +305,12 @@ pub fn may_read_recording(user: &User, owner_id: i64, running: bool) -> bool {
     user.id == owner_id || (user.grants.sees_all_sessions() && !running)
 }
 
+/// Whether `user` may label (tag and annotate) a session owned by `owner_id`: the owner at any
+/// time, those who see every session once it has ended (as for its recording).
+pub fn may_label(user: &User, owner_id: i64, running: bool) -> bool {
+    may_read_recording(user, owner_id, running)
+}
+
 /// Whether `user` oversees everyone's live sessions (the live-sessions page and
 /// `GET /api/v1/sessions?scope=all`): a role lets them observe or terminate others' sessions.
 pub fn oversees_live_sessions(user: &User) -> bool {

@@ -11,6 +11,7 @@ pub mod ground;
 pub mod handover;
 pub mod indexer;
 pub mod judge;
+pub mod labels;
 pub mod live;
 pub mod recorder;
 pub mod screen;
@@ -130,6 +131,8 @@ pub enum Error {
     /// The reason breaks a rule of the person's roles.
     #[error("{0}")]
     InvalidReason(String),
+    #[error("{0}")]
+    InvalidLabels(String),
     /// The person has as many live sessions as allowed.
     #[error("{0}")]
     TooManySessions(String),

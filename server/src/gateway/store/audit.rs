@@ -53,6 +53,8 @@ pub mod kind {
     /// A live session moved from a stopping gateway to another (written by the receiver once
     /// it carries the session on); the detail names both and how long it took.
     pub const SESSION_HANDOVER: &str = "session.handover";
+    /// A session's tags and note were set (the detail holds the new ones and the owner).
+    pub const SESSION_LABEL: &str = "session.label";
     /// A recording left in the spool by a failed upload was uploaded at a later start.
     pub const RECORDING_UPLOAD: &str = "recording.upload";
     /// A user was added (`porthole users add`); the detail names the user and the roles.
@@ -103,6 +105,7 @@ pub mod kind {
         SESSION_OBSERVE_END,
         SESSION_TERMINATE,
         SESSION_END,
+        SESSION_LABEL,
         RECORDING_UPLOAD,
         RECORDING_READ,
         RECORDING_SEARCH,

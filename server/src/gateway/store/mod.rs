@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod db;
 pub mod gateways;
+pub mod labels;
 pub mod notices;
 pub mod recordings;
 pub mod requests;

@@ -46,8 +46,10 @@ macro_rules! select_sessions {
         )
     };
 }
+pub(super) use select_sessions;
 
-fn view_of(row: &sqlx::any::AnyRow) -> Result<SessionView, sqlx::Error> {
+/// The [`SessionView`] of a row selected by `select_sessions!`.
+pub(super) fn view_of(row: &sqlx::any::AnyRow) -> Result<SessionView, sqlx::Error> {
     let id: String = row.try_get("id")?;
     Ok(SessionView {
         attach_url: format!("/api/v1/sessions/{id}/attach"),
