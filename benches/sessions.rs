@@ -1,16 +1,23 @@
 //! Session benchmarks (issue 5), all on 127.0.0.1, bounded in count and time:
 //!
 //! 1. `memory`: the process's resident memory with N sessions, each having printed 3,000
-//!    lines (so the terminal model's 2,000-line history and the ring are in use), then idle.
-//!    Each configuration runs in a fresh child process of this binary:
+//!    lines (so the terminal model's 2,000-line history and the ring are in use), or a line
+//!    only (`-little`), then idle. Each configuration runs in a fresh child process of this
+//!    binary:
 //!    - `bare`: N data-channel clients ([`client::start`]) on the emulator, no gateway — the
 //!      emulator's agents, their PTY readers and the clients;
 //!    - `attached`: N gateway sessions, each with a WebSocket client attached;
-//!    - `detached`: the same, the WebSocket clients gone (the sessions wait for a reattach).
+//!    - `detached`: the same, the WebSocket clients gone (the sessions wait for a reattach),
+//!      never compacted (`sessions.compact_after_seconds` a day);
+//!    - `compacted`: as `detached` with `compact_after_seconds = 1`: each session compacts
+//!      itself a second after it went quiet, as the next ones are opened (the steady state of
+//!      a gateway whose sessions go quiet one after another); RSS is read once all are.
 //!
 //!    RSS is read from /proc after a warm-up session and again with the N sessions idle; per
-//!    session = growth / N. The gateway's own share is `attached` or `detached` minus `bare`.
-//!    The shells are processes of their own and not counted.
+//!    session = growth / N. The gateway's own share is a configuration minus `bare` (of the
+//!    same output). The shells are processes of their own and not counted. Then the time from
+//!    an attach (a new page: the screen snapshot) to its `sync` is measured on up to 20 of the
+//!    sessions: for `compacted` that includes thawing the ring and rebuilding the model.
 //! 2. `resume`: a gateway session prints a numbered line every 10 ms; the emulator closes the
 //!    data channel's socket (1000 "Bye", as the service does every hour) K times, 1.5 s apart.
 //!    For each cut: the time until the gateway reports `reconnecting`, `connected`, and the
@@ -313,73 +320,132 @@ fn rss_kib() -> u64 {
         .unwrap()
 }
 
+/// Prints a line only: a session that never printed much.
+const LITTLE: &str = "echo FILL''-DONE\n";
+
 async fn memory_child(mode: &str, n: usize) {
+    let (kind, little) = match mode.strip_suffix("-little") {
+        Some(kind) => (kind, true),
+        None => (mode, false),
+    };
     let stack = Stack::start(StackOptions {
         max_per_user: u32::try_from(n).unwrap() + 1,
+        compact_after_seconds: if kind == "compacted" { 1 } else { 86_400 },
         ..StackOptions::default()
     })
     .await;
     let mut api = stack.signed_in("bench").await;
     // A warm-up session of the same kind, so one-time allocations are in the baseline.
-    let (mut pages, mut clients) = (Vec::new(), Vec::new());
-    open_kind(mode, &stack, &mut api, &mut pages, &mut clients).await;
+    let (mut pages, mut clients, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    open_kind(
+        kind,
+        little,
+        &stack,
+        &mut api,
+        &mut pages,
+        &mut clients,
+        &mut ids,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let baseline = rss_kib();
     let started = Instant::now();
     for _ in 0..n {
-        open_kind(mode, &stack, &mut api, &mut pages, &mut clients).await;
+        open_kind(
+            kind,
+            little,
+            &stack,
+            &mut api,
+            &mut pages,
+            &mut clients,
+            &mut ids,
+        )
+        .await;
+        if kind != "attached" {
+            pages.clear(); // the sockets close; the sessions wait for a reattach
+        }
     }
-    if mode == "detached" {
-        pages.clear(); // the sockets close; the sessions wait for a reattach
+    if kind == "compacted" {
+        let all = stack.state.engine.live.all();
+        while !all.iter().all(|live| live.is_compacted()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib();
     let live = stack.state.engine.live.len();
-    println!(
-        "MEMORY {mode} {n} {baseline} {after} {live} {:.1}",
-        started.elapsed().as_secs_f64()
-    );
+    let setup = started.elapsed().as_secs_f64();
+    // From an attach (a new page) to its sync: the snapshot, after thawing when compacted.
+    let mut attach_ms = Vec::new();
+    if kind != "bare" && kind != "attached" {
+        for id in ids.iter().skip(1).take(20) {
+            let asked = Instant::now();
+            let mut tab = api.attach(id).await.unwrap();
+            tab.until_synced().await;
+            attach_ms.push(ms(asked.elapsed()));
+        }
+    }
+    let attach = if attach_ms.is_empty() {
+        "- -".to_owned()
+    } else {
+        let max = attach_ms.iter().copied().fold(0.0, f64::max);
+        format!("{:.1} {max:.1}", median(&mut attach_ms))
+    };
+    println!("MEMORY {mode} {n} {baseline} {after} {live} {setup:.1} {attach}");
     drop(pages);
     drop(clients);
     stack.stop().await;
 }
 
+#[allow(clippy::too_many_arguments)] // the bench's own bookkeeping
 async fn open_kind(
-    mode: &str,
+    kind: &str,
+    little: bool,
     stack: &Stack,
     api: &mut Api,
     pages: &mut Vec<Page>,
     clients: &mut Vec<ClientHandle>,
+    ids: &mut Vec<String>,
 ) {
-    if mode == "bare" {
+    let fill = if little { LITTLE } else { FILL };
+    if kind == "bare" {
         let start = stack.start_session(NODE).await;
         let mut handle = client::start(start, stack.aws.clone()).await.unwrap();
         handle
-            .input(Bytes::from_static(FILL.as_bytes()))
+            .input(Bytes::from_static(fill.as_bytes()))
             .await
             .unwrap();
         client_until(&mut handle, FILL_DONE).await;
         clients.push(handle);
     } else {
-        let (_, mut page) = Page::open(api).await;
-        page.type_text(FILL).await;
+        let (id, mut page) = Page::open(api).await;
+        page.type_text(fill).await;
         page.read_until(FILL_DONE).await;
         pages.push(page);
+        ids.push(id);
     }
 }
 
 async fn memory(args: &Args) {
     let exe = std::env::current_exe().unwrap();
     println!(
-        "\n## memory: {} sessions, each after printing 3,000 lines, idle",
+        "\n## memory: {} sessions, each after printing 3,000 lines (or one: -little), idle",
         args.sessions
     );
     println!(
-        "| configuration | RSS before (MiB) | RSS with N (MiB) | per session (KiB) | setup (s) |"
+        "| configuration | RSS before (MiB) | RSS with N (MiB) | per session (KiB) | gateway's own (KiB) | setup (s) | attach to sync, median / max (ms) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     let mut per = std::collections::HashMap::new();
-    for mode in ["bare", "detached", "attached"] {
+    for mode in [
+        "bare",
+        "detached",
+        "attached",
+        "compacted",
+        "bare-little",
+        "detached-little",
+        "compacted-little",
+    ] {
         let output = tokio::process::Command::new(&exe)
             .args(["--child", mode, "--sessions", &args.sessions.to_string()])
             .output()
@@ -403,18 +469,24 @@ async fn memory(args: &Args) {
         );
         let each = (after - before) / n;
         per.insert(mode, each);
+        let bare = if mode.ends_with("-little") {
+            per.get("bare-little")
+        } else {
+            per.get("bare")
+        };
+        let own = match bare {
+            Some(bare) if !mode.starts_with("bare") => format!("{:.0}", each - bare),
+            _ => "-".to_owned(),
+        };
         println!(
-            "| {mode} | {:.1} | {:.1} | {each:.0} | {} |",
+            "| {mode} | {:.1} | {:.1} | {each:.0} | {own} | {} | {} / {} |",
             before / 1024.0,
             after / 1024.0,
-            fields[6]
+            fields[6],
+            fields[7],
+            fields[8]
         );
     }
-    println!(
-        "gateway's own per session: detached {:.0} KiB, attached {:.0} KiB (minus bare)",
-        per["detached"] - per["bare"],
-        per["attached"] - per["bare"]
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

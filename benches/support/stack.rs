@@ -54,6 +54,8 @@ pub struct StackOptions {
     pub disconnect_every: Option<Duration>,
     /// The gateway's `sessions.max_per_user`.
     pub max_per_user: u32,
+    /// The gateway's `sessions.compact_after_seconds`.
+    pub compact_after_seconds: u64,
 }
 
 impl Default for StackOptions {
@@ -64,6 +66,7 @@ impl Default for StackOptions {
             faults: FaultConfig::NONE,
             disconnect_every: None,
             max_per_user: 5,
+            compact_after_seconds: 30,
         }
     }
 }
@@ -143,6 +146,7 @@ impl Stack {
         let addr = listener.local_addr().unwrap();
         let mut config = gateway::config(addr, dir.path(), emulator_url);
         config.sessions.max_per_user = options.max_per_user;
+        config.sessions.compact_after_seconds = options.compact_after_seconds;
         config.validate().unwrap();
         let state = porthole::gateway::prepare(config).await.unwrap();
         let app = porthole::gateway::http::router(state.clone())

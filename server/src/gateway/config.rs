@@ -612,7 +612,36 @@ pub struct SessionsConfig {
     /// A message of the data channel unacknowledged for this long (socket open) gives the
     /// session up: it is terminated and its end audited with why.
     pub retransmit_give_up_seconds: u64,
+    /// A session with no output, input or attach for this long compacts itself: its ring of
+    /// output is compressed and its terminal model reduced to the bytes that rebuild it,
+    /// until the next output or attach (1 to 86,400).
+    #[serde(deserialize_with = "compact_after_seconds")]
+    pub compact_after_seconds: u64,
 }
+
+/// `sessions.compact_after_seconds`: a whole number of seconds, or an error naming the key
+/// (serde's own, "invalid value: integer `-3`, expected u64", does not).
+fn compact_after_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Whole(i64),
+        Other(toml::Value),
+    }
+    let bad = |got: String| {
+        <D::Error as serde::de::Error>::custom(format!(
+            "sessions.compact_after_seconds must be a whole number of seconds between 1 and \
+             {COMPACT_AFTER_MAX}, got {got}"
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Whole(n) => u64::try_from(n).map_err(|_| bad(n.to_string())),
+        Raw::Other(v) => Err(bad(v.to_string())),
+    }
+}
+
+/// The longest `sessions.compact_after_seconds` (a day).
+pub const COMPACT_AFTER_MAX: u64 = 86_400;
 
 impl Default for SessionsConfig {
     fn default() -> Self {
@@ -624,6 +653,7 @@ impl Default for SessionsConfig {
             max_duration_seconds: 12 * 3600,
             detached_grace_seconds: 10 * 60,
             retransmit_give_up_seconds: 300,
+            compact_after_seconds: 30,
         }
     }
 }
@@ -732,6 +762,13 @@ impl Config {
             return Err(ConfigError(
                 "sessions.retransmit_give_up_seconds must be at least 1".into(),
             ));
+        }
+        let compact = self.sessions.compact_after_seconds;
+        if !(1..=COMPACT_AFTER_MAX).contains(&compact) {
+            return Err(ConfigError(format!(
+                "sessions.compact_after_seconds must be between 1 and {COMPACT_AFTER_MAX} (how \
+                 long a session is quiet before it compacts itself), got {compact}"
+            )));
         }
         self.server.trusted_networks()?;
         if self.server.read_timeout_seconds == 0 {
@@ -1120,6 +1157,58 @@ mod tests {
         assert_eq!(
             err.0,
             "sessions.retransmit_give_up_seconds must be at least 1"
+        );
+    }
+
+    #[test]
+    fn compact_after_seconds_is_read_and_bad_values_are_refused() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(&base, []).unwrap();
+        assert_eq!(c.sessions.compact_after_seconds, 30);
+        let c = Config::from_toml_and_env(
+            &base,
+            env(&[("PORTHOLE_SESSIONS__COMPACT_AFTER_SECONDS", "5")]),
+        )
+        .unwrap();
+        assert_eq!(c.sessions.compact_after_seconds, 5);
+        for (value, words) in [
+            (
+                "0",
+                "sessions.compact_after_seconds must be between 1 and 86400 (how long a session is quiet before it compacts itself), got 0",
+            ),
+            (
+                "86401",
+                "sessions.compact_after_seconds must be between 1 and 86400 (how long a session is quiet before it compacts itself), got 86401",
+            ),
+            (
+                "-3",
+                "sessions.compact_after_seconds must be a whole number of seconds between 1 and 86400, got -3",
+            ),
+            (
+                "1.5",
+                "sessions.compact_after_seconds must be a whole number of seconds between 1 and 86400, got 1.5",
+            ),
+            (
+                "\"soon\"",
+                "sessions.compact_after_seconds must be a whole number of seconds between 1 and 86400, got \"soon\"",
+            ),
+        ] {
+            let err = Config::from_toml_and_env(
+                &format!("{base}[sessions]\ncompact_after_seconds = {value}\n"),
+                [],
+            )
+            .unwrap_err();
+            assert!(err.0.contains(words), "{value}: {}", err.0);
+        }
+        let err = Config::from_toml_and_env(
+            &base,
+            env(&[("PORTHOLE_SESSIONS__COMPACT_AFTER_SECONDS", "later")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            "sessions.compact_after_seconds must be a whole number of seconds between 1 and \
+             86400, got \"later\""
         );
     }
 

@@ -251,8 +251,14 @@ impl ClientHandle {
     }
 }
 
+/// The socket's read buffer. tungstenite's default (128 KiB) is filled with zeros before each
+/// read, so all of it stays resident for as long as the session lives; the agent's frames are
+/// about a kilobyte, so a few pages read a burst's frames as well.
+pub const READ_BUFFER: usize = 8 * 1024;
+
 async fn connect(url: &str) -> Result<Socket, String> {
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(MAX_FRAME_LEN))
         .max_frame_size(Some(MAX_FRAME_LEN));
     let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)

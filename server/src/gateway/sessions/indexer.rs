@@ -295,6 +295,11 @@ impl Indexer {
         }
     }
 
+    /// For a quiet session: lets go of queue memory kept from a burst.
+    pub fn compact(&mut self) {
+        self.waiting.shrink_to_fit();
+    }
+
     /// Hands everything to the writer, which ends the last line, writes and ends.
     pub fn finish(mut self) {
         self.send_waiting();

@@ -211,6 +211,9 @@ pub struct LiveSession {
     /// Set when it is being handed to another gateway: an attached browser is then told to
     /// reconnect (4010), not that it ended.
     pub moved: AtomicBool,
+    /// Set while the session is compacted (quiet: its ring compressed, its terminal model
+    /// reduced to bytes); cleared by the next output, input or attach.
+    compacted: AtomicBool,
     commands: mpsc::Sender<Command>,
 }
 
@@ -339,6 +342,11 @@ impl LiveSession {
         frozen
             .await
             .map_err(|_| "the session has ended".to_owned())?
+    }
+
+    /// Whether the session is compacted now (see `sessions.compact_after_seconds`).
+    pub fn is_compacted(&self) -> bool {
+        self.compacted.load(Ordering::SeqCst)
     }
 
     /// Whether it is being (or was) handed to another gateway.
@@ -501,10 +509,12 @@ pub fn spawn_with(
         ssm_session_id: spawn.ssm_session_id.clone(),
         aws: spawn.aws.clone(),
         moved: AtomicBool::new(false),
+        compacted: AtomicBool::new(false),
         commands: tx,
     });
     state.live.insert(live.clone());
     let mut ring = Ring::new(state.config.sessions.scrollback_bytes);
+    let state_compact_after = state.config.sessions.compact_after_seconds;
     let limits = Limits::from_config(&state.config.sessions)
         .tightened(spawn.max_duration, spawn.idle_timeout);
     let now = Instant::now();
@@ -544,7 +554,7 @@ pub fn spawn_with(
     };
     ring.start = restored.ring_start;
     if !restored.ring.is_empty() {
-        ring.push(restored.ring.clone());
+        ring.push(&restored.ring);
     }
     let model = Model::spawn(restored.rows, restored.cols, MODEL_SCROLLBACK_LINES);
     let task = Task {
@@ -575,6 +585,9 @@ pub fn spawn_with(
         handed_over: false,
         asked,
         live: live.clone(),
+        compact_after: Duration::from_secs(state_compact_after),
+        quiet_since: now,
+        compacted: false,
     };
     let screen = restored.screen;
     let pending_input = restored.pending_input;
@@ -591,10 +604,23 @@ pub fn spawn_with(
     live
 }
 
+/// Output is kept in chunks of this size, copied out of the pieces the data channel hands
+/// over: a piece is a slice of the socket's read buffer, and holding it would hold that whole
+/// buffer (up to [`crate::ssm::client::READ_BUFFER`] each, however little of it is output).
+const RING_CHUNK: usize = 16 * 1024;
+
 /// The latest output, bounded, with its offsets: what a reattaching browser missed.
+///
+/// Compacted ([`Ring::compact`]) when the session is quiet: the chunks are compressed into one
+/// LZ4 block; the next use thaws them (a 256 KiB ring in about a millisecond).
 #[derive(Debug)]
 struct Ring {
+    /// Full chunks, oldest first.
     pieces: VecDeque<Bytes>,
+    /// The chunk being filled (capacity [`RING_CHUNK`] once used, none when empty).
+    tail: Vec<u8>,
+    /// Everything held, compressed, while compacted (`pieces` and `tail` are empty then).
+    frozen: Option<Vec<u8>>,
     /// Offset of the first byte held.
     start: u64,
     len: usize,
@@ -605,6 +631,8 @@ impl Ring {
     fn new(cap: usize) -> Self {
         Self {
             pieces: VecDeque::new(),
+            tail: Vec::new(),
+            frozen: None,
             start: 0,
             len: 0,
             cap,
@@ -615,9 +643,23 @@ impl Ring {
         self.start + self.len as u64
     }
 
-    fn push(&mut self, bytes: Bytes) {
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.thaw();
+        if self.tail.len() + bytes.len() > RING_CHUNK {
+            self.seal();
+        }
+        if bytes.len() >= RING_CHUNK {
+            self.pieces.push_back(Bytes::copy_from_slice(bytes));
+        } else {
+            if self.tail.capacity() == 0 {
+                self.tail.reserve_exact(RING_CHUNK);
+            }
+            self.tail.extend_from_slice(bytes);
+        }
         self.len += bytes.len();
-        self.pieces.push_back(bytes);
         while self.len > self.cap {
             let Some(front) = self.pieces.pop_front() else {
                 break;
@@ -627,11 +669,29 @@ impl Ring {
         }
     }
 
+    /// Moves the chunk being filled to the full ones.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.pieces
+                .push_back(Bytes::from(std::mem::take(&mut self.tail)));
+        }
+    }
+
+    /// Everything held, in chunks (the last one copied out of the chunk being filled).
+    fn chunks(&mut self) -> Vec<Bytes> {
+        self.thaw();
+        let mut out: Vec<Bytes> = self.pieces.iter().cloned().collect();
+        if !self.tail.is_empty() {
+            out.push(Bytes::copy_from_slice(&self.tail));
+        }
+        out
+    }
+
     /// Everything held, from the first line start when earlier bytes were dropped (so the
     /// replay that makes a snapshot's history does not begin in the middle of a line or of
     /// an escape sequence).
-    fn latest(&self) -> Vec<Bytes> {
-        let mut pieces: Vec<Bytes> = self.pieces.iter().cloned().collect();
+    fn latest(&mut self) -> Vec<Bytes> {
+        let mut pieces = self.chunks();
         if self.start > 0 {
             while let Some(first) = pieces.first_mut() {
                 match first.iter().position(|b| *b == b'\n') {
@@ -649,13 +709,13 @@ impl Ring {
     }
 
     /// The bytes from offset `since` to the end, if all of them are held.
-    fn since(&self, since: u64) -> Option<Vec<Bytes>> {
+    fn since(&mut self, since: u64) -> Option<Vec<Bytes>> {
         if since < self.start || since > self.end() {
             return None;
         }
         let mut skip = since - self.start;
         let mut out = Vec::new();
-        for piece in &self.pieces {
+        for piece in self.chunks() {
             let n = piece.len() as u64;
             if skip >= n {
                 skip -= n;
@@ -665,6 +725,55 @@ impl Ring {
             skip = 0;
         }
         Some(out)
+    }
+
+    /// Compresses everything held into one block and lets go of the chunks.
+    fn compact(&mut self) {
+        if self.frozen.is_some() || self.len == 0 {
+            return;
+        }
+        let mut all = Vec::with_capacity(self.len);
+        for piece in self.pieces.drain(..) {
+            all.extend_from_slice(&piece);
+        }
+        all.extend_from_slice(&self.tail);
+        self.tail = Vec::new();
+        self.pieces = VecDeque::new();
+        let mut frozen = lz4_flex::block::compress_prepend_size(&all);
+        frozen.shrink_to_fit();
+        self.frozen = Some(frozen);
+    }
+
+    /// Whether the output held is compressed.
+    #[cfg(test)]
+    fn is_compacted(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// Undoes [`Ring::compact`]: the bytes in chunks again, as before.
+    fn thaw(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
+        // The block was made here from `len` bytes; one that does not decompress (it cannot
+        // happen) leaves the ring empty at the same end offset rather than wrong.
+        match lz4_flex::block::decompress_size_prepended(&frozen) {
+            Ok(all) if all.len() == self.len => {
+                let all = Bytes::from(all);
+                let mut at = 0;
+                while at < all.len() {
+                    let to = (at + RING_CHUNK).min(all.len());
+                    self.pieces.push_back(all.slice(at..to));
+                    at = to;
+                }
+            }
+            other => {
+                let what = other.map(|all| format!("{} bytes, not {}", all.len(), self.len));
+                tracing::error!("a compacted output ring did not decompress: {what:?}");
+                self.start += self.len as u64;
+                self.len = 0;
+            }
+        }
     }
 }
 
@@ -782,6 +891,12 @@ struct Task {
     observers: Vec<(u64, String, mpsc::Sender<ToBrowser>)>,
     /// When `StartSession` was called, until the data channel is ready.
     asked: Option<Instant>,
+    /// A session quiet for this long compacts itself.
+    compact_after: Duration,
+    /// The last output, input, resize, attach or question about the screen.
+    quiet_since: Instant,
+    /// Compacted since the session went quiet (the ring and the model thaw on their next use).
+    compacted: bool,
 }
 
 impl Task {
@@ -829,6 +944,7 @@ impl Task {
                         r.flush();
                     }
                     self.check_limits().await;
+                    self.compact_if_quiet().await;
                 }
             }
         };
@@ -1000,7 +1116,46 @@ impl Task {
         self.send_browser(ToBrowser::Sync(self.bytes_out)).await;
     }
 
+    /// Something happened that needs the ring or the model: the session is not quiet.
+    fn stir(&mut self) {
+        self.quiet_since = Instant::now();
+        if std::mem::take(&mut self.compacted) {
+            self.live.compacted.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A session quiet for `compact_after` compacts itself, once per quiet spell: the ring is
+    /// compressed, the terminal model reduced to the bytes that rebuild it (when they rebuild
+    /// it exactly), and buffers that kept the size of a burst let go. Whatever is used next
+    /// thaws on its own (the ring on output or a reattach, the model on its next message).
+    async fn compact_if_quiet(&mut self) {
+        if self.compacted || self.quiet_since.elapsed() < self.compact_after {
+            return;
+        }
+        if self
+            .attached
+            .as_ref()
+            .is_some_and(|a| !a.pending.is_empty() || a.flush.is_some())
+        {
+            return; // not quiet: a browser is being caught up
+        }
+        self.compacted = true;
+        self.ring.compact();
+        let model = self.model.compact().await;
+        if let Some(a) = &mut self.attached {
+            a.pending.shrink_to_fit();
+        }
+        self.warned.shrink_to_fit();
+        self.observers.shrink_to_fit();
+        if let Some(r) = &mut self.recorder {
+            r.compact();
+        }
+        self.live.compacted.store(true, Ordering::SeqCst);
+        tracing::debug!(session = %self.spawn.id, ring = self.ring.len, model, "session compacted");
+    }
+
     async fn output(&mut self, bytes: Bytes) {
+        self.stir();
         self.bytes_out += bytes.len() as u64;
         telemetry::relayed(Direction::Out, bytes.len());
         let flushing = match &mut self.attached {
@@ -1026,7 +1181,7 @@ impl Task {
         if let Some(r) = &mut self.recorder {
             r.output(&bytes);
         }
-        self.ring.push(bytes);
+        self.ring.push(&bytes);
     }
 
     fn describe(&self, reason: &CloseReason) -> String {
@@ -1121,6 +1276,7 @@ impl Task {
     async fn command(&mut self, command: Command) {
         match command {
             Command::Attach { since, tx, reply } => {
+                self.stir();
                 if let Some(old) = self.attached.take() {
                     let _ = old.tx.try_send(ToBrowser::Replaced); // it may be gone already
                 }
@@ -1171,6 +1327,7 @@ impl Task {
                 }
             }
             Command::Input(bytes) => {
+                self.stir();
                 if bytes.contains(&0x03) {
                     self.interrupted();
                 }
@@ -1187,6 +1344,7 @@ impl Task {
             }
             Command::Freeze { reply, settled } => self.freeze(reply, settled).await,
             Command::Resize(cols, rows) => {
+                self.stir();
                 if let Some(r) = &mut self.recorder {
                     r.resize(cols, rows);
                 }
@@ -1213,6 +1371,7 @@ impl Task {
                     let _ = reply.send(None); // the observer may have gone
                     return;
                 }
+                self.stir();
                 self.next_attach += 1;
                 let id = self.next_attach;
                 let snapshot = Bytes::from(self.model.snapshot(self.ring.latest()).await);
@@ -1236,6 +1395,7 @@ impl Task {
                 self.tell_observers().await;
             }
             Command::ScreenText(reply) => {
+                self.stir();
                 let _ = reply.send(self.model.text().await); // the asker may have gone
             }
             Command::Stats(reply) => {
@@ -1379,5 +1539,97 @@ impl Task {
         )
         .await?;
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A ring fed `pieces` (compacted after those at `compact_at`) against a plain record of
+    /// every byte: the same offsets and the same bytes from every offset it holds.
+    fn check(cap: usize, pieces: &[Vec<u8>], compact_at: &[usize]) -> Result<(), String> {
+        let mut ring = Ring::new(cap);
+        let mut all = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            ring.push(piece);
+            all.extend_from_slice(piece);
+            if compact_at.contains(&i) {
+                ring.compact();
+                if ring.len > 0 && !ring.is_compacted() {
+                    return Err(format!("not compacted after piece {i}"));
+                }
+            }
+        }
+        if ring.end() != all.len() as u64 {
+            return Err(format!("end {} of {}", ring.end(), all.len()));
+        }
+        if ring.len > cap {
+            return Err(format!("holds {} with a cap of {cap}", ring.len));
+        }
+        let start = ring.start;
+        for since in [start, start + 1, (start + ring.end()) / 2, ring.end()] {
+            if since > ring.end() {
+                continue;
+            }
+            ring.compact();
+            let got = ring.since(since).ok_or("not held")?.concat();
+            let at = usize::try_from(since).unwrap_or(usize::MAX);
+            if got != all[at..] {
+                return Err(format!("bytes from {since} differ"));
+            }
+        }
+        if start > 0 && ring.since(start - 1).is_some() {
+            return Err("an offset before the start is answered".into());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_compacted_ring_gives_the_same_bytes_and_offsets() {
+        let lines: Vec<Vec<u8>> = (0..3000).map(|i| format!("{i}\r\n").into_bytes()).collect();
+        assert_eq!(check(256 * 1024, &lines, &[10, 2999]), Ok(()));
+        // More than the ring holds, pieces large and small, compacted on the way.
+        let big: Vec<Vec<u8>> = (0..200)
+            .map(|i| vec![b'a' + (i % 26) as u8; (i * 977) % 40_000])
+            .collect();
+        assert_eq!(check(64 * 1024, &big, &[3, 50, 51, 120, 199]), Ok(()));
+    }
+
+    #[test]
+    fn a_compacted_ring_is_small_and_holds_no_chunk() {
+        let mut ring = Ring::new(256 * 1024);
+        for i in 0..3000 {
+            ring.push(format!("{i}\r\n").as_bytes());
+        }
+        ring.compact();
+        assert!(ring.pieces.is_empty() && ring.tail.capacity() == 0);
+        let frozen = ring.frozen.as_ref().map_or(0, Vec::len);
+        assert!(frozen > 0 && frozen < ring.len, "{frozen} of {}", ring.len);
+        // Output after it thaws it and goes on at the right offset.
+        let end = ring.end();
+        ring.push(b"more");
+        assert!(!ring.is_compacted());
+        assert_eq!(ring.since(end).unwrap().concat(), b"more");
+    }
+
+    proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+        #[test]
+        fn compacting_never_changes_what_the_ring_answers(
+            cap in 1usize..100_000,
+            sizes in proptest::collection::vec(0usize..30_000, 0..40),
+            compact_at in proptest::collection::vec(0usize..40, 0..6),
+        ) {
+            let pieces: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (0..*n).map(|j| (i * 31 + j) as u8).collect())
+                .collect();
+            let cap = cap.max(RING_CHUNK);
+            prop_assert_eq!(check(cap, &pieces, &compact_at), Ok(()));
+        }
     }
 }

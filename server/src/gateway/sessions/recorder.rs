@@ -21,6 +21,9 @@ use sha2::{Digest, Sha256};
 use super::indexer::Indexer;
 pub use crate::gateway::store::recordings::{CONTENT_TYPE, Finished, path_of};
 
+/// The write buffer of a recording (std's default); let go while the session is quiet.
+const WRITE_BUFFER: usize = 8 * 1024;
+
 /// A recording being written.
 pub struct Recorder {
     path: PathBuf,
@@ -74,7 +77,7 @@ impl Recorder {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = path_of(dir, session_id);
-        let file = BufWriter::new(File::create(&path)?);
+        let file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&path)?);
         let mut recorder = Self {
             path,
             file,
@@ -112,6 +115,9 @@ impl Recorder {
     fn line(&mut self, text: &str) {
         if self.failed.is_some() {
             return;
+        }
+        if self.file.capacity() == 0 {
+            self.rewrap(WRITE_BUFFER);
         }
         let result = self
             .file
@@ -183,6 +189,34 @@ impl Recorder {
         }
     }
 
+    /// For a quiet session: writes what is buffered and lets go of the write buffer (the
+    /// next line takes a new one), and of the partial line and queue memory of the index.
+    pub fn compact(&mut self) {
+        self.flush();
+        if self.failed.is_none() && self.file.capacity() > 0 {
+            self.rewrap(0);
+        }
+        self.partial.shrink_to_fit();
+        if let Some(index) = &mut self.index {
+            index.compact();
+        }
+    }
+
+    /// Puts the file behind a write buffer of `capacity` (the buffer is empty: flushed).
+    fn rewrap(&mut self, capacity: usize) {
+        let result = self.file.get_ref().try_clone().map(|file| {
+            // The old writer is empty: dropping it only closes its copy of the descriptor.
+            drop(std::mem::replace(
+                &mut self.file,
+                BufWriter::with_capacity(capacity, file),
+            ));
+        });
+        if let Err(e) = result {
+            tracing::error!(path = %self.path.display(), "recording stopped: {e}");
+            self.failed = Some(e.to_string());
+        }
+    }
+
     /// Stops recording here for a hand-over to another gateway: the file's lines so far, the
     /// output held back, and how long it has been recording. The file is removed (the
     /// receiver writes it on, [`Recorder::resume`]); the search index is finished here.
@@ -209,7 +243,7 @@ impl Recorder {
     pub fn resume(dir: &Path, session_id: &str, carried: Carried) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = path_of(dir, session_id);
-        let mut file = BufWriter::new(File::create(&path)?);
+        let mut file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&path)?);
         file.write_all(&carried.written)?;
         let mut hasher = Sha256::new();
         hasher.update(&carried.written);

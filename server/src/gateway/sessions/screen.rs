@@ -218,6 +218,77 @@ impl Screen {
         out.into_bytes()
     }
 
+    /// The screen reduced to the bytes that rebuild it, when a screen rebuilt from them
+    /// cannot be told apart from this one (see [`Compacted`]); `None` otherwise: a screen
+    /// with scrollback (only the live model compacts), one in the middle of a sequence, or
+    /// one holding state the bytes cannot carry (a scroll region, a saved cursor, …).
+    pub fn compact(&self) -> Option<Compacted> {
+        let skipping = self.skipping.as_ref()?;
+        if !skipping.tracker.at_rest() {
+            return None;
+        }
+        let screen = self.parser.screen();
+        let (rows, cols) = self.size();
+        let alternate = screen.alternate_screen();
+        // The main screen as a copy shows it (after the program on the alternate one ends).
+        let mut main = copy_of(screen);
+        if alternate {
+            main.process(b"\x1b[?1049l");
+        }
+        let main_cursor = main.screen().cursor_position();
+        // vt100 counts the lines scrolled off (a taller screen pulls that many back): as many
+        // as a resize by COMPACT_PULL rows could pull, measured on the copy.
+        main.set_size(dim(rows.saturating_add(COMPACT_PULL), 24), dim(cols, 80));
+        let pulled = main
+            .screen()
+            .cursor_position()
+            .0
+            .saturating_sub(main_cursor.0);
+        let mut out = String::from("\x1bc");
+        out.push_str(&skip_sequence(
+            rows,
+            Skip {
+                len: 0,
+                scrolled: u64::from(pulled),
+                col: 0,
+            },
+        ));
+        if alternate {
+            if let Some(main) = &self.main_capture {
+                out.push_str("\x1b[H");
+                out.push_str(main);
+                out.push_str("\x1b[m");
+            }
+            let (row, col) = main_cursor;
+            out.push_str(&format!("\x1b[{};{}H\x1b[?1049h", row + 1, col + 1));
+        }
+        out.push_str(&screen.state_formatted());
+        let compacted = Compacted {
+            rows,
+            cols,
+            bytes: compress(out.as_bytes()),
+            main_capture: self.main_capture.as_deref().map(|m| compress(m.as_bytes())),
+            region_maybe_set: skipping.region_maybe_set,
+            skipped: skipping.skipped,
+        };
+        let rebuilt = Screen::rebuild(&compacted)?;
+        indistinguishable(screen, rebuilt.parser.screen()).then_some(compacted)
+    }
+
+    /// The screen [`Screen::compact`] reduced; `None` if its bytes do not decompress.
+    pub fn rebuild(compacted: &Compacted) -> Option<Screen> {
+        let mut screen = Screen::new(compacted.rows, compacted.cols, 0);
+        screen.parser.process(&decompress(&compacted.bytes)?);
+        screen.main_capture = match &compacted.main_capture {
+            Some(main) => Some(String::from_utf8(decompress(main)?).ok()?),
+            None => None,
+        };
+        let skipping = screen.skipping.as_mut()?;
+        skipping.region_maybe_set = compacted.region_maybe_set;
+        skipping.skipped = compacted.skipped;
+        Some(screen)
+    }
+
     /// The visible screen as plain text (rows joined by newlines), for tests and logs.
     pub fn text(&self) -> String {
         self.parser.screen().contents()
@@ -227,6 +298,90 @@ impl Screen {
     pub fn alternate(&self) -> bool {
         self.parser.screen().alternate_screen()
     }
+}
+
+/// How many rows taller a screen is made, on a copy, to count the lines scrolled off it that a
+/// taller screen would pull back (see [`Screen::compact`]).
+const COMPACT_PULL: u16 = 200;
+
+/// A terminal model reduced to bytes while its session is quiet: the bytes that bring a reset
+/// model of the same size to the same screen (LZ4-compressed), and the model's own state
+/// beside the parser's. At 80 × 24 a model holds about 62 KiB of cells; this, some hundreds
+/// of bytes. A model is only compacted when a rebuilt copy cannot be told apart from it: the
+/// same screen, cursor, attributes and modes, and the same after a probe that uses hidden
+/// state (the saved cursor, the character a repeat repeats, the scroll region, origin mode),
+/// after a taller resize (the lines scrolled off), and after leaving the alternate screen.
+#[derive(Debug, Clone)]
+pub struct Compacted {
+    rows: u16,
+    cols: u16,
+    bytes: Vec<u8>,
+    main_capture: Option<Vec<u8>>,
+    region_maybe_set: bool,
+    skipped: u64,
+}
+
+impl Compacted {
+    /// The bytes it holds.
+    pub fn size(&self) -> usize {
+        self.bytes.len() + self.main_capture.as_ref().map_or(0, Vec::len)
+    }
+}
+
+fn compress(bytes: &[u8]) -> Vec<u8> {
+    let mut out = lz4_flex::block::compress_prepend_size(bytes);
+    out.shrink_to_fit();
+    out
+}
+
+fn decompress(bytes: &[u8]) -> Option<Vec<u8>> {
+    lz4_flex::block::decompress_size_prepended(bytes).ok()
+}
+
+/// A parser holding a copy of `screen` (at rest: a fresh parser's state).
+fn copy_of(screen: &vt100::Screen) -> Parser {
+    let (rows, cols) = screen.size();
+    let mut parser = Parser::new(rows, cols, 0);
+    *parser.screen_mut() = screen.clone();
+    parser
+}
+
+/// Whether two screens show the same now and after the probes of [`Compacted`].
+fn indistinguishable(a: &vt100::Screen, b: &vt100::Screen) -> bool {
+    let same = |a: &vt100::Screen, b: &vt100::Screen| {
+        a.state_formatted() == b.state_formatted()
+            && a.cursor_position() == b.cursor_position()
+            && a.size() == b.size()
+            && a.alternate_screen() == b.alternate_screen()
+    };
+    if !same(a, b) {
+        return false;
+    }
+    let (rows, cols) = a.size();
+    let probe = format!(
+        "\x18\x1b8P\x1b[3bQ{}R\x1b[HS\x1b[?1049l\x1b[HT",
+        "\r\n".repeat(usize::from(rows.get()) + 1)
+    );
+    let (mut x, mut y) = (copy_of(a), copy_of(b));
+    x.process(probe.as_bytes());
+    y.process(probe.as_bytes());
+    if !same(x.screen(), y.screen()) {
+        return false;
+    }
+    let taller = dim(rows.get().saturating_add(COMPACT_PULL), 24);
+    for leave in [false, true] {
+        let (mut x, mut y) = (copy_of(a), copy_of(b));
+        if leave {
+            x.process(b"\x1b[?1049l");
+            y.process(b"\x1b[?1049l");
+        }
+        x.set_size(taller, cols);
+        y.set_size(taller, cols);
+        if !same(x.screen(), y.screen()) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Output pieces (and resizes, questions) queued towards a session's model task. When the
@@ -246,6 +401,8 @@ enum ToModel {
         reply: oneshot::Sender<Vec<u8>>,
     },
     Text(oneshot::Sender<String>),
+    /// Reduce the model to bytes until the next message; the answer says whether it was.
+    Compact(oneshot::Sender<bool>),
 }
 
 /// A session's terminal model running in a task of its own, so that feeding it (the costliest
@@ -266,10 +423,11 @@ impl Model {
     /// above it. The task ends when the last handle is dropped.
     pub fn spawn(rows: u16, cols: u16, history_lines: usize) -> Self {
         let (tx, mut rx) = mpsc::channel(MODEL_QUEUE);
-        let mut screen = Screen::new(rows, cols, 0);
+        let mut live = Some(Screen::new(rows, cols, 0));
         tokio::spawn(async move {
             let mut batch = Vec::new();
             let mut next = None;
+            let mut compacted: Option<Compacted> = None;
             loop {
                 let message = match next.take() {
                     Some(message) => message,
@@ -278,6 +436,24 @@ impl Model {
                         None => break,
                     },
                 };
+                if let ToModel::Compact(reply) = message {
+                    if compacted.is_none()
+                        && let Some(c) = live.as_ref().and_then(Screen::compact)
+                    {
+                        compacted = Some(c);
+                        live = None;
+                    }
+                    let _ = reply.send(compacted.is_some()); // the asker may have gone
+                    continue;
+                }
+                // Anything else needs the model: rebuilt from its bytes when compacted (a
+                // rebuild that fails, which cannot happen, leaves a blank screen of the size).
+                let screen = live.get_or_insert_with(|| {
+                    let c = compacted.take();
+                    c.as_ref()
+                        .and_then(Screen::rebuild)
+                        .unwrap_or_else(|| Screen::new(rows, cols, 0))
+                });
                 match message {
                     ToModel::Output(bytes) => {
                         // Output queued behind this piece goes in with it, so that plain
@@ -312,6 +488,7 @@ impl Model {
                         drop(reply.send(screen.snapshot_with(&replay)));
                     }
                     ToModel::Text(reply) => drop(reply.send(screen.text())),
+                    ToModel::Compact(_) => {} // handled above
                 }
             }
         });
@@ -338,6 +515,17 @@ impl Model {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Reduces the model to the bytes that rebuild it (see [`Compacted`]) until the next
+    /// output, resize or question, which rebuild it first. Says whether the model is compacted
+    /// now (a model that cannot be rebuilt exactly is left as it is).
+    pub async fn compact(&self) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(ToModel::Compact(reply)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// The visible text after everything fed so far (see [`Screen::text`]).
@@ -825,6 +1013,100 @@ mod tests {
                 proptest::prop_assert!(false, "{}", e);
             }
         }
+    }
+
+    /// A live model (no scrollback) fed `before`, compacted and rebuilt, then fed `after`,
+    /// against a twin never compacted: the same screen, snapshot and state at each step.
+    fn compacted_twin(rows: u16, cols: u16, before: &[u8], after: &[u8]) -> Option<Screen> {
+        let mut twin = Screen::new(rows, cols, 0);
+        let mut model = Screen::new(rows, cols, 0);
+        twin.process(before);
+        model.process(before);
+        let compacted = model.compact()?;
+        assert!(compacted.size() < 4096, "{} bytes", compacted.size());
+        drop(model);
+        let mut model = Screen::rebuild(&compacted).unwrap();
+        assert_eq!(model.snapshot(), twin.snapshot());
+        assert_eq!(model.main_capture, twin.main_capture);
+        model.process(after);
+        twin.process(after);
+        assert_eq!(model.snapshot(), twin.snapshot());
+        assert!(same_screen(&model, &twin.parser).is_ok());
+        Some(model)
+    }
+
+    #[test]
+    fn a_compacted_model_rebuilds_to_the_same_screen() {
+        let lines: Vec<u8> = (1..=3000)
+            .flat_map(|i| format!("\x1b[32m{i}\x1b[m\r\n").into_bytes())
+            .chain(b"\x1b[1mbash$ \x1b[m\x1b[?2004h".iter().copied())
+            .collect();
+        assert!(compacted_twin(24, 80, &lines, b"ls\r\nfile\r\n\x1b[7mbash$ ").is_some());
+        // The lines scrolled off still count when the screen grows.
+        let mut model = compacted_twin(24, 80, &lines, b"").unwrap();
+        let mut twin = Screen::new(24, 80, 0);
+        twin.process(&lines);
+        model.resize(60, 100);
+        twin.resize(60, 100);
+        assert!(same_screen(&model, &twin.parser).is_ok());
+        // A program on the alternate screen, and the main screen under it when it ends.
+        let vim = [
+            &lines[..],
+            b"vim\r\n\x1b[?1049h\x1b[H\x1b[2J~\r\n~\r\n\x1b[24;1H\"notes\" 0L",
+        ]
+        .concat();
+        let model = compacted_twin(24, 80, &vim, b"\x1b[2;1Hx\x1b[?1049l$ ").unwrap();
+        assert!(model.text().contains("vim"), "{}", model.text());
+        // A blank screen, and one barely used.
+        assert!(compacted_twin(24, 80, b"", b"$ ").is_some());
+        assert!(compacted_twin(5, 10, b"$ ", b"exit\r\n").is_some());
+    }
+
+    #[test]
+    fn a_model_with_state_its_bytes_cannot_carry_is_not_compacted() {
+        let mut screen = Screen::new(24, 80, 0);
+        // A scroll region (a status line kept at the bottom).
+        screen.process(b"\x1b[1;23rtop\r\n");
+        assert!(screen.compact().is_none());
+        let mut screen = Screen::new(24, 80, 0);
+        // A saved cursor elsewhere than where a reset puts it.
+        screen.process(b"\x1b[5;7H\x1b7\x1b[Hx");
+        assert!(screen.compact().is_none());
+        // In the middle of a sequence.
+        let mut screen = Screen::new(24, 80, 0);
+        screen.process(b"abc\x1b[3");
+        assert!(screen.compact().is_none());
+        // A model with scrollback (a replay) is never compacted.
+        assert!(Screen::new(24, 80, 10).compact().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_model_task_compacts_and_answers_as_before() {
+        let model = Model::spawn(5, 20, 100);
+        let twin = Model::spawn(5, 20, 100);
+        let mut latest = Vec::new();
+        for i in 0..30 {
+            let piece = Bytes::from(format!("line {i}\r\n"));
+            model.output(piece.clone()).await;
+            twin.output(piece.clone()).await;
+            latest.push(piece);
+        }
+        assert!(model.compact().await);
+        assert!(model.compact().await, "compacted still");
+        assert_eq!(
+            model.snapshot(latest.clone()).await,
+            twin.snapshot(latest.clone()).await
+        );
+        assert!(model.compact().await);
+        for m in [&model, &twin] {
+            m.output(Bytes::from_static(b"after\r\n$ ")).await;
+            m.resize(6, 22).await;
+        }
+        assert_eq!(model.text().await, twin.text().await);
+        assert_eq!(
+            model.snapshot(latest.clone()).await,
+            twin.snapshot(latest).await
+        );
     }
 
     #[test]
