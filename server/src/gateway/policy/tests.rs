@@ -523,6 +523,7 @@ fn the_explanation_goes_rule_by_rule() {
     assert!(
         text.ends_with(
             "ALLOWED by prod (sessions of at most 900 s)\n\
+             CLIPBOARD copy and paste allowed\n\
              AWS role  none: the gateway's own credentials\n"
         ),
         "{text}"
