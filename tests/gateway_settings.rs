@@ -19,6 +19,7 @@ fn defaults() -> Value {
     json!({
         "font_size": 14, "theme": "dark", "cursor_style": "block",
         "scrollback": 5000, "bell": "none", "screen_reader": false,
+        "copy_on_select": false, "key_bar": "auto",
     })
 }
 
@@ -67,10 +68,13 @@ async fn settings_are_kept_per_person(backend: Backend) {
     assert_eq!(reply.body, want);
     let reply = put(
         &mut alice,
-        &json!({"cursor_style": "bar", "scrollback": 100000, "bell": "visual", "screen_reader": true}),
+        &json!({"cursor_style": "bar", "scrollback": 100000, "bell": "visual", "screen_reader": true,
+                 "copy_on_select": true, "key_bar": "on"}),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    want["copy_on_select"] = json!(true);
+    want["key_bar"] = json!("on");
     want["cursor_style"] = json!("bar");
     want["scrollback"] = json!(100000);
     want["bell"] = json!("visual");
@@ -123,6 +127,12 @@ async fn bad_settings_are_refused_and_nothing_is_stored(backend: Backend) {
             "screen_reader",
             "true or false",
         ),
+        (
+            json!({"copy_on_select": "on"}),
+            "copy_on_select",
+            "true or false",
+        ),
+        (json!({"key_bar": "touch"}), "key_bar", "auto, on, off"),
         // A good key beside a bad one: the whole change is refused.
         (
             json!({"theme": "light", "font_size": 0}),

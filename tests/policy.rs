@@ -494,3 +494,59 @@ async fn a_roles_own_limit_ends_the_session() {
     );
     gw.stop().await;
 }
+
+const CLIPBOARD_POLICY: &str = r#"
+[[roles]]
+name = "regulated"
+targets = [{ tags = ["team=web"] }]
+reason = { required = false }
+clipboard = false
+
+[[roles]]
+name = "web"
+targets = [{ tags = ["team=web"] }]
+reason = { required = false }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_clipboard_decision_travels_with_the_session() {
+    the_clipboard_decision_travels_with_the_session(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_clipboard_decision_travels_with_the_session() {
+    the_clipboard_decision_travels_with_the_session(Backend::Postgres).await;
+}
+
+/// `clipboard = false` on the only role that allows a session: `session.start` records
+/// `"clipboard": false` and the session says so; a second role that allows it turns it back on.
+async fn the_clipboard_decision_travels_with_the_session(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_policy(dir.path(), CLIPBOARD_POLICY);
+    let gw = gateway::start(backend, |c| c.policy.file = Some(file.clone())).await;
+    let mut alice = signed_in(&gw, "alice", &["regulated"]).await;
+    let mut bob = signed_in(&gw, "bob", &["regulated", "web"]).await;
+
+    let off = alice.open(NODE, "INC-77 regulated work").await;
+    let on = bob.open(NODE, "INC-78 the same node").await;
+    let start = events_of(&gw, "session.start").await;
+    let detail = |id: &str| {
+        start
+            .iter()
+            .find(|e| e.session_id.as_deref() == Some(id))
+            .unwrap()
+            .detail
+            .clone()
+    };
+    assert_eq!(detail(&off)["clipboard"], json!(false), "{}", detail(&off));
+    assert_eq!(detail(&off)["roles"], json!(["regulated"]));
+    assert_eq!(detail(&on)["clipboard"], json!(true), "{}", detail(&on));
+    assert_eq!(detail(&on)["roles"], json!(["regulated", "web"]));
+
+    let reply = alice.get(&format!("/api/v1/sessions/{off}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["clipboard"], json!(false), "{}", reply.text);
+    let reply = bob.get(&format!("/api/v1/sessions/{on}")).await;
+    assert_eq!(reply.body["clipboard"], json!(true), "{}", reply.text);
+    gw.stop().await;
+}

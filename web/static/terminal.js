@@ -20,6 +20,8 @@ import { WebLinksAddon } from './vendor/xterm/addon-web-links.mjs';
 import { Unicode11Addon } from './vendor/xterm/addon-unicode11.mjs';
 import { SearchAddon } from './vendor/xterm/addon-search.mjs';
 import { api, errorMessage, showError, toSignIn } from './common.js';
+import { isMultiLine, pastePieces, previewLines } from './paste.js';
+import { ctrlOf, keyBytes } from './keys.js';
 
 /** WebSocket close codes of the gateway (server/src/gateway/attach.rs). */
 const CLOSE_SESSION_ENDED = 4000;
@@ -37,6 +39,8 @@ const root = document.getElementById('session');
 const data = root.dataset;
 const sessionId = data.sessionId;
 const observing = data.mode === 'observe';
+/** Whether the policy lets this session's terminal copy and paste (the role's `clipboard`). */
+const clipboardAllowed = data.clipboard !== 'false';
 const nodeLabel = data.nodeName || data.target;
 const connState = document.getElementById('conn-state');
 const elapsed = document.getElementById('elapsed');
@@ -208,7 +212,15 @@ function sendSize() {
   send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
 }
 
-term.onData((text) => sendBytes(encoder.encode(text)));
+term.onData((text) => {
+  // The key bar's sticky Ctrl applies to the next key typed (a phone's keyboard has no Ctrl).
+  if (stickyCtrl && text.length === 1) {
+    setStickyCtrl(false);
+    sendBytes(encoder.encode(ctrlOf(text) ?? text));
+    return;
+  }
+  sendBytes(encoder.encode(text));
+});
 term.onBinary((text) => sendBytes(Uint8Array.from(text, (c) => c.charCodeAt(0) & 0xff)));
 term.onResize(() => {
   showSize();
@@ -230,6 +242,8 @@ function sessionEnded(reason, at) {
   term.options.cursorBlink = false;
   term.write('\x1b[?25l'); // hide the cursor: nothing more will be typed here
   term.options.disableStdin = true;
+  guardUnload(false);
+  showKeyBar();
 }
 
 function connect() {
@@ -241,6 +255,7 @@ function connect() {
   socket = ws;
 
   ws.addEventListener('open', () => {
+    guardUnload(!observing);
     // What follows is the missing output or a snapshot that resets the screen itself.
     synced = false;
     if (observing) {
@@ -310,6 +325,7 @@ function closed(code, reason) {
       sessionEnded(reason);
       return;
     case CLOSE_REPLACED:
+      guardUnload(false); // the shell lives on in the other tab
       setState('detached');
       showBanner('warning', 'This session was opened in another tab or window.', {
         label: 'Use it here',
@@ -406,6 +422,9 @@ function applySettings(s) {
   term.options.scrollback = s.scrollback;
   term.options.screenReaderMode = Boolean(s.screen_reader);
   bell = s.bell;
+  copyOnSelect = Boolean(s.copy_on_select);
+  keyBarMode = ['on', 'off'].includes(s.key_bar) ? s.key_bar : 'auto';
+  showKeyBar();
   root.dataset.theme = theme;
   for (const [key, value] of Object.entries(s)) {
     const input = document.getElementById(`set-${key}`);
@@ -428,6 +447,8 @@ function settingsOfForm() {
     scrollback: Number(value('scrollback').value),
     bell: value('bell').value,
     screen_reader: value('screen_reader').checked,
+    copy_on_select: value('copy_on_select').checked,
+    key_bar: value('key_bar').value,
   };
 }
 
@@ -580,6 +601,441 @@ window.addEventListener(
   },
   true,
 );
+
+// --- Copy and paste --------------------------------------------------------------------------
+//
+// Copy: Ctrl+Shift+C, the context menu, or on selection (the person's `copy_on_select`).
+// Paste: Ctrl+Shift+V (or Ctrl+V, Shift+Insert: the browser's own paste event), the context
+// menu, or text dropped on the terminal. Every paste goes through `pasteText`: a paste of
+// several lines asks first, unless the program turned bracketed paste on (then the program
+// sees the paste as one, and the text is wrapped as xterm does); the text is sent in pieces
+// under the gateway's message limit, each waiting for the socket to drain, so a large paste
+// never floods the page or the gateway.
+//
+// A role with `clipboard = false` turns all of it off for the session (`data-clipboard`): the
+// page stops copy, cut, paste and drop events on the terminal and says so. The page cannot stop
+// the browser's own tools (developer tools, screenshots, reading the screen): docs/security.md.
+
+/** Whether a selection is copied as it is made (the person's `copy_on_select` setting). */
+let copyOnSelect = false;
+/** The most bytes queued in the socket before the next piece of a paste waits. */
+const PASTE_HIGH_WATER = 64 * 1024;
+/** Lines of a paste shown in its confirmation. */
+const PASTE_PREVIEW_LINES = 5;
+
+/** Writes `text` to the clipboard; true when the browser took it. */
+async function copyText(text) {
+  if (!clipboardAllowed || !text) return false;
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // Without the asynchronous clipboard (an insecure origin): the old way, which works
+    // within a key press or click.
+    const area = document.createElement('textarea');
+    area.value = text;
+    area.setAttribute('readonly', '');
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.append(area);
+    area.select();
+    let done = false;
+    try {
+      done = document.execCommand('copy');
+    } catch {
+      done = false;
+    }
+    area.remove();
+    term.focus();
+    return done;
+  }
+}
+
+function copySelection() {
+  const text = term.getSelection();
+  if (text) copyText(text);
+}
+
+let selectionTimer = null;
+term.onSelectionChange(() => {
+  if (!copyOnSelect || !clipboardAllowed) return;
+  // A selection made by dragging changes many times: copy where it settles.
+  clearTimeout(selectionTimer);
+  selectionTimer = setTimeout(copySelection, 150);
+});
+
+/** Waits until the socket has sent most of what it holds (or is gone: false). */
+async function drained(ws) {
+  while (ws.readyState === WebSocket.OPEN && ws.bufferedAmount > PASTE_HIGH_WATER) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return ws.readyState === WebSocket.OPEN;
+}
+
+/** The dialog that shows the first lines of a paste of several lines: Paste or Cancel. */
+const pasteDialog = document.createElement('dialog');
+pasteDialog.id = 'paste-dialog';
+pasteDialog.className = 'paste-dialog';
+pasteDialog.setAttribute('aria-labelledby', 'paste-title');
+pasteDialog.innerHTML = `
+  <form method="dialog">
+    <h2 id="paste-title">Paste several lines?</h2>
+    <p id="paste-summary"></p>
+    <pre id="paste-preview"></pre>
+    <div class="actions">
+      <button type="submit" value="cancel" id="paste-cancel" class="small">Cancel</button>
+      <button type="submit" value="paste" id="paste-confirm" class="small primary">Paste</button>
+    </div>
+  </form>`;
+root.append(pasteDialog);
+
+/** Asks before pasting `text` (several lines); resolves true to paste. */
+function confirmPaste(text) {
+  if (pasteDialog.open) return Promise.resolve(false); // one question at a time
+  const { lines, total } = previewLines(text, PASTE_PREVIEW_LINES);
+  const more = total - lines.length;
+  document.getElementById('paste-summary').textContent =
+    `The text has ${total} lines; each line break runs what comes before it in the shell.` +
+    (more > 0 ? ` The first ${lines.length} are shown.` : '');
+  document.getElementById('paste-preview').textContent =
+    lines.join('\n') + (more > 0 ? `\n… and ${more} more line${more === 1 ? '' : 's'}` : '');
+  return new Promise((resolve) => {
+    pasteDialog.returnValue = 'cancel';
+    pasteDialog.addEventListener(
+      'close',
+      () => {
+        term.focus();
+        resolve(pasteDialog.returnValue === 'paste');
+      },
+      { once: true },
+    );
+    pasteDialog.showModal();
+    document.getElementById('paste-cancel').focus();
+  });
+}
+
+/** Sends `text` to the shell as a paste (see above). */
+async function pasteText(text) {
+  if (!clipboardAllowed || observing || ended || !text) return;
+  const bracketed = Boolean(term.modes.bracketedPasteMode);
+  if (!bracketed && isMultiLine(text) && !(await confirmPaste(text))) return;
+  const ws = socket;
+  if (ws?.readyState !== WebSocket.OPEN) {
+    showBanner('warning', 'Not connected to the shell: the paste was not sent.');
+    return;
+  }
+  const pieces = pastePieces(text, { bracketed, limit: MAX_INPUT_FRAME });
+  root.dataset.paste = 'sending';
+  term.scrollToBottom();
+  for (const [i, piece] of pieces.entries()) {
+    if (socket !== ws || !(await drained(ws))) {
+      showBanner('warning', `The paste was cut short: the connection was lost after ${i} of ${pieces.length} pieces.`);
+      break;
+    }
+    ws.send(piece);
+  }
+  root.dataset.paste = 'sent';
+}
+
+/** Reads the clipboard for the context menu's Paste (the browser may ask, or refuse). */
+async function pasteFromClipboard() {
+  let text;
+  try {
+    text = await navigator.clipboard.readText();
+  } catch {
+    showBanner('info', 'The browser did not let the page read the clipboard: press Ctrl+Shift+V (or Shift+Insert) in the terminal to paste.');
+    return;
+  }
+  term.focus();
+  await pasteText(text);
+}
+
+// Capture phase on the terminal's host: before xterm.js's own handlers, which would send the
+// text at once (no question, no pieces).
+termHost.addEventListener(
+  'paste',
+  (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    if (clipboardAllowed) pasteText(event.clipboardData?.getData('text/plain') ?? '');
+  },
+  true,
+);
+for (const type of ['copy', 'cut']) {
+  termHost.addEventListener(
+    type,
+    (event) => {
+      if (clipboardAllowed) return; // xterm.js copies its selection
+      event.preventDefault();
+      event.stopPropagation();
+    },
+    true,
+  );
+}
+/** Whether a drag carries text (and no files: dropping files is not pasting). */
+function draggedText(event) {
+  const types = Array.from(event.dataTransfer?.types ?? []);
+  return types.includes('text/plain') && !types.includes('Files');
+}
+termHost.addEventListener(
+  'dragover',
+  (event) => {
+    if (!draggedText(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = clipboardAllowed && !observing ? 'copy' : 'none';
+  },
+  true,
+);
+termHost.addEventListener(
+  'drop',
+  (event) => {
+    if (!draggedText(event)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    if (clipboardAllowed) pasteText(event.dataTransfer.getData('text/plain'));
+  },
+  true,
+);
+
+if (!clipboardAllowed) {
+  // Said once where it stays visible: the status bar.
+  const note = document.createElement('span');
+  note.id = 'clipboard-note';
+  note.className = 'clipboard-note';
+  note.textContent = 'Copy and paste off';
+  note.title = 'Your role does not allow copy and paste in this session (policy: clipboard = false).';
+  document.getElementById('find-open')?.before(note);
+  root.dataset.clipboard = 'false';
+}
+
+// --- The context menu: Copy, Paste, Select all -----------------------------------------------
+
+const menu = document.createElement('div');
+menu.id = 'term-menu';
+menu.className = 'term-menu';
+menu.setAttribute('role', 'menu');
+menu.setAttribute('aria-label', 'Terminal');
+menu.hidden = true;
+menu.innerHTML = `
+  <button type="button" role="menuitem" data-action="copy">Copy <kbd>Ctrl+Shift+C</kbd></button>
+  <button type="button" role="menuitem" data-action="paste">Paste <kbd>Ctrl+Shift+V</kbd></button>
+  <button type="button" role="menuitem" data-action="select-all">Select all</button>
+  <p class="muted" role="none" hidden>Copy and paste are off for this session (policy).</p>`;
+root.append(menu);
+const menuItems = () => Array.from(menu.querySelectorAll('[role="menuitem"]:not([aria-disabled="true"])'));
+
+function openMenu(x, y) {
+  const copyItem = menu.querySelector('[data-action="copy"]');
+  const pasteItem = menu.querySelector('[data-action="paste"]');
+  copyItem.setAttribute('aria-disabled', String(!clipboardAllowed || !term.hasSelection()));
+  pasteItem.setAttribute('aria-disabled', String(!clipboardAllowed || observing || ended));
+  menu.querySelector('p').hidden = clipboardAllowed;
+  menu.hidden = false;
+  const box = menu.getBoundingClientRect();
+  menu.style.left = `${Math.max(0, Math.min(x, window.innerWidth - box.width))}px`;
+  menu.style.top = `${Math.max(0, Math.min(y, window.innerHeight - box.height))}px`;
+  (menuItems()[0] ?? menu.querySelector('[data-action="select-all"]')).focus();
+}
+
+function closeMenu(refocus = true) {
+  if (menu.hidden) return;
+  menu.hidden = true;
+  if (refocus) term.focus();
+}
+
+termHost.addEventListener(
+  'contextmenu',
+  (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    // From the keyboard (the menu key, Shift+F10) there is no pointer: the terminal's corner.
+    const fromKeyboard = event.button !== 2 || (event.clientX === 0 && event.clientY === 0);
+    const host = termHost.getBoundingClientRect();
+    openMenu(fromKeyboard ? host.left + 16 : event.clientX, fromKeyboard ? host.top + 16 : event.clientY);
+  },
+  true,
+);
+menu.addEventListener('click', (event) => {
+  const item = event.target.closest('[role="menuitem"]');
+  if (!item || item.getAttribute('aria-disabled') === 'true') return;
+  closeMenu();
+  const action = item.dataset.action;
+  if (action === 'copy') copySelection();
+  else if (action === 'paste') pasteFromClipboard();
+  else if (action === 'select-all') term.selectAll();
+});
+menu.addEventListener('keydown', (event) => {
+  const items = menuItems();
+  const at = items.indexOf(document.activeElement);
+  const move = { ArrowDown: 1, ArrowUp: -1 }[event.key];
+  if (move) {
+    event.preventDefault();
+    items[(at + move + items.length) % items.length]?.focus();
+  } else if (event.key === 'Home' || event.key === 'End') {
+    event.preventDefault();
+    items[event.key === 'Home' ? 0 : items.length - 1]?.focus();
+  } else if (event.key === 'Escape') {
+    event.preventDefault();
+    closeMenu();
+  } else if (event.key === 'Tab') {
+    closeMenu(false);
+  }
+});
+document.addEventListener('pointerdown', (event) => {
+  if (!menu.hidden && !menu.contains(event.target)) closeMenu(false);
+});
+
+// --- Keys: Ctrl+Shift+C / Ctrl+Shift+V, and Ctrl+W, Ctrl+T, Ctrl+N for the shell ---------------
+
+/** The control bytes of the browser shortcuts the shell wants, by `KeyboardEvent.code`. */
+const SHELL_KEYS = { KeyW: '\x17', KeyT: '\x14', KeyN: '\x0e' };
+
+term.attachCustomKeyEventHandler((event) => {
+  if (event.type !== 'keydown' || !event.ctrlKey || !event.shiftKey || event.altKey || event.metaKey) return true;
+  if (event.code === 'KeyC') {
+    // Copy (and never the browser's element picker).
+    event.preventDefault();
+    if (clipboardAllowed) copySelection();
+    return false;
+  }
+  if (event.code === 'KeyV') {
+    // The browser's own paste follows, as a paste event (handled above); none when forbidden.
+    if (!clipboardAllowed) event.preventDefault();
+    return false;
+  }
+  return true;
+});
+
+// Ctrl+W, Ctrl+T and Ctrl+N close the tab, open one and open a window in a browser; in a shell
+// they erase a word, swap characters and go to the next history line. Where the browser gives
+// the page the key press (full screen with the keyboard locked, an installed app window, some
+// browsers), it goes to the shell, not to the browser.
+window.addEventListener(
+  'keydown',
+  (event) => {
+    const bytes = SHELL_KEYS[event.code];
+    if (!bytes || !event.ctrlKey || event.shiftKey || event.altKey || event.metaKey) return;
+    if (observing || ended || !termHost.contains(document.activeElement)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    sendBytes(encoder.encode(bytes));
+  },
+  true,
+);
+
+// Full screen, with the keyboard locked where the browser can (the Keyboard Lock API): the
+// browser then gives the page Ctrl+W, Ctrl+T, Ctrl+N and Esc (holding Esc leaves full screen).
+const fullButton = document.getElementById('fullscreen');
+/** The keys locked in full screen, by `KeyboardEvent.code`. */
+const LOCKED_KEYS = [...Object.keys(SHELL_KEYS), 'Escape'];
+if (fullButton && !document.fullscreenEnabled) fullButton.hidden = true;
+fullButton?.addEventListener('click', async () => {
+  try {
+    if (document.fullscreenElement) {
+      await document.exitFullscreen();
+    } else {
+      await document.documentElement.requestFullscreen();
+      await navigator.keyboard?.lock?.(LOCKED_KEYS);
+    }
+  } catch {
+    showBanner('info', 'The browser did not allow full screen here.');
+  }
+  term.focus();
+});
+document.addEventListener('fullscreenchange', () => {
+  const full = Boolean(document.fullscreenElement);
+  if (!full) navigator.keyboard?.unlock?.();
+  fullButton?.setAttribute('aria-pressed', String(full));
+  scheduleFit();
+});
+
+/** The warning before leaving the page while the shell is live here. */
+function beforeUnload(event) {
+  event.preventDefault();
+  event.returnValue = ''; // older browsers want it set
+  return '';
+}
+let unloadGuarded = false;
+function guardUnload(on) {
+  if (on === unloadGuarded) return;
+  unloadGuarded = on;
+  if (on) window.addEventListener('beforeunload', beforeUnload);
+  else window.removeEventListener('beforeunload', beforeUnload);
+  root.dataset.unloadGuard = String(on);
+}
+
+// --- The key bar (touch screens): Esc, Tab, Ctrl, arrows and a few characters -----------------
+
+/** `auto` (on touch screens), `on` or `off`: the person's `key_bar` setting. */
+let keyBarMode = 'auto';
+/** Whether the key bar's Ctrl is held for the next key. */
+let stickyCtrl = false;
+const touchScreen = window.matchMedia('(pointer: coarse)');
+
+const keyBar = document.createElement('div');
+keyBar.id = 'key-bar';
+keyBar.className = 'key-bar';
+keyBar.setAttribute('role', 'toolbar');
+keyBar.setAttribute('aria-label', 'Terminal keys');
+keyBar.hidden = true;
+const KEY_BAR = [
+  ['esc', 'Esc', 'Escape'],
+  ['tab', 'Tab', 'Tab'],
+  ['ctrl', 'Ctrl', 'Control, for the next key'],
+  ['left', '←', 'Left arrow'],
+  ['up', '↑', 'Up arrow'],
+  ['down', '↓', 'Down arrow'],
+  ['right', '→', 'Right arrow'],
+  ['|', '|', 'Vertical bar'],
+  ['~', '~', 'Tilde'],
+  ['/', '/', 'Slash'],
+  ['-', '-', 'Hyphen'],
+];
+for (const [key, label, name] of KEY_BAR) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'small';
+  button.dataset.key = key;
+  button.textContent = label;
+  button.setAttribute('aria-label', name);
+  if (key === 'ctrl') button.setAttribute('aria-pressed', 'false');
+  keyBar.append(button);
+}
+termHost.after(keyBar);
+
+function setStickyCtrl(on) {
+  stickyCtrl = on;
+  keyBar.querySelector('[data-key="ctrl"]').setAttribute('aria-pressed', String(on));
+}
+
+// A tap must not take the focus from the terminal (a phone would hide its keyboard).
+keyBar.addEventListener('pointerdown', (event) => {
+  if (event.target.closest('button')) event.preventDefault();
+});
+keyBar.addEventListener('click', (event) => {
+  const key = event.target.closest('button')?.dataset.key;
+  if (!key) return;
+  if (key === 'ctrl') {
+    setStickyCtrl(!stickyCtrl);
+  } else {
+    const bytes = keyBytes(key, { ctrl: stickyCtrl, appCursor: term.modes.applicationCursorKeysMode });
+    setStickyCtrl(false);
+    sendBytes(encoder.encode(bytes));
+  }
+  term.focus();
+});
+
+/** Shows the key bar when the setting or the screen asks for it (never for an observer). */
+function showKeyBar() {
+  const wanted = keyBarMode === 'on' || (keyBarMode === 'auto' && (touchScreen.matches || navigator.maxTouchPoints > 0));
+  const shown = wanted && !observing && !ended;
+  if (keyBar.hidden === !shown) return;
+  keyBar.hidden = !shown;
+  if (!shown) setStickyCtrl(false);
+  scheduleFit();
+}
+touchScreen.addEventListener('change', showKeyBar);
+showKeyBar();
 
 // --- Start -----------------------------------------------------------------------------------
 

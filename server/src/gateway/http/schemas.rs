@@ -293,6 +293,18 @@ pub enum Bell {
     Sound,
 }
 
+/// When the terminal page shows its on-screen key bar.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyBar {
+    /// On touch screens.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
 /// `GET` and `PUT /api/v1/me/settings`: the person's terminal settings, every key.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SettingsView {
@@ -310,6 +322,10 @@ pub struct SettingsView {
     pub bell: Bell,
     /// xterm.js's screen reader mode.
     pub screen_reader: bool,
+    /// A selection is copied to the clipboard as it is made.
+    pub copy_on_select: bool,
+    /// When the on-screen key bar (Esc, Tab, Ctrl, arrows) shows.
+    pub key_bar: KeyBar,
 }
 
 /// `PUT /api/v1/me/settings`: some of the keys; one left out keeps its value, `null` puts it
@@ -337,4 +353,10 @@ pub struct SettingsChange {
     /// xterm.js's screen reader mode (default false).
     #[serde(default)]
     pub screen_reader: Option<bool>,
+    /// Copy a selection as it is made (default false).
+    #[serde(default)]
+    pub copy_on_select: Option<bool>,
+    /// When the on-screen key bar shows (default `auto`).
+    #[serde(default)]
+    pub key_bar: Option<KeyBar>,
 }

@@ -10,6 +10,8 @@
 //! | `scrollback` | integer 100–100000 (lines) | 5000 |
 //! | `bell` | `none`, `visual`, `sound` | `none` |
 //! | `screen_reader` | boolean (xterm.js `screenReaderMode`) | `false` |
+//! | `copy_on_select` | boolean: a selection is copied as it is made | `false` |
+//! | `key_bar` | `auto` (on touch screens), `on`, `off`: the on-screen keys | `auto` |
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -28,6 +30,11 @@ pub const THEMES: &[&str] = &["dark", "light"];
 pub const CURSOR_STYLES: &[&str] = &["block", "bar", "underline"];
 /// What the bell does.
 pub const BELLS: &[&str] = &["none", "visual", "sound"];
+/// When the on-screen key bar shows.
+pub const KEY_BARS: &[&str] = &["auto", "on", "off"];
+/// The keys, for messages.
+const KEYS: &str = "font_size, theme, cursor_style, scrollback, bell, screen_reader, \
+                    copy_on_select, key_bar";
 
 /// One person's settings, every key present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +52,10 @@ pub struct Settings {
     pub bell: String,
     /// xterm.js's screen reader mode.
     pub screen_reader: bool,
+    /// A selection is copied to the clipboard as it is made.
+    pub copy_on_select: bool,
+    /// `auto`, `on` or `off`: the on-screen key bar (Esc, Tab, Ctrl, arrows).
+    pub key_bar: String,
 }
 
 impl Default for Settings {
@@ -57,6 +68,8 @@ impl Default for Settings {
             scrollback: 5000,
             bell: "none".to_owned(),
             screen_reader: false,
+            copy_on_select: false,
+            key_bar: "auto".to_owned(),
         }
     }
 }
@@ -83,6 +96,12 @@ fn integer(key: &str, value: &Value, min: i64, max: i64) -> Result<i64, Invalid>
         .as_i64()
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| invalid(key, &format!("must be an integer from {min} to {max}")))
+}
+
+fn boolean(key: &str, value: &Value) -> Result<bool, Invalid> {
+    value
+        .as_bool()
+        .ok_or_else(|| invalid(key, "must be true or false"))
 }
 
 fn one_of(key: &str, value: &Value, allowed: &[&str]) -> Result<String, Invalid> {
@@ -120,9 +139,7 @@ impl Settings {
         let Value::Object(map) = change else {
             return Err(Invalid {
                 key: String::new(),
-                message: "the settings must be a JSON object of keys font_size, theme, \
-                          cursor_style, scrollback, bell, screen_reader"
-                    .to_owned(),
+                message: format!("the settings must be a JSON object of keys {KEYS}"),
             });
         };
         let defaults = Self::default();
@@ -161,18 +178,25 @@ impl Settings {
                     }
                 }
                 "screen_reader" => {
-                    next.screen_reader = match (reset, value.as_bool()) {
-                        (true, _) => defaults.screen_reader,
-                        (false, Some(b)) => b,
-                        (false, None) => return Err(invalid(key, "must be true or false")),
+                    next.screen_reader = match reset {
+                        true => defaults.screen_reader,
+                        false => boolean(key, value)?,
+                    }
+                }
+                "copy_on_select" => {
+                    next.copy_on_select = match reset {
+                        true => defaults.copy_on_select,
+                        false => boolean(key, value)?,
+                    }
+                }
+                "key_bar" => {
+                    next.key_bar = match reset {
+                        true => defaults.key_bar.clone(),
+                        false => one_of(key, value, KEY_BARS)?,
                     }
                 }
                 _ => {
-                    return Err(invalid(
-                        key,
-                        "unknown key; the keys are font_size, theme, cursor_style, \
-                         scrollback, bell, screen_reader",
-                    ));
+                    return Err(invalid(key, &format!("unknown key; the keys are {KEYS}")));
                 }
             }
         }
@@ -209,6 +233,9 @@ mod tests {
             ("scrollback", json!(100_000)),
             ("cursor_style", json!("underline")),
             ("bell", json!("sound")),
+            ("copy_on_select", json!(true)),
+            ("key_bar", json!("on")),
+            ("key_bar", json!("off")),
         ] {
             assert!(Settings::default().apply(&json!({ key: value })).is_ok());
         }
@@ -240,6 +267,12 @@ mod tests {
                 "screen_reader",
                 "true or false",
             ),
+            (
+                json!({"copy_on_select": 1}),
+                "copy_on_select",
+                "true or false",
+            ),
+            (json!({"key_bar": "always"}), "key_bar", "auto, on, off"),
             (json!([1]), "", "JSON object"),
         ];
         for (change, key, words) in table {

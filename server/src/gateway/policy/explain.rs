@@ -30,6 +30,9 @@ pub struct Decision {
     pub aws_role_from: Option<String>,
     /// The approval the start needs first: `None` when some allowing role needs none.
     pub approval: Option<ApprovalNeed>,
+    /// Whether the session's terminal may copy and paste: true when one of the roles that
+    /// allow it allows that (the most permissive, as for the limits).
+    pub clipboard: bool,
 }
 
 /// What a start needs when every role that allows it requires approval: the approvers of all
@@ -149,6 +152,8 @@ pub struct RoleCheck {
     pub max_duration: Option<Duration>,
     /// Its idle timeout.
     pub idle_timeout: Option<Duration>,
+    /// Whether its sessions may copy and paste.
+    pub clipboard: bool,
     /// What else it grants, in words.
     pub grants: Vec<&'static str>,
     /// Its position in the policy (`usize::MAX` when undefined).
@@ -226,6 +231,7 @@ pub(super) fn explain(
                     reason: None,
                     max_duration: None,
                     idle_timeout: None,
+                    clipboard: false,
                     grants: Vec::new(),
                     position: usize::MAX,
                     aws_role: None,
@@ -270,6 +276,7 @@ pub(super) fn explain(
                 },
                 max_duration: def.max_duration,
                 idle_timeout: def.idle_timeout,
+                clipboard: def.clipboard,
                 grants,
                 position: policy.role_position(&def.name).unwrap_or(usize::MAX),
                 aws_role: def.aws_role_for(&target.account).cloned(),
@@ -378,6 +385,7 @@ impl Explanation {
             reason: self.reason.clone().unwrap_or_default(),
             max_duration: most_generous(passing.iter().map(|r| r.max_duration)),
             idle_timeout: most_generous(passing.iter().map(|r| r.idle_timeout)),
+            clipboard: passing.iter().any(|r| r.clipboard),
             policy_hash: self.policy_hash.clone(),
         })
     }
@@ -472,6 +480,9 @@ impl Explanation {
                         }
                     }
                     let _ = writeln!(out, "  limits: {}", limits(role));
+                    if !role.clipboard {
+                        let _ = writeln!(out, "  clipboard: off (copy and paste turned off)");
+                    }
                     if let Some(approval) = &role.approval {
                         let _ = writeln!(out, "  approval: {}", approval.describe());
                     }
@@ -513,6 +524,15 @@ impl Explanation {
                         need.describe()
                     );
                 }
+                let _ = writeln!(
+                    out,
+                    "CLIPBOARD {}",
+                    if d.clipboard {
+                        "copy and paste allowed"
+                    } else {
+                        "copy and paste off (every allowing role has clipboard = false)"
+                    }
+                );
                 match (&d.aws_role, &d.aws_role_from) {
                     (Some(aws), Some(from)) => {
                         let _ = writeln!(

@@ -94,6 +94,10 @@ pub struct RoleSpec {
     /// May read the audit log.
     #[serde(default)]
     pub read_audit: bool,
+    /// Whether the terminal of its sessions may copy and paste (default true). With several
+    /// roles that allow a session, the most permissive decides: one that allows it is enough.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub clipboard: bool,
     /// The IAM role the gateway assumes, as the person, to start sessions this role allows
     /// (`sts:AssumeRole` with the person's name as `RoleSessionName` and `SourceIdentity`).
     /// Unset: sessions are started with the gateway's own credentials.
@@ -109,6 +113,16 @@ pub struct RoleSpec {
     /// Whether its sessions need a second person's approval first (`[roles.approval]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// Longest grant by default, in seconds.
@@ -227,6 +241,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         observe_others: false,
         terminate_others: false,
         read_audit: false,
+        clipboard: true,
         aws_role_arn: None,
         aws_external_id: None,
         aws_role_arns: BTreeMap::new(),
@@ -493,6 +508,7 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
         observe_others: spec.observe_others,
         terminate_others: spec.terminate_others,
         read_audit: spec.read_audit,
+        clipboard: spec.clipboard,
     })
 }
 

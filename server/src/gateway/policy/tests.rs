@@ -523,6 +523,7 @@ fn the_explanation_goes_rule_by_rule() {
     assert!(
         text.ends_with(
             "ALLOWED by prod (sessions of at most 900 s)\n\
+             CLIPBOARD copy and paste allowed\n\
              AWS role  none: the gateway's own credentials\n"
         ),
         "{text}"
@@ -1060,5 +1061,70 @@ fn approval_is_needed_only_when_every_allowing_role_requires_it() {
     assert!(
         text.contains("APPROVAL  needed first (roles prod-dual)"),
         "{text}"
+    );
+}
+
+#[test]
+fn clipboard_is_on_unless_every_allowing_role_turns_it_off() {
+    let p = policy(
+        "[[roles]]\nname = \"regulated\"\ntargets = [{tags = [\"env=prod\"]}]\nclipboard = false\n\
+         [[roles]]\nname = \"web\"\ntargets = [{tags = [\"team=web\"]}]\n\
+         [[roles]]\nname = \"lab\"\ntargets = [{tags = [\"team=lab\"]}]\nclipboard = true\n\
+         [[roles]]\nname = \"quiet\"\ntargets = [{tags = [\"team=lab\"]}]\nclipboard = false\n",
+    );
+    let decide = |roles: &[&str], target: &Target| {
+        p.decide_start(
+            &user(roles),
+            target,
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            REASON,
+        )
+        .unwrap()
+    };
+    // Left out: allowed (the default); written false: off.
+    assert!(decide(&["web"], &web1()).clipboard);
+    assert!(!decide(&["regulated"], &web1()).clipboard);
+    // Several roles allow the session: the most permissive decides.
+    let d = decide(&["regulated", "web"], &web1());
+    assert_eq!(d.roles, ["regulated", "web"]);
+    assert!(d.clipboard);
+    assert!(decide(&["quiet", "lab"], &lab()).clipboard);
+    assert!(!decide(&["quiet"], &lab()).clipboard);
+    // A role that does not allow the session has no say.
+    assert!(!decide(&["regulated", "lab"], &web1()).clipboard);
+    // `porthole policy check` says it, per role and for the decision.
+    let text = p
+        .explain(
+            &user(&["regulated"]),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            None,
+        )
+        .render();
+    assert!(
+        text.contains("  clipboard: off (copy and paste turned off)"),
+        "{text}"
+    );
+    assert!(text.contains("CLIPBOARD copy and paste off"), "{text}");
+    let text = p
+        .explain(
+            &user(&["web"]),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            None,
+        )
+        .render();
+    assert!(text.contains("CLIPBOARD copy and paste allowed"), "{text}");
+    assert!(!text.contains("clipboard: off"), "{text}");
+    // The built-in roles allow it, and their hash did not change with the new key.
+    let builtin = Policy::builtin();
+    assert!(builtin.roles().iter().all(|r| r.clipboard));
+    assert!(
+        !serde_json::to_string(&spec::builtin_roles())
+            .unwrap()
+            .contains("clipboard")
     );
 }

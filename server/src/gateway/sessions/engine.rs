@@ -143,6 +143,7 @@ pub async fn start(
             reason: &reason,
             gateway_id: &engine.config.server.gateway_id,
             request_id: grant.as_ref().map(|g| g.id.as_str()),
+            clipboard: decision.clipboard,
         },
     )
     .await?;
@@ -157,6 +158,7 @@ pub async fn start(
                 "roles": decision.roles, "policy": decision.policy_hash,
                 "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
                 "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
+                "clipboard": decision.clipboard,
                 "aws_role_arn": as_person.as_ref().map(|(role, ..)| role.arn.clone()),
                 "assumed_role_arn": as_person.as_ref().map(|(_, arn, _)| arn.clone()),
                 "source_identity": as_person.as_ref().map(|(.., name)| name.clone()),

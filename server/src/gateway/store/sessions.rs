@@ -31,6 +31,9 @@ pub struct SessionView {
     pub end_reason: Option<String>,
     /// Where the browser attaches.
     pub attach_url: String,
+    /// Whether its terminal may copy and paste (the policy's `clipboard`, decided at the
+    /// start).
+    pub clipboard: bool,
     #[serde(skip)]
     user_id: i64,
 }
@@ -40,7 +43,7 @@ macro_rules! select_sessions {
     ($rest:literal) => {
         concat!(
             "SELECT s.id, s.target, s.region, s.reason, s.document, s.state, s.started_at, ",
-            "s.ended_at, s.end_reason, s.user_id, u.name FROM sessions s ",
+            "s.ended_at, s.end_reason, s.user_id, s.clipboard, u.name FROM sessions s ",
             "JOIN users u ON u.id = s.user_id ",
             $rest
         )
@@ -64,6 +67,7 @@ pub(super) fn view_of(row: &sqlx::any::AnyRow) -> Result<SessionView, sqlx::Erro
         ended_at: row.try_get("ended_at")?,
         end_reason: row.try_get("end_reason")?,
         user_id: row.try_get("user_id")?,
+        clipboard: row.try_get::<i64, _>("clipboard")? != 0,
     })
 }
 
@@ -169,6 +173,8 @@ pub struct NewSession<'a> {
     pub gateway_id: &'a str,
     /// The access request whose grant it starts under.
     pub request_id: Option<&'a str>,
+    /// Whether its terminal may copy and paste.
+    pub clipboard: bool,
 }
 
 /// How many sessions `user_id` has starting or active (in the write transaction, so that the
@@ -188,8 +194,8 @@ pub async fn count_live(tx: &mut WriteTx, user_id: i64) -> Result<i64, DbError> 
 pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
-         owner_gateway, heartbeat_at, account, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10)",
+         owner_gateway, heartbeat_at, account, request_id, clipboard) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10, $11)",
     )
     .bind(new.id)
     .bind(new.user_id)
@@ -201,6 +207,7 @@ pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(
     .bind(new.gateway_id)
     .bind(new.account)
     .bind(new.request_id)
+    .bind(i64::from(new.clipboard))
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("insert session", e))?;
