@@ -143,10 +143,19 @@ export function askAccess(target, options = {}) {
   breakGlassBox.hidden = approval.break_glass !== true;
   breakGlass.checked = false;
   submitLabel();
-  showError(error, '');
+  formInvalid(null, '');
   submit.disabled = false;
   dialog.showModal();
   reason.focus();
+}
+
+/** Shows `text` as the form's problem, marking `box` (the reason or the minutes) invalid. */
+function formInvalid(box, text) {
+  showError(error, text);
+  for (const input of [reason, minutes]) {
+    if (text && input === box) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  }
 }
 
 /** What is wrong with the minutes, or ''. */
@@ -167,7 +176,7 @@ if (form) {
     }
   });
   reason.addEventListener('input', () => {
-    if (!error.hidden && !reasonProblem(reason.value.trim())) showError(error, '');
+    if (!error.hidden && !reasonProblem(reason.value.trim())) formInvalid(null, '');
   });
 
   form.addEventListener('submit', async (event) => {
@@ -176,11 +185,12 @@ if (form) {
     const text = reason.value.trim();
     const problem = reasonProblem(text) || minutesProblem(minutes.value, Number(minutes.max));
     if (problem) {
-      showError(error, problem);
-      (reasonProblem(text) ? reason : minutes).focus();
+      const box = reasonProblem(text) ? reason : minutes;
+      formInvalid(box, problem);
+      box.focus();
       return;
     }
-    showError(error, '');
+    formInvalid(null, '');
     submit.disabled = true;
     const label = submit.textContent;
     submit.textContent = 'Sending…';

@@ -125,5 +125,63 @@ export function localTime(ms) {
     : at.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' });
 }
 
+/**
+ * The top bar's menu button (shown by the style sheet on narrow screens only): folds the
+ * navigation and the user away until pressed. Escape folds it again and returns to the button.
+ */
+function wireMenu() {
+  const bar = document.getElementById('topbar');
+  const button = document.getElementById('menu-button');
+  if (!bar || !button) return;
+  const set = (open) => {
+    bar.classList.toggle('menu-open', open);
+    button.setAttribute('aria-expanded', String(open));
+  };
+  bar.classList.add('js-menu');
+  set(false);
+  button.addEventListener('click', () => set(!bar.classList.contains('menu-open')));
+  bar.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && bar.classList.contains('menu-open')) {
+      set(false);
+      button.focus();
+    }
+  });
+}
+
+/**
+ * Gives every cell of the list tables its column's name (`data-label`), which the narrow-screen
+ * style sheet shows beside the value when a row becomes a card. Rows added later (the targets
+ * list, the live page's updates) are labelled as they come.
+ */
+function labelCells() {
+  for (const table of document.querySelectorAll('table.list')) {
+    const heads = [...table.querySelectorAll(':scope > thead > tr > th')].filter((th) => !th.hidden);
+    const labels = heads.map((th) => th.textContent.trim());
+    for (const tr of table.querySelectorAll(':scope > tbody > tr')) {
+      [...tr.cells].forEach((td, i) => {
+        if (td.colSpan > 1 || !labels[i]) return;
+        if (td.dataset.label !== labels[i]) td.dataset.label = labels[i];
+      });
+    }
+  }
+}
+
+function wireCellLabels() {
+  const main = document.querySelector('main');
+  if (!main || !main.querySelector('table.list, #live-body')) return;
+  labelCells();
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      labelCells();
+    });
+  }).observe(main, { childList: true, subtree: true });
+}
+
 wireSignOut();
+wireMenu();
+wireCellLabels();
 wireRequestsNav();

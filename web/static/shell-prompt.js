@@ -52,12 +52,19 @@ export function askReason(target, options = {}) {
   grantLine.textContent = options.grant ? `Access granted until ${localTime(options.grant.expires_at)}.` : '';
   grantLine.hidden = !options.grant;
   if (options.reason !== undefined) reason.value = options.reason;
-  showError(reasonError, '');
+  reasonInvalid('');
   submit.disabled = false;
   submit.textContent = 'Open shell';
   updateCount();
   dialog.showModal();
   reason.focus();
+}
+
+/** Shows `text` as the reason's problem (none when empty), marking the box invalid meanwhile. */
+function reasonInvalid(text) {
+  showError(reasonError, text);
+  if (text) reason.setAttribute('aria-invalid', 'true');
+  else reason.removeAttribute('aria-invalid');
 }
 
 function updateCount() {
@@ -68,7 +75,7 @@ function updateCount() {
 if (form) {
   reason.addEventListener('input', () => {
     updateCount();
-    if (!reasonError.hidden && !reasonProblem(reason.value.trim())) showError(reasonError, '');
+    if (!reasonError.hidden && !reasonProblem(reason.value.trim())) reasonInvalid('');
   });
 
   // Enter submits; Shift+Enter is not a new line either (reasons are one line).
@@ -86,11 +93,11 @@ if (form) {
     const text = reason.value.trim();
     const problem = reasonProblem(text);
     if (problem) {
-      showError(reasonError, problem);
+      reasonInvalid(problem);
       reason.focus();
       return;
     }
-    showError(reasonError, '');
+    reasonInvalid('');
     submit.disabled = true;
     submit.textContent = 'Opening…';
     const body = { target: chosen.id, reason: text };
@@ -113,6 +120,9 @@ if (form) {
       then(target, text);
       return;
     }
-    showError(reasonError, errorMessage(result, 'The session could not be opened.'));
+    const message = errorMessage(result, 'The session could not be opened.');
+    // A reason the gateway refused marks the box; any other refusal is not the box's fault.
+    if (result.data?.error?.code === 'invalid_reason') reasonInvalid(message);
+    else showError(reasonError, message);
   });
 }

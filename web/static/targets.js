@@ -43,7 +43,7 @@ function row(t) {
   const tr = document.createElement('tr');
   tr.dataset.target = t.id;
   tr.dataset.search = haystack(t);
-  tr.append(cell(t.name || '—', 'name'), cell(t.id, 'id'), cell(t.platform || '—'));
+  tr.append(cell(t.name || '—', 'name'), cell(t.id, 'id'), cell(t.platform || '—', 'platform'));
   const status = cell('', 'status');
   const badge = document.createElement('span');
   const online = t.ping_status === 'Online';
@@ -52,7 +52,7 @@ function row(t) {
   status.append(badge);
   tr.append(status);
   if (accounts) tr.append(cell(t.account || '—', 'account'));
-  tr.append(cell(t.region));
+  tr.append(cell(t.region, 'region'));
   const tags = cell('', 'tags');
   for (const [k, v] of Object.entries(t.tags ?? {})) {
     if (k === 'Name') continue;
@@ -84,15 +84,29 @@ function note(text, className) {
   return span;
 }
 
-/** The Connect button of `t`: disabled when the roles allow no sessions or the node is off. */
-function connectButton(t, options = {}) {
+/**
+ * The Connect button of `t`, disabled when the roles allow no sessions or the node is off; a
+ * disabled one comes with the reason as visible text (keyboard and touch users get no hover
+ * tooltip), tied to the button with aria-describedby.
+ */
+function connectParts(t, options = {}) {
   const online = t.ping_status === 'Online';
   const connect = button('Connect', 'connect primary small', () => openShell(t, options));
   connect.disabled = !canOpen || !online;
-  connect.title = !canOpen
-    ? 'Your roles do not allow opening sessions'
-    : online ? `Open a shell on ${t.name || t.id}` : `The node is ${t.ping_status}: its agent is not connected`;
-  return connect;
+  if (!canOpen) {
+    // The page's notice above the table says why.
+    connect.title = 'Your roles do not allow opening sessions';
+    connect.setAttribute('aria-describedby', document.getElementById('cannot-open') ? 'cannot-open' : 'no-roles');
+    return [connect];
+  }
+  if (online) {
+    connect.title = `Open a shell on ${t.name || t.id}`;
+    return [connect];
+  }
+  const why = note(`The node is ${t.ping_status || 'offline'}: its agent is not connected.`, 'offline');
+  why.id = `offline-${t.id}`;
+  connect.setAttribute('aria-describedby', why.id);
+  return [why, connect];
 }
 
 /**
@@ -119,7 +133,7 @@ function fillActions(tr, t) {
   const requestButton = () => button('Request access', 'request-access primary small', () => ask(t));
   switch (access) {
     case 'open':
-      actions.replaceChildren(connectButton(t));
+      actions.replaceChildren(...connectParts(t));
       break;
     case 'granted': {
       // Who approved (with their comments) when this page saw it happen; else until when.
@@ -128,7 +142,7 @@ function fillActions(tr, t) {
         known ? stateText(last) : `Access until ${localTime(t.approval.grant.expires_at)}.`,
         'granted',
       );
-      actions.replaceChildren(until, connectButton(t, { grant: t.approval.grant }));
+      actions.replaceChildren(until, ...connectParts(t, { grant: t.approval.grant }));
       break;
     }
     case 'pending': {

@@ -183,8 +183,30 @@ struct AuditRow {
     /// UTC, to the second, and RFC 3339 with milliseconds.
     at: String,
     at_iso: String,
-    /// The detail's JSON text; empty for `{}`.
-    detail: String,
+    /// The detail as key/value pairs to read ([`detail_pairs`]); empty for `{}`.
+    detail: Vec<(String, String)>,
+}
+
+/// An audit event's detail as pairs a person reads down a list rather than JSON wrapping a
+/// few characters a line: each key of the object with its value (a string as itself, a list
+/// of strings joined with commas, anything else as compact JSON). A detail that is not an
+/// object is one pair under `detail`; `{}` and `null` give none.
+fn detail_pairs(detail: &serde_json::Value) -> Vec<(String, String)> {
+    use serde_json::Value;
+    let text = |value: &Value| match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    match detail {
+        Value::Null => Vec::new(),
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        other => vec![("detail".to_owned(), text(other))],
+    }
 }
 
 #[derive(Template)]
@@ -828,10 +850,7 @@ async fn audit_page(
         .into_iter()
         .map(|event| {
             let (at, _) = times(event.at);
-            let detail = match &event.detail {
-                serde_json::Value::Object(map) if map.is_empty() => String::new(),
-                other => other.to_string(),
-            };
+            let detail = detail_pairs(&event.detail);
             AuditRow {
                 at,
                 at_iso: audit::rfc3339_ms(event.at),
@@ -931,6 +950,34 @@ mod tests {
         assert_eq!(
             encode_component("/targets?q=a b&x=1"),
             "/targets%3Fq%3Da%20b%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn audit_detail_reads_as_pairs() {
+        use serde_json::json;
+        let pairs = detail_pairs(&json!({
+            "approvers": ["bob", "carol"],
+            "break_glass": false,
+            "limits": {"idle": 900},
+            "why": "role operator",
+        }));
+        let want = [
+            ("approvers", "bob, carol"),
+            ("break_glass", "false"),
+            ("limits", r#"{"idle":900}"#),
+            ("why", "role operator"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(pairs, want);
+        assert!(detail_pairs(&json!({})).is_empty());
+        assert!(detail_pairs(&json!(null)).is_empty());
+        assert_eq!(
+            detail_pairs(&json!([1, 2])),
+            vec![("detail".to_owned(), "[1,2]".to_owned())]
         );
     }
 
