@@ -267,3 +267,61 @@ async fn find_in_the_scrollback_moves_between_matches() {
     b.close().await;
     gw.stop().await;
 }
+
+/// The owner's status bar names who observes the session while they do, and forgets them when
+/// they leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_sees_who_is_watching() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let b = Browser::start().await;
+    open_session(&b, &gw, "alice").await;
+    let watchers = "#watchers";
+    assert!(
+        !b.client
+            .find(Locator::Css(watchers))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
+        "nobody watches yet"
+    );
+    let id = b.path().await.trim_start_matches("/sessions/").to_owned();
+
+    let mut root = common::api::Api::new(&gw);
+    root.login("root").await;
+    let mut watcher = root.attach_with(&id, "?mode=observe", None).await.unwrap();
+    watcher.until_synced().await;
+    b.wait_for_shown(watchers).await;
+    assert_eq!(
+        b.wait_for_text(watchers, "watching").await,
+        "root is watching"
+    );
+    let label = b
+        .js(
+            "return document.getElementById('watchers').getAttribute('aria-label');",
+            vec![],
+        )
+        .await;
+    assert_eq!(label, json!("Watching this session (read-only): root"));
+    b.screenshot("terminal-watched.png").await;
+
+    // The observer leaves: the page says nothing any more.
+    drop(watcher);
+    b.wait_for("the watchers to be gone", || async {
+        let shown = b
+            .client
+            .find(Locator::Css(watchers))
+            .await
+            .ok()?
+            .is_displayed()
+            .await
+            .ok()?;
+        (!shown).then_some(())
+    })
+    .await;
+    b.close().await;
+    gw.stop().await;
+}

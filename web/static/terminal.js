@@ -246,10 +246,36 @@ function sessionEnded(reason, at) {
   showKeyBar();
 }
 
+/**
+ * Shows who observes this session (the gateway tells the owner's page whenever that changes;
+ * observing is read-only and audited): "root is watching", or "3 watching" with the names in
+ * the tooltip and for screen readers.
+ */
+function showWatchers(names) {
+  const element = document.getElementById('watchers');
+  if (!element || !Array.isArray(names)) return;
+  const unique = [...new Set(names.map(String))];
+  element.dataset.names = unique.join(',');
+  if (unique.length === 0) {
+    element.hidden = true;
+    element.textContent = '';
+    element.removeAttribute('title');
+    element.removeAttribute('aria-label');
+    return;
+  }
+  const all = `Watching this session (read-only): ${unique.join(', ')}`;
+  element.textContent = unique.length === 1 ? `${unique[0]} is watching` : `${unique.length} watching`;
+  element.title = all;
+  element.setAttribute('aria-label', all);
+  element.hidden = false;
+}
+
 function connect() {
   clearTimeout(retryTimer);
   if (ended) return;
   setState('connecting', retries ? 'reconnecting' : 'connecting');
+  // A new socket starts with nobody watching: the gateway tells this page who is, if anyone.
+  showWatchers([]);
   const ws = new WebSocket(attachUrl());
   ws.binaryType = 'arraybuffer';
   socket = ws;
@@ -308,6 +334,8 @@ function connect() {
       showBanner('info', message.message);
     } else if (message.type === 'warning') {
       showBanner('warning', message.message);
+    } else if (message.type === 'observers') {
+      showWatchers(message.names);
     }
   });
 
