@@ -170,6 +170,13 @@ async fn run(b: &Browser, command: &str) {
         .await;
 }
 
+/// Runs `command`, which prints the line `ready` before it starts reading; waits for it.
+async fn run_then(b: &Browser, command: &str, ready: &str) {
+    run(b, command).await;
+    b.wait_for_screen(ready, |s| s.lines().any(|l| l.trim() == ready))
+        .await;
+}
+
 /// Pastes `text` into the terminal as the browser does: a `paste` event on xterm.js's
 /// textarea carrying the text.
 async fn paste_event(b: &Browser, text: &str) {
@@ -333,8 +340,8 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
     open_session(&b, &gw, "alice").await;
 
     // A program that did not turn bracketed paste on (cat; no echo, so each line shows once).
-    run(&b, "stty -echo; cat -v; stty echo").await;
-    wait_bracketed(&b, false).await;
+    run_then(&b, "stty -echo; echo CAT-1; cat -v; stty echo", "CAT-1").await;
+    assert!(!bracketed(&b).await);
     paste_event(&b, "PA-one\nPA-two\r\nPA-three\nPA-4\nPA-5\nPA-6\nPA-7\n").await;
     b.wait_for_shown("#paste-dialog").await;
     let preview = b.wait_for_text("#paste-preview", "PA-one").await;
@@ -374,8 +381,13 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
 
     // A program that turned bracketed paste on: no question; the text arrives wrapped, and an
     // end marker inside it is stripped.
-    run(&b, "printf '\\033[?2004h'; stty -echo; cat -v; stty echo").await;
-    wait_bracketed(&b, true).await;
+    run_then(
+        &b,
+        "printf '\\033[?2004h'; echo CAT-2; stty -echo; cat -v; stty echo",
+        "CAT-2",
+    )
+    .await;
+    assert!(bracketed(&b).await);
     paste_event(&b, "BR-one\nBR-two\x1b[201~INJ").await;
     b.wait_for_screen("the bracketed paste's first line", |s| s.contains("BR-one"))
         .await;
@@ -392,15 +404,37 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
 
     // A large paste: sent in pieces under the gateway's message limit (64 KiB; a larger one
     // would close the socket), without flooding: every byte arrives, once.
-    run(&b, "stty -echo; wc -c; stty echo").await;
-    wait_bracketed(&b, false).await;
+    run_then(
+        &b,
+        "stty -echo; echo WC-READY; wc -c; stty echo",
+        "WC-READY",
+    )
+    .await;
+    assert!(!bracketed(&b).await);
     let line = format!("{}\n", "0123456789".repeat(5)); // 51 bytes
     let big = line.repeat(4000);
+    // The binary messages the page sends from here on, by size.
+    b.js(
+        "window.sentSizes = []; const send = WebSocket.prototype.send; \
+         WebSocket.prototype.send = function (data) { \
+           if (typeof data !== 'string') window.sentSizes.push(data.byteLength); \
+           return send.call(this, data); };",
+        vec![],
+    )
+    .await;
     paste_event(&b, &big).await;
     b.wait_for_shown("#paste-dialog").await;
     b.wait_for_text("#paste-summary", "4000 lines").await;
     b.click("#paste-confirm").await;
     b.wait_for_attr("#session", "data-paste", "sent").await;
+    let sizes: Vec<u64> =
+        serde_json::from_value(b.js("return window.sentSizes;", vec![]).await).unwrap();
+    assert_eq!(sizes.iter().sum::<u64>(), 51 * 4000, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|&n| n <= 16 * 1024),
+        "pieces of at most 16 KiB: {sizes:?}"
+    );
+    assert_eq!(sizes.len(), 13, "{sizes:?}");
     b.type_in_terminal(&ctrl('d')).await;
     let want = (51 * 4000).to_string();
     b.wait_for_screen("the byte count of the large paste", |s| {
