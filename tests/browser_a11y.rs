@@ -663,3 +663,64 @@ async fn every_page_fits_a_phone_and_a_desktop_and_works_by_keyboard() {
     p.b.close().await;
     gw.stop().await;
 }
+
+/// `prod` reaches web-1 with a yes from `leads`; `leads` decide.
+const POLICY: &str = r#"
+[[roles]]
+name = "prod"
+targets = [{ ids = ["i-0a1b2c3d4e5f60001"] }]
+[roles.approval]
+required = true
+approvers = ["leads"]
+grant_seconds = 3600
+
+[[roles]]
+name = "leads"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requests_page_with_requests_to_decide_fits_a_phone_and_a_desktop() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let gw = gateway::start(gateway::Backend::Sqlite, |c| {
+        c.policy.file = Some(file.clone());
+    })
+    .await;
+    gw.user("alice", &[Role::parse("prod").unwrap()]).await;
+    gw.user("bob", &[Role::parse("leads").unwrap()]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let asked = alice
+        .post(
+            "/api/v1/requests",
+            &json!({"target": NODE, "reason": "INC-7104 disk full on web-1, cleaning up", "duration_seconds": 1800}),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::CREATED, "{}", asked.text);
+
+    let mut p = Pages {
+        b: Browser::start().await,
+        url: gw.url.clone(),
+        axe: axe_source(),
+        failures: Vec::new(),
+    };
+    p.b.sign_in(&gw.url, "bob", PASSWORD).await;
+    for (w, h) in SIZES {
+        p.size(w, h).await;
+        p.goto("/requests").await;
+        p.b.wait_for_shown("#requests td.decide button.approve")
+            .await;
+        p.skip_link_first("requests-to-decide", w, "main").await;
+        p.check("requests-to-decide", w, h).await;
+    }
+    assert!(
+        p.failures.is_empty(),
+        "{} problems (screenshots in {}):\n{}",
+        p.failures.len(),
+        browser::artefact_dir().display(),
+        p.failures.join("\n")
+    );
+    p.b.close().await;
+    gw.stop().await;
+}
