@@ -224,6 +224,35 @@ impl Pages {
         }
     }
 
+    /// Tabs through the page (up to `stops` times): every element that takes the focus shows a
+    /// ring (an outline or a box shadow) and is on the screen once focused.
+    async fn focus_rings(&mut self, page: &str, width: u32, stops: usize) {
+        for _ in 0..stops {
+            self.press(Key::Tab).await;
+            let seen = self
+                .b
+                .js(
+                    "const el = document.activeElement; \
+                     if (!el || el === document.body) return null; \
+                     const s = getComputedStyle(el); const r = el.getBoundingClientRect(); \
+                     return { what: `${el.tagName.toLowerCase()}#${el.id}.${el.className}`, \
+                              ring: (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none', \
+                              inside: r.right > 0 && r.left < innerWidth && r.bottom > 0 && r.top < innerHeight };",
+                    vec![],
+                )
+                .await;
+            if seen.is_null() {
+                break;
+            }
+            if seen["ring"] != json!(true) || seen["inside"] != json!(true) {
+                self.failures.push(format!(
+                    "{page} at {width} px: focus on {} is not visible: {seen}",
+                    seen["what"]
+                ));
+            }
+        }
+    }
+
     /// The top bar: on a phone its links sit behind the menu button (aria-expanded false, then
     /// true once pressed from the keyboard); either way each link is on the screen and large
     /// enough.
@@ -424,6 +453,9 @@ async fn every_page_fits_a_phone_and_a_desktop_and_works_by_keyboard() {
         p.b.wait_for_shown(&format!("{row} button.connect")).await;
         p.skip_link_first("targets", w, "main").await;
         p.check("targets", w, h).await;
+        p.goto("/targets").await;
+        p.b.wait_for_shown(&format!("{row} button.connect")).await;
+        p.focus_rings("targets", w, 14).await;
         p.top_bar(w, h).await;
 
         let offline = p
@@ -503,6 +535,7 @@ async fn every_page_fits_a_phone_and_a_desktop_and_works_by_keyboard() {
         p.b.wait_for_shown(&format!("#sessions tr[data-session-id='{ended}']"))
             .await;
         p.skip_link_first("sessions", w, "main").await;
+        p.focus_rings("sessions", w, 10).await;
         p.check("sessions", w, h).await;
 
         p.goto("/audit").await;
@@ -627,6 +660,67 @@ async fn every_page_fits_a_phone_and_a_desktop_and_works_by_keyboard() {
         p.failures.join("\n")
     );
     drop(term);
+    p.b.close().await;
+    gw.stop().await;
+}
+
+/// `prod` reaches web-1 with a yes from `leads`; `leads` decide.
+const POLICY: &str = r#"
+[[roles]]
+name = "prod"
+targets = [{ ids = ["i-0a1b2c3d4e5f60001"] }]
+[roles.approval]
+required = true
+approvers = ["leads"]
+grant_seconds = 3600
+
+[[roles]]
+name = "leads"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requests_page_with_requests_to_decide_fits_a_phone_and_a_desktop() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let gw = gateway::start(gateway::Backend::Sqlite, |c| {
+        c.policy.file = Some(file.clone());
+    })
+    .await;
+    gw.user("alice", &[Role::parse("prod").unwrap()]).await;
+    gw.user("bob", &[Role::parse("leads").unwrap()]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let asked = alice
+        .post(
+            "/api/v1/requests",
+            &json!({"target": NODE, "reason": "INC-7104 disk full on web-1, cleaning up", "duration_seconds": 1800}),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::CREATED, "{}", asked.text);
+
+    let mut p = Pages {
+        b: Browser::start().await,
+        url: gw.url.clone(),
+        axe: axe_source(),
+        failures: Vec::new(),
+    };
+    p.b.sign_in(&gw.url, "bob", PASSWORD).await;
+    for (w, h) in SIZES {
+        p.size(w, h).await;
+        p.goto("/requests").await;
+        p.b.wait_for_shown("#requests td.decide button.approve")
+            .await;
+        p.skip_link_first("requests-to-decide", w, "main").await;
+        p.check("requests-to-decide", w, h).await;
+    }
+    assert!(
+        p.failures.is_empty(),
+        "{} problems (screenshots in {}):\n{}",
+        p.failures.len(),
+        browser::artefact_dir().display(),
+        p.failures.join("\n")
+    );
     p.b.close().await;
     gw.stop().await;
 }
