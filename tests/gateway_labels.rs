@@ -135,9 +135,9 @@ async fn owners_and_auditors_label_sessions_and_search_finds_them(backend: Backe
     );
 
     // The owner finds it by a tag, by part of a tag, by a word of the note, in any case.
-    assert_eq!(find(&mut alice, "inc-4211").await, [id.clone()]);
-    assert_eq!(find(&mut alice, "INC-42").await, [id.clone()]);
-    assert_eq!(find(&mut alice, "ROTATING").await, [id.clone()]);
+    assert_eq!(find(&mut alice, "inc-4211").await, [id.as_str()]);
+    assert_eq!(find(&mut alice, "INC-42").await, [id.as_str()]);
+    assert_eq!(find(&mut alice, "ROTATING").await, [id.as_str()]);
     assert!(find(&mut alice, "nothing like it").await.is_empty());
     // LIKE's metacharacters match literally.
     assert!(find(&mut alice, "inc_4211").await.is_empty());
@@ -146,7 +146,7 @@ async fn owners_and_auditors_label_sessions_and_search_finds_them(backend: Backe
     // Ended: the auditor finds it, and labels it; the change replaces tags and note.
     alice.delete(&format!("/api/v1/sessions/{id}")).await;
     wait_ended(&mut alice, &id).await;
-    assert_eq!(find(&mut audrey, "db").await, [id.clone()]);
+    assert_eq!(find(&mut audrey, "db").await, [id.as_str()]);
     let reply = put(
         &mut audrey,
         &id,
@@ -167,8 +167,8 @@ async fn owners_and_auditors_label_sessions_and_search_finds_them(backend: Backe
         find(&mut alice, "rotating").await.is_empty(),
         "the old note is gone"
     );
-    assert_eq!(find(&mut alice, "reviewed").await, [id.clone()]);
-    assert_eq!(find(&mut alice, "日本").await, [id.clone()]);
+    assert_eq!(find(&mut alice, "reviewed").await, [id.as_str()]);
+    assert_eq!(find(&mut alice, "日本").await, [id.as_str()]);
 
     // The play page shows them, escaped, with the form for those who may change them; the
     // search page lists the session under its labels.
