@@ -29,6 +29,25 @@ pub fn raise() -> Result<Limits, String> {
     Ok(Limits { before, soft, hard })
 }
 
+/// [`raise`], and when that is below `needed`, the hard limit too: a privileged process
+/// (root, or CAP_SYS_RESOURCE) may raise it up to `fs.nr_open`. Children inherit the limits.
+pub fn raise_to(needed: u64) -> Result<Limits, String> {
+    let limits = raise()?;
+    if limits.soft >= needed {
+        return Ok(limits);
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, needed, needed).is_err() {
+        return Ok(limits); // unprivileged: the caller reports the shortfall
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| format!("cannot read the open-file limit: {e}"))?;
+    Ok(Limits {
+        before: limits.before,
+        soft,
+        hard,
+    })
+}
+
 /// [`raise`] for a long-running command (`serve`, `emulator`): logs the outcome once; a
 /// failure is a warning, as the command still works for fewer sessions.
 pub fn raise_and_log(command: &str) {

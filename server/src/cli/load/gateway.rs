@@ -1,7 +1,7 @@
 //! The gateway path, as a browser takes it: sign in (`POST /api/v1/auth/login`, with the
 //! Origin), open a session (`POST /api/v1/sessions` with a reason and the CSRF token), attach
 //! the WebSocket (`GET /api/v1/sessions/{id}/attach`, cookie and Origin), type, and
-//! acknowledge output as it arrives (`{"type":"ack","bytes":N}`).
+//! acknowledge output every 32 KiB as the page does (`{"type":"ack","bytes":N}`).
 
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ use super::typing::{DRAIN, Plan, Typing};
 
 /// How long one request or a session's first output may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Output is acknowledged every this many bytes, as the terminal page does
+/// (`web/static/terminal.js`, well inside the gateway's window).
+pub const ACK_EVERY: usize = 32 * 1024;
 /// What the echo agent prints first.
 pub const GREETING: &str = "echo agent";
 
@@ -224,6 +227,7 @@ pub async fn type_on(mut socket: Socket, mut offset: u64, plan: Plan, errors: Er
     let mut typing = Typing::new(&plan);
     let mut tick = plan.interval();
     let drain_end = plan.end + DRAIN;
+    let mut unacked = 0usize;
     loop {
         let typing_now = Instant::now() < plan.end;
         if !typing_now && !typing.waiting() {
@@ -241,10 +245,14 @@ pub async fn type_on(mut socket: Socket, mut offset: u64, plan: Plan, errors: Er
                 Some(Ok(Message::Binary(bytes))) => {
                     typing.received(&bytes, Instant::now(), &errors, PATH);
                     offset += bytes.len() as u64;
-                    let ack = json!({"type": "ack", "bytes": offset}).to_string();
-                    if let Err(e) = socket.send(Message::Text(ack.into())).await {
-                        errors.add("gateway: send", &e.to_string());
-                        break;
+                    unacked += bytes.len();
+                    if unacked >= ACK_EVERY {
+                        unacked = 0;
+                        let ack = json!({"type": "ack", "bytes": offset}).to_string();
+                        if let Err(e) = socket.send(Message::Text(ack.into())).await {
+                            errors.add("gateway: send", &e.to_string());
+                            break;
+                        }
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {

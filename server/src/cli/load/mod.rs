@@ -37,23 +37,23 @@ pub(crate) fn run_load(args: LoadArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let limits = match super::nofile::raise() {
+    let needed = run::fds_needed(&profile);
+    let limits = match super::nofile::raise_to(needed) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let needed = run::fds_needed(&profile);
     eprintln!(
         "open files: this run needs {needed} per process, the limit is {} (hard limit {})",
         limits.soft, limits.hard
     );
     if limits.soft < needed {
         eprintln!(
-            "error: the open-file limit ({}) is below the {needed} this run needs: raise the \
-             hard limit (ulimit -Hn, LimitNOFILE= in systemd, or nofile in \
-             /etc/security/limits.conf) or ask for fewer sessions",
+            "error: the open-file limit ({}) is below the {needed} this run needs, and the hard \
+             limit could not be raised (that takes root): raise it (ulimit -Hn, LimitNOFILE= \
+             in systemd, nofile in /etc/security/limits.conf) or ask for fewer sessions",
             limits.soft
         );
         return ExitCode::from(2);
