@@ -30,6 +30,11 @@ impl Latencies {
         self.micros.len()
     }
 
+    /// Whether none was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.micros.is_empty()
+    }
+
     /// The summary (percentiles by the nearest-rank method), `None` when empty.
     pub fn summary(mut self) -> Option<Summary> {
         if self.micros.is_empty() {
