@@ -43,7 +43,9 @@ impl Latencies {
         self.micros.sort_unstable();
         let at = |p: f64| -> f64 {
             let n = self.micros.len();
-            let rank = ((p / 100.0) * n as f64).ceil() as usize;
+            // In tenths of a percent, in integers: 99.9 % of 1,000 is rank 999, not 1,000.
+            let tenths = (p * 10.0).round() as usize;
+            let rank = (tenths * n).div_ceil(1000);
             let i = rank.clamp(1, n) - 1;
             self.micros[i] as f64 / 1000.0
         };
