@@ -113,6 +113,8 @@ impl EmulatorArgs {
 
 pub(crate) fn run_emulator(args: EmulatorArgs) -> ExitCode {
     init_logging();
+    // Every session is a socket: the usual soft limit of 1,024 stops at about a thousand.
+    super::nofile::raise_and_log("emulator");
     let allow_remote = args.allow_remote;
     let (listen, config) = match args.into_config() {
         Ok(c) => c,

@@ -1,11 +1,13 @@
 //! The `porthole` command line: the subcommands (demo, serve, migrate, users, audit,
-//! emulator, policy check, decode-frame), each composed from the gateway's layers. `main.rs`
+//! emulator, load, policy check, decode-frame), each composed from the gateway's layers. `main.rs`
 //! only calls [`run`].
 
 pub mod audit;
 pub mod demo;
 pub mod emulator;
+pub mod load;
 pub mod logging;
+pub mod nofile;
 pub mod policy;
 pub mod policy_check;
 pub mod serve;
@@ -18,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use self::audit::{AuditCommand, run_audit};
 use self::emulator::{EmulatorArgs, decode_frame, run_emulator};
+use self::load::{LoadArgs, run_load};
 use self::policy::{PolicyCommand, run_policy};
 use self::serve::{DemoArgs, run_demo, run_migrate, run_serve};
 use self::users::{UsersCommand, run_users};
@@ -58,6 +61,11 @@ pub(crate) enum Command {
     /// Run the local SSM emulator alone: a Session Manager control plane and agents with real
     /// shells. Prints its endpoint for `aws --endpoint-url` and the SDKs.
     Emulator(EmulatorArgs),
+    /// Measure a gateway under load against the direct path (issue 18): sessions through the
+    /// gateway and straight to the emulator's echo nodes, typing at a rate, side by side.
+    /// Without --gateway it starts its own emulator and gateway on loopback
+    /// (docs/performance.md).
+    Load(Box<LoadArgs>),
     /// Decode one data-channel frame given as hex and print its fields (a debugging aid).
     DecodeFrame {
         /// The frame's bytes in hex (whitespace ignored).
@@ -107,6 +115,7 @@ pub fn run() -> ExitCode {
         Command::Users { config, command } => run_users(&config, command),
         Command::Audit { config, command } => run_audit(&config, command),
         Command::Emulator(args) => run_emulator(args),
+        Command::Load(args) => run_load(*args),
         Command::DecodeFrame { hex } => decode_frame(&hex),
         Command::Policy { config, command } => run_policy(&config, command),
     }

@@ -29,6 +29,7 @@ pub(crate) struct DemoArgs {
 
 pub(crate) fn run_demo(args: DemoArgs) -> ExitCode {
     init_logging();
+    super::nofile::raise_and_log("demo");
     if !args.listen.ip().is_loopback() {
         eprintln!(
             "error: --listen {} is not a loopback address; the demo's users and passwords are \
@@ -106,6 +107,8 @@ pub(crate) fn run_serve(config: &ConfigArg) -> ExitCode {
         }
     };
     super::logging::init(config.server.log_format);
+    // A session is a socket or two: the usual soft limit of 1,024 stops at a few hundred.
+    super::nofile::raise_and_log("serve");
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };
