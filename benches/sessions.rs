@@ -347,6 +347,12 @@ async fn memory_child(mode: &str, n: usize) {
         &mut ids,
     )
     .await;
+    if kind != "attached" {
+        pages.clear();
+    }
+    if kind == "compacted" {
+        all_compacted(&stack).await; // the first compaction's one-time allocations too
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let baseline = rss_kib();
     let started = Instant::now();
@@ -366,10 +372,7 @@ async fn memory_child(mode: &str, n: usize) {
         }
     }
     if kind == "compacted" {
-        let all = stack.state.engine.live.all();
-        while !all.iter().all(|live| live.is_compacted()) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        all_compacted(&stack).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib();
@@ -395,6 +398,13 @@ async fn memory_child(mode: &str, n: usize) {
     drop(pages);
     drop(clients);
     stack.stop().await;
+}
+
+async fn all_compacted(stack: &Stack) {
+    let all = stack.state.engine.live.all();
+    while !all.iter().all(|live| live.is_compacted()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // the bench's own bookkeeping

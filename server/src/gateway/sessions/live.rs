@@ -612,7 +612,7 @@ const RING_CHUNK: usize = 16 * 1024;
 /// The latest output, bounded, with its offsets: what a reattaching browser missed.
 ///
 /// Compacted ([`Ring::compact`]) when the session is quiet: the chunks are compressed into one
-/// LZ4 block; the next use thaws them (a 256 KiB ring in about a millisecond).
+/// LZ4 block; the next use thaws them.
 #[derive(Debug)]
 struct Ring {
     /// Full chunks, oldest first.
