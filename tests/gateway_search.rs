@@ -607,7 +607,7 @@ fn the_index_answers_like_the_scan(backend: Backend) {
         prop::collection::vec(text(0, 12), 0..8),
         prop::collection::vec(text(1, 6), 1..8),
         // A walk in small steps: sessions split across chunks, the index asked mid-way.
-        (1_i64..6, 1_i64..20, 0_i64..60, 1_i64..8),
+        (1_i64..6, 1_i64..20, 0_i64..60, 1_i64..40),
     );
     let case = std::cell::Cell::new(0_i64);
     // Matches found through the index (queries of 3 characters or more).

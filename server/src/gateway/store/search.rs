@@ -251,7 +251,7 @@ pub struct Walk {
     /// Lines read without finding enough matches, after which the index answers instead (for
     /// queries it serves; a shorter query on SQLite is walked to the end).
     pub lines_before_index: i64,
-    /// Sessions listed at once.
+    /// The most sessions listed at once (the first list has at most 8, each next 4× as many).
     pub session_page: i64,
 }
 
@@ -490,6 +490,9 @@ async fn walk_newest_first(
     let mut found: Vec<AnyRow> = Vec::new();
     let mut walked: i64 = 0;
     let mut chunk = walk.first_chunk.max(1);
+    // Sessions are listed a few first (each one's line count is an index lookup, and a common
+    // text needs the newest only), then 4× as many each time, up to `walk.session_page`.
+    let mut page_size = walk.session_page.clamp(1, 8);
     loop {
         // The next chunk: ranges of the next sessions' lines, `chunk` lines in all.
         let mut ranges: Vec<(String, i64, i64)> = Vec::new();
@@ -509,11 +512,15 @@ async fn walk_newest_first(
                     .bind(after)
                     .bind(at)
                     .bind(id)
-                    .bind(walk.session_page.max(1))
+                    .bind(page_size)
                     .fetch_all(&mut **tx)
                     .await
                     .map_err(read)?;
-                listed_all = (page.len() as i64) < walk.session_page.max(1);
+                listed_all = (page.len() as i64) < page_size;
+                page_size = page_size
+                    .saturating_mul(4)
+                    .min(walk.session_page.max(1))
+                    .max(1);
                 for row in &page {
                     let id: String = row.try_get("id").map_err(read)?;
                     let at: i64 = row.try_get("started_at").map_err(read)?;
