@@ -583,9 +583,11 @@ mod the_index_answers_like_the_scan {
     }
 }
 
-/// On random corpora and queries, [`store_search::find`] (with the index) answers exactly
-/// what [`store_search::scan`] (every line read) answers: the same lines, in the same order,
-/// with the same `more`, for a reader of their own sessions and for one of everyone's. Each
+/// On random corpora and queries, [`store_search::find`] (the walk, then the index) answers
+/// exactly what [`store_search::scan`] (every line read) answers: the same lines, in the same
+/// order, with the same `more`, for a reader of their own sessions and for one of everyone's.
+/// So does [`store_search::find_walking`] with a random walk in small steps (sessions listed a
+/// few at a time and split across chunks, the index asked after a few lines or none). Each
 /// case adds two sessions (one of another user, one still running) to the same database, so
 /// the later cases search the earlier ones' lines too.
 fn the_index_answers_like_the_scan(backend: Backend) {
@@ -604,6 +606,8 @@ fn the_index_answers_like_the_scan(backend: Backend) {
         prop::collection::vec(text(0, 12), 0..24),
         prop::collection::vec(text(0, 12), 0..8),
         prop::collection::vec(text(1, 6), 1..8),
+        // A walk in small steps: sessions split across chunks, the index asked mid-way.
+        (1_i64..6, 1_i64..20, 0_i64..60, 1_i64..40),
     );
     let case = std::cell::Cell::new(0_i64);
     // Matches found through the index (queries of 3 characters or more).
@@ -615,82 +619,111 @@ fn the_index_answers_like_the_scan(backend: Backend) {
         ..ProptestConfig::default()
     });
     runner
-        .run(&corpus, |(own, others, random_queries)| {
-            case.set(case.get() + 1);
-            let case = case.get();
-            rt.block_on(async {
-                t.session(
-                    &format!("s-{case}-alice"),
-                    alice,
-                    "ended",
-                    case,
-                    &lines_of(&own),
-                )
-                .await;
-                t.session(
-                    &format!("s-{case}-bob"),
-                    bob,
-                    "ended",
-                    case,
-                    &lines_of(&others),
-                )
-                .await;
-                t.session(
-                    &format!("s-{case}-run"),
-                    bob,
-                    "active",
-                    case,
-                    &lines_of(&others),
-                )
-                .await;
-            });
-            // Random texts, and pieces of the lines with their case swapped.
-            let mut queries = random_queries;
-            for text in own.iter().chain(&others) {
-                let chars: Vec<char> = text.chars().collect();
-                for len in [3, 4] {
-                    if chars.len() > len {
-                        let piece: String = chars[1..=len].iter().collect();
-                        queries.push(swap_ascii_case(&piece));
-                    }
-                }
-            }
-            for q in queries {
-                let Ok(q) = store_search::check_query(&q) else {
-                    continue;
+        .run(
+            &corpus,
+            |(own, others, random_queries, (first, max, before, page))| {
+                let small = store_search::Walk {
+                    first_chunk: first,
+                    max_chunk: max,
+                    lines_before_index: before,
+                    session_page: page,
                 };
-                for everyone in [false, true] {
-                    let reader = Reader {
-                        user_id: alice,
-                        everyone,
-                    };
-                    for limit in [3, store_search::MAX_LIMIT] {
-                        let (indexed, scanned) = rt.block_on(async {
-                            let wait = Duration::from_secs(30);
-                            let indexed = store_search::find(&t.db, reader, &q, limit, wait)
-                                .await
-                                .unwrap();
-                            let scanned = store_search::scan(&t.db, reader, &q, limit, wait)
-                                .await
-                                .unwrap();
-                            (indexed, scanned)
-                        });
-                        if q.chars().count() >= store_search::MIN_INDEXED_CHARS {
-                            found_indexed.set(found_indexed.get() + indexed.0.len());
+                case.set(case.get() + 1);
+                let case = case.get();
+                rt.block_on(async {
+                    t.session(
+                        &format!("s-{case}-alice"),
+                        alice,
+                        "ended",
+                        case,
+                        &lines_of(&own),
+                    )
+                    .await;
+                    t.session(
+                        &format!("s-{case}-bob"),
+                        bob,
+                        "ended",
+                        case,
+                        &lines_of(&others),
+                    )
+                    .await;
+                    t.session(
+                        &format!("s-{case}-run"),
+                        bob,
+                        "active",
+                        case,
+                        &lines_of(&others),
+                    )
+                    .await;
+                });
+                // Random texts, and pieces of the lines with their case swapped.
+                let mut queries = random_queries;
+                for text in own.iter().chain(&others) {
+                    let chars: Vec<char> = text.chars().collect();
+                    for len in [3, 4] {
+                        if chars.len() > len {
+                            let piece: String = chars[1..=len].iter().collect();
+                            queries.push(swap_ascii_case(&piece));
                         }
-                        prop_assert_eq!(
-                            &indexed,
-                            &scanned,
-                            "query {:?}, everyone {}, limit {}",
-                            q,
-                            everyone,
-                            limit
-                        );
                     }
                 }
-            }
-            Ok(())
-        })
+                for q in queries {
+                    let Ok(q) = store_search::check_query(&q) else {
+                        continue;
+                    };
+                    for everyone in [false, true] {
+                        let reader = Reader {
+                            user_id: alice,
+                            everyone,
+                        };
+                        for limit in [3, store_search::MAX_LIMIT] {
+                            let (indexed, walked, scanned) = rt.block_on(async {
+                                let wait = Duration::from_secs(30);
+                                let indexed = store_search::find(&t.db, reader, &q, limit, wait)
+                                    .await
+                                    .unwrap();
+                                // The small walk with the small limit, where stopping
+                                // early matters (its many statements stay few).
+                                let walked = if limit == 3 {
+                                    store_search::find_walking(
+                                        &t.db, reader, &q, limit, wait, small,
+                                    )
+                                    .await
+                                    .unwrap()
+                                } else {
+                                    indexed.clone()
+                                };
+                                let scanned = store_search::scan(&t.db, reader, &q, limit, wait)
+                                    .await
+                                    .unwrap();
+                                (indexed, walked, scanned)
+                            });
+                            if q.chars().count() >= store_search::MIN_INDEXED_CHARS {
+                                found_indexed.set(found_indexed.get() + indexed.0.len());
+                            }
+                            prop_assert_eq!(
+                                &indexed,
+                                &scanned,
+                                "query {:?}, everyone {}, limit {}",
+                                q,
+                                everyone,
+                                limit
+                            );
+                            prop_assert_eq!(
+                                &walked,
+                                &scanned,
+                                "query {:?}, everyone {}, limit {}, {:?}",
+                                q,
+                                everyone,
+                                limit,
+                                small
+                            );
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
         .unwrap();
     // The index did find lines (the pieces of the lines match them).
     assert!(found_indexed.get() > 0, "nothing found through the index");
@@ -699,11 +732,20 @@ fn the_index_answers_like_the_scan(backend: Backend) {
 
 both_backends!(search_over_many_lines_scan_and_index);
 
+/// The index asked at once, after one line of walking: the search as it was before the walk.
+const INDEX_AT_ONCE: store_search::Walk = store_search::Walk {
+    first_chunk: 1,
+    max_chunk: 1,
+    lines_before_index: 0,
+    session_page: 1,
+};
+
 /// The measurement of docs/performance.md ("Recording search"): lines in 100 ended sessions,
-/// one of them holding a rare text, then [`store_search::scan`] and [`store_search::find`]
-/// for it and for a common text, 5 times each after a warm-up; the medians are printed, and
-/// both must give the same answer (the single line; the first 50 and `more`). 20,000 lines in the normal run (seconds); 1,000,000 with
-/// `PORTHOLE_MEASURE=1`, where the index must answer within 200 ms:
+/// one of them holding a rare text, then [`store_search::scan`], the index at once
+/// ([`INDEX_AT_ONCE`], the search before the walk) and [`store_search::find`] for it and for a
+/// common text, 5 times each after a warm-up; the medians are printed, and all must give the
+/// same answer (the single line; the first 50 and `more`). 20,000 lines in the normal run (seconds); 1,000,000 with
+/// `PORTHOLE_MEASURE=1`, where it says whether the search answered within 200 ms:
 ///
 /// ```sh
 /// PORTHOLE_MEASURE=1 cargo test --locked --test gateway_search -- --nocapture \
@@ -711,7 +753,10 @@ both_backends!(search_over_many_lines_scan_and_index);
 /// ```
 async fn search_over_many_lines_scan_and_index(backend: Backend) {
     let measure = std::env::var_os("PORTHOLE_MEASURE").is_some();
-    let total: usize = if measure { 1_000_000 } else { 20_000 };
+    let total: usize = std::env::var("PORTHOLE_SEARCH_LINES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if measure { 1_000_000 } else { 20_000 });
     let sessions = 100;
     let per_session = total / sessions;
     let rare_at = total * 7 / 9;
@@ -765,21 +810,24 @@ async fn search_over_many_lines_scan_and_index(backend: Backend) {
         ("QUOTA EXCEEDED on /dev/xvdq9", true),
         ("status=404", false),
     ] {
-        let mut times = [Vec::new(), Vec::new()];
+        // The scan; the index at once (the search before the walk, 5978ce3); the search.
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
         let mut answers = Vec::new();
         for round in 0..6 {
-            for (which, indexed) in [false, true].into_iter().enumerate() {
+            for (which, times) in times.iter_mut().enumerate() {
                 let began = Instant::now();
-                let answer = if indexed {
-                    store_search::find(&t.db, reader, q, 50, wait).await
-                } else {
-                    store_search::scan(&t.db, reader, q, 50, wait).await
+                let answer = match which {
+                    0 => store_search::scan(&t.db, reader, q, 50, wait).await,
+                    1 => {
+                        store_search::find_walking(&t.db, reader, q, 50, wait, INDEX_AT_ONCE).await
+                    }
+                    _ => store_search::find(&t.db, reader, q, 50, wait).await,
                 }
                 .unwrap();
                 let took = began.elapsed();
                 // Round 0 warms the caches.
                 if round > 0 {
-                    times[which].push(took);
+                    times.push(took);
                 }
                 if rare {
                     assert_eq!(answer.0.len(), 1, "{answer:?}");
@@ -795,17 +843,26 @@ async fn search_over_many_lines_scan_and_index(backend: Backend) {
             v.sort();
             v[v.len() / 2]
         };
-        let scan = median(&mut times[0]);
-        let index = median(&mut times[1]);
+        let [scan, index, search] = times.map(|mut v| median(&mut v));
         println!(
             "search {backend:?}: {total} lines (inserted in {:.1} s), q={q:?}: \
-             scan median {:.1} ms, index median {:.1} ms (5 runs each)",
+             scan median {:.1} ms, index at once median {:.1} ms, \
+             search (walk, then index) median {:.1} ms (5 runs each)",
             inserted.as_secs_f64(),
             scan.as_secs_f64() * 1000.0,
-            index.as_secs_f64() * 1000.0
+            index.as_secs_f64() * 1000.0,
+            search.as_secs_f64() * 1000.0
         );
-        if measure && rare {
-            assert!(index <= Duration::from_millis(200), "index: {index:?}");
+        if measure {
+            // Printed, not asserted (no timed assertions): the machine may be shared.
+            println!(
+                "search {backend:?}: q={q:?}: the goal (200 ms) is {}",
+                if search <= Duration::from_millis(200) {
+                    "met"
+                } else {
+                    "missed"
+                }
+            );
         }
     }
     t.drop_it().await;

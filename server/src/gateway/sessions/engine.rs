@@ -124,14 +124,8 @@ pub async fn start(
     // The row and the audit event are committed before AWS is asked.
     let id = uuid::Uuid::new_v4().to_string();
     let mut tx = engine.db.begin_write().await?;
-    let live_count = rows::count_live(&mut tx, user.id).await?;
     let cap = i64::from(engine.config.sessions.max_per_user);
-    if live_count >= cap {
-        return Err(Error::TooManySessions(format!(
-            "you already have {live_count} live sessions (the limit is {cap}); end one first"
-        )));
-    }
-    rows::insert_starting(
+    let inserted = rows::insert_starting(
         &mut tx,
         &NewSession {
             id: &id,
@@ -145,8 +139,16 @@ pub async fn start(
             request_id: grant.as_ref().map(|g| g.id.as_str()),
             clipboard: decision.clipboard,
         },
+        cap,
     )
     .await?;
+    if !inserted {
+        // Only when refused: the count for the message.
+        let live_count = rows::count_live(&mut tx, user.id).await?;
+        return Err(Error::TooManySessions(format!(
+            "you already have {live_count} live sessions (the limit is {cap}); end one first"
+        )));
+    }
     audit::append(
         &mut tx.tx,
         &Event::new(kind::SESSION_START, &user.name, client)

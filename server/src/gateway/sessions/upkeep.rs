@@ -119,11 +119,10 @@ pub async fn heartbeat(engine: Arc<Engine>) {
         {
             // On SQLite a commit between an audit append's read and its write fails the
             // append; the chain's writers and this one take turns (see `Db::lock_writes`).
-            let _writes = engine.db.lock_writes().await;
-            for live in engine.live.all() {
-                if let Err(e) = rows::touch(&engine.db, &live.id).await {
-                    tracing::warn!(session = %live.id, "{e}");
-                }
+            let _writes = engine.db.lock_single_writer().await;
+            let ids: Vec<String> = engine.live.all().iter().map(|l| l.id.clone()).collect();
+            if let Err(e) = rows::touch_all(&engine.db, &ids).await {
+                tracing::warn!(sessions = ids.len(), "{e}");
             }
         }
         if let Err(e) = reconcile(&engine, Sweep::Periodic).await {

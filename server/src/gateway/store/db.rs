@@ -127,10 +127,16 @@ impl Db {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // Per connection: every pooled connection needs them.
+                        // Per connection: every pooled connection needs them. In WAL mode,
+                        // `synchronous = NORMAL` syncs the log at checkpoints instead of at
+                        // every commit: a commit survives the process crashing, and a power
+                        // loss can only take the last commits whole (the database and the
+                        // audit chain stay intact). Each commit waiting for the disk (FULL)
+                        // held the one writer ≈ 3.5 ms here and capped session starts at
+                        // about 25 a second (docs/performance.md, issue 18).
                         conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA busy_timeout = 5000",
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000",
                         )
                         .await?;
                     }
@@ -169,18 +175,17 @@ impl Db {
         // SQLite: take the database's write lock when the transaction begins, so that a read
         // in it (the audit chain's last hash) cannot be overtaken by another process's write
         // (the CLI beside a running gateway); waiting for it is bounded by `busy_timeout`.
+        // PostgreSQL: the table lock orders audit appends across gateways (readers are not
+        // blocked); sent with the `BEGIN`, in one round trip.
         let begin = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN; LOCK TABLE audit_events IN EXCLUSIVE MODE")
+                    .await
+            }
         };
-        let mut tx = begin.map_err(|e| DbError::new("begin", e))?;
-        if self.backend == Backend::Postgres {
-            // Orders audit appends across gateways; readers are not blocked.
-            sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| DbError::new("lock audit_events", e))?;
-        }
+        let tx = begin.map_err(|e| DbError::new("begin", e))?;
         Ok(WriteTx { tx, _guard: guard })
     }
 
@@ -190,6 +195,17 @@ impl Db {
     /// (its snapshot is stale), so frequent writers outside the chain take this lock too.
     pub async fn lock_writes(&self) -> OwnedMutexGuard<()> {
         self.write_lock.clone().lock_owned().await
+    }
+
+    /// [`Db::lock_writes`] where the backend needs it: on SQLite (one writer, see
+    /// [`Db::lock_writes`]); nothing on PostgreSQL, whose row locks order writes outside the
+    /// audit chain and whose chain appends take a table lock ([`Db::begin_write`]). For a
+    /// single write that needs no other ordering against this process's writers.
+    pub async fn lock_single_writer(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.lock_writes().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// The pool.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::db::{Db, DbError, WriteTx, now_ms};
+use super::db::{Backend, Db, DbError, WriteTx, now_ms};
 
 /// A session row as the API shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -190,12 +190,20 @@ pub async fn count_live(tx: &mut WriteTx, user_id: i64) -> Result<i64, DbError> 
     .map_err(|e| DbError::new("count sessions", e))
 }
 
-/// Inserts a `starting` row.
-pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(), DbError> {
-    sqlx::query(
+/// Inserts a `starting` row unless `new.user_id` already has `cap` sessions starting or
+/// active (counted in the same statement, in the write transaction, so that the cap cannot be
+/// raced); whether it was inserted.
+pub async fn insert_starting(
+    tx: &mut WriteTx,
+    new: &NewSession<'_>,
+    cap: i64,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
         "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
          owner_gateway, heartbeat_at, account, request_id, clipboard) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10, $11)",
+         SELECT $1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10, $12 \
+         WHERE (SELECT COUNT(*) FROM sessions \
+                WHERE user_id = $2 AND state IN ('starting', 'active')) < $11",
     )
     .bind(new.id)
     .bind(new.user_id)
@@ -207,11 +215,12 @@ pub async fn insert_starting(tx: &mut WriteTx, new: &NewSession<'_>) -> Result<(
     .bind(new.gateway_id)
     .bind(new.account)
     .bind(new.request_id)
+    .bind(cap)
     .bind(i64::from(new.clipboard))
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("insert session", e))?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// The sessions started under access request `request_id` that are starting or active.
@@ -231,9 +240,9 @@ pub async fn live_under_request(db: &Db, request_id: &str) -> Result<Vec<Session
 
 /// Marks a started session `active` with its SSM session id.
 pub async fn activate(db: &Db, id: &str, ssm_session_id: &str) -> Result<(), DbError> {
-    // Behind this process's other writers: on SQLite an autocommit write beside an open write
+    // Behind this process's other writers on SQLite: an autocommit write beside an open write
     // transaction would wait on the database's lock, and fail after its busy timeout.
-    let _writing = db.lock_writes().await;
+    let _writing = db.lock_single_writer().await;
     sqlx::query("UPDATE sessions SET ssm_session_id = $1, state = 'active' WHERE id = $2")
         .bind(ssm_session_id)
         .bind(id)
@@ -379,6 +388,36 @@ pub async fn mark_abandoned(tx: &mut WriteTx, id: &str, how: &str) -> Result<(),
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("end stale session", e))?;
+    Ok(())
+}
+
+/// Sessions marked by one statement of [`touch_all`].
+const TOUCH_AT_ONCE: usize = 1_000;
+
+/// Marks the sessions `ids` as owned by the gateway that runs them, now (`heartbeat_at`): a
+/// statement per [`TOUCH_AT_ONCE`] sessions, not one per session (each commit waits for the
+/// disk, and a gateway may run thousands). The caller holds the write lock.
+pub async fn touch_all(db: &Db, ids: &[String]) -> Result<(), DbError> {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "UPDATE sessions SET heartbeat_at = $1 WHERE id IN (SELECT value FROM json_each($2))"
+        }
+        Backend::Postgres => {
+            "UPDATE sessions SET heartbeat_at = $1 \
+             WHERE id IN (SELECT jsonb_array_elements_text($2::jsonb))"
+        }
+    };
+    let now = now_ms();
+    for chunk in ids.chunks(TOUCH_AT_ONCE) {
+        // Strings: encoding cannot fail.
+        let list = serde_json::to_string(chunk).unwrap_or_else(|_| "[]".to_owned());
+        sqlx::query(sql)
+            .bind(now)
+            .bind(list)
+            .execute(db.pool())
+            .await
+            .map_err(|e| DbError::new("heartbeat", e))?;
+    }
     Ok(())
 }
 
