@@ -108,6 +108,12 @@ impl Api {
             request = request
                 .header("content-type", "application/json")
                 .body(body.to_vec());
+            // A body over the gateway's limit is answered (413) before it is read, and the
+            // gateway then closes the connection: not one for the pool, or the next request
+            // may be sent on it as it closes (hyper's IncompleteMessage).
+            if body.len() > porthole::gateway::http::MAX_BODY_BYTES {
+                request = request.header("connection", "close");
+            }
         }
         let response = request.send().await.unwrap();
         let status = response.status();
