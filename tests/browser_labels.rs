@@ -10,15 +10,13 @@
 mod browser;
 mod common;
 
-use std::time::Duration;
-
 use fantoccini::Locator;
 use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
 use browser::Browser;
-use common::api::{Api, WAIT};
+use common::api::Api;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, PASSWORD};
 
@@ -52,14 +50,7 @@ async fn a_recording_is_labelled_on_its_page_and_found_by_its_tag() {
     api.login("alice").await;
     let id = api.open(NODE, "INC-9100 labels in the browser").await;
     api.delete(&format!("/api/v1/sessions/{id}")).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while api.get(&format!("/api/v1/sessions/{id}")).await.body["state"] != "ended" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "session {id} never ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    api.wait_ended(&id).await;
 
     let b = Browser::start().await;
     b.sign_in(&gw.url, "alice", PASSWORD).await;

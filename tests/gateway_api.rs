@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{Api, WAIT};
+use common::api::Api;
 use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, PASSWORD, both_backends};
@@ -38,24 +38,6 @@ async fn events_of(gw: &Gateway, kind: &str) -> Vec<StoredEvent> {
         .into_iter()
         .filter(|e| e.kind == kind)
         .collect()
-}
-
-/// Waits until the session's row is `ended` (the task records it asynchronously).
-async fn wait_ended(api: &mut Api, id: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let reply = api.get(&format!("/api/v1/sessions/{id}")).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-        if reply.body["state"] == "ended" {
-            return reply.body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ended: {}",
-            reply.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn sign_in_out_and_revocation(backend: Backend) {
@@ -235,7 +217,7 @@ async fn a_session_runs_from_start_to_exit(backend: Backend) {
     );
     let _ = after;
 
-    let ended = wait_ended(&mut api, &id).await;
+    let ended = api.wait_ended(&id).await;
     assert_eq!(ended["end_reason"], "the shell exited");
     // The detach is written as the relay ends, just after the browser got the close.
     let kinds = audit_log::wait_for_kinds(&gw.state.engine.db, Some(&id), 4).await;
@@ -332,7 +314,7 @@ async fn delete_terminates_and_the_cap_holds(backend: Backend) {
         (code, reason.as_str()),
         (CLOSE_SESSION_ENDED, "terminated by alice")
     );
-    let ended = wait_ended(&mut alice, &first).await;
+    let ended = alice.wait_ended(&first).await;
     assert_eq!(ended["end_reason"], "terminated by alice");
     let terminate = events_of(&gw, "session.terminate").await;
     assert_eq!(terminate.len(), 1);
@@ -350,7 +332,7 @@ async fn delete_terminates_and_the_cap_holds(backend: Backend) {
     let reply = root.delete(&format!("/api/v1/sessions/{second}")).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
     assert_eq!(
-        wait_ended(&mut alice, &second).await["end_reason"],
+        alice.wait_ended(&second).await["end_reason"],
         "terminated by root"
     );
     let active = alice.get("/api/v1/sessions?state=active").await;
@@ -511,7 +493,7 @@ async fn error_paths_have_their_status_and_code(backend: Backend) {
     assert_eq!(reply.body["reason"], sql);
     assert_eq!(events(&gw, Some(&id)).await[0].reason.as_deref(), Some(sql));
     api.delete(&format!("/api/v1/sessions/{id}")).await;
-    wait_ended(&mut api, &id).await;
+    api.wait_ended(&id).await;
 
     // The audit chain holds.
     let checked = audit::verify(&gw.state.engine.db).await.unwrap();

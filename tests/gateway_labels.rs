@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::api::{Api, Reply, WAIT};
+use common::api::{Api, Reply};
 use common::audit_log;
 use common::emulator::NODE;
 use common::gateway::{self, Backend, Gateway, both_backends};
@@ -37,18 +35,6 @@ async fn signed_in(gw: &Gateway, name: &str, role: Role) -> Api {
     let mut api = Api::new(gw);
     api.login(name).await;
     api
-}
-
-async fn wait_ended(api: &mut Api, id: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let reply = api.get(&format!("/api/v1/sessions/{id}")).await;
-        if reply.body["state"] == "ended" {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{}", reply.text);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The ids of the sessions `GET /api/v1/recordings/labels?q=` finds for `api`.
@@ -145,7 +131,7 @@ async fn owners_and_auditors_label_sessions_and_search_finds_them(backend: Backe
 
     // Ended: the auditor finds it, and labels it; the change replaces tags and note.
     alice.delete(&format!("/api/v1/sessions/{id}")).await;
-    wait_ended(&mut alice, &id).await;
+    alice.wait_ended(&id).await;
     assert_eq!(find(&mut audrey, "db").await, [id.as_str()]);
     let reply = put(
         &mut audrey,

@@ -37,23 +37,11 @@ async fn run(api: &mut Api, command: &str, needle: &str) -> (String, f64, f64) {
     let seen = Instant::now();
     term.type_text("exit\n").await;
     term.closed().await;
-    wait_ended(api, &id).await;
+    api.wait_ended(&id).await;
     // The recording starts while the POST is answered: between `posted` and `answered`.
     let earliest = typed.duration_since(answered).as_secs_f64();
     let latest = seen.duration_since(posted).as_secs_f64();
     (id, earliest, latest)
-}
-
-async fn wait_ended(api: &mut Api, id: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let reply = api.get(&format!("/api/v1/sessions/{id}")).await;
-        if reply.body["state"] == "ended" {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{}", reply.text);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// `GET /api/v1/recordings/search?q=…`, asserting 200; the matches.
@@ -312,7 +300,7 @@ async fn a_running_session_is_read_by_others_only_once_it_has_ended(backend: Bac
 
     term.type_text("exit\n").await;
     term.closed().await;
-    wait_ended(&mut alice, &id).await;
+    alice.wait_ended(&id).await;
     let found = search(&mut audrey, "RUNNING-42").await;
     assert_eq!(lines(&found), ["RUNNING-42-MARK"]);
     let reply = root.get(&format!("/api/v1/sessions/{id}/recording")).await;

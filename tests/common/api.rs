@@ -178,6 +178,24 @@ impl Api {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Waits until session `id` has ended (its JSON says `ended`); that JSON.
+    pub async fn wait_ended(&mut self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let reply = self.get(&format!("/api/v1/sessions/{id}")).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            if reply.body["state"] == "ended" {
+                return reply.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never ended: {}",
+                reply.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Opens the attach socket of a session (with this client's cookie and Origin).
     pub async fn attach(&self, id: &str) -> Result<Attach, (u16, String)> {
         self.attach_since(id, None).await
