@@ -27,7 +27,10 @@ const WRITE_BUFFER: usize = 8 * 1024;
 /// A recording being written.
 pub struct Recorder {
     path: PathBuf,
-    file: BufWriter<File>,
+    /// The open file; `None` while the session is quiet ([`Recorder::compact`] closes it, so an
+    /// idle session holds one descriptor, its data channel, not two), reopened to append by
+    /// the next line.
+    file: Option<BufWriter<File>>,
     hasher: Sha256,
     bytes: u64,
     started: Instant,
@@ -80,7 +83,7 @@ impl Recorder {
         let file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&path)?);
         let mut recorder = Self {
             path,
-            file,
+            file: Some(file),
             hasher: Sha256::new(),
             bytes: 0,
             started: Instant::now(),
@@ -116,13 +119,18 @@ impl Recorder {
         if self.failed.is_some() {
             return;
         }
-        if self.file.capacity() == 0 {
-            self.rewrap(WRITE_BUFFER);
-        }
-        let result = self
-            .file
-            .write_all(text.as_bytes())
-            .and_then(|()| self.file.write_all(b"\n"));
+        let file = match &mut self.file {
+            Some(file) => Ok(file),
+            // Quiet until now: the file was closed ([`Recorder::compact`]); it is appended to.
+            None => std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map(|f| self.file.insert(BufWriter::with_capacity(WRITE_BUFFER, f))),
+        };
+        let result = file.and_then(|file| {
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.write_all(b"\n"))
+        });
         match result {
             Ok(()) => {
                 self.hasher.update(text.as_bytes());
@@ -183,37 +191,25 @@ impl Recorder {
             index.flush();
         }
         if self.failed.is_none()
-            && let Err(e) = self.file.flush()
+            && let Some(file) = &mut self.file
+            && let Err(e) = file.flush()
         {
+            tracing::error!(path = %self.path.display(), "recording stopped: {e}");
             self.failed = Some(e.to_string());
         }
     }
 
-    /// For a quiet session: writes what is buffered and lets go of the write buffer (the
-    /// next line takes a new one), and of the partial line and queue memory of the index.
+    /// For a quiet session: writes what is buffered and closes the file, letting go of its
+    /// descriptor and write buffer (the next line reopens it to append), and of the partial
+    /// line and queue memory of the index.
     pub fn compact(&mut self) {
         self.flush();
-        if self.failed.is_none() && self.file.capacity() > 0 {
-            self.rewrap(0);
+        if self.failed.is_none() {
+            self.file = None;
         }
         self.partial.shrink_to_fit();
         if let Some(index) = &mut self.index {
             index.compact();
-        }
-    }
-
-    /// Puts the file behind a write buffer of `capacity` (the buffer is empty: flushed).
-    fn rewrap(&mut self, capacity: usize) {
-        let result = self.file.get_ref().try_clone().map(|file| {
-            // The old writer is empty: dropping it only closes its copy of the descriptor.
-            drop(std::mem::replace(
-                &mut self.file,
-                BufWriter::with_capacity(capacity, file),
-            ));
-        });
-        if let Err(e) = result {
-            tracing::error!(path = %self.path.display(), "recording stopped: {e}");
-            self.failed = Some(e.to_string());
         }
     }
 
@@ -227,7 +223,9 @@ impl Recorder {
         if let Some(e) = &self.failed {
             return Err(format!("the recording had stopped: {e}"));
         }
-        self.file.flush().map_err(|e| e.to_string())?;
+        if let Some(file) = &mut self.file {
+            file.flush().map_err(|e| e.to_string())?;
+        }
         let written = std::fs::read(&self.path).map_err(|e| e.to_string())?;
         let _ = std::fs::remove_file(&self.path); // the receiver holds it now
         Ok(Carried {
@@ -250,7 +248,7 @@ impl Recorder {
         let elapsed = std::time::Duration::from_micros(carried.elapsed_us);
         Ok(Self {
             path,
-            file,
+            file: Some(file),
             hasher,
             bytes: carried.written.len() as u64,
             started: Instant::now(),
@@ -343,6 +341,45 @@ mod tests {
             !text_file.contains("secret"),
             "input is not recorded by default"
         );
+    }
+
+    #[test]
+    fn a_compacted_recording_is_closed_and_reopened_to_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), "5e6f-7a8b", 80, 24, "t", false).unwrap();
+        r.output(b"before\r\n");
+        r.compact();
+        assert!(r.file.is_none(), "a quiet recording holds no descriptor");
+        let on_disk = std::fs::read_to_string(&r.path).unwrap();
+        assert!(
+            on_disk.contains("before"),
+            "written out when closed: {on_disk}"
+        );
+        r.output(b"after\r\n");
+        r.compact();
+        r.output(b"last");
+        let done = r.finish();
+        let file = std::fs::read(&done.path).unwrap();
+        assert_eq!(done.bytes, file.len() as u64);
+        assert_eq!(done.sha256, hex::encode(Sha256::digest(&file)));
+        let output: String = events(&String::from_utf8(file).unwrap())
+            .iter()
+            .map(|e| e[2].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(output, "before\r\nafter\r\nlast");
+    }
+
+    #[test]
+    fn a_recording_removed_while_closed_stops_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), "9c0d-1e2f", 80, 24, "t", false).unwrap();
+        r.output(b"x");
+        r.compact();
+        std::fs::remove_file(&r.path).unwrap();
+        r.output(b"y");
+        let done = r.finish();
+        assert!(done.error.is_some(), "{:?}", done.error);
+        assert!(!done.path.exists(), "not created again");
     }
 
     #[test]
