@@ -79,6 +79,14 @@ pub(crate) struct LoadArgs {
     /// The reason given for each session.
     #[arg(long, default_value = "porthole load")]
     pub(crate) reason: String,
+    /// Seconds to wait after every session is up before the processes are sampled (with
+    /// --compact-after, long enough for the idle sessions to compact).
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) settle: f64,
+    /// Self-contained runs: the gateway's `sessions.compact_after_seconds` (default: the
+    /// gateway's own default, 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) compact_after: Option<u64>,
 }
 
 /// Where the gateway and emulator come from.
@@ -90,6 +98,8 @@ pub enum Mode {
         database_url: Option<String>,
         /// Keep the folder.
         keep: bool,
+        /// `--compact-after`, else the gateway's default.
+        compact_after: Option<u64>,
     },
     /// A running deployment.
     External {
@@ -127,6 +137,8 @@ pub struct Profile {
     pub targets: Vec<String>,
     /// The session reason.
     pub reason: String,
+    /// The wait between every session being up and the sample.
+    pub settle: Duration,
     /// Where things run.
     pub mode: Mode,
 }
@@ -143,7 +155,11 @@ impl Profile {
         let starts = (self.gateway_sessions() + self.direct) as f64 / self.start_rate;
         let signins = self.users as f64 * 0.5;
         Duration::from_secs_f64(
-            4.0 * starts + signins + self.warmup.as_secs_f64() + self.duration.as_secs_f64(),
+            4.0 * starts
+                + signins
+                + self.settle.as_secs_f64()
+                + self.warmup.as_secs_f64()
+                + self.duration.as_secs_f64(),
         ) + Duration::from_secs(120)
     }
 
@@ -220,6 +236,14 @@ impl LoadArgs {
         }
         let duration = seconds("duration", self.duration, 0.1)?;
         let warmup = seconds("warmup", self.warmup, 0.0)?;
+        let settle = seconds("settle", self.settle, 0.0)?;
+        if let Some(n) = self.compact_after
+            && !(1..=86_400).contains(&n)
+        {
+            return Err(format!(
+                "--compact-after must be between 1 and 86400 seconds, got {n}"
+            ));
+        }
         if !self.start_rate.is_finite() || self.start_rate < 1.0 || self.start_rate > MAX_START_RATE
         {
             return Err(format!(
@@ -254,14 +278,14 @@ impl LoadArgs {
                 Mode::SelfContained {
                     database_url: self.database_url,
                     keep: self.keep,
+                    compact_after: self.compact_after,
                 }
             }
             Some(gateway) => {
-                if self.database_url.is_some() || self.keep {
-                    return Err(
-                        "--database-url and --keep are for self-contained runs, not with --gateway"
-                            .into(),
-                    );
+                if self.database_url.is_some() || self.keep || self.compact_after.is_some() {
+                    return Err("--database-url, --keep and --compact-after are for \
+                                self-contained runs, not with --gateway"
+                        .into());
                 }
                 for (flag, url) in [
                     ("--gateway", Some(&gateway)),
@@ -338,6 +362,7 @@ impl LoadArgs {
             start_rate: self.start_rate,
             targets,
             reason: self.reason,
+            settle,
             mode,
         })
     }
@@ -390,6 +415,12 @@ mod tests {
             (&["--gateway", "http://x"], "--users-file"),
             (&["--gateway", "ftp://x"], "--gateway must be"),
             (&["--database-url", "mysql://x"], "--database-url"),
+            (&["--settle=-1"], "--settle"),
+            (&["--compact-after", "0"], "--compact-after"),
+            (
+                &["--gateway", "http://x", "--compact-after", "5"],
+                "--compact-after are for self-contained runs",
+            ),
         ] {
             let err = check(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -22,6 +22,8 @@ pub struct ProfileReport {
     pub duration_seconds: f64,
     /// Warm-up seconds.
     pub warmup_seconds: f64,
+    /// Seconds between every session being up and the "sessions up" sample.
+    pub settle_seconds: f64,
     /// Users signed in.
     pub users: u64,
     /// Starts per second asked.
@@ -173,7 +175,8 @@ impl Report {
         let _ = writeln!(
             out,
             "porthole load ({}, {}, {} build): {} active + {} idle gateway sessions, {} direct, \
-             {} keystrokes/s each, {} s measured after {} s warm-up, {} users",
+             {} keystrokes/s each, {} s measured after {} s warm-up, {} users, sampled {} s \
+             after the sessions were up",
             self.mode,
             self.database,
             self.build,
@@ -183,7 +186,8 @@ impl Report {
             p.rate,
             p.duration_seconds,
             p.warmup_seconds,
-            p.users
+            p.users,
+            p.settle_seconds
         );
         let _ = writeln!(
             out,

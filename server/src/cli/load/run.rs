@@ -19,18 +19,25 @@ use super::typing::{Plan, Typing};
 
 /// Starts (and sign-ins) in flight at once.
 const IN_FLIGHT: usize = 64;
-/// How long the processes settle after the sessions are up before they are sampled.
-const SETTLE: Duration = Duration::from_secs(2);
+/// Time kept for what follows the starts (beyond settling and typing): waiting for the last
+/// echoes, sampling, ending sessions on a deployment that outlives the run.
+const AFTER_STARTS: Duration = Duration::from_secs(60);
 
-/// Open files the busiest process of the run needs, plus a margin: the gateway holds two per
-/// session (its data channel to the emulator and the recording file; measured: 14,344 open
-/// at 7,150 sessions) and one per attach; the emulator one per session; this process one per
-/// typing session.
+/// Open files the busiest process of the run needs, plus a margin. The gateway holds per
+/// session its data channel to the emulator and, until the session has been quiet for
+/// `sessions.compact_after_seconds` (default 30), its recording file, closed then (measured
+/// before that change: 14,344 open at 7,150 sessions); and one per attach. So an idle session
+/// holds two for its first quiet spell, at most the starts of that spell at once, and one
+/// after it. The emulator holds one per session; this process one per typing session.
 pub fn fds_needed(profile: &Profile) -> u64 {
     let own = profile.active + profile.direct;
     let children = match profile.mode {
-        Mode::SelfContained { .. } => (2 * profile.gateway_sessions() + profile.active)
-            .max(profile.gateway_sessions() + profile.direct),
+        Mode::SelfContained { compact_after, .. } => {
+            let quiet = compact_after.unwrap_or(30) as f64;
+            let fresh = ((profile.start_rate * quiet).ceil() as u64).min(profile.idle);
+            (3 * profile.active + profile.idle + fresh)
+                .max(profile.gateway_sessions() + profile.direct)
+        }
         Mode::External { .. } => 0,
     };
     own.max(children) + 256
@@ -48,9 +55,13 @@ struct Target {
 /// Runs the profile; the report, or why the run could not be made.
 pub async fn run(profile: Profile, limit: u64) -> Result<Report, String> {
     let (deployment, target) = match &profile.mode {
-        Mode::SelfContained { database_url, .. } => {
+        Mode::SelfContained {
+            database_url,
+            compact_after,
+            ..
+        } => {
             eprintln!("starting the emulator and the gateway …");
-            let d = spawn::deploy(&profile, database_url.as_deref()).await?;
+            let d = spawn::deploy(&profile, database_url.as_deref(), *compact_after).await?;
             let target = Target {
                 gateway: Gateway::new(&d.gateway_url)?,
                 emulator_url: Some(d.emulator_url.clone()),
@@ -77,7 +88,16 @@ pub async fn run(profile: Profile, limit: u64) -> Result<Report, String> {
         ),
     };
     let bound = profile.deadline();
-    let outcome = tokio::time::timeout(bound, drive(&profile, &target, limit)).await;
+    // The starts stop being asked early enough for the rest of the run, so that a run whose
+    // starts are slower than asked still reports what it measured; the whole run's bound
+    // (with a margin for the phases after the starts) stops it only if something hangs.
+    let after_starts = profile.settle + profile.warmup + profile.duration + AFTER_STARTS;
+    let starts_until = Instant::now() + bound.saturating_sub(after_starts);
+    let outcome = tokio::time::timeout(
+        bound + AFTER_STARTS,
+        drive(&profile, &target, limit, starts_until),
+    )
+    .await;
     if let Some(d) = deployment {
         let keep = matches!(profile.mode, Mode::SelfContained { keep: true, .. });
         if keep {
@@ -121,24 +141,33 @@ fn sample(target: &Target, errors: &Errors) -> Samples {
     }
 }
 
-async fn drive(profile: &Profile, target: &Target, limit: u64) -> Result<Report, String> {
+async fn drive(
+    profile: &Profile,
+    target: &Target,
+    limit: u64,
+    starts_until: Instant,
+) -> Result<Report, String> {
     let errors = Errors::default();
     eprintln!("signing in {} users …", target.users.len());
     let signed = sign_in(target, &errors).await?;
     let baseline = sample(target, &errors);
 
     eprintln!("opening {} gateway sessions …", profile.gateway_sessions());
-    let (attached, idle_ids, gw_starts) = open_gateway(profile, target, &signed, &errors).await;
+    let (attached, idle_ids, gw_starts) =
+        open_gateway(profile, target, &signed, &errors, starts_until).await;
     let aws = match &target.emulator_url {
         Some(url) if profile.direct > 0 => Some(direct::clients(url).await),
         _ => None,
     };
     eprintln!("opening {} direct sessions …", profile.direct);
     let (direct_handles, direct_starts) = match &aws {
-        Some(aws) => open_direct(profile, aws, &errors).await,
+        Some(aws) => open_direct(profile, aws, &errors, starts_until).await,
         None => (Vec::new(), None),
     };
-    tokio::time::sleep(SETTLE).await;
+    if !profile.settle.is_zero() {
+        eprintln!("settling for {} s …", profile.settle.as_secs_f64());
+    }
+    tokio::time::sleep(profile.settle).await;
     let up = sample(target, &errors);
 
     let sessions = Sessions {
@@ -209,6 +238,7 @@ async fn drive(profile: &Profile, target: &Target, limit: u64) -> Result<Report,
             rate: profile.rate,
             duration_seconds: profile.duration.as_secs_f64(),
             warmup_seconds: profile.warmup.as_secs_f64(),
+            settle_seconds: profile.settle.as_secs_f64(),
             users: profile.users,
             start_rate: profile.start_rate,
         },
@@ -278,14 +308,16 @@ async fn open_gateway(
     target: &Target,
     signed: &[SignedIn],
     errors: &Errors,
+    until: Instant,
 ) -> (Vec<Attached>, Vec<(usize, String)>, Option<f64>) {
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tick = rate_ticker(profile.start_rate);
     let mut tasks = JoinSet::new();
     let began = Instant::now();
-    for i in 0..profile.gateway_sessions() {
-        tick.tick().await;
-        let Ok(permit) = gate.clone().acquire_owned().await else {
+    let asked = profile.gateway_sessions();
+    for i in 0..asked {
+        let Some(permit) = next_start(&mut tick, &gate, until).await else {
+            not_asked(errors, "gateway", asked - i);
             break;
         };
         let i = i as usize;
@@ -341,14 +373,15 @@ async fn open_direct(
     profile: &Profile,
     aws: &crate::ssm::client::AwsClients,
     errors: &Errors,
+    until: Instant,
 ) -> (Vec<DirectSession>, Option<f64>) {
     let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tick = rate_ticker(profile.start_rate);
     let mut tasks = JoinSet::new();
     let began = Instant::now();
     for i in 0..profile.direct {
-        tick.tick().await;
-        let Ok(permit) = gate.clone().acquire_owned().await else {
+        let Some(permit) = next_start(&mut tick, &gate, until).await else {
+            not_asked(errors, "direct", profile.direct - i);
             break;
         };
         let i = i as usize;
@@ -377,6 +410,33 @@ async fn open_direct(
     let elapsed = last.duration_since(began).as_secs_f64();
     let rate = (!handles.is_empty()).then(|| handles.len() as f64 / elapsed.max(f64::EPSILON));
     (handles, rate)
+}
+
+/// The permit for the next start, at the start rate and with fewer than [`IN_FLIGHT`] in
+/// flight; `None` once `until` has passed.
+async fn next_start(
+    tick: &mut tokio::time::Interval,
+    gate: &Arc<Semaphore>,
+    until: Instant,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::time::timeout_at(until, async {
+        tick.tick().await;
+        gate.clone().acquire_owned().await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Counts the starts the time bound left unasked (one error kind, its count in the detail).
+fn not_asked(errors: &Errors, path: &str, left: u64) {
+    errors.add(
+        "not_asked",
+        &format!(
+            "{path}: the run's time bound came before {left} more starts were asked (the starts \
+             were slower than --start-rate)"
+        ),
+    );
 }
 
 fn rate_ticker(rate: f64) -> tokio::time::Interval {
@@ -478,5 +538,55 @@ async fn end_sessions(
             Ok(Err((kind, detail))) => errors.add(&kind, &detail),
             Err(e) => errors.add("task", &e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(active: u64, idle: u64, start_rate: f64, compact_after: Option<u64>) -> Profile {
+        Profile {
+            active,
+            idle,
+            direct: active,
+            rate: 5.0,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            users: 1,
+            start_rate,
+            targets: super::super::profile::echo_nodes(),
+            reason: "r".into(),
+            settle: Duration::ZERO,
+            mode: Mode::SelfContained {
+                database_url: None,
+                keep: false,
+                compact_after,
+            },
+        }
+    }
+
+    #[test]
+    fn open_files_count_one_per_quiet_session() {
+        // 10,000 idle sessions started at 50/s: the 1,500 of the first 30 s still hold their
+        // recording open; the rest hold their data channel only. Fits a hard limit of 20,000.
+        assert_eq!(fds_needed(&profile(0, 10_000, 50.0, None)), 11_500 + 256);
+        assert_eq!(fds_needed(&profile(0, 10_000, 50.0, Some(5))), 10_250 + 256);
+        // An active session: data channel, recording and the attach in the gateway.
+        assert_eq!(fds_needed(&profile(1_000, 0, 100.0, None)), 3_000 + 256);
+    }
+
+    #[tokio::test]
+    async fn starts_are_no_longer_asked_once_the_bound_has_passed() {
+        let gate = Arc::new(Semaphore::new(1));
+        let mut tick = rate_ticker(1_000.0);
+        // Every start in flight: the next one waits for a permit until the bound.
+        let held = gate.clone().acquire_owned().await.unwrap();
+        let until = Instant::now() + Duration::from_millis(50);
+        assert!(next_start(&mut tick, &gate, until).await.is_none());
+        assert!(Instant::now() >= until);
+        drop(held);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert!(next_start(&mut tick, &gate, later).await.is_some());
     }
 }

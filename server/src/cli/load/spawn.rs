@@ -98,7 +98,11 @@ fn gateway_toml(
     emulator: &str,
     dir: &Path,
     per_user: u64,
+    compact_after: Option<u64>,
 ) -> String {
+    let compact = compact_after
+        .map(|n| format!("compact_after_seconds = {n}\n"))
+        .unwrap_or_default();
     let secret = hex::encode(rand::random::<[u8; 32]>());
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
@@ -107,7 +111,7 @@ fn gateway_toml(
          secret_access_key = \"load\"\nregion = \"us-east-1\"\n\
          [auth]\njwt_secret = \"{secret}\"\n\
          [sessions]\nmax_per_user = {per_user}\nidle_timeout_seconds = 0\n\
-         detached_grace_seconds = 0\n\
+         detached_grace_seconds = 0\n{compact}\
          [recordings]\ndir = \"{}\"\n",
         dir.join("recordings").display()
     )
@@ -226,7 +230,11 @@ async fn create_users(
 }
 
 /// Starts the emulator and the gateway, and creates the users.
-pub async fn deploy(profile: &Profile, database_url: Option<&str>) -> Result<Deployment, String> {
+pub async fn deploy(
+    profile: &Profile,
+    database_url: Option<&str>,
+    compact_after: Option<u64>,
+) -> Result<Deployment, String> {
     let run = hex::encode(rand::random::<[u8; 3]>());
     let dir = std::env::temp_dir().join(format!("porthole-load-{run}"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -249,7 +257,14 @@ pub async fn deploy(profile: &Profile, database_url: Option<&str>) -> Result<Dep
     };
     let per_user = profile.gateway_sessions().div_ceil(profile.users).max(1);
     let port = free_port()?;
-    let text = gateway_toml(port, &database_url, &emulator_url, &dir, per_user);
+    let text = gateway_toml(
+        port,
+        &database_url,
+        &emulator_url,
+        &dir,
+        per_user,
+        compact_after,
+    );
     let config = dir.join("porthole.toml");
     std::fs::write(&config, &text).map_err(|e| format!("{}: {e}", config.display()))?;
     let users = create_users(&text, &run, profile.users).await?;
@@ -279,9 +294,11 @@ mod tests {
             "http://127.0.0.1:1",
             Path::new("/tmp/x"),
             60,
+            Some(5),
         );
         let c = Config::from_toml_and_env(&text, std::iter::empty()).unwrap();
         assert_eq!(c.sessions.max_per_user, 60);
+        assert_eq!(c.sessions.compact_after_seconds, 5);
         assert_eq!(c.sessions.idle_timeout_seconds, 0);
         let nodes =
             crate::emulator::nodes::parse_nodes(&nodes_toml(&super::super::profile::echo_nodes()))
