@@ -77,17 +77,6 @@ async fn assert_assets_built(gw: &Gateway) {
 }
 
 /// The value of a form field.
-async fn value(b: &Browser, css: &str) -> String {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
 /// How many elements match `css`.
 async fn count(b: &Browser, css: &str) -> u64 {
     b.js(
@@ -164,7 +153,7 @@ async fn access_asked_for_in_one_browser_and_approved_in_another_opens_the_shell
     alice.wait_for_shown("#access-error").await;
     let refused = alice.wait_for_text("#access-error", "").await;
     assert!(!refused.is_empty());
-    assert_eq!(value(&alice, "#access-reason").await, REASON);
+    assert_eq!(alice.value("#access-reason").await, REASON);
     alice.fill("#access-minutes", "30").await;
     alice.click("#access-submit").await;
     alice.wait_for_attr(&row, "data-access", "pending").await;
@@ -223,7 +212,7 @@ async fn access_asked_for_in_one_browser_and_approved_in_another_opens_the_shell
     alice.screenshot("approvals-granted.png").await;
     alice.click(&format!("{row} button.connect")).await;
     alice.wait_for_shown("#reason-dialog").await;
-    assert_eq!(value(&alice, "#reason").await, REASON);
+    assert_eq!(alice.value("#reason").await, REASON);
     alice.click("#reason-submit").await;
     shell_works(&alice, "GRANTED").await;
     let mut api = Api::new(&gw);
@@ -251,7 +240,7 @@ async fn access_asked_for_in_one_browser_and_approved_in_another_opens_the_shell
     alice.fill("#reason", again).await;
     alice.click("#reason-submit").await;
     alice.wait_for_shown("#access-dialog").await;
-    assert_eq!(value(&alice, "#access-reason").await, again);
+    assert_eq!(alice.value("#access-reason").await, again);
     alice.wait_for_attr(&row, "data-access", "none").await;
     assert_eq!(alice.path().await, "/targets");
 
@@ -317,7 +306,7 @@ async fn deep_links_open_the_prompt_filled_or_a_page_that_tells_nothing() {
     b.wait_for_path(&format!("/connect/{DB}")).await;
     b.wait_for_shown("#reason-dialog").await;
     b.wait_for_text("#reason-dialog h2", "db-1").await;
-    assert_eq!(value(&b, "#reason").await, reason);
+    assert_eq!(b.value("#reason").await, reason);
     b.wait_for_text("#reason-document", "SSM-SessionManagerRunShell")
         .await;
     assert_eq!(count(&b, "#reason-dialog b, #connect b").await, 0);
@@ -341,7 +330,7 @@ async fn deep_links_open_the_prompt_filled_or_a_page_that_tells_nothing() {
         .await
         .unwrap();
     b.wait_for_shown("#access-dialog").await;
-    assert_eq!(value(&b, "#access-reason").await, asked);
+    assert_eq!(b.value("#access-reason").await, asked);
     b.wait_for_attr("#connect", "data-access", "none").await;
     b.screenshot("deep-link-request.png").await;
 
@@ -355,7 +344,7 @@ async fn deep_links_open_the_prompt_filled_or_a_page_that_tells_nothing() {
         .await
         .unwrap();
     b.wait_for_shown("#access-dialog").await;
-    assert_eq!(value(&b, "#access-reason").await, asked);
+    assert_eq!(b.value("#access-reason").await, asked);
     b.client
         .goto(&format!(
             "{}/requests/new?target={DB}&reason={}",
@@ -365,7 +354,7 @@ async fn deep_links_open_the_prompt_filled_or_a_page_that_tells_nothing() {
         .await
         .unwrap();
     b.wait_for_shown("#reason-dialog").await;
-    assert_eq!(value(&b, "#reason").await, asked);
+    assert_eq!(b.value("#reason").await, asked);
     b.wait_for_text("#connect-state", "needs no approval").await;
 
     // A node carol does not reach and one that does not exist: the same neutral page.

@@ -10,7 +10,6 @@
 mod browser;
 mod common;
 
-use fantoccini::Locator;
 use porthole::gateway::identity::users::Role;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -23,17 +22,6 @@ use common::gateway::{self, Backend, PASSWORD};
 const NOTE: &str = "disk <b>full</b>; rotated logs";
 
 /// The value of a form field.
-async fn value(b: &Browser, css: &str) -> String {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_is_labelled_on_its_page_and_found_by_its_tag() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
@@ -68,8 +56,8 @@ async fn a_recording_is_labelled_on_its_page_and_found_by_its_tag() {
     assert!(error.contains("'<'"), "{error}");
     b.wait_for_attr("#labels-input", "aria-invalid", "true")
         .await;
-    assert_eq!(value(&b, "#labels-input").await, "INC-9100 a<b");
-    assert_eq!(value(&b, "#labels-note-input").await, NOTE);
+    assert_eq!(b.value("#labels-input").await, "INC-9100 a<b");
+    assert_eq!(b.value("#labels-note-input").await, NOTE);
 
     // Fixed: saved, shown as kept; the note's markup is text.
     b.fill("#labels-input", "INC-9100, Database reviewed").await;
@@ -90,10 +78,7 @@ async fn a_recording_is_labelled_on_its_page_and_found_by_its_tag() {
         )
         .await;
     assert_eq!(bold, json!(0));
-    assert_eq!(
-        value(&b, "#labels-input").await,
-        "database inc-9100 reviewed"
-    );
+    assert_eq!(b.value("#labels-input").await, "database inc-9100 reviewed");
     b.wait_for_text("#labels-by", "alice").await;
     b.screenshot("labels-play.png").await;
 

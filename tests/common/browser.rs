@@ -286,6 +286,18 @@ impl Browser {
         input.send_keys(text).await.unwrap();
     }
 
+    /// The current value of the form field matching `css` (empty when it has none).
+    pub async fn value(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
     /// Clicks the element matching `css`.
     pub async fn click(&self, css: &str) {
         self.client
