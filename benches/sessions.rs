@@ -56,6 +56,12 @@ use common::api::{Api, Attach};
 use common::emulator::NODE;
 use stack::{Stack, StackOptions, loadavg};
 
+/// The allocator of the `porthole` binary (feature `mimalloc`), so that memory is measured as
+/// the gateway runs; `--no-default-features --features server` measures the system's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The whole run ends after this long, finished or not.
 const RUN_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// Waiting for one piece of expected output may take this long.
