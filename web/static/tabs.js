@@ -91,8 +91,12 @@ export function initTabs(first) {
     close.textContent = '×';
     close.setAttribute('aria-label', `Close the tab of ${label}`);
     close.title = 'Close this tab (detach or end the session); from the keyboard: Delete on the tab';
-    // Out of the Tab order: one stop for the tab list (the shown tab), Delete closes from there.
+    // For the pointer only: out of the Tab order and of the accessibility tree (a tab list holds
+    // tabs only). From the keyboard, Delete on the tab closes it, which the tab says.
     close.tabIndex = -1;
+    close.setAttribute('aria-hidden', 'true');
+    button.setAttribute('aria-keyshortcuts', 'Delete');
+    button.title = `${label}: Delete closes this tab`;
     item.append(button, close);
     strip.append(item);
     panel.setAttribute('aria-labelledby', button.id);
@@ -141,6 +145,7 @@ export function initTabs(first) {
         tab.label = session.label;
         tab.name.textContent = session.label;
         tab.close.setAttribute('aria-label', `Close the tab of ${session.label}`);
+        tab.button.title = `${session.label}: Delete closes this tab`;
         frame.title = `Terminal: ${session.label}`;
       }
       if (shown === tab && focus) sessionOf(tab)?.focus();
