@@ -256,6 +256,32 @@ async fn tabs_keep_their_own_screens_and_flow_and_close_by_detaching_or_ending()
     assert!(!first.contains("HIDDEN-42"), "{first}");
     b.screenshot("tabs-first.png").await;
 
+    // A narrower window: the shown tab is fitted at once, the hidden one keeps its size (and
+    // its shell's) until it is shown again.
+    let cols = |who: &'static str| {
+        let b = &b;
+        let second = second.clone();
+        async move {
+            let script = match who {
+                "first" => "return window.portholeTerm.cols;",
+                _ => {
+                    "return document.getElementById('panel-' + arguments[0]).contentWindow.portholeTerm.cols;"
+                }
+            };
+            b.js(script, vec![json!(second)]).await.as_u64().unwrap()
+        }
+    };
+    let wide = cols("first").await;
+    assert_eq!(cols("second").await, wide);
+    b.client.set_window_size(800, 720).await.unwrap();
+    let narrow = b
+        .wait_for("the shown tab fitted to the narrower window", || async {
+            let now = cols("first").await;
+            (now < wide).then_some(now)
+        })
+        .await;
+    assert_eq!(cols("second").await, wide, "the hidden tab is not resized");
+
     // Shown again: fitted to the page, the output on its screen.
     b.click(&format!("#tab-{second}")).await;
     enter_tab(&b, &second).await;
@@ -263,15 +289,31 @@ async fn tabs_keep_their_own_screens_and_flow_and_close_by_detaching_or_ending()
         line(s, "HIDDEN-42")
     })
     .await;
-    let size = b
-        .js(
-            "return [window.portholeTerm.cols, window.portholeTerm.rows];",
-            vec![],
-        )
-        .await;
-    assert!(size[0].as_u64().unwrap() > 80, "fitted: {size}");
     leave_tab(&b).await;
+    b.wait_for("the second tab fitted again when shown", || async {
+        (cols("second").await == narrow).then_some(())
+    })
+    .await;
     b.screenshot("tabs-second.png").await;
+
+    // A reload opens the same tabs (named in the address), each with its screen.
+    b.client.refresh().await.unwrap();
+    b.wait_for_attr("#session", "data-tabs", "2").await;
+    b.wait_for_attr(
+        &format!("#tab-{second} .tab-state"),
+        "data-state",
+        "connected",
+    )
+    .await;
+    b.wait_for("the second tab's screen after the reload", || async {
+        line(&frame_buffer(&b, &second).await, "HIDDEN-42").then_some(())
+    })
+    .await;
+    b.wait_for_screen("the first tab's screen after the reload", |s| {
+        line(s, "TAB-A-3")
+    })
+    .await;
+    b.click(&format!("#tab-{second}")).await;
 
     // Arrow keys move between the tabs (the tab list's keys).
     b.js(
