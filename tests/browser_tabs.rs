@@ -404,7 +404,10 @@ async fn two_browser_tabs_on_two_sessions_never_disturb_each_other() {
     let screen = b.wait_for_screen("FIRST-16", |s| line(s, "FIRST-16")).await;
     assert!(!screen.contains("SECOND-25"), "{screen}");
 
-    b.client.switch_to_window(second_window).await.unwrap();
+    b.client
+        .switch_to_window(second_window.clone())
+        .await
+        .unwrap();
     let screen = b.screen().await;
     assert!(!screen.contains("FIRST-16"), "{screen}");
     b.wait_for_attr("#conn-state", "data-state", "connected")
@@ -414,6 +417,44 @@ async fn two_browser_tabs_on_two_sessions_never_disturb_each_other() {
         .await;
     assert_eq!(banner, json!(true), "no takeover banner in the second");
     b.screenshot("tabs-two-windows.png").await;
+
+    // A tab in the first window, then its session opened in the second: that tab (only) shows
+    // the takeover (close code 4001), the first window's own session stays connected.
+    b.client
+        .switch_to_window(first_window.clone())
+        .await
+        .unwrap();
+    let third = new_tab(&b, 2).await;
+    b.client.switch_to_window(second_window).await.unwrap();
+    b.client
+        .goto(&format!("{}/sessions/{third}", gw.url))
+        .await
+        .unwrap();
+    b.wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    b.client.switch_to_window(first_window).await.unwrap();
+    b.wait_for_attr(
+        &format!("#tab-{third} .tab-state"),
+        "data-state",
+        "detached",
+    )
+    .await;
+    enter_tab(&b, &third).await;
+    b.wait_for_text("#banner-text", "opened in another tab or window")
+        .await;
+    leave_tab(&b).await;
+    let first = b
+        .js(
+            "return [document.getElementById('conn-state').dataset.state, \
+                     document.getElementById('banner').hidden];",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        first,
+        json!(["connected", true]),
+        "the first tab is untouched"
+    );
     b.close().await;
     gw.stop().await;
 }
