@@ -61,6 +61,16 @@ const embedded = data.embed === 'true';
  */
 let tabHidden = Boolean(embedded && tabHost()?.isHidden(data.sessionId));
 
+/** Where to come back to after signing in again: the whole page (all its tabs). */
+function pageAddress() {
+  try {
+    if (embedded) return window.top.location.pathname + window.top.location.search;
+  } catch {
+    // Not the gateway's page around: this one.
+  }
+  return location.pathname;
+}
+
 /** The tab strip of the page this session is shown in (tabs.js), if any. */
 function tabHost() {
   try {
@@ -402,7 +412,7 @@ function closed(code, reason) {
       setState('signed-out', 'signed out');
       showBanner('error', 'Your sign-in has ended. The session keeps running.', {
         label: 'Sign in again',
-        href: `/login?next=${encodeURIComponent(location.pathname)}`,
+        href: `/login?next=${encodeURIComponent(pageAddress())}`,
       });
       return;
     case CLOSE_HANDED_OVER:
@@ -432,7 +442,7 @@ async function recover() {
     setState('signed-out', 'signed out');
     showBanner('error', 'Your sign-in has ended. The session keeps running.', {
       label: 'Sign in again',
-      href: `/login?next=${encodeURIComponent(location.pathname)}`,
+      href: `/login?next=${encodeURIComponent(pageAddress())}`,
     });
     return;
   }
