@@ -19,7 +19,7 @@ fn defaults() -> Value {
     json!({
         "font_size": 14, "theme": "dark", "cursor_style": "block",
         "scrollback": 5000, "bell": "none", "screen_reader": false,
-        "copy_on_select": false, "key_bar": "auto",
+        "copy_on_select": false, "key_bar": "auto", "font_family": "system",
     })
 }
 
@@ -69,12 +69,13 @@ async fn settings_are_kept_per_person(backend: Backend) {
     let reply = put(
         &mut alice,
         &json!({"cursor_style": "bar", "scrollback": 100000, "bell": "visual", "screen_reader": true,
-                 "copy_on_select": true, "key_bar": "on"}),
+                 "copy_on_select": true, "key_bar": "on", "font_family": "jetbrains-mono"}),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     want["copy_on_select"] = json!(true);
     want["key_bar"] = json!("on");
+    want["font_family"] = json!("jetbrains-mono");
     want["cursor_style"] = json!("bar");
     want["scrollback"] = json!(100000);
     want["bell"] = json!("visual");
@@ -133,6 +134,11 @@ async fn bad_settings_are_refused_and_nothing_is_stored(backend: Backend) {
             "true or false",
         ),
         (json!({"key_bar": "touch"}), "key_bar", "auto, on, off"),
+        (
+            json!({"font_family": "Fira Code"}),
+            "font_family",
+            "system, jetbrains-mono",
+        ),
         // A good key beside a bad one: the whole change is refused.
         (
             json!({"theme": "light", "font_size": 0}),

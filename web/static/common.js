@@ -47,8 +47,16 @@ export function errorMessage(result, fallback = 'Something went wrong.') {
 
 /** Sends the browser to the sign-in page, coming back to this page afterwards. */
 export function toSignIn() {
-  const here = location.pathname + location.search;
-  location.assign(`/login?next=${encodeURIComponent(here)}`);
+  // From a terminal tab's frame, the whole page signs in again (the sign-in page may not be
+  // framed) and comes back to the page with all its tabs.
+  let page = window;
+  try {
+    if (window.top !== window && window.top.location.origin === location.origin) page = window.top;
+  } catch {
+    page = window;
+  }
+  const here = page.location.pathname + page.location.search;
+  page.location.assign(`/login?next=${encodeURIComponent(here)}`);
 }
 
 /** Shows `text` in an error element (hidden when empty). */

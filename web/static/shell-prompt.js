@@ -20,6 +20,7 @@ const grantLine = document.getElementById('reason-grant');
 let chosen = null;
 let documentName = '';
 let onApprovalRequired = null;
+let onOpened = null;
 
 /** What is wrong with a reason, or '' (the server checks the same rules, and the role's). */
 export function reasonProblem(text) {
@@ -35,11 +36,14 @@ export function reasonProblem(text) {
  * `grant` ({expires_at}) to say until when access was granted, `onCancel` when the person
  * closes it without opening, and `approvalRequired(target, reason)` for a start the gateway
  * answers with 403 approval_required (a stale page): the prompt closes and that is called.
+ * `opened(session)` takes the new session (the answer of POST /api/v1/sessions) instead of
+ * going to its terminal page (the terminal page's tabs).
  */
 export function askReason(target, options = {}) {
   chosen = target;
   documentName = options.document ?? '';
   onApprovalRequired = options.approvalRequired ?? null;
+  onOpened = options.opened ?? null;
   // Closed by Cancel or Escape: the return value stays empty.
   dialog.onclose = () => {
     if (dialog.returnValue === '') options.onCancel?.();
@@ -105,6 +109,12 @@ if (form) {
     const result = await api('POST', '/api/v1/sessions', body);
     if (result.ok && result.data?.id) {
       dialog.returnValue = 'opened';
+      if (onOpened) {
+        const then = onOpened;
+        dialog.close();
+        then(result.data);
+        return;
+      }
       location.assign(`/sessions/${encodeURIComponent(result.data.id)}`);
       return;
     }

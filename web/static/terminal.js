@@ -19,9 +19,11 @@ import { FitAddon } from './vendor/xterm/addon-fit.mjs';
 import { WebLinksAddon } from './vendor/xterm/addon-web-links.mjs';
 import { Unicode11Addon } from './vendor/xterm/addon-unicode11.mjs';
 import { SearchAddon } from './vendor/xterm/addon-search.mjs';
+import { LigaturesAddon } from './vendor/xterm/addon-ligatures.mjs';
 import { api, errorMessage, showError, toSignIn } from './common.js';
 import { isMultiLine, pastePieces, previewLines } from './paste.js';
 import { ctrlOf, keyBytes } from './keys.js';
+import { initTabs } from './tabs.js';
 
 /** WebSocket close codes of the gateway (server/src/gateway/attach.rs). */
 const CLOSE_SESSION_ENDED = 4000;
@@ -50,6 +52,33 @@ const bannerText = document.getElementById('banner-text');
 const bannerAction = document.getElementById('banner-action');
 const bannerLink = document.getElementById('banner-link');
 const terminateButton = document.getElementById('terminate');
+/** Whether this page is one tab of another terminal page (`?embed=1`, in a frame). */
+const embedded = data.embed === 'true';
+/**
+ * Whether this session's tab is hidden (another tab of the page is shown): it keeps receiving,
+ * drawing and acknowledging output, but it is not fitted to a size until it is shown again,
+ * and the page's keys (find, Ctrl+W…) are not its own.
+ */
+let tabHidden = Boolean(embedded && tabHost()?.isHidden(data.sessionId));
+
+/** Where to come back to after signing in again: the whole page (all its tabs). */
+function pageAddress() {
+  try {
+    if (embedded) return window.top.location.pathname + window.top.location.search;
+  } catch {
+    // Not the gateway's page around: this one.
+  }
+  return location.pathname;
+}
+
+/** The tab strip of the page this session is shown in (tabs.js), if any. */
+function tabHost() {
+  try {
+    return window.parent.portholeTabs;
+  } catch {
+    return undefined;
+  }
+}
 
 // --- Status bar ------------------------------------------------------------------------------
 
@@ -80,6 +109,7 @@ setInterval(() => {
 function setState(state, label = state) {
   connState.dataset.state = state;
   connState.textContent = label;
+  tabHost()?.update(sessionId, { state, label });
 }
 
 /** A message above the terminal, with an optional button or link. */
@@ -95,6 +125,8 @@ function showBanner(kind, text, action) {
   if (action?.href) {
     bannerLink.textContent = action.label;
     bannerLink.href = action.href;
+    // In a tab's frame, a link leaves the whole page (other pages may not be framed).
+    if (embedded) bannerLink.target = '_top';
   }
   banner.hidden = false;
 }
@@ -122,11 +154,21 @@ const THEMES = {
   },
 };
 
+/**
+ * The font stacks of the `font_family` setting. Both end with the Nerd Font symbols (powerline
+ * arrows, icons: glyphs no text font has) and the machine's monospace fonts for the rest (box
+ * drawing, CJK), which xterm.js fits into its cells.
+ */
+const FONTS = {
+  system: '"DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, "Liberation Mono", "Pure Nerd Font", monospace',
+  'jetbrains-mono': '"JetBrains Mono", "Pure Nerd Font", "DejaVu Sans Mono", Menlo, Consolas, monospace',
+};
+
 const term = new Terminal({
   allowProposedApi: true, // the unicode API that Unicode11Addon uses
   cursorBlink: true,
   convertEol: false,
-  fontFamily: '"DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, "Liberation Mono", monospace',
+  fontFamily: FONTS.system,
   fontSize: 14,
   scrollback: 5000,
   theme: THEMES.dark,
@@ -152,10 +194,11 @@ function showSize() {
 
 let fitPending = false;
 function scheduleFit() {
-  if (fitPending) return;
+  if (fitPending || tabHidden) return;
   fitPending = true;
   requestAnimationFrame(() => {
     fitPending = false;
+    if (tabHidden) return;
     try {
       fit.fit();
     } catch {
@@ -166,7 +209,7 @@ function scheduleFit() {
 }
 new ResizeObserver(scheduleFit).observe(document.getElementById('terminal'));
 window.addEventListener('resize', scheduleFit);
-fit.fit();
+if (!tabHidden) fit.fit();
 showSize();
 
 // --- The connection --------------------------------------------------------------------------
@@ -174,6 +217,8 @@ showSize();
 const encoder = new TextEncoder();
 let socket = null;
 let ended = false;
+/** Whether this page let go of the session (its tab was closed): it never reconnects. */
+let detachedHere = false;
 let retries = 0;
 let retryTimer = null;
 /** The session output offset drawn on this page; null until the first sync. */
@@ -272,7 +317,7 @@ function showWatchers(names) {
 
 function connect() {
   clearTimeout(retryTimer);
-  if (ended) return;
+  if (ended || detachedHere) return;
   setState('connecting', retries ? 'reconnecting' : 'connecting');
   // A new socket starts with nobody watching: the gateway tells this page who is, if anyone.
   showWatchers([]);
@@ -347,7 +392,7 @@ function connect() {
 }
 
 function closed(code, reason) {
-  if (ended) return;
+  if (ended || detachedHere) return;
   switch (code) {
     case CLOSE_SESSION_ENDED:
       sessionEnded(reason);
@@ -367,7 +412,7 @@ function closed(code, reason) {
       setState('signed-out', 'signed out');
       showBanner('error', 'Your sign-in has ended. The session keeps running.', {
         label: 'Sign in again',
-        href: `/login?next=${encodeURIComponent(location.pathname)}`,
+        href: `/login?next=${encodeURIComponent(pageAddress())}`,
       });
       return;
     case CLOSE_HANDED_OVER:
@@ -397,7 +442,7 @@ async function recover() {
     setState('signed-out', 'signed out');
     showBanner('error', 'Your sign-in has ended. The session keeps running.', {
       label: 'Sign in again',
-      href: `/login?next=${encodeURIComponent(location.pathname)}`,
+      href: `/login?next=${encodeURIComponent(pageAddress())}`,
     });
     return;
   }
@@ -440,11 +485,49 @@ const termHost = document.getElementById('terminal');
 let bell = 'none';
 let audio = null;
 
+let ligatures = null;
+let fontWanted = '';
+
+/**
+ * Sets the terminal's font. A web font is loaded first (regular and bold), so that xterm.js
+ * measures its cells with the font it draws with; the ligatures addon joins the character
+ * sequences that the font draws as one (->, =>, !=…) where the font has them.
+ */
+async function applyFont(family, size) {
+  const key = `${family} ${size}`;
+  fontWanted = key;
+  root.dataset.font = 'loading';
+  if (family !== 'system') {
+    const name = FONTS[family].split(',')[0];
+    try {
+      await Promise.all([
+        document.fonts.load(`${size}px ${name}`),
+        document.fonts.load(`bold ${size}px ${name}`),
+        document.fonts.load(`${size}px "Pure Nerd Font"`, '\ue0b0'),
+      ]);
+    } catch {
+      // Not loaded: the next fonts in the stack draw.
+    }
+  }
+  if (fontWanted !== key) return; // a later choice won
+  term.options.fontFamily = FONTS[family];
+  term.options.fontSize = size;
+  if (family === 'system') {
+    ligatures?.dispose();
+    ligatures = null;
+  } else if (!ligatures) {
+    ligatures = new LigaturesAddon();
+    term.loadAddon(ligatures);
+  }
+  root.dataset.font = family;
+  scheduleFit();
+}
+
 /** Applies the settings object the API answered to the terminal, at once. */
 function applySettings(s) {
   if (!s || typeof s !== 'object') return;
   const theme = THEMES[s.theme] ? s.theme : 'dark';
-  term.options.fontSize = s.font_size;
+  applyFont(FONTS[s.font_family] ? s.font_family : 'system', s.font_size);
   term.options.theme = THEMES[theme];
   term.options.cursorStyle = s.cursor_style;
   term.options.scrollback = s.scrollback;
@@ -477,6 +560,7 @@ function settingsOfForm() {
     screen_reader: value('screen_reader').checked,
     copy_on_select: value('copy_on_select').checked,
     key_bar: value('key_bar').value,
+    font_family: value('font_family').value,
   };
 }
 
@@ -621,6 +705,7 @@ window.addEventListener(
   'keydown',
   (event) => {
     const isF = event.code === 'KeyF' || event.key === 'F' || event.key === 'f';
+    if (tabHidden) return;
     if (event.ctrlKey && event.shiftKey && !event.altKey && isF) {
       event.preventDefault();
       event.stopPropagation();
@@ -920,6 +1005,12 @@ const SHELL_KEYS = { KeyW: '\x17', KeyT: '\x14', KeyN: '\x0e' };
 
 term.attachCustomKeyEventHandler((event) => {
   if (event.type !== 'keydown' || !event.ctrlKey || !event.shiftKey || event.altKey || event.metaKey) return true;
+  if (event.code === 'KeyL') {
+    // The way out of the terminal for the keyboard (Tab itself goes to the shell).
+    event.preventDefault();
+    leaveTerminal();
+    return false;
+  }
   if (event.code === 'KeyC') {
     // Copy (and never the browser's element picker).
     event.preventDefault();
@@ -943,7 +1034,7 @@ window.addEventListener(
   (event) => {
     const bytes = SHELL_KEYS[event.code];
     if (!bytes || !event.ctrlKey || event.shiftKey || event.altKey || event.metaKey) return;
-    if (observing || ended || !termHost.contains(document.activeElement)) return;
+    if (tabHidden || observing || ended || !termHost.contains(document.activeElement)) return;
     event.preventDefault();
     event.stopPropagation();
     sendBytes(encoder.encode(bytes));
@@ -1064,6 +1155,86 @@ function showKeyBar() {
 }
 touchScreen.addEventListener('change', showKeyBar);
 showKeyBar();
+
+// --- Leaving the terminal by keyboard --------------------------------------------------------
+//
+// Tab and Shift+Tab go to the shell (completion), so the terminal would trap a keyboard user.
+// Ctrl+Shift+L leaves it: the focus moves to the next control of the page in the Tab order
+// (when the terminal is the last, the first control of the page's main part: the tabs, or the
+// status bar), as Tab would from anywhere else; Shift+Tab then goes back. In a tab of
+// another terminal page (a frame), that is the next control of the page around it. The key is
+// announced in the terminal's description (#terminal-keys, aria-describedby) and in
+// docs/terminal.md. Ctrl+Shift+L would send the shell what Ctrl+L sends (clear the screen),
+// which Ctrl+L still does.
+
+const FOCUSABLE =
+  'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), ' +
+  'select:not([disabled]), textarea:not([disabled]), iframe, [tabindex]';
+
+/** The controls of `doc` that Tab stops at, in document order (those shown only). */
+function tabStops(doc) {
+  return Array.from(doc.querySelectorAll(FOCUSABLE)).filter((el) => {
+    if (el.tabIndex < 0 || el.closest('[inert], dialog:not([open])')) return false;
+    if (el.getClientRects().length === 0) return false;
+    return doc.defaultView.getComputedStyle(el).visibility !== 'hidden';
+  });
+}
+
+/** Moves the focus from the terminal to the next control (see above). */
+function leaveTerminal() {
+  let from = termHost;
+  let doc = document;
+  try {
+    if (embedded && window.frameElement) {
+      from = window.frameElement;
+      doc = window.parent.document;
+    }
+  } catch {
+    // Not allowed to reach the page around: the next control of this one.
+  }
+  const stops = tabStops(doc).filter((el) => el !== from && !from.contains(el));
+  // The terminal is usually the last thing on the page: then the first control of the page's
+  // main part (the tabs, else the status bar), not the top bar.
+  const main = doc.querySelector('main');
+  const next =
+    stops.find((el) => from.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) ??
+    stops.find((el) => main?.contains(el)) ??
+    stops[0];
+  if (!next) return;
+  if (doc !== document) doc.defaultView.focus();
+  next.focus();
+}
+
+// --- As one tab of the page (tabs.js) ------------------------------------------------------
+
+/** Lets go of the session here (its tab is closed): the shell keeps running. */
+function detach() {
+  detachedHere = true;
+  clearTimeout(retryTimer);
+  const ws = socket;
+  socket = null;
+  ws?.close(1000, 'tab closed');
+  guardUnload(false);
+  setState('detached');
+}
+
+/** What the tab strip may ask of this session. */
+const session = {
+  id: sessionId,
+  label: nodeLabel,
+  /** Hides the tab (it keeps receiving and acknowledging) or shows it, fitted again. */
+  setHidden(hidden) {
+    tabHidden = hidden;
+    if (!hidden) scheduleFit();
+  },
+  focus: () => term.focus(),
+  detach,
+  state: () => connState.dataset.state,
+  /** The session output offset drawn here (null before the first sync). */
+  drawn: () => offset,
+};
+window.portholeSession = session;
+if (!embedded && !observing) initTabs(session);
 
 // --- Start -----------------------------------------------------------------------------------
 

@@ -142,7 +142,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(SetResponseHeaderLayer::overriding(
+        // If not present: a terminal page shown as a tab sets SAMEORIGIN (pages::EMBED_CSP);
+        // no other handler sets one.
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))

@@ -149,6 +149,9 @@ struct TerminalPage {
     can_terminate: bool,
     /// Whether the page observes (read-only) rather than attaches (`?mode=observe`).
     observe: bool,
+    /// Whether the page is one tab of another terminal page (`?embed=1`, in its frame): no top
+    /// bar and no tab strip of its own.
+    embed: bool,
     /// The server's clock (ms), so the page's elapsed time does not depend on the browser's.
     now_ms: i64,
     ended_at: i64,
@@ -563,7 +566,9 @@ async fn session_for_page(
     Ok((signed, view, node_name))
 }
 
-/// `/sessions/{id}[?mode=observe]`: the terminal; read-only for an observer.
+/// `/sessions/{id}[?mode=observe][?embed=1][?tabs=ID,…]`: the terminal; read-only for an
+/// observer. `embed=1` is the same page as one tab of another terminal page (in a frame of the
+/// gateway's own pages only: [`EMBED_CSP`]); `tabs` is read by the page's script (tabs.js).
 async fn terminal_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -578,7 +583,8 @@ async fn terminal_page(
     let live = is_live(&view);
     let observe = query.get("mode").map(String::as_str) == Some("observe")
         && policy::may_observe(&signed.user, view.user_id());
-    render(&TerminalPage {
+    let embed = query.get("embed").map(String::as_str) == Some("1");
+    let mut response = render(&TerminalPage {
         layout: Layout::signed_in(&signed, "", "terminal.js"),
         node_name,
         live,
@@ -588,9 +594,34 @@ async fn terminal_page(
         now_ms: now_ms(),
         ended_at: view.ended_at.unwrap_or(0),
         end_reason: view.end_reason.clone().unwrap_or_default(),
+        embed,
         view,
-    })
+    });
+    if embed {
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(EMBED_CSP),
+        );
+        response.headers_mut().insert(
+            axum::http::header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
+    }
+    // The ligatures addon would ask the browser for the computer's fonts (a permission
+    // prompt); the terminal uses the fonts the gateway ships, so the page may not ask.
+    response.headers_mut().insert(
+        axum::http::HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("local-fonts=()"),
+    );
+    response
 }
+
+/// The Content-Security-Policy of a terminal page shown as a tab (`?embed=1`): the gateway's
+/// ([`super::CSP`]) except that the gateway's own pages may frame it (`frame-ancestors
+/// 'self'`); no other site can.
+pub const EMBED_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
 
 /// The Content-Security-Policy of the playback page: the gateway's ([`super::CSP`]) with
 /// `'wasm-unsafe-eval'`, because asciinema-player's terminal emulator is WebAssembly (compiled
@@ -885,6 +916,7 @@ fn content_type(path: &str, guessed: &str) -> String {
         "png" => "image/png".into(),
         "json" | "map" => "application/json".into(),
         "woff2" => "font/woff2".into(),
+        "woff" => "font/woff".into(),
         _ if path.contains("/LICENSE") => "text/plain; charset=utf-8".into(),
         _ => guessed.to_owned(),
     }
@@ -1031,6 +1063,21 @@ mod tests {
                 .split_whitespace()
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn the_embedded_terminal_may_be_framed_by_the_gateway_only() {
+        // The gateway's CSP with frame-ancestors 'self' instead of 'none', nothing else.
+        assert_eq!(
+            EMBED_CSP
+                .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            crate::gateway::http::CSP
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(content_type("vendor/fonts/a.woff", "x"), "font/woff");
     }
 
     #[test]

@@ -326,6 +326,8 @@ pub struct SettingsView {
     pub copy_on_select: bool,
     /// When the on-screen key bar (Esc, Tab, Ctrl, arrows) shows.
     pub key_bar: KeyBar,
+    /// The terminal's font.
+    pub font_family: FontFamily,
 }
 
 /// `PUT /api/v1/me/settings`: some of the keys; one left out keeps its value, `null` puts it
@@ -359,4 +361,18 @@ pub struct SettingsChange {
     /// When the on-screen key bar shows (default `auto`).
     #[serde(default)]
     pub key_bar: Option<KeyBar>,
+    /// The terminal's font (default `system`).
+    #[serde(default)]
+    pub font_family: Option<FontFamily>,
+}
+
+/// The terminal's font.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FontFamily {
+    /// The machine's own monospace fonts (DejaVu Sans Mono, Cascadia Mono, Menlo, Consolas…).
+    System,
+    /// JetBrains Mono, shipped by the gateway (SIL OFL 1.1), with programming ligatures where
+    /// the browser gives xterm.js the font's data, and the Nerd Font symbols beside it.
+    JetbrainsMono,
 }

@@ -12,6 +12,7 @@
 //! | `screen_reader` | boolean (xterm.js `screenReaderMode`) | `false` |
 //! | `copy_on_select` | boolean: a selection is copied as it is made | `false` |
 //! | `key_bar` | `auto` (on touch screens), `on`, `off`: the on-screen keys | `auto` |
+//! | `font_family` | `system` (the machine's monospace fonts), `jetbrains-mono` (shipped: JetBrains Mono with ligatures, Nerd Font symbols beside it) | `system` |
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -32,9 +33,12 @@ pub const CURSOR_STYLES: &[&str] = &["block", "bar", "underline"];
 pub const BELLS: &[&str] = &["none", "visual", "sound"];
 /// When the on-screen key bar shows.
 pub const KEY_BARS: &[&str] = &["auto", "on", "off"];
+/// The terminal's fonts: the machine's own monospace fonts, or the one the gateway ships
+/// (`web/dist/vendor/fonts`, docs/terminal.md).
+pub const FONT_FAMILIES: &[&str] = &["system", "jetbrains-mono"];
 /// The keys, for messages.
 const KEYS: &str = "font_size, theme, cursor_style, scrollback, bell, screen_reader, \
-                    copy_on_select, key_bar";
+                    copy_on_select, key_bar, font_family";
 
 /// One person's settings, every key present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +60,8 @@ pub struct Settings {
     pub copy_on_select: bool,
     /// `auto`, `on` or `off`: the on-screen key bar (Esc, Tab, Ctrl, arrows).
     pub key_bar: String,
+    /// `system` or `jetbrains-mono`.
+    pub font_family: String,
 }
 
 impl Default for Settings {
@@ -70,6 +76,7 @@ impl Default for Settings {
             screen_reader: false,
             copy_on_select: false,
             key_bar: "auto".to_owned(),
+            font_family: "system".to_owned(),
         }
     }
 }
@@ -195,6 +202,12 @@ impl Settings {
                         false => one_of(key, value, KEY_BARS)?,
                     }
                 }
+                "font_family" => {
+                    next.font_family = match reset {
+                        true => defaults.font_family.clone(),
+                        false => one_of(key, value, FONT_FAMILIES)?,
+                    }
+                }
                 _ => {
                     return Err(invalid(key, &format!("unknown key; the keys are {KEYS}")));
                 }
@@ -236,6 +249,8 @@ mod tests {
             ("copy_on_select", json!(true)),
             ("key_bar", json!("on")),
             ("key_bar", json!("off")),
+            ("font_family", json!("jetbrains-mono")),
+            ("font_family", json!("system")),
         ] {
             assert!(Settings::default().apply(&json!({ key: value })).is_ok());
         }
@@ -273,6 +288,16 @@ mod tests {
                 "true or false",
             ),
             (json!({"key_bar": "always"}), "key_bar", "auto, on, off"),
+            (
+                json!({"font_family": "Comic Sans"}),
+                "font_family",
+                "system, jetbrains-mono",
+            ),
+            (
+                json!({"font_family": 1}),
+                "font_family",
+                "system, jetbrains-mono",
+            ),
             (json!([1]), "", "JSON object"),
         ];
         for (change, key, words) in table {
