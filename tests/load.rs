@@ -59,6 +59,14 @@ fn a_smoke_run_starts_every_session_and_reports_both_paths() {
         "3",
         "--start-rate",
         "50",
+        // The idle ones print 200 lines (each echoed back in full, or the run counts an
+        // error), are left, and compact a second later, before the sample.
+        "--idle-output",
+        "200",
+        "--compact-after",
+        "1",
+        "--settle",
+        "1.5",
         "--json",
     ]);
     let stdout = text(&out.stdout);
@@ -80,6 +88,8 @@ fn a_smoke_run_starts_every_session_and_reports_both_paths() {
     assert_eq!(report["errors"], serde_json::json!({}));
     assert_eq!(report["mode"], "self-contained");
     assert_eq!(report["database"], "sqlite");
+    assert_eq!(report["profile"]["idle_output"], 200);
+    assert_eq!(report["profile"]["settle_seconds"], 1.5);
 
     assert_percentiles(&report, "gateway");
     assert_percentiles(&report, "direct");

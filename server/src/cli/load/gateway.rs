@@ -221,6 +221,69 @@ impl Gateway {
     }
 }
 
+/// The numbered lines `1\r\n` … `lines\r\n` (what `seq` prints), as typed into an echo node.
+pub fn numbered_lines(lines: u64) -> Vec<u8> {
+    let mut text = Vec::new();
+    for n in 1..=lines {
+        text.extend_from_slice(format!("{n}\r\n").as_bytes());
+    }
+    text
+}
+
+/// Makes an idle session print `lines` numbered lines: attaches, types them (the echo node
+/// prints them back), waits until all of it came back, and detaches, so the session is left
+/// with the output in its ring and terminal model (the "printed 3,000 lines, then quiet" case).
+pub async fn print_and_leave(
+    gw: &Gateway,
+    who: &SignedIn,
+    id: &str,
+    lines: u64,
+) -> Result<(), Failure> {
+    /// Input per WebSocket message.
+    const CHUNK: usize = 4 * 1024;
+    let (mut socket, mut offset) = gw.attach(who, id).await?;
+    let text = numbered_lines(lines);
+    let echoed = async {
+        for chunk in text.chunks(CHUNK) {
+            socket
+                .send(Message::Binary(chunk.to_vec().into()))
+                .await
+                .map_err(|e| failure("print: socket", e.to_string()))?;
+        }
+        let mut back = 0usize;
+        let mut unacked = 0usize;
+        while back < text.len() {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => {
+                    back += bytes.len();
+                    offset += bytes.len() as u64;
+                    unacked += bytes.len();
+                    if unacked >= ACK_EVERY {
+                        unacked = 0;
+                        let ack = json!({"type": "ack", "bytes": offset}).to_string();
+                        socket
+                            .send(Message::Text(ack.into()))
+                            .await
+                            .map_err(|e| failure("print: socket", e.to_string()))?;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(failure("print: closed", format!("{frame:?}")));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(failure("print: socket", e.to_string())),
+                None => return Err(failure("print: closed", id)),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(STEP_TIMEOUT, echoed)
+        .await
+        .map_err(|_| failure("print: timeout", id))??;
+    let _ = socket.close(None).await; // detached: the session waits, idle
+    Ok(())
+}
+
 /// Types on an attached session as `plan` says; returns what it measured.
 pub async fn type_on(mut socket: Socket, mut offset: u64, plan: Plan, errors: Errors) -> Typing {
     const PATH: &str = "gateway";

@@ -17,6 +17,8 @@ pub const MAX_RATE: f64 = 100.0;
 pub const MAX_SECONDS: f64 = 3_600.0;
 /// Most users one run signs in.
 pub const MAX_USERS: u64 = 10_000;
+/// Most lines an idle session is asked to print.
+pub const MAX_IDLE_OUTPUT: u64 = 100_000;
 /// Highest session start rate asked for.
 pub const MAX_START_RATE: f64 = 5_000.0;
 /// Gateway sessions per user when `--users` is not given.
@@ -79,6 +81,10 @@ pub(crate) struct LoadArgs {
     /// The reason given for each session.
     #[arg(long, default_value = "porthole load")]
     pub(crate) reason: String,
+    /// Lines each idle session prints before it is left alone (typed into the echo node
+    /// through an attach that then closes), as `seq LINES` would print them.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) idle_output: u64,
     /// Seconds to wait after every session is up before the processes are sampled (with
     /// --compact-after, long enough for the idle sessions to compact).
     #[arg(long, default_value_t = 2.0)]
@@ -139,6 +145,8 @@ pub struct Profile {
     pub reason: String,
     /// The wait between every session being up and the sample.
     pub settle: Duration,
+    /// Lines each idle session prints first.
+    pub idle_output: u64,
     /// Where things run.
     pub mode: Mode,
 }
@@ -237,6 +245,10 @@ impl LoadArgs {
         let duration = seconds("duration", self.duration, 0.1)?;
         let warmup = seconds("warmup", self.warmup, 0.0)?;
         let settle = seconds("settle", self.settle, 0.0)?;
+        let idle_output = bounded("idle-output", self.idle_output, MAX_IDLE_OUTPUT)?;
+        if idle_output > 0 && idle == 0 {
+            return Err("--idle-output needs --idle sessions to print".into());
+        }
         if let Some(n) = self.compact_after
             && !(1..=86_400).contains(&n)
         {
@@ -363,6 +375,7 @@ impl LoadArgs {
             targets,
             reason: self.reason,
             settle,
+            idle_output,
             mode,
         })
     }
@@ -416,6 +429,11 @@ mod tests {
             (&["--gateway", "ftp://x"], "--gateway must be"),
             (&["--database-url", "mysql://x"], "--database-url"),
             (&["--settle=-1"], "--settle"),
+            (
+                &["--idle", "5", "--idle-output", "1000000"],
+                "--idle-output",
+            ),
+            (&["--idle-output", "10"], "--idle-output needs --idle"),
             (&["--compact-after", "0"], "--compact-after"),
             (
                 &["--gateway", "http://x", "--compact-after", "5"],

@@ -24,6 +24,8 @@ pub struct ProfileReport {
     pub warmup_seconds: f64,
     /// Seconds between every session being up and the "sessions up" sample.
     pub settle_seconds: f64,
+    /// Lines each idle session printed before it was left alone.
+    pub idle_output: u64,
     /// Users signed in.
     pub users: u64,
     /// Starts per second asked.
@@ -175,8 +177,8 @@ impl Report {
         let _ = writeln!(
             out,
             "porthole load ({}, {}, {} build): {} active + {} idle gateway sessions, {} direct, \
-             {} keystrokes/s each, {} s measured after {} s warm-up, {} users, sampled {} s \
-             after the sessions were up",
+             {} keystrokes/s each, {} s measured after {} s warm-up, {} users, idle ones \
+             printed {} lines first, sampled {} s after the sessions were up",
             self.mode,
             self.database,
             self.build,
@@ -187,6 +189,7 @@ impl Report {
             p.duration_seconds,
             p.warmup_seconds,
             p.users,
+            p.idle_output,
             p.settle_seconds
         );
         let _ = writeln!(

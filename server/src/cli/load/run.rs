@@ -239,6 +239,7 @@ async fn drive(
             duration_seconds: profile.duration.as_secs_f64(),
             warmup_seconds: profile.warmup.as_secs_f64(),
             settle_seconds: profile.settle.as_secs_f64(),
+            idle_output: profile.idle_output,
             users: profile.users,
             start_rate: profile.start_rate,
         },
@@ -326,6 +327,7 @@ async fn open_gateway(
         let reason = profile.reason.clone();
         let gw = target.gateway.clone();
         let attach = (i as u64) < profile.active;
+        let print = profile.idle_output;
         tasks.spawn(async move {
             let opened = gw.open(&who, &node, &reason).await;
             let at = Instant::now();
@@ -335,6 +337,11 @@ async fn open_gateway(
                 Err(f) => return (i, at, Err(f)),
             };
             if !attach {
+                if print > 0
+                    && let Err(f) = gateway::print_and_leave(&gw, &who, &id, print).await
+                {
+                    return (i, at, Err(f));
+                }
                 return (i, at, Ok((id, None)));
             }
             match gw.attach(&who, &id).await {
@@ -558,6 +565,7 @@ mod tests {
             targets: super::super::profile::echo_nodes(),
             reason: "r".into(),
             settle: Duration::ZERO,
+            idle_output: 0,
             mode: Mode::SelfContained {
                 database_url: None,
                 keep: false,
