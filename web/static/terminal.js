@@ -299,7 +299,7 @@ function showPresence(message) {
   if (!element || !last) return;
   const people = Array.isArray(message?.people) ? message.people : [];
   element.dataset.people = people.map((p) => `${p.name}:${p.mode}`).join(',');
-  if (people.length > 1 || joinMode) {
+  if (people.length > 1 || (joinMode && people.length > 0)) {
     const text = people.map((p) => `${p.name} (${MODE_WORDS[p.mode] ?? p.mode})`).join(', ');
     element.textContent = `Here: ${text}`;
     element.title = `Attached to this session now: ${text}`;
