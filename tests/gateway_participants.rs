@@ -488,3 +488,76 @@ async fn who_may_invite_whom_and_bad_invitations_are_named() {
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.text);
     gw.stop().await;
 }
+
+/// What another gateway's revocation or a policy reload does to an attached participant: the
+/// socket looks at its invitation and the policy every 2 s. A row removed behind this
+/// gateway's back (as a revocation on another gateway is) closes it with 4005; a reload that
+/// takes the node away from the participant's roles closes it with 4003 naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_and_the_policy_are_looked_at_again_while_attached() {
+    use porthole::gateway::http::attach::CLOSE_NOT_ALLOWED;
+    use porthole::gateway::store::participants;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.policy.file = Some(file.clone());
+        c.policy.watch_seconds = 1;
+    })
+    .await;
+    let mut alice = signed_in(&gw, "alice", &["web"]).await;
+    let bob = signed_in(&gw, "bob", &["ops"]).await;
+    let erin = signed_in(&gw, "erin", &["ops"]).await;
+    let id = alice.open(NODE, REASON).await;
+    for name in ["bob", "erin"] {
+        let reply = invite(&mut alice, &id, name, "write").await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+
+    // Bob's invitation goes from the table without a word to this gateway's session.
+    let mut pair = bob.attach(&id).await.unwrap();
+    pair.until_synced().await;
+    let db = &gw.state.engine.db;
+    let bob_id = participants::list(db, &id).await.unwrap()[0].user_id();
+    let mut tx = db.begin_write().await.unwrap();
+    assert!(participants::remove(&mut tx, &id, bob_id).await.unwrap());
+    tx.commit().await.unwrap();
+    let (code, why) = tokio::time::timeout(Duration::from_secs(10), pair.closed())
+        .await
+        .expect("closed within the recheck");
+    assert_eq!(code, CLOSE_REVOKED, "{why}");
+    assert!(why.contains("stopped sharing"), "{why}");
+
+    // Erin's roles lose the node in a reload.
+    let mut other = erin.attach(&id).await.unwrap();
+    other.until_synced().await;
+    std::fs::write(
+        &file,
+        POLICY.replace(
+            "name = \"ops\"\ntargets = [{ ids = [\"*\"] }]",
+            "name = \"ops\"\ntargets = [{ ids = [\"i-ffff*\"] }]",
+        ),
+    )
+    .unwrap();
+    audit_log::wait_for_event(db, None, "policy.reload").await;
+    let (code, why) = tokio::time::timeout(Duration::from_secs(10), other.closed())
+        .await
+        .expect("closed within the recheck");
+    assert_eq!(code, CLOSE_NOT_ALLOWED, "{why}");
+    assert!(
+        why.contains("erin may not join a session on this node: no role of theirs allows"),
+        "{why}"
+    );
+    let ends = audit_log::wait_for_events_of(db, Some(&id), "session.participant.detach", 2).await;
+    let whys: Vec<&str> = ends
+        .iter()
+        .map(|e| e.detail["why"].as_str().unwrap())
+        .collect();
+    assert_eq!(whys, ["invitation revoked", "join no longer allowed"]);
+    // The owner's session is untouched.
+    assert_eq!(
+        alice.get(&format!("/api/v1/sessions/{id}")).await.body["state"],
+        "active"
+    );
+    gw.stop().await;
+}
