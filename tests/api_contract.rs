@@ -40,6 +40,7 @@ async fn the_document_names_every_api_route() {
     paths.sort();
     let want = [
         ("DELETE", "/api/v1/sessions/{id}"),
+        ("DELETE", "/api/v1/sessions/{id}/participants/{user}"),
         ("GET", "/api/v1/audit"),
         ("GET", "/api/v1/me"),
         ("GET", "/api/v1/me/settings"),
@@ -53,6 +54,7 @@ async fn the_document_names_every_api_route() {
         ("GET", "/api/v1/sessions/{id}"),
         ("GET", "/api/v1/sessions/{id}/attach"),
         ("GET", "/api/v1/sessions/{id}/labels"),
+        ("GET", "/api/v1/sessions/{id}/participants"),
         ("GET", "/api/v1/sessions/{id}/recording"),
         ("GET", "/api/v1/targets"),
         ("POST", "/api/v1/auth/login"),
@@ -62,6 +64,7 @@ async fn the_document_names_every_api_route() {
         ("POST", "/api/v1/requests/{id}/deny"),
         ("POST", "/api/v1/requests/{id}/revoke"),
         ("POST", "/api/v1/sessions"),
+        ("POST", "/api/v1/sessions/{id}/participants"),
         ("PUT", "/api/v1/me/settings"),
         ("PUT", "/api/v1/sessions/{id}/labels"),
     ];

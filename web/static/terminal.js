@@ -9,6 +9,14 @@
 // else's session for roles that may observe it. The socket asks for `mode=observe`; the gateway
 // sends a snapshot, then the output; nothing typed is sent (it would be refused).
 //
+// Sharing (`data-mode` "write" or "read"): a person the owner invited into their session. The
+// socket asks for nothing special (the gateway knows the invitation); they get the screen, then
+// the output; what a "write" participant types reaches the shell, a "read" one's is refused.
+// They never resize the terminal (the owner's does). Everyone attached gets
+// {"type":"presence","people":[{"name","mode"}],"last_typed"} whenever that changes; the owner
+// gets a Share button (invite by name, list, revoke). A revoked participant's socket closes with
+// 4005 and the page says so.
+//
 // Offsets: the page counts the session's output bytes it has drawn. A reconnect asks for the
 // output from that offset (`?since=N`): the gateway sends exactly the missing bytes when it
 // still holds them, else a snapshot of the screen (which starts with a terminal reset). Either
@@ -29,6 +37,7 @@ import { initTabs } from './tabs.js';
 const CLOSE_SESSION_ENDED = 4000;
 const CLOSE_REPLACED = 4001;
 const CLOSE_NOT_ALLOWED = 4003;
+const CLOSE_REVOKED = 4005;
 const CLOSE_BAD_MESSAGE = 4400;
 const CLOSE_HANDED_OVER = 4010;
 
@@ -41,6 +50,12 @@ const root = document.getElementById('session');
 const data = root.dataset;
 const sessionId = data.sessionId;
 const observing = data.mode === 'observe';
+/** `write` or `read` when this person was invited into someone else's session; else null. */
+let joinMode = ['write', 'read'].includes(data.mode) ? data.mode : null;
+/** Whether what is typed here is not sent (an observer, a read-only participant). */
+const readOnly = () => observing || joinMode === 'read';
+/** The signed-in person's name (the top bar). */
+const me = document.getElementById('user-name')?.textContent?.trim() ?? '';
 /** Whether the policy lets this session's terminal copy and paste (the role's `clipboard`). */
 const clipboardAllowed = data.clipboard !== 'false';
 const nodeLabel = data.nodeName || data.target;
@@ -172,7 +187,7 @@ const term = new Terminal({
   fontSize: 14,
   scrollback: 5000,
   theme: THEMES.dark,
-  disableStdin: observing,
+  disableStdin: readOnly(),
 });
 const fit = new FitAddon();
 term.loadAddon(fit);
@@ -232,7 +247,8 @@ let unacked = 0;
 function attachUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const since = offset === null ? '' : `?since=${offset}`;
-  const query = observing ? '?mode=observe' : since;
+  // A participant always gets the screen first, as an observer does.
+  const query = observing ? '?mode=observe' : joinMode ? '' : since;
   return `${scheme}//${location.host}${data.attachUrl}${query}`;
 }
 
@@ -246,14 +262,14 @@ function send(message) {
 }
 
 function sendBytes(bytes) {
-  if (observing) return;
+  if (readOnly()) return;
   for (let i = 0; i < bytes.length; i += MAX_INPUT_FRAME) {
     send(bytes.subarray(i, i + MAX_INPUT_FRAME));
   }
 }
 
 function sendSize() {
-  if (observing) return; // the owner's terminal decides the size
+  if (observing || joinMode) return; // the owner's terminal decides the size
   send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
 }
 
@@ -282,6 +298,7 @@ function sessionEnded(reason, at) {
   clearTimeout(retryTimer);
   setState('ended');
   if (terminateButton) terminateButton.hidden = true;
+  if (document.getElementById('share-open')) document.getElementById('share-open').hidden = true;
   const why = reason ? `: ${reason}` : '.';
   showBanner('ended', `The session has ended${why}`, { label: 'Open another', href: '/targets' });
   term.options.cursorBlink = false;
@@ -315,6 +332,55 @@ function showWatchers(names) {
   element.hidden = false;
 }
 
+const MODE_WORDS = { owner: 'owner', write: 'types', read: 'watches', observe: 'observes' };
+
+/**
+ * Shows who is attached and how ("Here: alice (owner), bob (types)") and who typed last, from
+ * the gateway's presence message. A participant whose mode the owner changed follows it.
+ */
+function showPresence(message) {
+  const element = document.getElementById('presence');
+  const last = document.getElementById('last-typed');
+  if (!element || !last) return;
+  const people = Array.isArray(message?.people) ? message.people : [];
+  element.dataset.people = people.map((p) => `${p.name}:${p.mode}`).join(',');
+  if (people.length > 1 || (joinMode && people.length > 0)) {
+    const text = people.map((p) => `${p.name} (${MODE_WORDS[p.mode] ?? p.mode})`).join(', ');
+    element.textContent = `Here: ${text}`;
+    element.title = `Attached to this session now: ${text}`;
+    element.hidden = false;
+  } else {
+    element.hidden = true;
+    element.textContent = '';
+  }
+  const typed = typeof message?.last_typed === 'string' ? message.last_typed : '';
+  last.dataset.name = typed;
+  last.textContent = typed ? `last typed by ${typed === me ? 'you' : typed}` : '';
+  last.title = typed ? `The latest input came from ${typed}` : '';
+  // Alone, one's own typing needs no saying.
+  last.hidden = !typed || (typed === me && people.length < 2 && !joinMode);
+  if (joinMode) {
+    const mine = people.find((p) => p.name === me && (p.mode === 'write' || p.mode === 'read'));
+    if (mine && mine.mode !== joinMode) {
+      joinMode = mine.mode;
+      root.dataset.mode = joinMode;
+      term.options.disableStdin = readOnly();
+      showJoinBanner();
+      showKeyBar();
+    }
+  }
+}
+
+/** What a participant is told when their socket opens (or their mode changes). */
+function showJoinBanner() {
+  const owner = data.user || 'the owner';
+  if (joinMode === 'write') {
+    showBanner('info', `You joined ${owner}'s session: what you type goes to the shell, and ${owner} sees it.`);
+  } else {
+    showBanner('info', `You joined ${owner}'s session read-only: what you type is not sent.`);
+  }
+}
+
 function connect() {
   clearTimeout(retryTimer);
   if (ended || detachedHere) return;
@@ -326,11 +392,13 @@ function connect() {
   socket = ws;
 
   ws.addEventListener('open', () => {
-    guardUnload(!observing);
+    guardUnload(!observing && !joinMode);
     // What follows is the missing output or a snapshot that resets the screen itself.
     synced = false;
     if (observing) {
       showBanner('info', `Observing ${data.user || 'this session'} read-only: what you type is not sent.`);
+    } else if (joinMode) {
+      showJoinBanner();
     } else {
       hideBanner();
     }
@@ -381,6 +449,8 @@ function connect() {
       showBanner('warning', message.message);
     } else if (message.type === 'observers') {
       showWatchers(message.names);
+    } else if (message.type === 'presence') {
+      showPresence(message);
     }
   });
 
@@ -408,7 +478,24 @@ function closed(code, reason) {
         },
       });
       return;
+    case CLOSE_REVOKED:
+      // The owner stopped sharing: nothing to reconnect to.
+      ended = true;
+      clearTimeout(retryTimer);
+      setState('revoked', 'not shared');
+      showBanner('error', reason || `${data.user || 'The owner'} stopped sharing the session with you.`, {
+        label: 'Back to Live',
+        href: '/live',
+      });
+      term.options.disableStdin = true;
+      showPresence({ people: [], last_typed: null });
+      return;
     case CLOSE_NOT_ALLOWED:
+      if (joinMode && reason && !reason.includes('sign-in')) {
+        setState('error', 'not allowed');
+        showBanner('error', reason);
+        return;
+      }
       setState('signed-out', 'signed out');
       showBanner('error', 'Your sign-in has ended. The session keeps running.', {
         label: 'Sign in again',
@@ -829,7 +916,7 @@ function confirmPaste(text) {
 
 /** Sends `text` to the shell as a paste (see above). */
 async function pasteText(text) {
-  if (!clipboardAllowed || observing || ended || !text) return;
+  if (!clipboardAllowed || readOnly() || ended || !text) return;
   const bracketed = Boolean(term.modes.bracketedPasteMode);
   if (!bracketed && isMultiLine(text) && !(await confirmPaste(text))) return;
   const ws = socket;
@@ -895,7 +982,7 @@ termHost.addEventListener(
   (event) => {
     if (!draggedText(event)) return;
     event.preventDefault();
-    event.dataTransfer.dropEffect = clipboardAllowed && !observing ? 'copy' : 'none';
+    event.dataTransfer.dropEffect = clipboardAllowed && !readOnly() ? 'copy' : 'none';
   },
   true,
 );
@@ -941,7 +1028,7 @@ function openMenu(x, y) {
   const copyItem = menu.querySelector('[data-action="copy"]');
   const pasteItem = menu.querySelector('[data-action="paste"]');
   copyItem.setAttribute('aria-disabled', String(!clipboardAllowed || !term.hasSelection()));
-  pasteItem.setAttribute('aria-disabled', String(!clipboardAllowed || observing || ended));
+  pasteItem.setAttribute('aria-disabled', String(!clipboardAllowed || readOnly() || ended));
   menu.querySelector('p').hidden = clipboardAllowed;
   menu.hidden = false;
   const box = menu.getBoundingClientRect();
@@ -1034,7 +1121,7 @@ window.addEventListener(
   (event) => {
     const bytes = SHELL_KEYS[event.code];
     if (!bytes || !event.ctrlKey || event.shiftKey || event.altKey || event.metaKey) return;
-    if (tabHidden || observing || ended || !termHost.contains(document.activeElement)) return;
+    if (tabHidden || readOnly() || ended || !termHost.contains(document.activeElement)) return;
     event.preventDefault();
     event.stopPropagation();
     sendBytes(encoder.encode(bytes));
@@ -1147,7 +1234,7 @@ keyBar.addEventListener('click', (event) => {
 /** Shows the key bar when the setting or the screen asks for it (never for an observer). */
 function showKeyBar() {
   const wanted = keyBarMode === 'on' || (keyBarMode === 'auto' && (touchScreen.matches || navigator.maxTouchPoints > 0));
-  const shown = wanted && !observing && !ended;
+  const shown = wanted && !readOnly() && !ended;
   if (keyBar.hidden === !shown) return;
   keyBar.hidden = !shown;
   if (!shown) setStickyCtrl(false);
@@ -1234,7 +1321,105 @@ const session = {
   drawn: () => offset,
 };
 window.portholeSession = session;
-if (!embedded && !observing) initTabs(session);
+if (!embedded && !observing && !joinMode) initTabs(session);
+
+// --- Sharing (the owner's Share dialog: POST/GET/DELETE /api/v1/sessions/{id}/participants) ---
+
+const shareDialog = document.getElementById('share-dialog');
+const shareOpen = document.getElementById('share-open');
+const participantsPath = `/api/v1/sessions/${encodeURIComponent(sessionId)}/participants`;
+
+/** Fills the dialog's list of invited people, each with a Revoke button. */
+function showParticipants(list) {
+  const ul = document.getElementById('share-list');
+  ul.replaceChildren();
+  for (const p of list) {
+    const li = document.createElement('li');
+    li.dataset.user = p.user;
+    li.dataset.mode = p.mode;
+    const label = document.createElement('span');
+    label.textContent = `${p.user} — ${p.mode === 'write' ? 'types along' : 'watches'}`;
+    const revoke = document.createElement('button');
+    revoke.type = 'button';
+    revoke.className = 'small danger revoke';
+    revoke.textContent = 'Revoke';
+    revoke.setAttribute('aria-label', `Revoke ${p.user}`);
+    revoke.addEventListener('click', () => revokeParticipant(p.user, revoke));
+    li.append(label, ' ', revoke);
+    ul.append(li);
+  }
+  document.getElementById('share-empty').hidden = list.length > 0;
+}
+
+async function loadParticipants() {
+  const result = await api('GET', participantsPath);
+  if (result.status === 401) return toSignIn();
+  if (result.ok) showParticipants(result.data.participants ?? []);
+}
+
+function shareProblem(text) {
+  const box = document.getElementById('share-error');
+  const input = document.getElementById('share-user');
+  showError(box, text);
+  if (text) input.setAttribute('aria-invalid', 'true');
+  else input.removeAttribute('aria-invalid');
+}
+
+async function inviteParticipant() {
+  const input = document.getElementById('share-user');
+  const user = input.value.trim();
+  if (!user) {
+    shareProblem('Type the user name of the person to invite.');
+    input.focus();
+    return;
+  }
+  const mode = document.getElementById('share-mode').value;
+  const button = document.getElementById('share-invite');
+  button.disabled = true;
+  const result = await api('POST', participantsPath, { user, mode });
+  button.disabled = false;
+  if (result.status === 401) return toSignIn();
+  if (!result.ok) {
+    shareProblem(errorMessage(result, 'Inviting failed.'));
+    input.focus();
+    return;
+  }
+  shareProblem('');
+  input.value = '';
+  await loadParticipants();
+  input.focus();
+}
+
+async function revokeParticipant(user, button) {
+  button.disabled = true;
+  const result = await api('DELETE', `${participantsPath}/${encodeURIComponent(user)}`);
+  if (result.status === 401) return toSignIn();
+  if (!result.ok && result.status !== 404) {
+    button.disabled = false;
+    shareProblem(errorMessage(result, 'Revoking failed.'));
+    return;
+  }
+  shareProblem('');
+  await loadParticipants();
+  document.getElementById('share-user').focus();
+}
+
+if (shareDialog && shareOpen) {
+  document.getElementById('share-link').href = location.origin + location.pathname;
+  document.getElementById('share-link').textContent = location.origin + location.pathname;
+  shareOpen.addEventListener('click', async () => {
+    shareProblem('');
+    shareDialog.showModal();
+    document.getElementById('share-user').focus();
+    await loadParticipants();
+  });
+  document.getElementById('share-close').addEventListener('click', () => shareDialog.close());
+  shareDialog.addEventListener('close', () => term.focus());
+  document.getElementById('share-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    inviteParticipant();
+  });
+}
 
 // --- Start -----------------------------------------------------------------------------------
 
@@ -1242,7 +1427,7 @@ loadSettings();
 
 if (data.live !== 'true') {
   sessionEnded(data.endReason || `the session is ${data.state}`, endedAt);
-} else if (observing) {
+} else if (observing || joinMode) {
   connect();
 } else if (data.canAttach !== 'true') {
   setState('not-attached', 'not attached');

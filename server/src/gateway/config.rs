@@ -601,6 +601,8 @@ pub struct SessionsConfig {
     /// People watching one session read-only at once (each holds a queue of up to 1,024
     /// messages in the gateway).
     pub max_observers: u32,
+    /// People one session's owner may invite into it at once (sharing; `join_others`).
+    pub max_participants: u32,
     /// Output kept per session (latest bytes) for a browser that reattaches, in bytes.
     pub scrollback_bytes: usize,
     /// A session with no input for this long is ended (0: never). Warned 60 s and 10 s before.
@@ -648,6 +650,7 @@ impl Default for SessionsConfig {
         Self {
             max_per_user: 5,
             max_observers: 8,
+            max_participants: 8,
             scrollback_bytes: 256 * 1024,
             idle_timeout_seconds: 20 * 60,
             max_duration_seconds: 12 * 3600,
@@ -804,6 +807,13 @@ impl Config {
             return Err(ConfigError(
                 "sessions.max_observers must be at least 1 (no role observing others: leave \
                  observe_others out of the policy)"
+                    .into(),
+            ));
+        }
+        if self.sessions.max_participants == 0 {
+            return Err(ConfigError(
+                "sessions.max_participants must be at least 1 (no sharing: leave join_others \
+                 out of the policy)"
                     .into(),
             ));
         }

@@ -81,6 +81,8 @@ pub struct Grants {
     pub terminate_others: bool,
     /// May read the audit log.
     pub read_audit: bool,
+    /// May invite others into their own live sessions (sharing, `join_others`).
+    pub join_others: bool,
 }
 
 impl Grants {

@@ -21,8 +21,8 @@ use super::extract::{self as auth, SignedIn, origin_ok};
 use super::forward;
 use super::state::AppState;
 use crate::gateway::policy;
-use crate::gateway::sessions::engine::visible_one;
-use crate::gateway::sessions::live::{LiveSession, ObserveError, ToBrowser};
+use crate::gateway::sessions::live::{Joiner, LiveSession, ObserveError, Presence, ToBrowser};
+use crate::gateway::sessions::participants::{self, PARTICIPANT_RECHECK};
 use crate::gateway::store::audit::{self, Event, kind};
 use crate::gateway::telemetry::{self, Denied};
 
@@ -34,6 +34,8 @@ pub const CLOSE_REPLACED: u16 = 4001;
 pub const CLOSE_NOT_ALLOWED: u16 = 4003;
 /// The browser sent something that is not part of the protocol.
 pub const CLOSE_BAD_MESSAGE: u16 = 4400;
+/// The owner revoked this participant's invitation (sharing): the reason says who.
+pub const CLOSE_REVOKED: u16 = 4005;
 /// An observer fell too far behind the session's output.
 pub const CLOSE_TOO_SLOW: u16 = 4008;
 /// The session moved to another gateway (this one is stopping): reconnect, to any gateway,
@@ -118,7 +120,8 @@ pub async fn attach(
     }
     let Query(query) = query?;
     let upgrade = upgrade?;
-    let view = visible_one(&state.engine, &signed.user, &id).await?;
+    let (view, invited) =
+        participants::visible_or_invited(&state.engine, &signed.user, &id).await?;
     let observe = match query.mode.as_deref() {
         None | Some("") | Some("interactive") => false,
         Some("observe") => true,
@@ -150,11 +153,37 @@ pub async fn attach(
         }
         let headers = parts.headers.clone();
         let owner_id = view.user_id();
+        let watching = Watching {
+            joiner: Joiner::Observer,
+            owner_id,
+            owner: view.user.clone(),
+            invited_by: None,
+        };
         return Ok(upgrade
             .max_message_size(MAX_BROWSER_MESSAGE)
             .max_frame_size(MAX_BROWSER_MESSAGE)
             .on_upgrade(move |socket| {
-                observe_relay(state, signed, live, headers, owner_id, socket)
+                observe_relay(state, signed, live, headers, watching, socket)
+            }));
+    }
+    if let (false, Some(invited)) = (policy::may_attach(&signed.user, view.user_id()), invited) {
+        // Invited into someone else's session: their own roles must still allow it.
+        participants::may_join(&state.engine, &signed.user, &view).await?;
+        let Some(live) = state.engine.live.get(&id) else {
+            return forward::attach(&state, &parts, &view, upgrade, MAX_BROWSER_MESSAGE).await;
+        };
+        let headers = parts.headers.clone();
+        let watching = Watching {
+            joiner: Joiner::of(participants::mode_of(&invited)),
+            owner_id: view.user_id(),
+            owner: view.user.clone(),
+            invited_by: Some(invited.invited_by.clone()),
+        };
+        return Ok(upgrade
+            .max_message_size(MAX_BROWSER_MESSAGE)
+            .max_frame_size(MAX_BROWSER_MESSAGE)
+            .on_upgrade(move |socket| {
+                observe_relay(state, signed, live, headers, watching, socket)
             }));
     }
     if !policy::may_attach(&signed.user, view.user_id()) {
@@ -307,7 +336,12 @@ async fn relay(
                         break "browser gone".into();
                     }
                 }
-                Some(ToBrowser::TooSlow) => {}
+                Some(ToBrowser::Presence(presence)) => {
+                    if socket.send(presence_message(&presence)).await.is_err() {
+                        break "browser gone".into();
+                    }
+                }
+                Some(ToBrowser::TooSlow | ToBrowser::Revoked(_) | ToBrowser::Refused) => {}
                 Some(ToBrowser::HandedOver) => {
                     let _ = socket.send(close(CLOSE_HANDED_OVER, HANDED_OVER)).await;
                     break "handed over to another gateway".into();
@@ -370,21 +404,53 @@ async fn relay(
     .await;
 }
 
-/// The read-only view of an observer: the screen, then live output; input is refused. Like
-/// the owner's relay it checks again every [`RECHECK`] that the sign-in holds, and also that
-/// the policy in force still lets this person observe (a role can lose `observe_others` in a
-/// reload): otherwise it closes with 4003.
+/// How someone other than the owner watches a session: as an observer, or as an invited
+/// participant (and who invited them).
+#[derive(Debug, Clone)]
+struct Watching {
+    joiner: Joiner,
+    owner_id: i64,
+    owner: String,
+    invited_by: Option<String>,
+}
+
+/// `{"type":"presence","people":[{"name","mode"}],"last_typed":NAME|null}`.
+fn presence_message(presence: &Presence) -> Message {
+    let people: Vec<serde_json::Value> = presence
+        .people
+        .iter()
+        .map(|(name, mode)| json!({"name": name, "mode": mode}))
+        .collect();
+    let text = json!({"type": "presence", "people": people, "last_typed": presence.last_typed});
+    Message::Text(text.to_string().into())
+}
+
+/// The view of an observer or of an invited participant: the screen, then live output. An
+/// observer's input is refused (told once); a participant's goes to the session, which sends
+/// it when they were invited to write and refuses it ([`ToBrowser::Refused`]) when to read.
+/// Like the owner's relay it checks again every [`RECHECK`] that the sign-in holds, and also
+/// that the policy in force still lets this person observe (a role can lose `observe_others`
+/// in a reload), or, for a participant, every [`PARTICIPANT_RECHECK`] that they are still
+/// invited and their roles still allow the session: otherwise it closes with 4003 (4005 when
+/// the invitation was revoked). A revocation on this gateway closes the socket at once
+/// ([`ToBrowser::Revoked`], 4005).
 async fn observe_relay(
     state: Arc<AppState>,
     signed: SignedIn,
     live: Arc<LiveSession>,
     headers: HeaderMap,
-    owner_id: i64,
+    watching: Watching,
     mut socket: WebSocket,
 ) {
     let _open = state.metrics.sockets.open();
+    let participant = watching.joiner.is_participant();
     let limit = state.engine.config.sessions.max_observers as usize;
-    let (id, mut from_session) = match live.observe(&signed.user.name, limit).await {
+    let added = if participant {
+        live.join(&signed.user.name, watching.joiner).await
+    } else {
+        live.observe(&signed.user.name, limit).await
+    };
+    let (id, mut from_session) = match added {
         Ok(added) => added,
         Err(ObserveError::Ended) => {
             let _ = socket
@@ -400,8 +466,22 @@ async fn observe_relay(
             return;
         }
     };
-    // Audited before a byte reaches the observer (its queue is only read below).
-    if record(&state, &signed, &live, kind::SESSION_OBSERVE, json!({}))
+    // Audited before a byte reaches the watcher (its queue is only read below).
+    let (opened, ended) = if participant {
+        (kind::PARTICIPANT_ATTACH, kind::PARTICIPANT_DETACH)
+    } else {
+        (kind::SESSION_OBSERVE, kind::SESSION_OBSERVE_END)
+    };
+    let detail = if participant {
+        json!({
+            "mode": watching.joiner.as_str(),
+            "owner": watching.owner,
+            "invited_by": watching.invited_by,
+        })
+    } else {
+        json!({})
+    };
+    if record(&state, &signed, &live, opened, detail)
         .await
         .is_err()
     {
@@ -411,19 +491,24 @@ async fn observe_relay(
     }
     telemetry::attached(true);
     let mut told = false;
-    let mut recheck = tokio::time::interval(RECHECK);
+    let mut recheck = tokio::time::interval(if participant {
+        PARTICIPANT_RECHECK
+    } else {
+        RECHECK
+    });
     recheck.tick().await;
     let why: String = loop {
         tokio::select! {
             _ = recheck.tick() => {
                 let still = auth::signed_in(&state, &headers, signed.client.clone()).await;
                 let refusal = match still {
-                    Ok(Some(now)) if policy::may_observe(&now.user, owner_id) => None,
-                    Ok(Some(_)) => Some(("you may no longer observe this session", "observe no longer allowed")),
-                    _ => Some(("your sign-in ended", "sign-in ended")),
+                    Ok(Some(now)) if participant => still_invited(&state, &now, &live).await,
+                    Ok(Some(now)) if policy::may_observe(&now.user, watching.owner_id) => None,
+                    Ok(Some(_)) => Some((CLOSE_NOT_ALLOWED, "you may no longer observe this session".to_owned(), "observe no longer allowed")),
+                    _ => Some((CLOSE_NOT_ALLOWED, "your sign-in ended".to_owned(), "sign-in ended")),
                 };
-                if let Some((told_why, why)) = refusal {
-                    let _ = socket.send(close(CLOSE_NOT_ALLOWED, told_why)).await;
+                if let Some((code, told_why, why)) = refusal {
+                    let _ = socket.send(close(code, &told_why)).await;
                     break why.into();
                 }
             }
@@ -432,6 +517,22 @@ async fn observe_relay(
                     Some(ToBrowser::Output(bytes)) => Message::Binary(bytes),
                     Some(ToBrowser::Status(s)) => Message::Text(json!({"type": "status", "state": s}).to_string().into()),
                     Some(ToBrowser::Sync(offset)) => Message::Text(json!({"type": "sync", "offset": offset}).to_string().into()),
+                    Some(ToBrowser::Presence(presence)) => presence_message(&presence),
+                    Some(ToBrowser::Refused) => Message::Text(
+                        json!({"type": "refused", "message": "you were invited read-only: what you type is not sent"})
+                            .to_string()
+                            .into(),
+                    ),
+                    Some(ToBrowser::Replaced) if participant => {
+                        let _ = socket
+                            .send(close(CLOSE_REPLACED, "replaced by a newer attach"))
+                            .await;
+                        break "replaced by a newer attach".into();
+                    }
+                    Some(ToBrowser::Revoked(how)) => {
+                        let _ = socket.send(close(CLOSE_REVOKED, &how)).await;
+                        break "invitation revoked".into();
+                    }
                     Some(ToBrowser::Warning { .. } | ToBrowser::Observers(_) | ToBrowser::Replaced | ToBrowser::Resync) => continue,
                     Some(ToBrowser::Closed(how)) => {
                         let text = json!({"type": "closed", "reason": how}).to_string();
@@ -457,6 +558,13 @@ async fn observe_relay(
                 }
             }
             message = socket.recv() => match message {
+                Some(Ok(Message::Binary(bytes))) if participant => {
+                    // The session decides: sent for a writer, refused for a reader.
+                    if live.is_moved() || live.input_from(id, bytes).await.is_err() {
+                        let _ = socket.send(gone(&live)).await;
+                        break "session ended or moved".into();
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     // Read-only: input is refused, and the observer is told once.
                     if !told {
@@ -468,20 +576,51 @@ async fn observe_relay(
                     }
                 }
                 Some(Ok(Message::Close(_))) | None => break "browser closed".into(),
-                Some(Ok(_)) => {} // resizes and acks do not apply to an observer
+                // Resizes and acks do not apply: the owner's terminal decides the size, and
+                // a watcher never holds the session back.
+                Some(Ok(_)) => {}
                 Some(Err(e)) => break format!("browser socket error: {e}"),
             },
         }
     };
     live.unobserve(id).await;
-    let _ = record(
-        &state,
-        &signed,
-        &live,
-        kind::SESSION_OBSERVE_END,
-        json!({"why": why}),
-    )
-    .await;
+    let _ = record(&state, &signed, &live, ended, json!({"why": why})).await;
+}
+
+/// Why a participant's socket must close now: their invitation was revoked (4005), or their
+/// roles no longer allow the session (4003); `None` while they may stay.
+async fn still_invited(
+    state: &AppState,
+    now: &SignedIn,
+    live: &LiveSession,
+) -> Option<(u16, String, &'static str)> {
+    let engine = &state.engine;
+    let seen = participants::visible_or_invited(engine, &now.user, &live.id).await;
+    let view = match seen {
+        Ok((view, Some(_))) => view,
+        Ok((_, None)) | Err(crate::gateway::sessions::Error::UnknownSession(_)) => {
+            return Some((
+                CLOSE_REVOKED,
+                "the owner stopped sharing the session with you".to_owned(),
+                "invitation revoked",
+            ));
+        }
+        Err(e) => {
+            // The database failed for a moment: looked at again at the next tick.
+            tracing::warn!(session = %live.id, "checking an invitation: {e}");
+            return None;
+        }
+    };
+    match participants::may_join(engine, &now.user, &view).await {
+        Ok(()) => None,
+        Err(crate::gateway::sessions::Error::Forbidden(why)) => {
+            Some((CLOSE_NOT_ALLOWED, why, "join no longer allowed"))
+        }
+        Err(e) => {
+            tracing::warn!(session = %live.id, "checking an invitation: {e}");
+            None
+        }
+    }
 }
 
 /// Appends an event of `signed` on `live` in its own transaction; a failure is logged (the

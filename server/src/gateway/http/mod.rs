@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod openapi;
 pub mod pages;
+pub mod participants;
 pub mod request_id;
 pub mod requests;
 pub mod schemas;
@@ -74,6 +75,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/sessions/{id}/labels",
             get(labels::get_labels).put(labels::put_labels),
+        )
+        .route(
+            "/api/v1/sessions/{id}/participants",
+            get(participants::list).post(participants::invite),
+        )
+        .route(
+            "/api/v1/sessions/{id}/participants/{user}",
+            axum::routing::delete(participants::revoke),
         )
         .route(
             "/api/v1/requests",

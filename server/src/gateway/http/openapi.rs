@@ -8,7 +8,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    attach, audit, auth, labels, notifications, requests, search, sessions, settings, targets,
+    attach, audit, auth, labels, notifications, participants, requests, search, sessions, settings,
+    targets,
 };
 
 /// The API.
@@ -35,6 +36,9 @@ use super::{
         labels::get_labels,
         labels::put_labels,
         labels::search_labels,
+        participants::list,
+        participants::invite,
+        participants::revoke,
         attach::attach,
         requests::create,
         requests::list,

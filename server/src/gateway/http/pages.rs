@@ -152,6 +152,10 @@ struct TerminalPage {
     /// Whether the page is one tab of another terminal page (`?embed=1`, in its frame): no top
     /// bar and no tab strip of its own.
     embed: bool,
+    /// `write` or `read` when the person was invited into someone else's session; else empty.
+    join_mode: String,
+    /// Whether the page offers Share (the owner, with a role that has `join_others`).
+    can_share: bool,
     /// The server's clock (ms), so the page's elapsed time does not depend on the browser's.
     now_ms: i64,
     ended_at: i64,
@@ -249,11 +253,26 @@ struct LiveRow {
     can_terminate: bool,
 }
 
+/// A running session shared with the person (they were invited into it).
+#[derive(Debug)]
+struct SharedRow {
+    view: SessionView,
+    node_name: String,
+    started: String,
+    started_iso: String,
+    /// `write` or `read`.
+    mode: String,
+}
+
 #[derive(Template)]
 #[template(path = "live.html")]
 struct LivePage {
     layout: Layout,
+    /// Whether the person oversees everyone's live sessions (the table of all of them).
+    oversees: bool,
     rows: Vec<LiveRow>,
+    /// The running sessions others invited the person into.
+    shared: Vec<SharedRow>,
 }
 
 #[derive(Template)]
@@ -575,20 +594,36 @@ async fn terminal_page(
     Query(query): Query<HashMap<String, String>>,
     parts: Parts,
 ) -> Response {
-    let (signed, view, node_name) = match session_for_page(&state, &parts, &id).await {
-        Ok(found) => found,
-        Err(page) => return page,
+    let signed = match require_sign_in(&state, &parts).await {
+        Ok(signed) => signed,
+        Err(denied) => return denied.into_response(),
     };
+    // The people invited into a session open it here too.
+    let (view, invited) =
+        match sessions::participants::visible_or_invited(&state.engine, &signed.user, &id).await {
+            Ok(found) => found,
+            Err(e) => return PageError::new(e.into(), &signed).into_response(),
+        };
+    let node_name = node_names(&state)
+        .await
+        .remove(&view.target)
+        .unwrap_or_default();
     // Whether it runs is the row's word (another gateway may hold it), not this process's.
     let live = is_live(&view);
     let observe = query.get("mode").map(String::as_str) == Some("observe")
         && policy::may_observe(&signed.user, view.user_id());
     let embed = query.get("embed").map(String::as_str) == Some("1");
+    let join_mode = match (&invited, observe) {
+        (Some(p), false) if !policy::may_attach(&signed.user, view.user_id()) => p.mode.clone(),
+        _ => String::new(),
+    };
     let mut response = render(&TerminalPage {
         layout: Layout::signed_in(&signed, "", "terminal.js"),
         node_name,
         live,
         observe,
+        can_share: policy::may_invite(&signed.user, &view.user, view.user_id()).is_ok(),
+        join_mode,
         can_attach: policy::may_attach(&signed.user, view.user_id()),
         can_terminate: policy::may_terminate(&signed.user, view.user_id()),
         now_ms: now_ms(),
@@ -761,18 +796,41 @@ async fn live_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response
         Ok(signed) => signed,
         Err(denied) => return denied.into_response(),
     };
-    if !policy::oversees_live_sessions(&signed.user) {
+    let shared = match sessions::participants::shared_with(&state.engine, &signed.user).await {
+        Ok(shared) => shared,
+        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    };
+    let oversees = policy::oversees_live_sessions(&signed.user);
+    if !oversees && shared.is_empty() {
         let e = ApiError::forbidden(
-            "only roles that may observe or terminate others' sessions see everyone's live sessions",
+            "only roles that may observe or terminate others' sessions see everyone's live \
+             sessions, and nobody has shared a running session with you",
         );
         return PageError::new(e, &signed).into_response();
     }
-    let views = match engine::list(&state.engine, &signed.user, StateFilter::Active).await {
-        Ok(views) => views,
-        Err(e) => return PageError::new(e.into(), &signed).into_response(),
+    let views = if oversees {
+        match engine::list(&state.engine, &signed.user, StateFilter::Active).await {
+            Ok(views) => views,
+            Err(e) => return PageError::new(e.into(), &signed).into_response(),
+        }
+    } else {
+        Vec::new()
     };
     let stats = engine::live_stats(&state.engine, &views).await;
     let names = node_names(&state).await;
+    let shared = shared
+        .into_iter()
+        .map(|(view, mode)| {
+            let (started, started_iso) = times(view.started_at);
+            SharedRow {
+                node_name: names.get(&view.target).cloned().unwrap_or_default(),
+                started,
+                started_iso,
+                mode,
+                view,
+            }
+        })
+        .collect();
     let now = now_ms();
     let rows = views
         .into_iter()
@@ -785,6 +843,9 @@ async fn live_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response
                     let mut text = if s.attached { "attached" } else { "detached" }.to_owned();
                     if !s.observers.is_empty() {
                         text.push_str(&format!("; observed by {}", s.observers.join(", ")));
+                    }
+                    if !s.participants.is_empty() {
+                        text.push_str(&format!("; shared with {}", s.participants.join(", ")));
                     }
                     text
                 }
@@ -807,7 +868,9 @@ async fn live_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response
         .collect();
     render(&LivePage {
         layout: Layout::signed_in(&signed, "live", "sessions.js"),
+        oversees,
         rows,
+        shared,
     })
 }
 

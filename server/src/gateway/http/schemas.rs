@@ -243,6 +243,24 @@ pub struct LabelsChange {
     pub note: String,
 }
 
+/// The body of `POST /api/v1/sessions/{id}/participants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Invitation {
+    /// The user name of the person invited.
+    pub user: String,
+    /// `write`: they type along; `read`: they watch.
+    #[schema(example = "write")]
+    pub mode: String,
+}
+
+/// The people invited into a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParticipantList {
+    /// In the order they were invited.
+    pub participants: Vec<crate::gateway::store::participants::Participant>,
+}
+
 /// One session found by its labels.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LabelledSession {

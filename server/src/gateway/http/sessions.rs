@@ -156,7 +156,7 @@ pub async fn list(
     responses(
         (status = 200, description = "The session", body = SessionView),
         (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
-        (status = 404, description = "No such session of yours", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such session of yours (or shared with you)", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn get_one(
@@ -164,9 +164,14 @@ pub async fn get_one(
     signed: SignedIn,
     Path(id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(
-        engine::visible_one(&state.engine, &signed.user, &id).await?,
-    ))
+    // The people invited into it see it too (their page asks what became of it).
+    let (view, _) = crate::gateway::sessions::participants::visible_or_invited(
+        &state.engine,
+        &signed.user,
+        &id,
+    )
+    .await?;
+    Ok(Json(view))
 }
 
 /// `DELETE /api/v1/sessions/{id}`: terminate (owner or admin).

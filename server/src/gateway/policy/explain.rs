@@ -260,6 +260,9 @@ pub(super) fn explain(
             if def.read_audit {
                 grants.push("read the audit log");
             }
+            if def.join_others {
+                grants.push("invite others into their own sessions (join_others)");
+            }
             RoleCheck {
                 role: def.name.clone(),
                 defined: true,

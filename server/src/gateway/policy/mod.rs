@@ -15,7 +15,9 @@
 //! - [`Policy::reaches`]: whether a target belongs in the user's list.
 //! - [`Grants`]: what the user's roles allow beyond their own sessions, resolved once per
 //!   request (`identity::resolve`) so that [`sees_all_sessions`], [`may_terminate`],
-//!   [`may_observe`] and [`may_read_audit`] need only the user.
+//!   [`may_observe`], [`may_invite`] and [`may_read_audit`] need only the user.
+//! - [`Policy::may_join`]: may an invited person join a session on this target with this
+//!   document (their own roles must allow it, as for a start of their own)?
 //!
 //! The policy in force lives in a [`PolicyHandle`] and is replaced whole on reload (SIGHUP or
 //! a change of its file, `gateway::reload`); a bad file keeps the old policy.
@@ -204,6 +206,7 @@ impl Policy {
             observe_others: g.observe_others || r.observe_others,
             terminate_others: g.terminate_others || r.terminate_others,
             read_audit: g.read_audit || r.read_audit,
+            join_others: g.join_others || r.join_others,
         })
     }
 
@@ -291,6 +294,97 @@ pub fn may_terminate(user: &User, owner_id: i64) -> bool {
 /// Whether `user` may attach to a session owned by `owner_id` (owners only).
 pub fn may_attach(user: &User, owner_id: i64) -> bool {
     user.id == owner_id
+}
+
+/// Whether `user` may invite others into a session owned by `owner_id` (sharing it): only its
+/// owner, and only when a role of theirs has `join_others`. The error is for the person.
+pub fn may_invite(user: &User, owner: &str, owner_id: i64) -> Result<(), String> {
+    if user.id != owner_id {
+        return Err(format!(
+            "only {owner} may invite people into this session (it is theirs)"
+        ));
+    }
+    if !user.grants.join_others {
+        return Err(format!(
+            "{} may not invite others into sessions: no role of theirs has join_others",
+            user.name
+        ));
+    }
+    Ok(())
+}
+
+/// How an invited person takes part in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinMode {
+    /// Types along: their input reaches the shell.
+    Write,
+    /// Watches: read-only, like an observer.
+    Read,
+}
+
+impl JoinMode {
+    /// `write` or `read`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Write => "write",
+            Self::Read => "read",
+        }
+    }
+
+    /// `write` or `read`; anything else is an error that names it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "write" => Ok(Self::Write),
+            "read" => Ok(Self::Read),
+            other => Err(format!("mode must be \"write\" or \"read\", not {other:?}")),
+        }
+    }
+}
+
+/// Whether `invitee` may be invited by `inviter` into a session: not themselves, not a
+/// disabled user. (Whether their roles allow the session's target is [`Policy::may_join`].)
+pub fn check_invitee(inviter: &User, invitee: &User) -> Result<(), String> {
+    if inviter.id == invitee.id {
+        return Err(format!(
+            "user: {} is you; invite someone else (the session is already yours)",
+            invitee.name
+        ));
+    }
+    if invitee.disabled {
+        return Err(format!("user: {} is disabled", invitee.name));
+    }
+    Ok(())
+}
+
+impl Policy {
+    /// Whether `invitee`'s own roles allow a session on `target` with `document` and its
+    /// `parameters` (the decision of a start of their own, without the reason: the session's
+    /// reason is its owner's). The error says why not, for the inviter.
+    pub fn may_join(
+        &self,
+        invitee: &User,
+        target: &Target,
+        document: &str,
+        parameters: &Parameters,
+    ) -> Result<Decision, String> {
+        self.explain(invitee, target, document, parameters, None)
+            .outcome()
+            .map_err(|refusal| {
+                let why = refusal.message();
+                let why = why
+                    .strip_prefix("no role of yours")
+                    .map(|rest| format!("no role of theirs{rest}"))
+                    .or_else(|| {
+                        why.strip_prefix("your roles")
+                            .map(|rest| format!("their roles{rest}"))
+                    })
+                    .unwrap_or_else(|| why.to_owned());
+                format!(
+                    "{} may not join a session on this node: {why}",
+                    invitee.name
+                )
+            })
+    }
 }
 
 /// Whether `user` may watch, read-only, a live session owned by `owner_id`.

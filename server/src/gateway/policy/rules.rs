@@ -317,6 +317,8 @@ pub struct RoleDef {
     pub terminate_others: bool,
     /// May read the audit log.
     pub read_audit: bool,
+    /// May invite others into its holders' own live sessions (sharing).
+    pub join_others: bool,
     /// Its sessions' terminals may copy and paste.
     pub clipboard: bool,
     /// The IAM role assumed as the person for the sessions it allows (in accounts not in

@@ -94,6 +94,10 @@ pub struct RoleSpec {
     /// May read the audit log.
     #[serde(default)]
     pub read_audit: bool,
+    /// May invite other people into one's own live sessions, to type along (`"write"`) or
+    /// watch (`"read"`); the invitee's own roles must allow the session's target.
+    #[serde(default, skip_serializing_if = "is_no")]
+    pub join_others: bool,
     /// Whether the terminal of its sessions may copy and paste (default true). With several
     /// roles that allow a session, the most permissive decides: one that allows it is enough.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
@@ -117,6 +121,12 @@ pub struct RoleSpec {
 
 fn yes() -> bool {
     true
+}
+
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_no(value: &bool) -> bool {
+    !*value
 }
 
 // serde's `skip_serializing_if` passes a reference.
@@ -241,6 +251,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         observe_others: false,
         terminate_others: false,
         read_audit: false,
+        join_others: false,
         clipboard: true,
         aws_role_arn: None,
         aws_external_id: None,
@@ -254,11 +265,13 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
             observe_others: true,
             terminate_others: true,
             read_audit: true,
+            join_others: true,
             ..role("admin", "built-in: everything, including others' sessions")
         },
         RoleSpec {
             targets: everywhere(),
             documents: Some(vec!["*".into()]),
+            join_others: true,
             ..role("operator", "built-in: opens sessions on any target")
         },
         RoleSpec {
@@ -508,6 +521,7 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
         observe_others: spec.observe_others,
         terminate_others: spec.terminate_others,
         read_audit: spec.read_audit,
+        join_others: spec.join_others,
         clipboard: spec.clipboard,
     })
 }

@@ -1128,3 +1128,91 @@ fn clipboard_is_on_unless_every_allowing_role_turns_it_off() {
             .contains("clipboard")
     );
 }
+
+#[test]
+fn join_others_lets_owners_invite_and_the_invitees_roles_must_allow_the_target() {
+    let p = policy(
+        "[[roles]]\nname = \"web\"\ntargets = [{tags = [\"team=web\"]}]\njoin_others = true\n\
+         [[roles]]\nname = \"lab\"\ntargets = [{tags = [\"team=lab\"]}]\n\
+         [[roles]]\nname = \"scripts\"\ntargets = [{tags = [\"team=web\"]}]\n\
+         documents = [\"AWS-StartInteractiveCommand\"]\n",
+    );
+    let resolved = |id: i64, name: &str, roles: &[&str]| {
+        let mut u = user(roles);
+        u.id = id;
+        u.name = name.into();
+        u.grants = p.grants(&u.roles);
+        u
+    };
+    let alice = resolved(7, "alice", &["web"]);
+    let bob = resolved(8, "bob", &["lab"]);
+    let carol = resolved(9, "carol", &["web", "lab"]);
+    let dave = resolved(10, "dave", &["scripts"]);
+    // The grant adds up like the others and is not one that shows everyone's sessions.
+    assert!(alice.grants.join_others && !bob.grants.join_others);
+    assert!(!alice.grants.sees_all_sessions());
+    // Only the owner, and only with join_others.
+    assert_eq!(may_invite(&alice, "alice", 7), Ok(()));
+    let e = may_invite(&carol, "alice", 7).unwrap_err();
+    assert!(e.contains("only alice may invite"), "{e}");
+    let e = may_invite(&bob, "bob", 8).unwrap_err();
+    assert!(e.contains("no role of theirs has join_others"), "{e}");
+    // Not oneself, not a disabled user.
+    let e = check_invitee(&alice, &alice).unwrap_err();
+    assert!(e.contains("alice is you"), "{e}");
+    let mut gone = carol.clone();
+    gone.disabled = true;
+    assert!(
+        check_invitee(&alice, &gone)
+            .unwrap_err()
+            .contains("disabled")
+    );
+    assert_eq!(check_invitee(&alice, &carol), Ok(()));
+    // The invitee's own roles decide, as for a start of theirs (without the reason).
+    let d = p
+        .may_join(&carol, &web1(), DEFAULT_DOCUMENT, &NO_PARAMETERS)
+        .unwrap();
+    assert_eq!(d.roles, ["web"]);
+    let e = p
+        .may_join(&bob, &web1(), DEFAULT_DOCUMENT, &NO_PARAMETERS)
+        .unwrap_err();
+    assert!(
+        e.starts_with(
+            "bob may not join a session on this node: no role of theirs allows i-0abc0001"
+        ),
+        "{e}"
+    );
+    let e = p
+        .may_join(&dave, &web1(), DEFAULT_DOCUMENT, &NO_PARAMETERS)
+        .unwrap_err();
+    assert!(
+        e.contains("their roles allow i-0abc0001") && e.contains("not with the document"),
+        "{e}"
+    );
+    assert!(
+        p.may_join(
+            &dave,
+            &web1(),
+            "AWS-StartInteractiveCommand",
+            &NO_PARAMETERS
+        )
+        .is_ok()
+    );
+    // Modes.
+    assert_eq!(JoinMode::parse("write"), Ok(JoinMode::Write));
+    assert_eq!(JoinMode::parse("read").map(JoinMode::as_str), Ok("read"));
+    assert!(JoinMode::parse("admin").unwrap_err().contains("\"admin\""));
+    // The explanation lists the grant.
+    let text = p
+        .explain(&alice, &web1(), DEFAULT_DOCUMENT, &NO_PARAMETERS, None)
+        .render();
+    assert!(
+        text.contains("also may: invite others into their own sessions (join_others)"),
+        "{text}"
+    );
+    // The built-in admin and operator may share their sessions; the auditor opens none.
+    let b = Policy::builtin();
+    for (role, joins) in [("admin", true), ("operator", true), ("auditor", false)] {
+        assert_eq!(b.grants(&user(&[role]).roles).join_others, joins, "{role}");
+    }
+}

@@ -27,6 +27,7 @@ use super::indexer::Indexer;
 use super::recorder::Recorder;
 use super::screen::Model;
 use crate::gateway::aws::aws_message;
+use crate::gateway::policy::JoinMode;
 use crate::gateway::store::audit::{self, Client, Event, kind};
 use crate::gateway::store::db::DbError;
 use crate::gateway::store::sessions as rows;
@@ -57,6 +58,9 @@ const FLUSH_QUIET: Duration = Duration::from_millis(100);
 /// … or at the latest this long after the interrupt (output that goes on regardless of the
 /// interrupt is then streamed again, with flow control).
 const FLUSH_MAX: Duration = Duration::from_secs(1);
+/// The start of the label of the recording's marker event that names who typed the input
+/// after it (`input by alice`).
+pub const AUTHOR_MARKER: &str = "input by ";
 /// Seconds before a limit ends a session at which the browser is warned.
 pub const WARN_AT: [u64; 2] = [60, 10];
 
@@ -89,6 +93,58 @@ pub enum ToBrowser {
     TooSlow,
     /// The session moved to another gateway (this one is stopping): reconnect, to any.
     HandedOver,
+    /// Who is attached and how, and who typed last (sent to the owner and to everyone
+    /// watching whenever that changes).
+    Presence(Presence),
+    /// The owner revoked this participant's invitation; why, in words.
+    Revoked(String),
+    /// Input from a read-only participant was not sent.
+    Refused,
+}
+
+/// How someone other than the owner is attached to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joiner {
+    /// Observes, read-only, by a role's `observe_others` (audited, shown to the owner).
+    Observer,
+    /// Was invited, and watches (`read`).
+    Reader,
+    /// Was invited, and types along (`write`).
+    Writer,
+}
+
+impl Joiner {
+    /// The participant of `mode`.
+    pub fn of(mode: JoinMode) -> Self {
+        match mode {
+            JoinMode::Write => Self::Writer,
+            JoinMode::Read => Self::Reader,
+        }
+    }
+
+    /// `observe`, `read` or `write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Observer => "observe",
+            Self::Reader => "read",
+            Self::Writer => "write",
+        }
+    }
+
+    /// Whether it is an invited participant (not an observer).
+    pub fn is_participant(self) -> bool {
+        !matches!(self, Self::Observer)
+    }
+}
+
+/// Who is attached to a session and who typed last.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Presence {
+    /// Each person once, the owner first: their name and `owner`, `write`, `read` or
+    /// `observe`.
+    pub people: Vec<(String, &'static str)>,
+    /// Who typed the latest input (none yet).
+    pub last_typed: Option<String>,
 }
 
 #[derive(Debug)]
@@ -105,7 +161,11 @@ enum Command {
         attach_id: u64,
         offset: u64,
     },
-    Input(Bytes),
+    Input {
+        /// The watcher who typed it; `None`: the owner's browser.
+        from: Option<u64>,
+        bytes: Bytes,
+    },
     Resize(u32, u32),
     Ending {
         how: String,
@@ -113,6 +173,8 @@ enum Command {
     ScreenText(oneshot::Sender<String>),
     Observe {
         name: String,
+        /// Observer or participant.
+        joiner: Joiner,
         /// The most observers the session may have.
         limit: usize,
         tx: mpsc::Sender<ToBrowser>,
@@ -121,6 +183,16 @@ enum Command {
     },
     Unobserve {
         id: u64,
+    },
+    /// The invitation of participant `name` was revoked: their sockets close.
+    Kick {
+        name: String,
+        why: String,
+    },
+    /// Participant `name` was invited again with another mode.
+    SetMode {
+        name: String,
+        joiner: Joiner,
     },
     Stats(oneshot::Sender<Stats>),
     Freeze {
@@ -187,6 +259,9 @@ pub struct Stats {
     pub attached: bool,
     /// Who observes it.
     pub observers: Vec<String>,
+    /// Who of the people invited into it is attached.
+    #[serde(default)]
+    pub participants: Vec<String>,
     /// Whether the data channel is up (not reconnecting).
     pub connected: bool,
 }
@@ -259,11 +334,33 @@ impl LiveSession {
         name: &str,
         limit: usize,
     ) -> Result<(u64, mpsc::Receiver<ToBrowser>), ObserveError> {
+        self.watch(name, Joiner::Observer, limit).await
+    }
+
+    /// Adds an invited participant named `name` (`Reader` or `Writer`): like an observer, it
+    /// gets the screen, then the live output (dropped when it falls behind by more than its
+    /// queue). An earlier socket of the same participant is replaced ([`ToBrowser::Replaced`]);
+    /// the owner is never. Everyone attached is told who is present.
+    pub async fn join(
+        &self,
+        name: &str,
+        joiner: Joiner,
+    ) -> Result<(u64, mpsc::Receiver<ToBrowser>), ObserveError> {
+        self.watch(name, joiner, usize::MAX).await
+    }
+
+    async fn watch(
+        &self,
+        name: &str,
+        joiner: Joiner,
+        limit: usize,
+    ) -> Result<(u64, mpsc::Receiver<ToBrowser>), ObserveError> {
         let (tx, rx) = mpsc::channel(OBSERVER_QUEUE);
         let (reply, id) = oneshot::channel();
         self.commands
             .send(Command::Observe {
                 name: name.to_owned(),
+                joiner,
                 limit,
                 tx,
                 reply,
@@ -277,9 +374,40 @@ impl LiveSession {
         }
     }
 
-    /// Removes observer `id`.
+    /// Removes observer (or participant) `id`.
     pub async fn unobserve(&self, id: u64) {
         let _ = self.commands.send(Command::Unobserve { id }).await; // ended: moot
+    }
+
+    /// Closes the sockets of participant `name` (their invitation was revoked), telling them
+    /// `why`.
+    pub async fn kick(&self, name: &str, why: &str) {
+        let kick = Command::Kick {
+            name: name.to_owned(),
+            why: why.to_owned(),
+        };
+        let _ = self.commands.send(kick).await; // ended: nothing to close
+    }
+
+    /// Participant `name` now takes part with `mode` (they were invited again).
+    pub async fn set_mode(&self, name: &str, mode: JoinMode) {
+        let change = Command::SetMode {
+            name: name.to_owned(),
+            joiner: Joiner::of(mode),
+        };
+        let _ = self.commands.send(change).await; // ended: moot
+    }
+
+    /// Keystrokes of participant `from` (a watcher id from [`LiveSession::join`]): sent when
+    /// they may type (`Writer`), refused ([`ToBrowser::Refused`]) when they only watch.
+    pub async fn input_from(&self, from: u64, bytes: Bytes) -> Result<(), Ended> {
+        self.commands
+            .send(Command::Input {
+                from: Some(from),
+                bytes,
+            })
+            .await
+            .map_err(|_| Ended)
     }
 
     /// The text on the session's screen now (the terminal model's view).
@@ -312,10 +440,10 @@ impl LiveSession {
         let _ = self.commands.send(Command::Detach { attach_id }).await; // ended: nothing to do
     }
 
-    /// Keystrokes or pasted bytes.
+    /// Keystrokes or pasted bytes of the owner's browser.
     pub async fn input(&self, bytes: Bytes) -> Result<(), Ended> {
         self.commands
-            .send(Command::Input(bytes))
+            .send(Command::Input { from: None, bytes })
             .await
             .map_err(|_| Ended)
     }
@@ -582,6 +710,7 @@ pub fn spawn_with(
         warned: Vec::new(),
         recorder,
         observers: Vec::new(),
+        last_author: None,
         handed_over: false,
         asked,
         live: live.clone(),
@@ -823,6 +952,14 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// Someone other than the owner's browser: an observer or an invited participant.
+struct Watcher {
+    id: u64,
+    name: String,
+    joiner: Joiner,
+    tx: mpsc::Sender<ToBrowser>,
+}
+
 struct Attached {
     id: u64,
     tx: mpsc::Sender<ToBrowser>,
@@ -887,8 +1024,10 @@ struct Task {
     warned: Vec<(&'static str, u64)>,
     /// The session's recording (none when the file could not be created; that is logged).
     recorder: Option<Recorder>,
-    /// Read-only observers: (id, name, queue).
-    observers: Vec<(u64, String, mpsc::Sender<ToBrowser>)>,
+    /// Observers and invited participants, in the order they came.
+    observers: Vec<Watcher>,
+    /// Who typed the latest input (recorded as a marker whenever it changes).
+    last_author: Option<String>,
     /// When `StartSession` was called, until the data channel is ready.
     asked: Option<Instant>,
     /// A session quiet for this long compacts itself.
@@ -1011,7 +1150,7 @@ impl Task {
         // Keystrokes that were queued behind the freeze travel with the session.
         let mut pending_input = Vec::new();
         while let Ok(command) = self.commands.try_recv() {
-            if let Command::Input(bytes) = command {
+            if let Command::Input { bytes, .. } = command {
                 self.bytes_in += bytes.len() as u64;
                 pending_input.extend_from_slice(&bytes);
             }
@@ -1310,15 +1449,14 @@ impl Task {
                     }
                 }
                 self.send_browser(ToBrowser::Sync(offset)).await;
-                if !self.observers.is_empty() {
-                    self.tell_observers().await;
-                }
+                self.tell_observers().await;
                 let _ = reply.send(id); // the attacher may have gone; it detaches then
             }
             Command::Detach { attach_id } => {
                 if self.attached.as_ref().is_some_and(|a| a.id == attach_id) {
                     self.attached = None;
                     self.detached_since = Some(Instant::now());
+                    self.tell_presence();
                 }
             }
             Command::Ack { attach_id, offset } => {
@@ -1326,8 +1464,30 @@ impl Task {
                     a.acked = a.acked.max(offset.min(a.sent));
                 }
             }
-            Command::Input(bytes) => {
+            Command::Input { from, bytes } => {
+                let author = match from {
+                    None => self.spawn.user_name.clone(),
+                    Some(id) => match self.observers.iter().find(|w| w.id == id) {
+                        Some(w) if w.joiner == Joiner::Writer => w.name.clone(),
+                        Some(w) => {
+                            // Read-only: refused, and the participant is told.
+                            let _ = w.tx.try_send(ToBrowser::Refused); // best effort
+                            return;
+                        }
+                        None => return, // revoked or gone meanwhile: nothing is sent
+                    },
+                };
                 self.stir();
+                if self.last_author.as_deref() != Some(author.as_str()) {
+                    // Who types is recorded whenever it changes (asciicast has no author
+                    // field): a marker event before the input, whether input is recorded
+                    // or not.
+                    if let Some(r) = &mut self.recorder {
+                        r.marker(&format!("{AUTHOR_MARKER}{author}"));
+                    }
+                    self.last_author = Some(author);
+                    self.tell_presence();
+                }
                 if bytes.contains(&0x03) {
                     self.interrupted();
                 }
@@ -1363,13 +1523,29 @@ impl Task {
             Command::Ending { how } => self.ending = Some(how),
             Command::Observe {
                 name,
+                joiner,
                 limit,
                 tx,
                 reply,
             } => {
-                if self.observers.len() >= limit {
+                let observing = self
+                    .observers
+                    .iter()
+                    .filter(|w| w.joiner == Joiner::Observer)
+                    .count();
+                if joiner == Joiner::Observer && observing >= limit {
                     let _ = reply.send(None); // the observer may have gone
                     return;
+                }
+                if joiner.is_participant() {
+                    // One socket per participant: a newer tab of theirs takes over.
+                    self.observers.retain(|w| {
+                        let same = w.joiner.is_participant() && w.name == name;
+                        if same {
+                            let _ = w.tx.try_send(ToBrowser::Replaced); // it may be gone
+                        }
+                        !same
+                    });
                 }
                 self.stir();
                 self.next_attach += 1;
@@ -1385,14 +1561,37 @@ impl Task {
                     ToBrowser::Sync(self.bytes_out),
                 ];
                 if first.into_iter().all(|m| tx.try_send(m).is_ok()) {
-                    self.observers.push((id, name, tx));
+                    self.observers.push(Watcher {
+                        id,
+                        name,
+                        joiner,
+                        tx,
+                    });
                     self.tell_observers().await;
                 }
                 let _ = reply.send(Some(id)); // the observer may have gone
             }
             Command::Unobserve { id } => {
-                self.observers.retain(|(oid, _, _)| *oid != id);
+                self.observers.retain(|w| w.id != id);
                 self.tell_observers().await;
+            }
+            Command::Kick { name, why } => {
+                self.observers.retain(|w| {
+                    let kicked = w.joiner.is_participant() && w.name == name;
+                    if kicked {
+                        let _ = w.tx.try_send(ToBrowser::Revoked(why.clone())); // may be gone
+                    }
+                    !kicked
+                });
+                self.tell_observers().await;
+            }
+            Command::SetMode { name, joiner } => {
+                for w in &mut self.observers {
+                    if w.joiner.is_participant() && w.name == name {
+                        w.joiner = joiner;
+                    }
+                }
+                self.tell_presence();
             }
             Command::ScreenText(reply) => {
                 self.stir();
@@ -1404,6 +1603,7 @@ impl Task {
                     bytes_in: self.bytes_in,
                     attached: self.attached.is_some(),
                     observers: self.observer_names(),
+                    participants: self.participant_names(),
                     connected: self.connected,
                 }); // the asker may have gone
             }
@@ -1415,6 +1615,11 @@ impl Task {
     /// Never waits: what the browser's queue cannot take now waits in `pending` (flushed by
     /// the run loop), so a slow browser never holds up input, resizes or limits.
     async fn send_browser(&mut self, message: ToBrowser) {
+        self.queue_browser(message);
+    }
+
+    /// [`Task::send_browser`], for callers that are not `async`.
+    fn queue_browser(&mut self, message: ToBrowser) {
         let Some(attached) = &mut self.attached else {
             return;
         };
@@ -1429,39 +1634,89 @@ impl Task {
         }
     }
 
-    /// Sends to every observer without waiting; one whose queue is full is dropped.
+    /// Sends to every observer and participant without waiting; one whose queue is full is
+    /// dropped.
     fn send_observers(&mut self, message: ToBrowser) {
-        let before = self.observers.len();
-        self.observers
-            .retain(|(_, _, tx)| match tx.try_send(message.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = tx.try_send(ToBrowser::TooSlow);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
-        if self.observers.len() != before {
+        if self.drop_slow(&message) {
             let names = self.observer_names();
             if let Some(a) = &self.attached {
                 let _ = a.tx.try_send(ToBrowser::Observers(names)); // best effort
             }
+            // Each round drops at least one watcher, so this ends.
+            self.tell_presence();
         }
     }
 
-    fn observer_names(&self) -> Vec<String> {
-        self.observers.iter().map(|(_, n, _)| n.clone()).collect()
+    /// Sends `message` to every watcher; those whose queue is full or closed are dropped
+    /// (told [`ToBrowser::TooSlow`]). Whether any was.
+    fn drop_slow(&mut self, message: &ToBrowser) -> bool {
+        let before = self.observers.len();
+        self.observers
+            .retain(|w| match w.tx.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = w.tx.try_send(ToBrowser::TooSlow);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+        self.observers.len() != before
     }
 
-    /// Tells the owner's browser who observes.
+    /// The names of those observing (not the participants).
+    fn observer_names(&self) -> Vec<String> {
+        self.observers
+            .iter()
+            .filter(|w| w.joiner == Joiner::Observer)
+            .map(|w| w.name.clone())
+            .collect()
+    }
+
+    /// The names of the participants attached.
+    fn participant_names(&self) -> Vec<String> {
+        self.observers
+            .iter()
+            .filter(|w| w.joiner.is_participant())
+            .map(|w| w.name.clone())
+            .collect()
+    }
+
+    /// Who is attached, each once (the owner first, when their browser is), and who typed last.
+    fn presence(&self) -> Presence {
+        let mut people: Vec<(String, &'static str)> = Vec::new();
+        if self.attached.is_some() {
+            people.push((self.spawn.user_name.clone(), "owner"));
+        }
+        for w in &self.observers {
+            if !people.iter().any(|(n, _)| *n == w.name) {
+                people.push((w.name.clone(), w.joiner.as_str()));
+            }
+        }
+        Presence {
+            people,
+            last_typed: self.last_author.clone(),
+        }
+    }
+
+    /// Tells the owner's browser and every watcher who is present and who typed last (best
+    /// effort: a watcher that cannot take it is dropped as too slow).
+    fn tell_presence(&mut self) {
+        let presence = self.presence();
+        self.queue_browser(ToBrowser::Presence(presence.clone()));
+        self.send_observers(ToBrowser::Presence(presence));
+    }
+
+    /// Tells the owner's browser who observes, and everyone who is present.
     async fn tell_observers(&mut self) {
         let names = self.observer_names();
         self.send_browser(ToBrowser::Observers(names)).await;
+        self.tell_presence();
     }
 
     fn browser_gone(&mut self) {
         self.attached = None;
         self.detached_since = Some(Instant::now());
+        self.tell_presence();
     }
 
     /// A sender with room for one pending message, when there is a pending message.

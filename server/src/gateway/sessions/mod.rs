@@ -13,6 +13,7 @@ pub mod indexer;
 pub mod judge;
 pub mod labels;
 pub mod live;
+pub mod participants;
 pub mod recorder;
 pub mod screen;
 pub mod searches;
@@ -133,6 +134,15 @@ pub enum Error {
     InvalidReason(String),
     #[error("{0}")]
     InvalidLabels(String),
+    /// A bad invitation: no such user, oneself, a disabled user, a bad mode.
+    #[error("{0}")]
+    InvalidParticipant(String),
+    /// The person named is not invited into the session.
+    #[error("{0}")]
+    UnknownParticipant(String),
+    /// The session has as many participants as allowed.
+    #[error("{0}")]
+    TooManyParticipants(String),
     /// The person has as many live sessions as allowed.
     #[error("{0}")]
     TooManySessions(String),

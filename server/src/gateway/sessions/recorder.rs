@@ -1,5 +1,6 @@
 //! Session recordings: asciicast v2 (a JSON header line, then `[seconds, "o"|"r"|"i", data]`
-//! event lines), written by the gateway as the session runs — the agent on the node has no
+//! event lines; `"m"` markers name who typed, see [`Recorder::marker`]), written by the gateway
+//! as the session runs — the agent on the node has no
 //! part in it, so root on the node cannot erase it. Output and resizes always; input only when
 //! `recordings.input` is on, since input holds passwords.
 //!
@@ -177,6 +178,13 @@ impl Recorder {
         self.event("r", &format!("{cols}x{rows}"));
     }
 
+    /// Records a marker (asciicast v2's `"m"` event, a label at a moment): the gateway writes
+    /// one naming the author whenever the person typing changes (`input by alice`), whether
+    /// input is recorded or not (asciicast's input events have no author field).
+    pub fn marker(&mut self, label: &str) {
+        self.event("m", label);
+    }
+
     /// Records input, when the configuration asks for it.
     pub fn input(&mut self, bytes: &[u8]) {
         if self.record_input {
@@ -317,6 +325,7 @@ mod tests {
             r.output(chunk);
         }
         r.resize(100, 30);
+        r.marker("input by alice");
         r.input(b"secret password");
         let done = r.finish();
         let file = std::fs::read(&done.path).unwrap();
@@ -337,6 +346,11 @@ mod tests {
             .collect();
         assert_eq!(output.as_bytes(), text);
         assert!(events.iter().any(|e| e[1] == "r" && e[2] == "100x30"));
+        assert!(
+            events
+                .iter()
+                .any(|e| e[1] == "m" && e[2] == "input by alice")
+        );
         assert!(
             !text_file.contains("secret"),
             "input is not recorded by default"

@@ -55,6 +55,15 @@ pub mod kind {
     pub const SESSION_HANDOVER: &str = "session.handover";
     /// A session's tags and note were set (the detail holds the new ones and the owner).
     pub const SESSION_LABEL: &str = "session.label";
+    /// A session's owner invited a person into it (detail: the invitee, the mode, the owner).
+    pub const PARTICIPANT_ADD: &str = "session.participant.add";
+    /// A session's owner revoked an invitation (detail: the participant, their mode, whether
+    /// their socket was closed).
+    pub const PARTICIPANT_REMOVE: &str = "session.participant.remove";
+    /// An invited person attached to the session (detail: the mode, the owner, the inviter).
+    pub const PARTICIPANT_ATTACH: &str = "session.participant.attach";
+    /// An invited person's socket closed (detail: why).
+    pub const PARTICIPANT_DETACH: &str = "session.participant.detach";
     /// A recording left in the spool by a failed upload was uploaded at a later start.
     pub const RECORDING_UPLOAD: &str = "recording.upload";
     /// A user was added (`porthole users add`); the detail names the user and the roles.
@@ -106,6 +115,10 @@ pub mod kind {
         SESSION_TERMINATE,
         SESSION_END,
         SESSION_LABEL,
+        PARTICIPANT_ADD,
+        PARTICIPANT_REMOVE,
+        PARTICIPANT_ATTACH,
+        PARTICIPANT_DETACH,
         RECORDING_UPLOAD,
         RECORDING_READ,
         RECORDING_SEARCH,
@@ -411,6 +424,23 @@ pub async fn list(db: &Db, session_id: Option<&str>) -> Result<Vec<StoredEvent>,
     .await
     .map_err(|e| DbError::new("list audit events", e))?;
     events_of(&rows, "list audit events")
+}
+
+/// The first event of `kind` of session `session_id` (its `session.start`, say), if any.
+pub async fn first_of(
+    db: &Db,
+    session_id: &str,
+    kind: &str,
+) -> Result<Option<StoredEvent>, DbError> {
+    let rows = sqlx::query(select_events!(
+        "WHERE session_id = $1 AND type = $2 ORDER BY id LIMIT 1"
+    ))
+    .bind(session_id)
+    .bind(kind)
+    .fetch_all(db.pool())
+    .await
+    .map_err(|e| DbError::new("find audit event", e))?;
+    Ok(events_of(&rows, "find audit event")?.into_iter().next())
 }
 
 /// Which events to read. `None` and empty strings mean "any".

@@ -5,6 +5,7 @@
 //! - [`audit`]: the append-only, hash-chained audit log (append, read, verify, export).
 //! - [`sessions`]: the `sessions` table (rows as the API shows them).
 //! - [`gateways`]: the gateways sharing the database, and the sessions handed between them.
+//! - [`participants`]: the people a session's owner invited into it (sharing).
 //! - [`notices`]: the `notifications` table, the queue of webhook deliveries.
 //! - [`requests`]: access requests, their approvals and denials, and the grants they make.
 //! - [`recordings`]: where finished recordings are kept (the local folder or an S3 bucket).
@@ -16,6 +17,7 @@ pub mod db;
 pub mod gateways;
 pub mod labels;
 pub mod notices;
+pub mod participants;
 pub mod recordings;
 pub mod requests;
 pub mod search;
