@@ -52,6 +52,7 @@ async fn the_document_names_every_api_route() {
         ("GET", "/api/v1/sessions"),
         ("GET", "/api/v1/sessions/{id}"),
         ("GET", "/api/v1/sessions/{id}/attach"),
+        ("GET", "/api/v1/sessions/{id}/files"),
         ("GET", "/api/v1/sessions/{id}/labels"),
         ("GET", "/api/v1/sessions/{id}/recording"),
         ("GET", "/api/v1/targets"),
@@ -62,6 +63,7 @@ async fn the_document_names_every_api_route() {
         ("POST", "/api/v1/requests/{id}/deny"),
         ("POST", "/api/v1/requests/{id}/revoke"),
         ("POST", "/api/v1/sessions"),
+        ("POST", "/api/v1/sessions/{id}/files"),
         ("PUT", "/api/v1/me/settings"),
         ("PUT", "/api/v1/sessions/{id}/labels"),
     ];

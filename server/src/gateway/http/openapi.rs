@@ -8,7 +8,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    attach, audit, auth, labels, notifications, requests, search, sessions, settings, targets,
+    attach, audit, auth, files, labels, notifications, requests, search, sessions, settings,
+    targets,
 };
 
 /// The API.
@@ -32,6 +33,8 @@ use super::{
         sessions::get_one,
         sessions::terminate,
         sessions::recording,
+        files::upload,
+        files::download,
         labels::get_labels,
         labels::put_labels,
         labels::search_labels,

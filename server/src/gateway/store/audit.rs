@@ -55,6 +55,13 @@ pub mod kind {
     pub const SESSION_HANDOVER: &str = "session.handover";
     /// A session's tags and note were set (the detail holds the new ones and the owner).
     pub const SESSION_LABEL: &str = "session.label";
+    /// A file sent to a session's node: one row before the transfer (`"outcome": "started"`,
+    /// with the path, size and SHA-256 of what is sent) and one after (`"ok"` or `"failed"`
+    /// with the error).
+    pub const FILE_UPLOAD: &str = "file.upload";
+    /// A file read from a session's node: one row before (`"outcome": "started"`, the path)
+    /// and one after (`"ok"` with the size and SHA-256, or `"failed"` with the error).
+    pub const FILE_DOWNLOAD: &str = "file.download";
     /// A recording left in the spool by a failed upload was uploaded at a later start.
     pub const RECORDING_UPLOAD: &str = "recording.upload";
     /// A user was added (`porthole users add`); the detail names the user and the roles.
@@ -106,6 +113,8 @@ pub mod kind {
         SESSION_TERMINATE,
         SESSION_END,
         SESSION_LABEL,
+        FILE_UPLOAD,
+        FILE_DOWNLOAD,
         RECORDING_UPLOAD,
         RECORDING_READ,
         RECORDING_SEARCH,
