@@ -2,7 +2,8 @@
 //! Browser test of file transfer on the terminal page: the owner opens the Files control,
 //! uploads a file with the Upload button (the file chooser's input), sees the progress and the
 //! completion in the panel, finds the file on the node (read back with `sha256sum` typed into
-//! the shell, and on disk: the emulator's nodes are this machine), downloads it by path, and is
+//! the shell, and on disk: the emulator's nodes are this machine), drops another on the
+//! terminal, downloads one by path, and is
 //! told clearly when a path names no file. A role without `file_transfer` sees no Files
 //! control. Debian's Chromium, headless, through chromedriver (tests/common/browser.rs); the
 //! assets come from `web/dist` (`scripts/web-build`).
@@ -151,6 +152,28 @@ async fn upload_with_the_button_then_download_by_path() {
     .await;
     b.wait_for_screen("the uploaded file's hash", |s| s.contains(&sha))
         .await;
+
+    // A file dropped on the terminal goes to the same folder.
+    b.js(
+        "const data = new DataTransfer(); \
+         data.items.add(new File(['dropped on the terminal\\n'], 'dropped.txt')); \
+         const host = document.getElementById('terminal'); \
+         const over = new DragEvent('dragover', {dataTransfer: data, bubbles: true, cancelable: true}); \
+         host.dispatchEvent(over); \
+         window.dropAccepted = over.defaultPrevented; \
+         host.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));",
+        vec![],
+    )
+    .await;
+    assert_eq!(b.js("return window.dropAccepted;", vec![]).await, true);
+    let done = b
+        .wait_for_text("#files-status", "Uploaded dropped.txt")
+        .await;
+    assert!(done.contains("24 bytes"), "{done}");
+    assert_eq!(
+        std::fs::read(node_dir.path().join("dropped.txt")).unwrap(),
+        b"dropped on the terminal\n"
+    );
 
     // Download by path: done, and a path that names nothing is said so.
     b.fill("#files-path", &dest.display().to_string()).await;

@@ -55,13 +55,16 @@ pub const SHA256_HEADER: &str = "x-porthole-sha256";
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
     responses(
         (status = 201, description = "Written whole (renamed into place once its SHA-256 matched)", body = Transferred),
+        (status = 400, description = "A malformed query string, or a body that could not be read", body = super::schemas::ErrorBody),
         (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
         (status = 403, description = "Not your session, the policy does not allow uploads, or bad Origin or CSRF token", body = super::schemas::ErrorBody),
         (status = 404, description = "No such session of yours", body = super::schemas::ErrorBody),
+        (status = 408, description = "The body was sent too slowly", body = super::schemas::ErrorBody),
         (status = 409, description = "The session is not running here, or the node refused (a folder, no such folder, no permission)", body = super::schemas::ErrorBody),
         (status = 413, description = "Larger than files.max_bytes", body = super::schemas::ErrorBody),
         (status = 422, description = "A bad path, or a node that is not Linux", body = super::schemas::ErrorBody),
         (status = 502, description = "AWS failed, or the file did not arrive whole (nothing was written)", body = super::schemas::ErrorBody),
+        (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn upload(
@@ -88,23 +91,28 @@ pub async fn upload(
     let mut data = Vec::with_capacity(announced.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_request", format!("reading the body failed: {e}"))
-        })?;
+        let chunk = chunk.map_err(body_error)?;
         if (data.len() + chunk.len()) as u64 > max {
             return Err(files::too_large((data.len() + chunk.len()) as u64, max).into());
         }
         data.extend_from_slice(&chunk);
     }
-    let done = files::upload(
-        engine,
-        &signed.user,
-        &signed.client,
-        &id,
-        &query.path,
-        data.into(),
-    )
-    .await?;
+    // In a task of its own: a person who goes away mid-transfer does not leave the node's
+    // program waiting or the audit log without the outcome.
+    let engine = engine.clone();
+    let done = tokio::spawn(async move {
+        files::upload(
+            &engine,
+            &signed.user,
+            &signed.client,
+            &id,
+            &query.path,
+            data.into(),
+        )
+        .await
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the upload's task failed: {e}")))??;
     Ok((
         StatusCode::CREATED,
         Json(Transferred {
@@ -129,6 +137,7 @@ pub async fn upload(
     ),
     responses(
         (status = 200, description = "The file, checked against the node's SHA-256 (in the x-porthole-sha256 header)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "A malformed query string", body = super::schemas::ErrorBody),
         (status = 401, description = "Not signed in", body = super::schemas::ErrorBody),
         (status = 403, description = "Not your session, or the policy does not allow downloads", body = super::schemas::ErrorBody),
         (status = 404, description = "No such session of yours, or no such file on the node", body = super::schemas::ErrorBody),
@@ -136,6 +145,7 @@ pub async fn upload(
         (status = 413, description = "Larger than files.max_bytes", body = super::schemas::ErrorBody),
         (status = 422, description = "A bad path, or a node that is not Linux", body = super::schemas::ErrorBody),
         (status = 502, description = "AWS failed, or the file did not arrive whole", body = super::schemas::ErrorBody),
+        (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn download(
@@ -145,14 +155,13 @@ pub async fn download(
     query: Result<Query<FileQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let (data, done) = files::download(
-        &state.engine,
-        &signed.user,
-        &signed.client,
-        &id,
-        &query.path,
-    )
-    .await?;
+    let engine = state.engine.clone();
+    let path = query.path.clone();
+    let (data, done) = tokio::spawn(async move {
+        files::download(&engine, &signed.user, &signed.client, &id, &path).await
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the download's task failed: {e}")))??;
     let name = query.path.rsplit('/').next().unwrap_or_default();
     let mut response = (
         [(CONTENT_TYPE, "application/octet-stream".to_owned())],
@@ -167,6 +176,28 @@ pub async fn download(
         headers.insert(HeaderName::from_static(SHA256_HEADER), value);
     }
     Ok(response)
+}
+
+/// A body that could not be read: 408 when it came too slowly (`server.read_timeout_seconds`
+/// between two pieces), 400 otherwise.
+fn body_error(e: axum::Error) -> ApiError {
+    let inner = e.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the file was sent too slowly (server.read_timeout_seconds between two pieces); \
+                 nothing was written",
+            );
+        }
+        source = e.source();
+    }
+    ApiError::bad_request(
+        "invalid_request",
+        format!("reading the body failed: {inner}"),
+    )
 }
 
 /// `attachment` with the file's name: an ASCII stand-in (`_` for anything but letters,

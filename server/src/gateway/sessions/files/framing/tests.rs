@@ -53,7 +53,7 @@ fn data(n: usize) -> Vec<u8> {
 fn last_marker(out: &str) -> Marker {
     out.lines()
         .filter_map(|l| marker(l.trim_end_matches('\r')))
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("no marker in {out:?}"))
 }
 
