@@ -209,7 +209,40 @@ async fn an_upload_lands_on_the_node_and_a_download_brings_it_back(backend: Back
     assert_eq!(downloads[1].detail["bytes"], 300_000);
     assert_eq!(downloads[1].detail["sha256"], sha256(&data));
 
-    // The transfers' own SSM sessions are over; the shell carries on.
+    // The transfers' own SSM sessions are over (AWS-StartInteractiveCommand, terminated by the
+    // gateway); the shell's is the only one left, and it carries on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = gw
+            .emu
+            .aws
+            .ssm
+            .describe_sessions()
+            .state(aws_sdk_ssm::types::SessionState::Active)
+            .send()
+            .await
+            .unwrap();
+        let active = listed.sessions().len();
+        if active == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{active} active SSM sessions: {:?}",
+            listed.sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let history = gw
+        .emu
+        .aws
+        .ssm
+        .describe_sessions()
+        .state(aws_sdk_ssm::types::SessionState::History)
+        .send()
+        .await
+        .unwrap();
+    assert!(history.sessions().len() >= 3, "{:?}", history.sessions());
     term.type_text("echo still-here\r").await;
     term.expect("still-here").await;
     gw.stop().await;
