@@ -473,7 +473,14 @@ async fn the_policy_decides_which_way_files_move() {
     let (r, body) = download(&rita, &id, &existing).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(body, b"on the node\n");
-    assert!(file_events(&gw, &id, "file.upload").await.is_empty());
+    // The refusal is audited, with the path and why.
+    let refused = file_events(&gw, &id, "file.upload").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].actor, "rita");
+    assert_eq!(refused[0].detail["outcome"], "denied");
+    assert_eq!(refused[0].detail["path"], target.as_str());
+    assert_eq!(refused[0].detail["file_transfer"], "download");
+    assert!(!Path::new(&target).exists());
 
     // Two roles: download from one, upload from the other.
     let mut wes = signed_in(&gw, "wes", &["readers", "writers"]).await;

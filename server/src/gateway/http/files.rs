@@ -80,7 +80,15 @@ pub async fn upload(
     let max = engine.config.files.max_bytes;
     // Refused before a byte of the body is read: the person, the policy, the path, the size
     // the client announced.
-    files::check(engine, &signed.user, &id, Direction::Upload, &query.path).await?;
+    files::check(
+        engine,
+        &signed.user,
+        &signed.client,
+        &id,
+        Direction::Upload,
+        &query.path,
+    )
+    .await?;
     let announced = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -5,7 +5,8 @@
 //!
 //! Who may: the session's owner only, while it runs on this gateway, when the policy's
 //! decision at its start (`file_transfer`, kept with the session) allows that direction, on a
-//! Linux node. Each transfer is audited twice (`file.upload` / `file.download`): before the
+//! Linux node; a refusal of the policy is audited (`"outcome": "denied"`). Each transfer is
+//! audited twice (`file.upload` / `file.download`): before the
 //! second session is started (`"outcome": "started"`; if that write fails nothing happens) and
 //! after, with the outcome, the size and the SHA-256.
 
@@ -60,6 +61,7 @@ impl From<TransferError> for Error {
 async fn allowed(
     engine: &Engine,
     user: &User,
+    client: &Client,
     id: &str,
     direction: Direction,
     path: &str,
@@ -88,11 +90,16 @@ async fn allowed(
             Direction::Upload => "uploading files to",
             Direction::Download => "downloading files from",
         };
-        return Err(Error::Forbidden(format!(
+        let why = format!(
             "your roles do not allow {what} the node of this session (file_transfer = {} for \
              session {id})",
             rule.as_str()
-        )));
+        );
+        // A refusal of the policy is audited, as a refused start is.
+        let detail = json!({"path": path, "outcome": "denied", "error": why,
+                            "file_transfer": rule.as_str()});
+        record(engine, user, client, &view, direction, detail).await?;
+        return Err(Error::Forbidden(why));
     }
     let Some(live) = engine.live.get(id) else {
         return Err(Error::Transfer(TransferError::Refused(format!(
@@ -129,11 +136,14 @@ async fn allowed(
 pub async fn check(
     engine: &Engine,
     user: &User,
+    client: &Client,
     id: &str,
     direction: Direction,
     path: &str,
 ) -> Result<(), Error> {
-    allowed(engine, user, id, direction, path).await.map(drop)
+    allowed(engine, user, client, id, direction, path)
+        .await
+        .map(drop)
 }
 
 /// Appends `file.upload` / `file.download` for `view`.
@@ -197,7 +207,7 @@ pub async fn upload(
     data: Bytes,
 ) -> Result<Done, Error> {
     let max = engine.config.files.max_bytes;
-    let (view, live) = allowed(engine, user, id, Direction::Upload, path).await?;
+    let (view, live) = allowed(engine, user, client, id, Direction::Upload, path).await?;
     let size = data.len() as u64;
     if size > max {
         return Err(too_large(size, max));
@@ -247,7 +257,7 @@ pub async fn download(
     path: &str,
 ) -> Result<(Vec<u8>, Done), Error> {
     let max = engine.config.files.max_bytes;
-    let (view, live) = allowed(engine, user, id, Direction::Download, path).await?;
+    let (view, live) = allowed(engine, user, client, id, Direction::Download, path).await?;
     let transfer = uuid::Uuid::new_v4().to_string();
     let base = json!({"path": path, "transfer": transfer});
     let mut started = base.clone();
