@@ -281,6 +281,28 @@ async fn chunked_upload(gw: &Gateway, api: &Api, id: &str, path: &str, size: usi
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// A POST whose chunked body sends 10 bytes and then nothing (a client that stalls); the
+/// answer's status line and body.
+async fn slow_upload(gw: &Gateway, api: &Api, id: &str, path: &str) -> String {
+    let addr = gw.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nCookie: {}={}\r\nX-CSRF-Token: {}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\na\r\n0123456789\r\n",
+        files_url(id, path),
+        gw.origin(),
+        api.cookie_name,
+        api.cookie.as_ref().unwrap(),
+        api.csrf.as_ref().unwrap(),
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // Nothing more is sent; the gateway answers on its own.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_paths_platforms_and_owners_are_enforced() {
     let gw = gateway::start_with(
@@ -290,7 +312,10 @@ async fn limits_paths_platforms_and_owners_are_enforced() {
             windows.platform = "Windows".into();
             e.nodes.push(windows);
         },
-        |c| c.files.max_bytes = 1000,
+        |c| {
+            c.files.max_bytes = 1000;
+            c.server.read_timeout_seconds = 1;
+        },
     )
     .await;
     let mut alice = signed_in(&gw, "alice", &["operator"]).await;
@@ -316,6 +341,14 @@ async fn limits_paths_platforms_and_owners_are_enforced() {
     let answer = chunked_upload(&gw, &alice, &id, &big, 5000).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("file_too_large"), "{answer}");
+    assert!(!Path::new(&big).exists());
+    // A body that stops coming: 408 after server.read_timeout_seconds, nothing written.
+    let slow = slow_upload(&gw, &alice, &id, &big).await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(
+        slow.contains("request_timeout") && slow.contains("too slowly"),
+        "{slow}"
+    );
     assert!(!Path::new(&big).exists());
     // A file on the node over the limit is not downloaded.
     std::fs::write(at("large.log"), bytes(2000)).unwrap();
