@@ -12,8 +12,8 @@
 //! One `awk` reads them all, passing the data to `base64 -d` (capped at the limit plus one
 //! byte) into a file in the private folder and the hash to another. Only when the hash line
 //! arrived, the size is within the limit and `sha256sum` of the written file matches, the file
-//! is renamed onto the destination (the same folder: atomic); then the node prints
-//! `PORTHOLE-OK SIZE SHA256`. Anything else (a bad hash, a transfer cut short, too many bytes,
+//! is renamed onto the destination (the same folder: atomic); then the private folder is
+//! removed and the node prints `PORTHOLE-OK SIZE SHA256` (an answer means nothing is left). Anything else (a bad hash, a transfer cut short, too many bytes,
 //! a hang-up of the session) removes the private folder and prints `PORTHOLE-ERR CODE [N]`, or
 //! nothing when the session went away: the destination is never half-written.
 //!
@@ -156,8 +156,9 @@ pub fn receiver(path: &str, max_bytes: u64) -> String {
     format!(
         "d={path}; m={max_bytes}; w=; \
          stty -echo 2>/dev/null; \
-         fail() {{ printf '{ERR} %s\\n' \"$*\"; exit 1; }}; \
-         trap '[ -n \"$w\" ] && rm -rf \"$w\"' EXIT; trap 'exit 1' HUP INT TERM; \
+         clean() {{ [ -n \"$w\" ] && rm -rf \"$w\"; w=; }}; \
+         fail() {{ clean; printf '{ERR} %s\\n' \"$*\"; exit 1; }}; \
+         trap clean EXIT; trap 'exit 1' HUP INT TERM; \
          p=${{d%/*}}; [ -n \"$p\" ] || p=/; \
          [ -d \"$d\" ] && fail isdir; \
          [ -d \"$p\" ] || fail nodir; \
@@ -172,7 +173,7 @@ pub fn receiver(path: &str, max_bytes: u64) -> String {
          s=$(sha256sum < \"$w/file\"); s=${{s%% *}}; \
          [ \"$s\" = \"$h\" ] || fail hash; \
          mv -f \"$w/file\" \"$d\" 2>/dev/null || fail rename; \
-         printf '{OK} %s %s\\n' \"$n\" \"$s\"",
+         clean; printf '{OK} %s %s\\n' \"$n\" \"$s\"",
         path = quote(path),
     )
 }
