@@ -207,6 +207,9 @@ pub struct Config {
     /// `[notify]`: webhooks told of access requests, and their retries.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// `[files]`: file transfer to and from the nodes of sessions.
+    #[serde(default)]
+    pub files: FilesConfig,
     /// The file this configuration was read from, when it was (set by the caller; relative
     /// `policy.file` paths start there, and inline roles are reloaded from it).
     #[serde(skip)]
@@ -661,6 +664,47 @@ impl Default for SessionsConfig {
     }
 }
 
+/// `[files]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// The largest file uploaded to or downloaded from a node, in bytes (1 to
+    /// [`FILES_MAX_BYTES_LIMIT`]). A transfer holds the whole file in the gateway's memory.
+    #[serde(deserialize_with = "files_max_bytes")]
+    pub max_bytes: u64,
+}
+
+/// `files.max_bytes`: a whole number, or an error naming the key (serde's own does not).
+fn files_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Whole(i64),
+        Other(toml::Value),
+    }
+    let bad = |got: String| {
+        <D::Error as serde::de::Error>::custom(format!(
+            "files.max_bytes must be a whole number of bytes between 1 and \
+             {FILES_MAX_BYTES_LIMIT}, got {got}"
+        ))
+    };
+    match Raw::deserialize(d)? {
+        Raw::Whole(n) => u64::try_from(n).map_err(|_| bad(n.to_string())),
+        Raw::Other(v) => Err(bad(v.to_string())),
+    }
+}
+
+/// The largest `files.max_bytes` (1 GiB).
+pub const FILES_MAX_BYTES_LIMIT: u64 = 1 << 30;
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// Why the configuration was refused; the text names the file, variable or key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -828,6 +872,13 @@ impl Config {
             ));
         }
         self.recordings.validate()?;
+        if !(1..=FILES_MAX_BYTES_LIMIT).contains(&self.files.max_bytes) {
+            return Err(ConfigError(format!(
+                "files.max_bytes must be between 1 and {FILES_MAX_BYTES_LIMIT} (the largest file \
+                 transferred to or from a node, in bytes), got {}",
+                self.files.max_bytes
+            )));
+        }
         self.metrics.validate(self.server.listen)?;
         self.notify.validate()?;
         if let Some(oidc) = &self.auth.oidc {
@@ -1220,6 +1271,38 @@ mod tests {
             "sessions.compact_after_seconds must be a whole number of seconds between 1 and \
              86400, got \"later\""
         );
+    }
+
+    #[test]
+    fn files_max_bytes_is_read_and_bad_values_are_refused() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(&base, []).unwrap();
+        assert_eq!(c.files.max_bytes, 16 * 1024 * 1024);
+        let c = Config::from_toml_and_env(&base, env(&[("PORTHOLE_FILES__MAX_BYTES", "1000")]))
+            .unwrap();
+        assert_eq!(c.files.max_bytes, 1000);
+        for (value, words) in [
+            ("0", "files.max_bytes must be between 1 and 1073741824"),
+            (
+                "1073741825",
+                "files.max_bytes must be between 1 and 1073741824",
+            ),
+            (
+                "-1",
+                "files.max_bytes must be a whole number of bytes between 1 and 1073741824, got -1",
+            ),
+            (
+                "\"16M\"",
+                "files.max_bytes must be a whole number of bytes between 1 and 1073741824, got \"16M\"",
+            ),
+        ] {
+            let err =
+                Config::from_toml_and_env(&format!("{base}[files]\nmax_bytes = {value}\n"), [])
+                    .unwrap_err();
+            assert!(err.0.contains(words), "{value}: {}", err.0);
+        }
+        let err = Config::from_toml_and_env(&format!("{base}[files]\nmax = 1\n"), []).unwrap_err();
+        assert!(err.0.contains("unknown field `max`"), "{}", err.0);
     }
 
     #[test]

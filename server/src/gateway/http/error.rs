@@ -217,6 +217,20 @@ impl From<sessions::Error> for ApiError {
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
             },
             E::SearchTimeout(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "search_timeout", m),
+            E::Transfer(t) => {
+                use crate::gateway::sessions::files::framing::TransferError as T;
+                let message = t.to_string();
+                match t {
+                    T::InvalidPath(_) => Self::new(unprocessable, "invalid_path", message),
+                    T::TooLarge(_) => {
+                        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message)
+                    }
+                    T::NotFound(_) => Self::not_found("file_not_found", message),
+                    T::Refused(_) => Self::conflict("transfer_refused", message),
+                    T::Broken(_) => Self::new(StatusCode::BAD_GATEWAY, "transfer_failed", message),
+                }
+            }
+            E::UnsupportedPlatform(m) => Self::new(unprocessable, "unsupported_platform", m),
             E::Upstream(f) => Self::upstream(f),
             E::Db(e) => e.into(),
             E::Internal(m) => Self::internal(m),

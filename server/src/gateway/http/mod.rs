@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod exporter;
 pub mod extract;
+pub mod files;
 pub mod forward;
 pub mod internal;
 pub mod labels;
@@ -72,6 +73,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/sessions/{id}/attach", get(attach::attach))
         .route("/api/v1/sessions/{id}/recording", get(sessions::recording))
+        .route(
+            "/api/v1/sessions/{id}/files",
+            get(files::download).post(files::upload),
+        )
         .route(
             "/api/v1/sessions/{id}/labels",
             get(labels::get_labels).put(labels::put_labels),

@@ -8,7 +8,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    attach, audit, auth, labels, notifications, participants, requests, search, sessions, settings,
+    attach, audit, auth, files, labels, notifications, participants, requests, search, sessions,
+    settings,
     targets,
 };
 
@@ -33,6 +34,8 @@ use super::{
         sessions::get_one,
         sessions::terminate,
         sessions::recording,
+        files::upload,
+        files::download,
         labels::get_labels,
         labels::put_labels,
         labels::search_labels,

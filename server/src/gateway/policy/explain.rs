@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::rules::{ApprovalRule, AwsRole};
+use super::rules::{ApprovalRule, AwsRole, FileTransfer};
 use super::{Parameters, Policy, describe_target};
 use crate::gateway::facts::{Target, User};
 
@@ -33,6 +33,9 @@ pub struct Decision {
     /// Whether the session's terminal may copy and paste: true when one of the roles that
     /// allow it allows that (the most permissive, as for the limits).
     pub clipboard: bool,
+    /// Which way files may move through the session: what any of the roles that allow it
+    /// allows ([`FileTransfer::union`]).
+    pub file_transfer: FileTransfer,
 }
 
 /// What a start needs when every role that allows it requires approval: the approvers of all
@@ -154,6 +157,8 @@ pub struct RoleCheck {
     pub idle_timeout: Option<Duration>,
     /// Whether its sessions may copy and paste.
     pub clipboard: bool,
+    /// Which way its sessions may move files.
+    pub file_transfer: FileTransfer,
     /// What else it grants, in words.
     pub grants: Vec<&'static str>,
     /// Its position in the policy (`usize::MAX` when undefined).
@@ -232,6 +237,7 @@ pub(super) fn explain(
                     max_duration: None,
                     idle_timeout: None,
                     clipboard: false,
+                    file_transfer: FileTransfer::None,
                     grants: Vec::new(),
                     position: usize::MAX,
                     aws_role: None,
@@ -280,6 +286,7 @@ pub(super) fn explain(
                 max_duration: def.max_duration,
                 idle_timeout: def.idle_timeout,
                 clipboard: def.clipboard,
+                file_transfer: def.file_transfer,
                 grants,
                 position: policy.role_position(&def.name).unwrap_or(usize::MAX),
                 aws_role: def.aws_role_for(&target.account).cloned(),
@@ -389,6 +396,9 @@ impl Explanation {
             max_duration: most_generous(passing.iter().map(|r| r.max_duration)),
             idle_timeout: most_generous(passing.iter().map(|r| r.idle_timeout)),
             clipboard: passing.iter().any(|r| r.clipboard),
+            file_transfer: passing
+                .iter()
+                .fold(FileTransfer::None, |all, r| all.union(r.file_transfer)),
             policy_hash: self.policy_hash.clone(),
         })
     }
@@ -486,6 +496,9 @@ impl Explanation {
                     if !role.clipboard {
                         let _ = writeln!(out, "  clipboard: off (copy and paste turned off)");
                     }
+                    if role.file_transfer != FileTransfer::None {
+                        let _ = writeln!(out, "  file_transfer: {}", role.file_transfer.as_str());
+                    }
                     if let Some(approval) = &role.approval {
                         let _ = writeln!(out, "  approval: {}", approval.describe());
                     }
@@ -534,6 +547,17 @@ impl Explanation {
                         "copy and paste allowed"
                     } else {
                         "copy and paste off (every allowing role has clipboard = false)"
+                    }
+                );
+                let _ = writeln!(
+                    out,
+                    "FILES     {}",
+                    match d.file_transfer {
+                        FileTransfer::None =>
+                            "no file transfer (no allowing role has file_transfer)",
+                        FileTransfer::Download => "download from the node",
+                        FileTransfer::Upload => "upload to the node",
+                        FileTransfer::Both => "upload and download",
                     }
                 );
                 match (&d.aws_role, &d.aws_role_from) {

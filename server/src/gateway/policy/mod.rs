@@ -44,7 +44,7 @@ pub use self::handle::{PolicyHandle, log_loaded, stamp};
 pub use self::spec::{DEFAULT_DOCUMENTS, PolicyConfig, PolicyFile, RoleSpec};
 
 use self::rules::RoleDef;
-pub use self::rules::{ApprovalRule, AwsRole};
+pub use self::rules::{ApprovalRule, AwsRole, FileTransfer};
 pub use crate::gateway::facts::Grants;
 use crate::gateway::facts::{Role, Target, User};
 

@@ -292,6 +292,72 @@ impl ApprovalRule {
     }
 }
 
+/// Which way a role's sessions may move files (`file_transfer`): `none` (the default),
+/// `download` (from the node), `upload` (to the node) or `both`. Several roles that allow a
+/// session combine into what any of them allows ([`FileTransfer::union`]): `download` and
+/// `upload` make `both`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileTransfer {
+    /// No file transfer.
+    #[default]
+    None,
+    /// Files may be read from the node.
+    Download,
+    /// Files may be written to the node.
+    Upload,
+    /// Both ways.
+    Both,
+}
+
+impl FileTransfer {
+    /// The words of the policy file.
+    pub const NAMES: &'static [&'static str] = &["none", "download", "upload", "both"];
+
+    /// From the policy file's words; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "none" => Some(Self::None),
+            "download" => Some(Self::Download),
+            "upload" => Some(Self::Upload),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    /// As the policy file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Download => "download",
+            Self::Upload => "upload",
+            Self::Both => "both",
+        }
+    }
+
+    /// Whether files may be written to the node.
+    pub fn allows_upload(self) -> bool {
+        matches!(self, Self::Upload | Self::Both)
+    }
+
+    /// Whether files may be read from the node.
+    pub fn allows_download(self) -> bool {
+        matches!(self, Self::Download | Self::Both)
+    }
+
+    /// What either allows.
+    pub fn union(self, other: Self) -> Self {
+        match (
+            self.allows_download() || other.allows_download(),
+            self.allows_upload() || other.allows_upload(),
+        ) {
+            (false, false) => Self::None,
+            (true, false) => Self::Download,
+            (false, true) => Self::Upload,
+            (true, true) => Self::Both,
+        }
+    }
+}
+
 /// A compiled role.
 #[derive(Debug, Clone)]
 pub struct RoleDef {
@@ -321,6 +387,8 @@ pub struct RoleDef {
     pub join_others: bool,
     /// Its sessions' terminals may copy and paste.
     pub clipboard: bool,
+    /// Which way its sessions may move files.
+    pub file_transfer: FileTransfer,
     /// The IAM role assumed as the person for the sessions it allows (in accounts not in
     /// `aws_roles`).
     pub aws_role: Option<AwsRole>,

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{ApprovalRule, AwsRole, Pattern, ReasonRule, RoleDef, Selector, TagPattern};
+use super::rules::{
+    ApprovalRule, AwsRole, FileTransfer, Pattern, ReasonRule, RoleDef, Selector, TagPattern,
+};
 
 /// Seconds between two looks at the policy file's modification time, by default.
 pub const DEFAULT_WATCH_SECONDS: u64 = 5;
@@ -102,6 +104,10 @@ pub struct RoleSpec {
     /// roles that allow a session, the most permissive decides: one that allows it is enough.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub clipboard: bool,
+    /// Which way its sessions may move files: `none` (the default), `download`, `upload` or
+    /// `both`. With several roles that allow a session, what any of them allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_transfer: Option<String>,
     /// The IAM role the gateway assumes, as the person, to start sessions this role allows
     /// (`sts:AssumeRole` with the person's name as `RoleSessionName` and `SourceIdentity`).
     /// Unset: sessions are started with the gateway's own credentials.
@@ -253,6 +259,7 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
         read_audit: false,
         join_others: false,
         clipboard: true,
+        file_transfer: None,
         aws_role_arn: None,
         aws_external_id: None,
         aws_role_arns: BTreeMap::new(),
@@ -266,12 +273,14 @@ pub fn builtin_roles() -> Vec<RoleSpec> {
             terminate_others: true,
             read_audit: true,
             join_others: true,
+            file_transfer: Some("both".into()),
             ..role("admin", "built-in: everything, including others' sessions")
         },
         RoleSpec {
             targets: everywhere(),
             documents: Some(vec!["*".into()]),
             join_others: true,
+            file_transfer: Some("both".into()),
             ..role("operator", "built-in: opens sessions on any target")
         },
         RoleSpec {
@@ -495,6 +504,15 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
             role_of(&format!("aws_role_arns.{account}"), arn)?,
         );
     }
+    let file_transfer = match spec.file_transfer.as_deref() {
+        None => FileTransfer::None,
+        Some(text) => FileTransfer::parse(text).ok_or_else(|| {
+            format!(
+                "{at}.file_transfer: one of {}, got {text:?}",
+                FileTransfer::NAMES.join(", ")
+            )
+        })?,
+    };
     let approval = spec
         .approval
         .as_ref()
@@ -523,6 +541,7 @@ fn compile_role(spec: &RoleSpec, at: &str) -> Result<RoleDef, String> {
         read_audit: spec.read_audit,
         join_others: spec.join_others,
         clipboard: spec.clipboard,
+        file_transfer,
     })
 }
 

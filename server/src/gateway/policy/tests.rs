@@ -524,6 +524,7 @@ fn the_explanation_goes_rule_by_rule() {
         text.ends_with(
             "ALLOWED by prod (sessions of at most 900 s)\n\
              CLIPBOARD copy and paste allowed\n\
+             FILES     no file transfer (no allowing role has file_transfer)\n\
              AWS role  none: the gateway's own credentials\n"
         ),
         "{text}"
@@ -1215,4 +1216,72 @@ fn join_others_lets_owners_invite_and_the_invitees_roles_must_allow_the_target()
     for (role, joins) in [("admin", true), ("operator", true), ("auditor", false)] {
         assert_eq!(b.grants(&user(&[role]).roles).join_others, joins, "{role}");
     }
+fn file_transfer_is_what_any_allowing_role_allows() {
+    let p = policy(
+        "[[roles]]\nname = \"plain\"\ntargets = [{tags = [\"team=web\"]}]\n\
+         [[roles]]\nname = \"readers\"\ntargets = [{tags = [\"team=web\"]}]\nfile_transfer = \"download\"\n\
+         [[roles]]\nname = \"writers\"\ntargets = [{tags = [\"team=web\"]}]\nfile_transfer = \"upload\"\n\
+         [[roles]]\nname = \"lab\"\ntargets = [{tags = [\"team=lab\"]}]\nfile_transfer = \"both\"\n",
+    );
+    let decide = |roles: &[&str], target: &Target| {
+        p.decide_start(
+            &user(roles),
+            target,
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            REASON,
+        )
+        .unwrap()
+        .file_transfer
+    };
+    // Left out: none.
+    assert_eq!(decide(&["plain"], &web1()), FileTransfer::None);
+    assert_eq!(decide(&["readers"], &web1()), FileTransfer::Download);
+    assert_eq!(
+        decide(&["plain", "readers"], &web1()),
+        FileTransfer::Download
+    );
+    // Download from one role, upload from another: both.
+    assert_eq!(decide(&["readers", "writers"], &web1()), FileTransfer::Both);
+    // A role that does not allow the session has no say.
+    assert_eq!(decide(&["plain", "lab"], &web1()), FileTransfer::None);
+    assert_eq!(decide(&["lab"], &lab()), FileTransfer::Both);
+    // The built-in admin and operator move files both ways.
+    let builtin = Policy::builtin();
+    for role in builtin.roles() {
+        let want = match role.name.as_str() {
+            "admin" | "operator" => FileTransfer::Both,
+            _ => FileTransfer::None,
+        };
+        assert_eq!(role.file_transfer, want, "{}", role.name);
+    }
+    // `porthole policy check` says it.
+    let text = p
+        .explain(
+            &user(&["readers", "writers"]),
+            &web1(),
+            DEFAULT_DOCUMENT,
+            &NO_PARAMETERS,
+            None,
+        )
+        .render();
+    assert!(text.contains("  file_transfer: download"), "{text}");
+    assert!(text.contains("FILES     upload and download"), "{text}");
+}
+
+#[test]
+fn a_bad_file_transfer_value_is_refused_naming_the_key() {
+    for value in ["\"yes\"", "\"Both\"", "\"\""] {
+        let text = format!(
+            "[[roles]]\nname = \"r\"\ntargets = [{{ ids = [\"*\"] }}]\nfile_transfer = {value}\n"
+        );
+        let e = Policy::from_file_bytes(Path::new("policy.toml"), text.as_bytes()).unwrap_err();
+        assert!(
+            e.contains("roles[0].file_transfer: one of none, download, upload, both"),
+            "{value}: {e}"
+        );
+    }
+    let text = "[[roles]]\nname = \"r\"\ntargets = [{ ids = [\"*\"] }]\nfile_transfer = true\n";
+    let e = Policy::from_file_bytes(Path::new("policy.toml"), text.as_bytes()).unwrap_err();
+    assert!(e.contains("file_transfer"), "{e}");
 }

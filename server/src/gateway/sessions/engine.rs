@@ -138,6 +138,7 @@ pub async fn start(
             gateway_id: &engine.config.server.gateway_id,
             request_id: grant.as_ref().map(|g| g.id.as_str()),
             clipboard: decision.clipboard,
+            file_transfer: decision.file_transfer.as_str(),
         },
         cap,
     )
@@ -161,6 +162,7 @@ pub async fn start(
                 "max_duration_seconds": decision.max_duration.map(|d| d.as_secs()),
                 "idle_timeout_seconds": decision.idle_timeout.map(|d| d.as_secs()),
                 "clipboard": decision.clipboard,
+                "file_transfer": decision.file_transfer.as_str(),
                 "aws_role_arn": as_person.as_ref().map(|(role, ..)| role.arn.clone()),
                 "assumed_role_arn": as_person.as_ref().map(|(_, arn, _)| arn.clone()),
                 "source_identity": as_person.as_ref().map(|(.., name)| name.clone()),

@@ -7,6 +7,7 @@
 pub mod approvals;
 pub mod ending;
 pub mod engine;
+pub mod files;
 pub mod ground;
 pub mod handover;
 pub mod indexer;
@@ -176,6 +177,12 @@ pub enum Error {
     /// A recording that does not exist.
     #[error("{0}")]
     NoRecording(String),
+    /// A file transfer was refused or failed ([`files::framing::TransferError`] says how).
+    #[error(transparent)]
+    Transfer(files::framing::TransferError),
+    /// The node's platform cannot do what was asked (file transfer on a Windows node).
+    #[error("{0}")]
+    UnsupportedPlatform(String),
     /// AWS (or S3) refused or failed.
     #[error(transparent)]
     Upstream(aws::Failure),

@@ -64,6 +64,13 @@ pub mod kind {
     pub const PARTICIPANT_ATTACH: &str = "session.participant.attach";
     /// An invited person's socket closed (detail: why).
     pub const PARTICIPANT_DETACH: &str = "session.participant.detach";
+    /// A file sent to a session's node: one row before the transfer (`"outcome": "started"`,
+    /// with the path, size and SHA-256 of what is sent) and one after (`"ok"` or `"failed"`
+    /// with the error).
+    pub const FILE_UPLOAD: &str = "file.upload";
+    /// A file read from a session's node: one row before (`"outcome": "started"`, the path)
+    /// and one after (`"ok"` with the size and SHA-256, or `"failed"` with the error).
+    pub const FILE_DOWNLOAD: &str = "file.download";
     /// A recording left in the spool by a failed upload was uploaded at a later start.
     pub const RECORDING_UPLOAD: &str = "recording.upload";
     /// A user was added (`porthole users add`); the detail names the user and the roles.
@@ -119,6 +126,8 @@ pub mod kind {
         PARTICIPANT_REMOVE,
         PARTICIPANT_ATTACH,
         PARTICIPANT_DETACH,
+        FILE_UPLOAD,
+        FILE_DOWNLOAD,
         RECORDING_UPLOAD,
         RECORDING_READ,
         RECORDING_SEARCH,

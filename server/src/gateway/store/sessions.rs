@@ -34,6 +34,9 @@ pub struct SessionView {
     /// Whether its terminal may copy and paste (the policy's `clipboard`, decided at the
     /// start).
     pub clipboard: bool,
+    /// Which way files may move through it: `none`, `download`, `upload` or `both` (the
+    /// policy's `file_transfer`, decided at the start).
+    pub file_transfer: String,
     #[serde(skip)]
     user_id: i64,
 }
@@ -43,7 +46,8 @@ macro_rules! select_sessions {
     ($rest:literal) => {
         concat!(
             "SELECT s.id, s.target, s.region, s.reason, s.document, s.state, s.started_at, ",
-            "s.ended_at, s.end_reason, s.user_id, s.clipboard, u.name FROM sessions s ",
+            "s.ended_at, s.end_reason, s.user_id, s.clipboard, s.file_transfer, u.name ",
+            "FROM sessions s ",
             "JOIN users u ON u.id = s.user_id ",
             $rest
         )
@@ -68,6 +72,7 @@ pub(super) fn view_of(row: &sqlx::any::AnyRow) -> Result<SessionView, sqlx::Erro
         end_reason: row.try_get("end_reason")?,
         user_id: row.try_get("user_id")?,
         clipboard: row.try_get::<i64, _>("clipboard")? != 0,
+        file_transfer: row.try_get("file_transfer")?,
     })
 }
 
@@ -175,6 +180,8 @@ pub struct NewSession<'a> {
     pub request_id: Option<&'a str>,
     /// Whether its terminal may copy and paste.
     pub clipboard: bool,
+    /// Which way files may move through it (`none`, `download`, `upload`, `both`).
+    pub file_transfer: &'a str,
 }
 
 /// How many sessions `user_id` has starting or active (in the write transaction, so that the
@@ -200,8 +207,8 @@ pub async fn insert_starting(
 ) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO sessions (id, user_id, target, region, document, reason, state, started_at, \
-         owner_gateway, heartbeat_at, account, request_id, clipboard) \
-         SELECT $1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10, $12 \
+         owner_gateway, heartbeat_at, account, request_id, clipboard, file_transfer) \
+         SELECT $1, $2, $3, $4, $5, $6, 'starting', $7, $8, $7, $9, $10, $12, $13 \
          WHERE (SELECT COUNT(*) FROM sessions \
                 WHERE user_id = $2 AND state IN ('starting', 'active')) < $11",
     )
@@ -217,6 +224,7 @@ pub async fn insert_starting(
     .bind(new.request_id)
     .bind(cap)
     .bind(i64::from(new.clipboard))
+    .bind(new.file_transfer)
     .execute(&mut *tx.tx)
     .await
     .map_err(|e| DbError::new("insert session", e))?;
