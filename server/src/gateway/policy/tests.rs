@@ -1216,6 +1216,9 @@ fn join_others_lets_owners_invite_and_the_invitees_roles_must_allow_the_target()
     for (role, joins) in [("admin", true), ("operator", true), ("auditor", false)] {
         assert_eq!(b.grants(&user(&[role]).roles).join_others, joins, "{role}");
     }
+}
+
+#[test]
 fn file_transfer_is_what_any_allowing_role_allows() {
     let p = policy(
         "[[roles]]\nname = \"plain\"\ntargets = [{tags = [\"team=web\"]}]\n\
