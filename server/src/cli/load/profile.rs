@@ -85,8 +85,9 @@ pub(crate) struct LoadArgs {
     /// through an attach that then closes), as `seq LINES` would print them.
     #[arg(long, default_value_t = 0)]
     pub(crate) idle_output: u64,
-    /// Seconds to wait after every session is up before the processes are sampled (with
-    /// --compact-after, long enough for the idle sessions to compact).
+    /// Seconds to wait after the sign-ins before the baseline sample, and after every session
+    /// is up before the next (with --compact-after, long enough for the idle sessions to
+    /// compact).
     #[arg(long, default_value_t = 2.0)]
     pub(crate) settle: f64,
     /// Self-contained runs: the gateway's `sessions.compact_after_seconds` (default: the
@@ -165,7 +166,7 @@ impl Profile {
         Duration::from_secs_f64(
             4.0 * starts
                 + signins
-                + self.settle.as_secs_f64()
+                + 2.0 * self.settle.as_secs_f64()
                 + self.warmup.as_secs_f64()
                 + self.duration.as_secs_f64(),
         ) + Duration::from_secs(120)

@@ -91,7 +91,7 @@ pub async fn run(profile: Profile, limit: u64) -> Result<Report, String> {
     // The starts stop being asked early enough for the rest of the run, so that a run whose
     // starts are slower than asked still reports what it measured; the whole run's bound
     // (with a margin for the phases after the starts) stops it only if something hangs.
-    let after_starts = profile.settle + profile.warmup + profile.duration + AFTER_STARTS;
+    let after_starts = 2 * profile.settle + profile.warmup + profile.duration + AFTER_STARTS;
     let starts_until = Instant::now() + bound.saturating_sub(after_starts);
     let outcome = tokio::time::timeout(
         bound + AFTER_STARTS,
@@ -150,6 +150,9 @@ async fn drive(
     let errors = Errors::default();
     eprintln!("signing in {} users …", target.users.len());
     let signed = sign_in(target, &errors).await?;
+    // The sign-ins' password hashing (tens of MiB while it runs) is let go of before the
+    // baseline, as the sessions' memory is before theirs.
+    tokio::time::sleep(profile.settle).await;
     let baseline = sample(target, &errors);
 
     eprintln!("opening {} gateway sessions …", profile.gateway_sessions());
