@@ -9,8 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     attach, audit, auth, files, labels, notifications, participants, requests, search, sessions,
-    settings,
-    targets,
+    settings, targets,
 };
 
 /// The API.
