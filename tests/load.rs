@@ -89,6 +89,9 @@ fn a_smoke_run_starts_every_session_and_reports_both_paths() {
     assert_eq!(report["mode"], "self-contained");
     assert_eq!(report["database"], "sqlite");
     assert_eq!(report["profile"]["idle_output"], 200);
+    // Checked while the gateway still runs: every start and sign-in in the chain, intact.
+    let chain = report["audit_chain"].as_str().unwrap_or_default();
+    assert!(chain.starts_with("audit log intact"), "{chain}");
     assert_eq!(report["profile"]["settle_seconds"], 1.5);
 
     assert_percentiles(&report, "gateway");

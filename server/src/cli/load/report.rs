@@ -121,6 +121,9 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// All errors.
     pub errors_total: u64,
+    /// Self-contained runs: what `porthole audit verify` said of the gateway's audit chain
+    /// after the run (its first line), or why it could not be checked.
+    pub audit_chain: Option<String>,
 }
 
 /// Open files.
@@ -247,6 +250,9 @@ impl Report {
                 Some(e),
                 s.gateway_started + s.direct_started,
             );
+        }
+        if let Some(chain) = &self.audit_chain {
+            let _ = writeln!(out, "audit chain: {chain}");
         }
         if self.errors.is_empty() {
             let _ = writeln!(out, "errors: none");

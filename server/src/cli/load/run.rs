@@ -98,6 +98,12 @@ pub async fn run(profile: Profile, limit: u64) -> Result<Report, String> {
         drive(&profile, &target, limit, starts_until),
     )
     .await;
+    let mut outcome = outcome;
+    if let (Some(d), Ok(Ok(report))) = (&deployment, &mut outcome) {
+        report.audit_chain = Some(match spawn::verify_audit(d).await {
+            Ok(line) | Err(line) => line,
+        });
+    }
     if let Some(d) = deployment {
         let keep = matches!(profile.mode, Mode::SelfContained { keep: true, .. });
         if keep {
@@ -271,6 +277,7 @@ async fn drive(
         ),
         sessions,
         errors_total: errors.values().sum(),
+        audit_chain: None,
         errors,
     })
 }

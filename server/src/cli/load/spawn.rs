@@ -133,6 +133,31 @@ fn porthole() -> Result<Command, String> {
     Ok(command)
 }
 
+/// Runs `porthole audit verify` on the deployment's database (the gateway still running):
+/// its first line, `Ok` when it says the chain is intact, `Err` otherwise.
+pub async fn verify_audit(d: &Deployment) -> Result<String, String> {
+    let mut command = porthole()?;
+    command
+        .args(["audit", "verify", "--config"])
+        .arg(d.dir.join("porthole.toml"));
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
+        .await
+        .map_err(|_| "audit verify took over 120 s".to_owned())?
+        .map_err(|e| format!("audit verify could not run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default().to_owned();
+    if out.status.success() {
+        Ok(first)
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "NOT intact ({}): {first} {}",
+            out.status,
+            err.trim()
+        ))
+    }
+}
+
 /// Spawns `command` with its standard error in `log`; waits for a standard output line
 /// containing `needle` and returns the child and that line.
 async fn spawn(
