@@ -76,7 +76,6 @@ async fn assert_assets_built(gw: &Gateway) {
     );
 }
 
-/// The value of a form field.
 /// How many elements match `css`.
 async fn count(b: &Browser, css: &str) -> u64 {
     b.js(

@@ -21,7 +21,6 @@ use common::gateway::{self, Backend, PASSWORD};
 
 const NOTE: &str = "disk <b>full</b>; rotated logs";
 
-/// The value of a form field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_is_labelled_on_its_page_and_found_by_its_tag() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;

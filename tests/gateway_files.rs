@@ -213,36 +213,23 @@ async fn an_upload_lands_on_the_node_and_a_download_brings_it_back(backend: Back
     // gateway); the shell's is the only one left, and it carries on.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let listed = gw
-            .emu
-            .aws
-            .ssm
-            .describe_sessions()
-            .state(aws_sdk_ssm::types::SessionState::Active)
-            .send()
-            .await
-            .unwrap();
-        let active = listed.sessions().len();
-        if active == 1 {
+        let active = gw
+            .ssm_sessions(aws_sdk_ssm::types::SessionState::Active)
+            .await;
+        if active.len() == 1 {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{active} active SSM sessions: {:?}",
-            listed.sessions()
+            "{} active SSM sessions: {active:?}",
+            active.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let history = gw
-        .emu
-        .aws
-        .ssm
-        .describe_sessions()
-        .state(aws_sdk_ssm::types::SessionState::History)
-        .send()
-        .await
-        .unwrap();
-    assert!(history.sessions().len() >= 3, "{:?}", history.sessions());
+        .ssm_sessions(aws_sdk_ssm::types::SessionState::History)
+        .await;
+    assert!(history.len() >= 3, "{history:?}");
     term.type_text("echo still-here\r").await;
     term.expect("still-here").await;
     gw.stop().await;

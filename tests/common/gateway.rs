@@ -189,20 +189,28 @@ impl Gateway {
         .unwrap();
     }
 
-    /// SSM's Owner of the active session `ssm_id`, as the real SDK reads it back from the
-    /// emulator (empty when it is not listed).
-    pub async fn ssm_owner(&self, ssm_id: &str) -> String {
-        let listed = self
-            .emu
+    /// The emulator's SSM sessions in `state`, as the real SDK lists them.
+    pub async fn ssm_sessions(
+        &self,
+        state: aws_sdk_ssm::types::SessionState,
+    ) -> Vec<aws_sdk_ssm::types::Session> {
+        self.emu
             .aws
             .ssm
             .describe_sessions()
-            .state(aws_sdk_ssm::types::SessionState::Active)
+            .state(state)
             .send()
             .await
-            .unwrap();
-        listed
+            .unwrap()
             .sessions()
+            .to_vec()
+    }
+
+    /// SSM's Owner of the active session `ssm_id`, as the real SDK reads it back from the
+    /// emulator (empty when it is not listed).
+    pub async fn ssm_owner(&self, ssm_id: &str) -> String {
+        self.ssm_sessions(aws_sdk_ssm::types::SessionState::Active)
+            .await
             .iter()
             .find(|s| s.session_id() == Some(ssm_id))
             .and_then(|s| s.owner())

@@ -627,18 +627,27 @@ pub struct SessionsConfig {
 /// `sessions.compact_after_seconds`: a whole number of seconds, or an error naming the key
 /// (serde's own, "invalid value: integer `-3`, expected u64", does not).
 fn compact_after_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole_number(d, |got| {
+        format!(
+            "sessions.compact_after_seconds must be a whole number of seconds between 1 and \
+             {COMPACT_AFTER_MAX}, got {got}"
+        )
+    })
+}
+
+/// A whole number not below 0; anything else is refused with `message(what was given)`, which
+/// names the key (serde's own message does not).
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    message: impl Fn(String) -> String,
+) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
         Whole(i64),
         Other(toml::Value),
     }
-    let bad = |got: String| {
-        <D::Error as serde::de::Error>::custom(format!(
-            "sessions.compact_after_seconds must be a whole number of seconds between 1 and \
-             {COMPACT_AFTER_MAX}, got {got}"
-        ))
-    };
+    let bad = |got: String| <D::Error as serde::de::Error>::custom(message(got));
     match Raw::deserialize(d)? {
         Raw::Whole(n) => u64::try_from(n).map_err(|_| bad(n.to_string())),
         Raw::Other(v) => Err(bad(v.to_string())),
@@ -676,22 +685,12 @@ pub struct FilesConfig {
 
 /// `files.max_bytes`: a whole number, or an error naming the key (serde's own does not).
 fn files_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Whole(i64),
-        Other(toml::Value),
-    }
-    let bad = |got: String| {
-        <D::Error as serde::de::Error>::custom(format!(
+    whole_number(d, |got| {
+        format!(
             "files.max_bytes must be a whole number of bytes between 1 and \
              {FILES_MAX_BYTES_LIMIT}, got {got}"
-        ))
-    };
-    match Raw::deserialize(d)? {
-        Raw::Whole(n) => u64::try_from(n).map_err(|_| bad(n.to_string())),
-        Raw::Other(v) => Err(bad(v.to_string())),
-    }
+        )
+    })
 }
 
 /// The largest `files.max_bytes` (1 GiB).

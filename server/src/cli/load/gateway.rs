@@ -221,6 +221,24 @@ impl Gateway {
     }
 }
 
+/// Counts `n` bytes of output received up to `offset`, and acknowledges them every
+/// [`ACK_EVERY`] bytes, as the page does.
+async fn acknowledge(
+    socket: &mut Socket,
+    offset: &mut u64,
+    unacked: &mut usize,
+    n: usize,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    *offset += n as u64;
+    *unacked += n;
+    if *unacked >= ACK_EVERY {
+        *unacked = 0;
+        let ack = json!({"type": "ack", "bytes": *offset}).to_string();
+        socket.send(Message::Text(ack.into())).await?;
+    }
+    Ok(())
+}
+
 /// The numbered lines `1\r\n` … `lines\r\n` (what `seq` prints), as typed into an echo node.
 pub fn numbered_lines(lines: u64) -> Vec<u8> {
     let mut text = Vec::new();
@@ -256,16 +274,9 @@ pub async fn print_and_leave(
             match socket.next().await {
                 Some(Ok(Message::Binary(bytes))) => {
                     back += bytes.len();
-                    offset += bytes.len() as u64;
-                    unacked += bytes.len();
-                    if unacked >= ACK_EVERY {
-                        unacked = 0;
-                        let ack = json!({"type": "ack", "bytes": offset}).to_string();
-                        socket
-                            .send(Message::Text(ack.into()))
-                            .await
-                            .map_err(|e| failure("print: socket", e.to_string()))?;
-                    }
+                    acknowledge(&mut socket, &mut offset, &mut unacked, bytes.len())
+                        .await
+                        .map_err(|e| failure("print: socket", e.to_string()))?;
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Err(failure("print: closed", format!("{frame:?}")));
@@ -307,15 +318,10 @@ pub async fn type_on(mut socket: Socket, mut offset: u64, plan: Plan, errors: Er
             message = socket.next() => match message {
                 Some(Ok(Message::Binary(bytes))) => {
                     typing.received(&bytes, Instant::now(), &errors, PATH);
-                    offset += bytes.len() as u64;
-                    unacked += bytes.len();
-                    if unacked >= ACK_EVERY {
-                        unacked = 0;
-                        let ack = json!({"type": "ack", "bytes": offset}).to_string();
-                        if let Err(e) = socket.send(Message::Text(ack.into())).await {
-                            errors.add("gateway: send", &e.to_string());
-                            break;
-                        }
+                    let acked = acknowledge(&mut socket, &mut offset, &mut unacked, bytes.len());
+                    if let Err(e) = acked.await {
+                        errors.add("gateway: send", &e.to_string());
+                        break;
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {

@@ -93,12 +93,11 @@ pub async fn run(profile: Profile, limit: u64) -> Result<Report, String> {
     // (with a margin for the phases after the starts) stops it only if something hangs.
     let after_starts = 2 * profile.settle + profile.warmup + profile.duration + AFTER_STARTS;
     let starts_until = Instant::now() + bound.saturating_sub(after_starts);
-    let outcome = tokio::time::timeout(
+    let mut outcome = tokio::time::timeout(
         bound + AFTER_STARTS,
         drive(&profile, &target, limit, starts_until),
     )
     .await;
-    let mut outcome = outcome;
     if let (Some(d), Ok(Ok(report))) = (&deployment, &mut outcome) {
         report.audit_chain = Some(match spawn::verify_audit(d).await {
             Ok(line) | Err(line) => line,
