@@ -864,3 +864,45 @@ fn socket_replacement_keeps_counters_and_resends_unacked() {
     assert_eq!(c.expected_sequence_number(), 1);
     assert_eq!(c.poll_timeout(), Some(t1 + c.rto()));
 }
+
+/// A quiet channel lets go of its buffers' spare room (the acknowledgement block, the queues'
+/// capacity after a burst) and goes on exactly as before: the next acknowledgements are
+/// whole and in order, output is delivered, and nothing waiting is lost.
+#[test]
+fn a_shrunk_channel_lets_go_of_its_spare_room_and_goes_on_the_same() {
+    let t0 = Instant::now();
+    let mut c = ready_client(t0);
+    let mut twin = ready_client(t0);
+    // A burst: many messages acknowledged and delivered, so the queues grew.
+    for seq in 1..=200 {
+        let text = format!("line {seq}\r\n");
+        c.handle_incoming(&output(seq, &text), t0).unwrap();
+        twin.handle_incoming(&output(seq, &text), t0).unwrap();
+    }
+    assert_eq!(acked_seqs(&binaries(&mut c)), (1..=200).collect::<Vec<_>>());
+    assert_eq!(events(&mut c).len(), 200);
+    binaries(&mut twin);
+    events(&mut twin);
+    let before = c.spare_bytes();
+    assert!(
+        before >= 4096,
+        "the burst left spare room ({before} bytes): the acknowledgement block at least"
+    );
+    c.shrink();
+    assert_eq!(c.spare_bytes(), 0, "nothing spare is kept after shrinking");
+    // A message waiting for its turn (out of order) survives the shrink.
+    c.handle_incoming(&output(202, "later"), t0).unwrap();
+    twin.handle_incoming(&output(202, "later"), t0).unwrap();
+    c.shrink();
+    assert_eq!(c.reorder_len(), 1);
+    for seq in [201, 203] {
+        let text = format!("after {seq}");
+        c.handle_incoming(&output(seq, &text), t0).unwrap();
+        twin.handle_incoming(&output(seq, &text), t0).unwrap();
+    }
+    let (shrunk, kept) = (binaries(&mut c), binaries(&mut twin));
+    assert_eq!(acked_seqs(&shrunk), vec![202, 201, 203]);
+    assert_eq!(acked_seqs(&shrunk), acked_seqs(&kept));
+    assert_eq!(events(&mut c), events(&mut twin));
+    assert_eq!(c.expected_sequence_number(), 204);
+}

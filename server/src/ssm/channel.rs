@@ -591,6 +591,26 @@ impl Channel {
         self.holding
     }
 
+    /// Lets go of what earlier traffic left allocated: the block acknowledgements are written
+    /// in (the next acknowledgement takes a new one) and the queues' spare room. For a quiet
+    /// channel: the gateway calls it when a session compacts (docs/performance.md, "Idle
+    /// memory"). Nothing sent, held or waiting is touched.
+    pub fn shrink(&mut self) {
+        self.ack_buf = BytesMut::new();
+        self.pending.shrink_to_fit();
+        self.transmit.shrink_to_fit();
+        self.events.shrink_to_fit();
+    }
+
+    /// Bytes of spare room held by the channel's own buffers (the acknowledgement block and the
+    /// queues' unused capacity): what [`Channel::shrink`] lets go of.
+    pub fn spare_bytes(&self) -> usize {
+        fn spare<T>(q: &VecDeque<T>) -> usize {
+            (q.capacity() - q.len()) * std::mem::size_of::<T>()
+        }
+        self.ack_buf.capacity() + spare(&self.pending) + spare(&self.transmit) + spare(&self.events)
+    }
+
     /// Whether messages were dropped while holding because the hold buffer was full, since
     /// the last call. The sender resends only its oldest unacknowledged message at a time, so
     /// the IO layer then reconnects: a sender resends everything unacknowledged on a new

@@ -131,6 +131,8 @@ enum Command {
     Resize(u32, u32),
     /// Drop the socket now (tests and fault drills): the task resumes as after a network error.
     DropSocket,
+    /// Let go of buffers kept from earlier traffic ([`ClientHandle::compact`]).
+    Compact,
 }
 
 /// A request to freeze, with where to send the answer.
@@ -198,6 +200,13 @@ impl ClientHandle {
             .send(Command::Resize(cols, rows))
             .await
             .map_err(|_| "session is over".into())
+    }
+
+    /// Asks the task to let go of buffers kept from earlier traffic ([`Channel::shrink`] and
+    /// its own queue's spare room): the session is quiet. Best effort: when the task's queue is
+    /// full the session is not quiet, and nothing is asked.
+    pub fn compact(&self) {
+        let _ = self.commands.try_send(Command::Compact); // full or over: nothing to do
     }
 
     /// Drops the current socket; the task resumes the session.
@@ -498,8 +507,10 @@ impl Task {
                 // Reconnect: ResumeSession for a token, then the original URL. A freeze may
                 // come meanwhile: the state needs no socket.
                 attempt += 1;
+                // Boxed: the SDK call's future is large, and inline it would be part of
+                // every session's task for its whole life, connected or not.
                 let resumed = tokio::select! {
-                    resumed = self.resume() => resumed,
+                    resumed = Box::pin(self.resume()) => resumed,
                     reply = next_freeze(&mut inbox.freezes) => {
                         match self.try_freeze(&mut inbox.commands) {
                             Ok(frozen) => return self.hand_back(frozen, reply),
@@ -677,7 +688,7 @@ impl Task {
             let result = match command {
                 Command::Input(bytes) => self.channel.send_input(&bytes, now),
                 Command::Resize(cols, rows) => self.channel.resize(cols, rows, now),
-                Command::DropSocket => Ok(()),
+                Command::DropSocket | Command::Compact => Ok(()),
             };
             if let Err(error) = result {
                 debug!(%error, "command refused while freezing");
@@ -782,6 +793,11 @@ impl Task {
                         Some(Command::Input(bytes)) => self.channel.send_input(&bytes, now),
                         Some(Command::Resize(cols, rows)) => self.channel.resize(cols, rows, now),
                         Some(Command::DropSocket) => return Step::SocketLost("dropped on request".into()),
+                        Some(Command::Compact) => {
+                            self.channel.shrink();
+                            self.outbox.shrink_to_fit();
+                            Ok(())
+                        }
                         None => return Step::Done, // the handle was dropped
                     };
                     if let Err(e) = result {
@@ -838,60 +854,15 @@ impl Task {
                     key_id,
                     encryption_context,
                 } => {
-                    let now = std::time::Instant::now();
-                    let result = self
-                        .aws
-                        .kms
-                        .generate_data_key()
-                        .key_id(key_id)
-                        .number_of_bytes(crate::ssm::crypto::DATA_KEY_LEN as i32)
-                        .set_encryption_context(Some(encryption_context.into_iter().collect()))
-                        .send();
-                    let result = tokio::time::timeout(API_TIMEOUT, result).await;
-                    let outcome = match result {
-                        Err(_) => self
-                            .channel
-                            .data_key_failed("kms:GenerateDataKey timed out", now),
-                        Ok(Ok(reply)) => match (reply.plaintext(), reply.ciphertext_blob()) {
-                            (Some(plain), Some(blob)) => {
-                                self.channel
-                                    .provide_data_key(plain.as_ref(), blob.as_ref(), now)
-                            }
-                            _ => self
-                                .channel
-                                .data_key_failed("GenerateDataKey returned no key", now),
-                        },
-                        Ok(Err(e)) => {
-                            use aws_sdk_kms::error::ProvideErrorMetadata as _;
-                            let text = format!(
-                                "kms:GenerateDataKey failed: {} {}",
-                                e.code().unwrap_or(""),
-                                e.message().unwrap_or("")
-                            );
-                            warn!(session_id = %self.start.session_id, error = %text);
-                            self.channel.data_key_failed(&text, now)
-                        }
-                    };
-                    if let Err(e) = outcome {
-                        // An unusable key: tell the agent, which ends the session with a reason.
-                        warn!(error = %e, "the data key was not accepted");
-                        let reason = format!("unusable data key: {e}");
-                        let _ = self.channel.data_key_failed(&reason, now);
-                    }
+                    // Boxed, as below: once per session, and large.
+                    Box::pin(self.fetch_data_key(key_id, encryption_context)).await;
                 }
                 Event::Closed(reason) => {
                     if matches!(reason, CloseReason::RetransmissionGaveUp { .. }) {
-                        // As the official client does: end the session on the service too, so
-                        // the shell does not linger until the idle timeout.
-                        let call = self
-                            .aws
-                            .ssm
-                            .terminate_session()
-                            .session_id(&self.start.session_id)
-                            .send();
-                        if !matches!(tokio::time::timeout(API_TIMEOUT, call).await, Ok(Ok(_))) {
-                            warn!(session_id = %self.start.session_id, "TerminateSession after give-up failed");
-                        }
+                        // Boxed: an SDK call's future inline here would be held by every
+                        // session's task for its whole life (docs/performance.md, "Idle
+                        // memory").
+                        Box::pin(self.terminate_after_give_up()).await;
                     }
                     self.outbox.push_back(ClientEvent::Closed(reason));
                     self.deliver_all(inbox).await;
@@ -905,6 +876,69 @@ impl Task {
             }
         }
         None
+    }
+
+    /// Asks KMS for the session's data key (`DataKeyNeeded`) and hands it, or why there is
+    /// none, to the channel.
+    async fn fetch_data_key(
+        &mut self,
+        key_id: String,
+        encryption_context: std::collections::BTreeMap<String, String>,
+    ) {
+        let now = std::time::Instant::now();
+        let result = self
+            .aws
+            .kms
+            .generate_data_key()
+            .key_id(key_id)
+            .number_of_bytes(crate::ssm::crypto::DATA_KEY_LEN as i32)
+            .set_encryption_context(Some(encryption_context.into_iter().collect()))
+            .send();
+        let result = tokio::time::timeout(API_TIMEOUT, result).await;
+        let outcome = match result {
+            Err(_) => self
+                .channel
+                .data_key_failed("kms:GenerateDataKey timed out", now),
+            Ok(Ok(reply)) => match (reply.plaintext(), reply.ciphertext_blob()) {
+                (Some(plain), Some(blob)) => {
+                    self.channel
+                        .provide_data_key(plain.as_ref(), blob.as_ref(), now)
+                }
+                _ => self
+                    .channel
+                    .data_key_failed("GenerateDataKey returned no key", now),
+            },
+            Ok(Err(e)) => {
+                use aws_sdk_kms::error::ProvideErrorMetadata as _;
+                let text = format!(
+                    "kms:GenerateDataKey failed: {} {}",
+                    e.code().unwrap_or(""),
+                    e.message().unwrap_or("")
+                );
+                warn!(session_id = %self.start.session_id, error = %text);
+                self.channel.data_key_failed(&text, now)
+            }
+        };
+        if let Err(e) = outcome {
+            // An unusable key: tell the agent, which ends the session with a reason.
+            warn!(error = %e, "the data key was not accepted");
+            let reason = format!("unusable data key: {e}");
+            let _ = self.channel.data_key_failed(&reason, now);
+        }
+    }
+
+    /// As the official client does after giving up on retransmission: ends the session on the
+    /// service too, so that the shell does not linger until the idle timeout.
+    async fn terminate_after_give_up(&self) {
+        let call = self
+            .aws
+            .ssm
+            .terminate_session()
+            .session_id(&self.start.session_id)
+            .send();
+        if !matches!(tokio::time::timeout(API_TIMEOUT, call).await, Ok(Ok(_))) {
+            warn!(session_id = %self.start.session_id, "TerminateSession after give-up failed");
+        }
     }
 }
 

@@ -161,6 +161,12 @@ impl Lines {
         }
     }
 
+    /// Lets go of room kept from earlier output (the line being built keeps what it holds).
+    pub fn shrink(&mut self) {
+        self.state.current.shrink_to_fit();
+        self.state.done.shrink_to_fit();
+    }
+
     /// Feeds output printed `seconds` after the start; returns the lines it finished.
     pub fn push(&mut self, seconds: f64, bytes: &[u8]) -> Vec<Line> {
         self.state.now = seconds;
@@ -369,6 +375,13 @@ async fn write_lines(
                 next = Some(seq + n);
             }
             done.clear();
+            if rx.is_empty() {
+                // Quiet (or keeping up): hold no room for lines between bursts. Kept, the
+                // largest burst's room stayed with every quiet session (14 KiB after 3,000
+                // lines; docs/performance.md, "Idle memory").
+                done.shrink_to_fit();
+                lines.shrink();
+            }
         }
         if last {
             break;

@@ -1087,7 +1087,10 @@ impl Task {
                 }
             }
         };
-        self.end(how).await;
+        // Boxed, like every path a session takes once or rarely (see `check_limits`): a
+        // future awaited inline is part of the task's state for the task's whole life, and
+        // the end's database writes are the largest (docs/performance.md, "Idle memory").
+        Box::pin(self.end(how)).await;
     }
 
     /// Handles an event of the data channel; `Some(how)` when the session is over.
@@ -1289,6 +1292,7 @@ impl Task {
         if let Some(r) = &mut self.recorder {
             r.compact();
         }
+        self.spawn.handle.compact();
         self.live.compacted.store(true, Ordering::SeqCst);
         tracing::debug!(session = %self.spawn.id, ring = self.ring.len, model, "session compacted");
     }
@@ -1362,7 +1366,9 @@ impl Task {
             };
             if age >= limit {
                 let how = format!("{words} {}", human(limit));
-                self.terminate(how).await;
+                // Boxed: TerminateSession's future would otherwise be held, unused, by every
+                // idle session's task.
+                Box::pin(self.terminate(how)).await;
                 return;
             }
             let left = (limit - age).as_secs() + 1;
