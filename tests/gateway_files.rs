@@ -515,3 +515,191 @@ async fn the_policy_decides_which_way_files_move() {
     assert!(!Path::new(&dir.path().join("pwned")).exists());
     gw.stop().await;
 }
+
+/// An upload whose chunked body is sent in two parts: the head and the first half now (the
+/// gateway takes the transfer's slot before reading the body), the rest on [`Held::finish`].
+struct Held {
+    socket: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+async fn held_upload(gw: &Gateway, api: &Api, id: &str, path: &str, data: &[u8]) -> Held {
+    let addr = gw.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (first, rest) = data.split_at(data.len() / 2);
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nCookie: {}={}\r\nX-CSRF-Token: {}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n{:x}\r\n",
+        files_url(id, path),
+        gw.origin(),
+        api.cookie_name,
+        api.cookie.as_ref().unwrap(),
+        api.csrf.as_ref().unwrap(),
+        first.len(),
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(first).await.unwrap();
+    socket.write_all(b"\r\n").await.unwrap();
+    Held {
+        socket,
+        rest: rest.to_vec(),
+    }
+}
+
+impl Held {
+    /// Sends the rest of the body; the answer's status line, headers and body.
+    async fn finish(mut self) -> String {
+        let chunk = format!("{:x}\r\n", self.rest.len());
+        self.socket.write_all(chunk.as_bytes()).await.unwrap();
+        self.socket.write_all(&self.rest).await.unwrap();
+        self.socket.write_all(b"\r\n0\r\n\r\n").await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            self.socket.read_to_end(&mut answer),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+}
+
+/// Waits until the gateway runs `n` transfers.
+async fn in_flight(gw: &Gateway, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = gw.state.engine.transfers.in_flight();
+        if now == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{now} transfers in flight, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of an unlabelled gauge in a `/metrics` scrape.
+async fn gauge(gw: &Gateway, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_at_once_are_capped_per_person_and_per_gateway() {
+    let gw = gateway::start(Backend::Sqlite, |c| {
+        c.files.max_concurrent = 2;
+        c.files.max_concurrent_per_user = 1;
+        c.server.read_timeout_seconds = 60;
+    })
+    .await;
+    let mut alice = signed_in(&gw, "alice", &["operator"]).await;
+    let mut bob = signed_in(&gw, "bob", &["operator"]).await;
+    let mut carol = signed_in(&gw, "carol", &["operator"]).await;
+    let a1 = alice.open(NODE, "INC-8106 first of alice's sessions").await;
+    let a2 = alice
+        .open(NODE, "INC-8107 second of alice's sessions")
+        .await;
+    let b1 = bob.open(NODE, "INC-8108 bob's session").await;
+    let c1 = carol.open(NODE, "INC-8109 carol's session").await;
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let existing = at("existing.log");
+    std::fs::write(&existing, bytes(200_000)).unwrap();
+    assert_eq!(gauge(&gw, "porthole_file_transfers_in_flight").await, 0.0);
+
+    // Alice's upload is under way (half its body sent): her slot is taken.
+    let alice_data = bytes(3000);
+    let held_alice = held_upload(&gw, &alice, &a1, &at("alice.bin"), &alice_data).await;
+    in_flight(&gw, 1).await;
+
+    // A second of hers is refused, through another session of hers as well, either way: 429,
+    // naming the key, with Retry-After; nothing reaches the node.
+    let r = upload(&alice, &a2, &at("alice2.bin"), b"second").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.code(), "too_many_transfers");
+    assert!(
+        r.message().contains("files.max_concurrent_per_user = 1")
+            && r.message().contains("a file transfer running")
+            && r.message().contains("Nothing was sent to the node"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.headers["retry-after"], "5");
+    let (r, _) = download(&alice, &a1, &existing).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.code(), "too_many_transfers");
+    assert_eq!(r.headers["retry-after"], "5");
+
+    // Bob takes the gateway's second slot; Carol finds none: 503, naming the key.
+    let bob_data = bytes(4000);
+    let held_bob = held_upload(&gw, &bob, &b1, &at("bob.bin"), &bob_data).await;
+    in_flight(&gw, 2).await;
+    assert_eq!(gauge(&gw, "porthole_file_transfers_in_flight").await, 2.0);
+    let r = upload(&carol, &c1, &at("carol.bin"), b"carol's").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.code(), "transfers_busy");
+    assert!(
+        r.message().contains("files.max_concurrent = 2")
+            && r.message().contains("Nothing was sent to the node"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.headers["retry-after"], "5");
+    let (r, _) = download(&carol, &c1, &existing).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.code(), "transfers_busy");
+    // Nothing of the refused ones was started: no audit row, no file, no temporary folder.
+    for id in [&a2, &c1] {
+        assert!(file_events(&gw, id, "file.upload").await.is_empty());
+        assert!(file_events(&gw, id, "file.download").await.is_empty());
+    }
+    assert_eq!(names(dir.path()), ["existing.log"]);
+
+    // Alice's first finishes whole; her slot comes back, and with it a place in the gateway.
+    let answer = held_alice.finish().await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(std::fs::read(at("alice.bin")).unwrap(), alice_data);
+    in_flight(&gw, 1).await;
+    let r = upload(&carol, &c1, &at("carol.bin"), b"carol's").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = upload(&alice, &a2, &at("alice2.bin"), b"second").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(std::fs::read(at("alice2.bin")).unwrap(), b"second");
+
+    // Bob goes away halfway through his body: his slot comes back, nothing is left on the node.
+    drop(held_bob);
+    in_flight(&gw, 0).await;
+    assert!(!Path::new(&at("bob.bin")).exists());
+    let (r, body) = download(&bob, &b1, &existing).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(body == bytes(200_000), "the downloaded bytes differ");
+    assert_eq!(r.headers["content-length"], "200000");
+
+    // A transfer that fails gives its slot back too.
+    let r = upload(&alice, &a1, &at("no/such/folder.bin"), b"x").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    in_flight(&gw, 0).await;
+    let (r, body) = download(&alice, &a1, &at("alice.bin")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(body, alice_data);
+    assert_eq!(
+        names(dir.path()),
+        ["alice.bin", "alice2.bin", "carol.bin", "existing.log"]
+    );
+    in_flight(&gw, 0).await;
+    assert_eq!(gauge(&gw, "porthole_file_transfers_in_flight").await, 0.0);
+    gw.stop().await;
+}

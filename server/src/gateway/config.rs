@@ -681,7 +681,38 @@ pub struct FilesConfig {
     /// [`FILES_MAX_BYTES_LIMIT`]). A transfer holds the whole file in the gateway's memory.
     #[serde(deserialize_with = "files_max_bytes")]
     pub max_bytes: u64,
+    /// Transfers running at once in this gateway, everyone's together (1 to
+    /// [`FILES_MAX_CONCURRENT_LIMIT`]): with `max_bytes`, what file transfer may hold in memory.
+    #[serde(deserialize_with = "files_max_concurrent")]
+    pub max_concurrent: u64,
+    /// Transfers one person may run at once in this gateway, over all their sessions (1 to
+    /// `max_concurrent`), so that one person cannot take every slot.
+    #[serde(deserialize_with = "files_max_concurrent_per_user")]
+    pub max_concurrent_per_user: u64,
 }
+
+/// `files.max_concurrent`: a whole number, or an error naming the key.
+fn files_max_concurrent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole_number(d, |got| {
+        format!(
+            "files.max_concurrent must be a whole number of transfers between 1 and \
+             {FILES_MAX_CONCURRENT_LIMIT}, got {got}"
+        )
+    })
+}
+
+/// `files.max_concurrent_per_user`: a whole number, or an error naming the key.
+fn files_max_concurrent_per_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole_number(d, |got| {
+        format!(
+            "files.max_concurrent_per_user must be a whole number of transfers between 1 and \
+             files.max_concurrent, got {got}"
+        )
+    })
+}
+
+/// The largest `files.max_concurrent`.
+pub const FILES_MAX_CONCURRENT_LIMIT: u64 = 256;
 
 /// `files.max_bytes`: a whole number, or an error naming the key (serde's own does not).
 fn files_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -700,6 +731,8 @@ impl Default for FilesConfig {
     fn default() -> Self {
         Self {
             max_bytes: 16 * 1024 * 1024,
+            max_concurrent: 4,
+            max_concurrent_per_user: 1,
         }
     }
 }
@@ -876,6 +909,21 @@ impl Config {
                 "files.max_bytes must be between 1 and {FILES_MAX_BYTES_LIMIT} (the largest file \
                  transferred to or from a node, in bytes), got {}",
                 self.files.max_bytes
+            )));
+        }
+        if !(1..=FILES_MAX_CONCURRENT_LIMIT).contains(&self.files.max_concurrent) {
+            return Err(ConfigError(format!(
+                "files.max_concurrent must be between 1 and {FILES_MAX_CONCURRENT_LIMIT} (file \
+                 transfers running at once in the gateway; to allow none, give no role \
+                 file_transfer), got {}",
+                self.files.max_concurrent
+            )));
+        }
+        if !(1..=self.files.max_concurrent).contains(&self.files.max_concurrent_per_user) {
+            return Err(ConfigError(format!(
+                "files.max_concurrent_per_user must be between 1 and files.max_concurrent ({}) \
+                 (file transfers one person runs at once), got {}",
+                self.files.max_concurrent, self.files.max_concurrent_per_user
             )));
         }
         self.metrics.validate(self.server.listen)?;
@@ -1302,6 +1350,93 @@ mod tests {
         }
         let err = Config::from_toml_and_env(&format!("{base}[files]\nmax = 1\n"), []).unwrap_err();
         assert!(err.0.contains("unknown field `max`"), "{}", err.0);
+    }
+
+    #[test]
+    fn files_max_concurrent_keys_are_read_and_bad_values_are_refused() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(&base, []).unwrap();
+        assert_eq!(c.files.max_concurrent, 4);
+        assert_eq!(c.files.max_concurrent_per_user, 1);
+        let c = Config::from_toml_and_env(
+            &format!("{base}[files]\nmax_concurrent = 8\nmax_concurrent_per_user = 2\n"),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.files.max_concurrent, c.files.max_concurrent_per_user),
+            (8, 2)
+        );
+        let c = Config::from_toml_and_env(
+            &base,
+            env(&[
+                ("PORTHOLE_FILES__MAX_CONCURRENT", "2"),
+                ("PORTHOLE_FILES__MAX_CONCURRENT_PER_USER", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.files.max_concurrent, c.files.max_concurrent_per_user),
+            (2, 2)
+        );
+        for (toml, says) in [
+            (
+                "max_concurrent = 0",
+                "files.max_concurrent must be between 1 and 256 (file transfers running at \
+                 once in the gateway; to allow none, give no role file_transfer), got 0",
+            ),
+            (
+                "max_concurrent = 257",
+                "files.max_concurrent must be between 1 and 256",
+            ),
+            (
+                "max_concurrent = -1",
+                "files.max_concurrent must be a whole number of transfers between 1 and 256, \
+                 got -1",
+            ),
+            (
+                "max_concurrent = \"four\"",
+                "files.max_concurrent must be a whole number of transfers between 1 and 256, \
+                 got \"four\"",
+            ),
+            (
+                "max_concurrent = 2.5",
+                "files.max_concurrent must be a whole number of transfers between 1 and 256, \
+                 got 2.5",
+            ),
+            (
+                "max_concurrent_per_user = 0",
+                "files.max_concurrent_per_user must be between 1 and files.max_concurrent (4) \
+                 (file transfers one person runs at once), got 0",
+            ),
+            (
+                "max_concurrent_per_user = 5",
+                "files.max_concurrent_per_user must be between 1 and files.max_concurrent (4) \
+                 (file transfers one person runs at once), got 5",
+            ),
+            (
+                "max_concurrent = 2\nmax_concurrent_per_user = 3",
+                "files.max_concurrent_per_user must be between 1 and files.max_concurrent (2)",
+            ),
+            (
+                "max_concurrent_per_user = -2",
+                "files.max_concurrent_per_user must be a whole number of transfers between 1 \
+                 and files.max_concurrent, got -2",
+            ),
+        ] {
+            let err =
+                Config::from_toml_and_env(&format!("{base}[files]\n{toml}\n"), []).unwrap_err();
+            assert!(err.0.contains(says), "{toml}: {}", err.0);
+        }
+        let err =
+            Config::from_toml_and_env(&base, env(&[("PORTHOLE_FILES__MAX_CONCURRENT", "many")]))
+                .unwrap_err();
+        assert!(
+            err.0
+                .contains("files.max_concurrent must be a whole number"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

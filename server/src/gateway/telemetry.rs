@@ -49,6 +49,9 @@ pub const AWS_ERRORS: &str = "porthole_aws_errors_total";
 pub const DB_CONNECTIONS_IN_USE: &str = "porthole_db_connections_in_use";
 /// Gauge: browser WebSockets open, attached and observing (read at scrape time).
 pub const BROWSER_SOCKETS_OPEN: &str = "porthole_browser_sockets_open";
+/// Gauge: file transfers running in this gateway (read at scrape time; at most
+/// `files.max_concurrent`).
+pub const FILE_TRANSFERS_IN_FLIGHT: &str = "porthole_file_transfers_in_flight";
 /// Counter: webhook delivery attempts, by `result` ([`Delivery`]).
 pub const NOTIFICATIONS: &str = "porthole_notifications_total";
 

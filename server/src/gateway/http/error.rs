@@ -216,6 +216,21 @@ impl From<sessions::Error> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
             },
+            E::TooManyTransfers {
+                message,
+                whole_gateway,
+                retry_after,
+            } => {
+                let (status, code) = if whole_gateway {
+                    (StatusCode::SERVICE_UNAVAILABLE, "transfers_busy")
+                } else {
+                    (StatusCode::TOO_MANY_REQUESTS, "too_many_transfers")
+                };
+                Self {
+                    retry_after: Some(retry_after),
+                    ..Self::new(status, code, message)
+                }
+            }
             E::SearchTimeout(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "search_timeout", m),
             E::Transfer(t) => {
                 use crate::gateway::sessions::files::framing::TransferError as T;

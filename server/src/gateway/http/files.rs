@@ -2,7 +2,9 @@
 //! node) and `GET /api/v1/sessions/{id}/files?path=…` (download it): each parses the request
 //! and calls the engine's `files` module.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Json;
 use axum::body::Body;
@@ -11,13 +13,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
+use hyper::body::{Frame, SizeHint};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{SignedIn, SignedInWrite};
 use super::state::AppState;
-use crate::gateway::sessions::files::{self, framing::Direction};
+use crate::gateway::sessions::files::{self, framing::Direction, slots::Permit};
 
 /// The query of both.
 #[derive(Debug, Deserialize)]
@@ -63,8 +67,9 @@ pub const SHA256_HEADER: &str = "x-porthole-sha256";
         (status = 409, description = "The session is not running here, or the node refused (a folder, no such folder, no permission)", body = super::schemas::ErrorBody),
         (status = 413, description = "Larger than files.max_bytes", body = super::schemas::ErrorBody),
         (status = 422, description = "A bad path, or a node that is not Linux", body = super::schemas::ErrorBody),
+        (status = 429, description = "too_many_transfers: the person runs files.max_concurrent_per_user transfers already (Retry-After); nothing was sent", body = super::schemas::ErrorBody),
         (status = 502, description = "AWS failed, or the file did not arrive whole (nothing was written)", body = super::schemas::ErrorBody),
-        (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
+        (status = 503, description = "transfers_busy: the gateway runs files.max_concurrent transfers already (Retry-After; nothing was sent), or the database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn upload(
@@ -78,9 +83,10 @@ pub async fn upload(
     let Query(query) = query?;
     let engine = &state.engine;
     let max = engine.config.files.max_bytes;
-    // Refused before a byte of the body is read: the person, the policy, the path, the size
-    // the client announced.
-    files::check(
+    // Refused before a byte of the body is read: the person, the policy, the path, the
+    // transfers running at once (the slot is held until the node has answered, and given back
+    // if the body never comes whole), the size the client announced.
+    let slot = files::begin(
         engine,
         &signed.user,
         &signed.client,
@@ -109,15 +115,18 @@ pub async fn upload(
     // program waiting or the audit log without the outcome.
     let engine = engine.clone();
     let done = tokio::spawn(async move {
-        files::upload(
+        let done = files::upload(
             &engine,
+            &slot,
             &signed.user,
             &signed.client,
             &id,
             &query.path,
             data.into(),
         )
-        .await
+        .await;
+        drop(slot);
+        done
     })
     .await
     .map_err(|e| ApiError::internal(format!("the upload's task failed: {e}")))??;
@@ -152,8 +161,9 @@ pub async fn upload(
         (status = 409, description = "The session is not running here, or the node refused (a folder, not a regular file, no permission)", body = super::schemas::ErrorBody),
         (status = 413, description = "Larger than files.max_bytes", body = super::schemas::ErrorBody),
         (status = 422, description = "A bad path, or a node that is not Linux", body = super::schemas::ErrorBody),
+        (status = 429, description = "too_many_transfers: the person runs files.max_concurrent_per_user transfers already (Retry-After)", body = super::schemas::ErrorBody),
         (status = 502, description = "AWS failed, or the file did not arrive whole", body = super::schemas::ErrorBody),
-        (status = 503, description = "The database is busy for a moment; try again", body = super::schemas::ErrorBody),
+        (status = 503, description = "transfers_busy: the gateway runs files.max_concurrent transfers already (Retry-After), or the database is busy for a moment; try again", body = super::schemas::ErrorBody),
     )
 )]
 pub async fn download(
@@ -164,16 +174,32 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let engine = state.engine.clone();
+    let slot = files::begin(
+        &engine,
+        &signed.user,
+        &signed.client,
+        &id,
+        Direction::Download,
+        &query.path,
+    )
+    .await?;
     let path = query.path.clone();
-    let (data, done) = tokio::spawn(async move {
-        files::download(&engine, &signed.user, &signed.client, &id, &path).await
+    // The task hands the slot back with the file: it is held until the file has been sent.
+    let (outcome, slot) = tokio::spawn(async move {
+        let outcome =
+            files::download(&engine, &slot, &signed.user, &signed.client, &id, &path).await;
+        (outcome, slot)
     })
     .await
-    .map_err(|e| ApiError::internal(format!("the download's task failed: {e}")))??;
+    .map_err(|e| ApiError::internal(format!("the download's task failed: {e}")))?;
+    let (data, done) = outcome?;
     let name = query.path.rsplit('/').next().unwrap_or_default();
     let mut response = (
         [(CONTENT_TYPE, "application/octet-stream".to_owned())],
-        data,
+        Body::new(Sending {
+            rest: Bytes::from(data),
+            slot: Some(slot),
+        }),
     )
         .into_response();
     let headers = response.headers_mut();
@@ -184,6 +210,39 @@ pub async fn download(
         headers.insert(HeaderName::from_static(SHA256_HEADER), value);
     }
     Ok(response)
+}
+
+/// A downloaded file on its way to the person: given to the connection in pieces, holding the
+/// transfer's slot until the connection asks for more after the last piece (or drops the body,
+/// when the person went away).
+struct Sending {
+    rest: Bytes,
+    slot: Option<Permit>,
+}
+
+/// The pieces [`Sending`] gives.
+const SEND_PIECE: usize = 64 * 1024;
+
+impl hyper::body::Body for Sending {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            self.slot = None;
+            return Poll::Ready(None);
+        }
+        let n = self.rest.len().min(SEND_PIECE);
+        let piece = self.rest.split_to(n);
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
 }
 
 /// A body that could not be read: 408 when it came too slowly (`server.read_timeout_seconds`

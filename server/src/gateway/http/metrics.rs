@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text. The counters and histograms the layers record
 //! (`gateway::telemetry`) come from the process's recorder ([`Exporter`]); the gauges of this
-//! gateway's own state (live sessions, browser sockets, database connections) are read at each
-//! scrape and written after them.
+//! gateway's own state (live sessions, browser sockets, file transfers, database connections)
+//! are read at each scrape and written after them.
 //!
 //! With `metrics.bearer_token` a scrape needs `Authorization: Bearer <token>` (401 otherwise;
 //! compared in constant time). With `metrics.listen` the route is served there only, by
@@ -63,6 +63,11 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             telemetry::BROWSER_SOCKETS_OPEN,
             "Browser WebSockets open (attached and observing).",
             exporter.sockets.get(),
+        ),
+        (
+            telemetry::FILE_TRANSFERS_IN_FLIGHT,
+            "File transfers running (at most files.max_concurrent).",
+            state.engine.transfers.in_flight(),
         ),
         (
             telemetry::DB_CONNECTIONS_IN_USE,

@@ -52,6 +52,9 @@ pub struct Engine {
     pub recordings: RecordingStore,
     /// The bounds on searching the recordings.
     pub searches: searches::Limiter,
+    /// The bounds on file transfers running at once (`files.max_concurrent`, and
+    /// `files.max_concurrent_per_user` for each person).
+    pub transfers: files::slots::Slots,
     /// Assumes people's AWS roles for the sessions their policy roles name one for.
     pub assumer: aws::assume::Assumer,
     /// This gateway among the others sharing the database.
@@ -74,6 +77,10 @@ impl Engine {
         let aws = aws::accounts::accounts(&config, own, &sts).await;
         let recordings = RecordingStore::new(&config).await;
         let searches = searches::Limiter::new(config.recordings.searches_per_minute);
+        let transfers = files::slots::Slots::new(
+            config.files.max_concurrent,
+            config.files.max_concurrent_per_user,
+        );
         let assumer = aws::assume::Assumer::new(sts);
         let cluster = Cluster::new(&config);
         Self {
@@ -88,6 +95,7 @@ impl Engine {
             targets: targets::Cache::default(),
             recordings,
             searches,
+            transfers,
         }
     }
 
@@ -168,6 +176,18 @@ pub enum Error {
     Busy {
         /// For the person.
         message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// As many file transfers run as the person (`whole_gateway` false:
+    /// `files.max_concurrent_per_user`) or the gateway (`files.max_concurrent`) may run at once;
+    /// try again after `retry_after` seconds.
+    #[error("{message}")]
+    TooManyTransfers {
+        /// For the person; names the limit's key.
+        message: String,
+        /// Whether the gateway's limit was reached (rather than the person's).
+        whole_gateway: bool,
         /// Seconds to wait.
         retry_after: u64,
     },

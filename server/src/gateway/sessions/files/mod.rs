@@ -9,8 +9,15 @@
 //! audited twice (`file.upload` / `file.download`): before the
 //! second session is started (`"outcome": "started"`; if that write fails nothing happens) and
 //! after, with the outcome, the size and the SHA-256.
+//!
+//! How many at once: [`begin`] takes a [`slots::Permit`] (at most `files.max_concurrent` in the
+//! gateway, `files.max_concurrent_per_user` for one person) before anything is read or started;
+//! [`upload`] and [`download`] need it, and the caller holds it until the file's last byte
+//! has left the gateway. Over a limit the transfer is refused at once (429 or 503 with
+//! `Retry-After`); nothing reaches the node.
 
 pub mod framing;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,19 +138,35 @@ async fn allowed(
     Ok((view, live))
 }
 
-/// Whether `user` may move a file at `path` through session `id` in `direction` (checked again
-/// by [`upload`] and [`download`]): lets an upload be refused before its body is read.
-pub async fn check(
+/// Whether `user` may move a file at `path` through session `id` in `direction` now (checked
+/// again by [`upload`] and [`download`]), and the transfer's slot if so: lets an upload be
+/// refused before its body is read. The slot is given back when the permit is dropped.
+pub async fn begin(
     engine: &Engine,
     user: &User,
     client: &Client,
     id: &str,
     direction: Direction,
     path: &str,
-) -> Result<(), Error> {
-    allowed(engine, user, client, id, direction, path)
-        .await
-        .map(drop)
+) -> Result<slots::Permit, Error> {
+    allowed(engine, user, client, id, direction, path).await?;
+    engine.transfers.admit(user.id).map_err(|refused| {
+        let (message, whole_gateway) = match refused {
+            slots::Refused::Person(m) => (m, false),
+            slots::Refused::Gateway(m) => (m, true),
+        };
+        tracing::info!(
+            user = %user.name,
+            session = %id,
+            direction = direction.as_str(),
+            "file transfer refused: {message}"
+        );
+        Error::TooManyTransfers {
+            message,
+            whole_gateway,
+            retry_after: slots::RETRY_AFTER,
+        }
+    })
 }
 
 /// Appends `file.upload` / `file.download` for `view`.
@@ -197,9 +220,11 @@ async fn finish<T>(
     outcome
 }
 
-/// Writes `data` to `path` on the node of session `id` for `user` (who asked from `client`).
+/// Writes `data` to `path` on the node of session `id` for `user` (who asked from `client`),
+/// in the slot `_slot` that [`begin`] gave.
 pub async fn upload(
     engine: &Arc<Engine>,
+    _slot: &slots::Permit,
     user: &User,
     client: &Client,
     id: &str,
@@ -247,10 +272,11 @@ pub async fn upload(
     Ok(done)
 }
 
-/// Reads `path` from the node of session `id` for `user` (who asked from `client`): the bytes,
-/// checked against the node's SHA-256.
+/// Reads `path` from the node of session `id` for `user` (who asked from `client`), in the
+/// slot `_slot` that [`begin`] gave: the bytes, checked against the node's SHA-256.
 pub async fn download(
     engine: &Arc<Engine>,
+    _slot: &slots::Permit,
     user: &User,
     client: &Client,
     id: &str,
