@@ -881,7 +881,7 @@ pasteDialog.innerHTML = `
   <form method="dialog">
     <h2 id="paste-title">Paste several lines?</h2>
     <p id="paste-summary"></p>
-    <pre id="paste-preview"></pre>
+    <pre id="paste-preview" role="region" aria-label="The lines to paste" tabindex="0"></pre>
     <div class="actions">
       <button type="submit" value="cancel" id="paste-cancel" class="small">Cancel</button>
       <button type="submit" value="paste" id="paste-confirm" class="small primary">Paste</button>
@@ -1185,9 +1185,9 @@ keyBar.setAttribute('role', 'toolbar');
 keyBar.setAttribute('aria-label', 'Terminal keys');
 keyBar.hidden = true;
 const KEY_BAR = [
-  ['esc', 'Esc', 'Escape'],
+  ['esc', 'Esc', 'Esc (Escape)'],
   ['tab', 'Tab', 'Tab'],
-  ['ctrl', 'Ctrl', 'Control, for the next key'],
+  ['ctrl', 'Ctrl', 'Ctrl (Control), for the next key'],
   ['left', '←', 'Left arrow'],
   ['up', '↑', 'Up arrow'],
   ['down', '↓', 'Down arrow'],
