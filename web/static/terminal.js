@@ -950,6 +950,16 @@ async function pasteFromClipboard() {
   await pasteText(text);
 }
 
+/**
+ * Whether the browser gave the terminal a paste since the person last pressed a key or a
+ * pointer: one press pastes once. Chromium delivers the paste of one Ctrl+Shift+V more than once
+ * (three times, headless: tests/browser_clipboard.rs); the repeats are dropped.
+ */
+let pastedSinceInput = false;
+for (const type of ['keydown', 'pointerdown']) {
+  window.addEventListener(type, () => { pastedSinceInput = false; }, true);
+}
+
 // Capture phase on the terminal's host: before xterm.js's own handlers, which would send the
 // text at once (no question, no pieces).
 termHost.addEventListener(
@@ -957,6 +967,10 @@ termHost.addEventListener(
   (event) => {
     event.preventDefault();
     event.stopPropagation();
+    if (event.isTrusted) {
+      if (pastedSinceInput) return;
+      pastedSinceInput = true;
+    }
     if (clipboardAllowed) pasteText(event.clipboardData?.getData('text/plain') ?? '');
   },
   true,
