@@ -3,7 +3,8 @@
 //! headless, in front of a real gateway and the emulator): the paste splitter's pure functions
 //! (`web/static/paste.js`, `keys.js`, imported in a page of the gateway); a paste of several
 //! lines that asks first, one into a program that turned bracketed paste on (wrapped, with an
-//! injected end marker stripped), and a large one that arrives whole in pieces; copy with
+//! injected end marker stripped), and a large one that arrives whole in pieces, each
+//! waiting while the socket holds too much unsent; copy with
 //! Ctrl+Shift+C, on selection and from the context menu (reached by keyboard); Ctrl+Shift+V
 //! pasting the browser's clipboard, once; a role with `clipboard = false` whose paste never
 //! reaches the shell; Ctrl+W / Ctrl+T / Ctrl+N reaching the shell, the page cancelling the
@@ -365,12 +366,18 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
     assert!(!bracketed(&b).await);
     let line = format!("{}\n", "0123456789".repeat(5)); // 51 bytes
     let big = line.repeat(4000);
-    // The binary messages the page sends from here on, by size.
+    // The binary messages the page sends from here on, by size. Flow control: once the first
+    // piece is sent, the socket says it holds a lot unsent (`bufferedAmount`, as a slow network
+    // would) until the test lets go: no further piece may leave meanwhile.
     b.js(
-        "window.sentSizes = []; const send = WebSocket.prototype.send; \
+        "window.sentSizes = []; window.held = false; window.asked = 0; \
+         const send = WebSocket.prototype.send; \
          WebSocket.prototype.send = function (data) { \
-           if (typeof data !== 'string') window.sentSizes.push(data.byteLength); \
-           return send.call(this, data); };",
+           if (typeof data !== 'string') { window.sentSizes.push(data.byteLength); if (window.sentSizes.length === 1) window.held = true; } \
+           return send.call(this, data); }; \
+         const buffered = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'bufferedAmount').get; \
+         Object.defineProperty(WebSocket.prototype, 'bufferedAmount', {configurable: true, \
+           get() { if (window.held) { window.asked += 1; return 1 << 20; } return buffered.call(this); }});",
         vec![],
     )
     .await;
@@ -378,6 +385,23 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
     b.wait_for_shown("#paste-dialog").await;
     b.wait_for_text("#paste-summary", "4000 lines").await;
     b.click("#paste-confirm").await;
+    b.wait_for("the paste to wait for the socket", || async {
+        let asked = b.js("return window.asked;", vec![]).await;
+        (asked.as_u64().unwrap_or(0) >= 20).then_some(())
+    })
+    .await;
+    let waiting = b
+        .js(
+            "return [window.sentSizes.length, document.getElementById('session').dataset.paste];",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        waiting,
+        json!([1, "sending"]),
+        "one piece sent; the next waits for the socket to drain"
+    );
+    b.js("window.held = false; return null;", vec![]).await;
     b.wait_for_attr("#session", "data-paste", "sent").await;
     let sizes: Vec<u64> =
         serde_json::from_value(b.js("return window.sentSizes;", vec![]).await).unwrap();
