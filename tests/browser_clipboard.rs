@@ -1,16 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Browser tests of copy and paste and of the keyboard in the terminal page (Debian's Chromium,
 //! headless, in front of a real gateway and the emulator): the paste splitter's pure functions
-//! (`web/static/paste.js`, `keys.js`, imported in a page of the gateway); a paste of several
-//! lines that asks first, one into a program that turned bracketed paste on (wrapped, with an
-//! injected end marker stripped), and a large one that arrives whole in pieces, each
-//! waiting while the socket holds too much unsent; copy with
-//! Ctrl+Shift+C, on selection and from the context menu (reached by keyboard); Ctrl+Shift+V
-//! pasting the browser's clipboard, once; a role with `clipboard = false` whose paste never
-//! reaches the shell; Ctrl+W / Ctrl+T / Ctrl+N reaching the shell, the page cancelling the
-//! browser's own shortcut in the terminal only; the warning before leaving a live shell; the on-screen key bar; and input-method
-//! (CJK) composition. What the shell received is read back with `od`. The assets come from
-//! `web/dist` (`scripts/web-build`).
+//! (`web/static/paste.js`, `keys.js`, imported in a page of the gateway); a paste of several lines
+//! that asks first, one into a program that turned bracketed paste on (wrapped, with an injected
+//! end marker stripped), and a large one that arrives whole in pieces, each waiting while the
+//! socket holds too much unsent; copy with Ctrl+Shift+C, on selection and from the context menu
+//! (reached by keyboard); Ctrl+Shift+V pasting the browser's clipboard, once; a role with
+//! `clipboard = false` whose paste never reaches the shell; Ctrl+W / Ctrl+T / Ctrl+N reaching the
+//! shell, the page cancelling the browser's own shortcut in the terminal only; the warning before
+//! leaving a live shell; the on-screen key bar; and input-method (CJK) composition. What the shell
+//! received is read back with `od`. The assets come from `web/dist` (`scripts/web-build`).
 
 #[path = "common/browser.rs"]
 #[allow(dead_code)] // shared with tests/browser.rs, which uses all of it
