@@ -799,7 +799,10 @@ async fn the_terminal_pages_panels_and_dialogs_fit_a_phone_and_a_desktop() {
     for n in 0..3 {
         ids.push(
             alice
-                .open(NODE, &format!("INC-7110 tab {n} of the terminal at every size"))
+                .open(
+                    NODE,
+                    &format!("INC-7110 tab {n} of the terminal at every size"),
+                )
                 .await,
         );
     }
@@ -857,8 +860,11 @@ async fn the_terminal_pages_panels_and_dialogs_fit_a_phone_and_a_desktop() {
         .await;
         p.b.wait_for("bracketed paste off", || async {
             let on =
-                p.b.js("return window.portholeTerm.modes.bracketedPasteMode;", vec![])
-                    .await;
+                p.b.js(
+                    "return window.portholeTerm.modes.bracketedPasteMode;",
+                    vec![],
+                )
+                .await;
             (on == json!(false)).then_some(())
         })
         .await;
@@ -882,8 +888,11 @@ async fn the_terminal_pages_panels_and_dialogs_fit_a_phone_and_a_desktop() {
         p.b.click("#close-cancel").await;
         p.b.wait_for("the close dialog to close", || async {
             let open =
-                p.b.js("return document.getElementById('close-dialog').open;", vec![])
-                    .await;
+                p.b.js(
+                    "return document.getElementById('close-dialog').open;",
+                    vec![],
+                )
+                .await;
             (open == json!(false)).then_some(())
         })
         .await;

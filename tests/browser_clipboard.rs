@@ -18,9 +18,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use fantoccini::Locator;
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_RIGHT, MouseActions, PointerAction};
 use fantoccini::key::Key;
-use fantoccini::Locator;
 use porthole::gateway::identity::users::Role;
 use serde_json::{Value, json};
 
@@ -687,8 +687,10 @@ async fn ctrl_shift_v_pastes_the_clipboard_into_the_shell() {
         })
         .await;
     assert!(
-        screen.lines().any(|l| l.trim_end().ends_with("# echo AFTER-$((2+3))")
-            || l.trim_end().ends_with("$ echo AFTER-$((2+3))")),
+        screen
+            .lines()
+            .any(|l| l.trim_end().ends_with("# echo AFTER-$((2+3))")
+                || l.trim_end().ends_with("$ echo AFTER-$((2+3))")),
         "nothing pasted before the command: {screen}"
     );
 
@@ -851,7 +853,8 @@ async fn the_key_bar_sends_terminal_keys_and_shows_on_touch_screens() {
     // Off: hidden, even on a touch screen; auto: shown on one (Chromium's touch emulation).
     choose_key_bar(&b, "off").await;
     assert!(!key_bar_shown(&b).await);
-    b.cdp("Emulation.setTouchEmulationEnabled",
+    b.cdp(
+        "Emulation.setTouchEmulationEnabled",
         json!({"enabled": true, "maxTouchPoints": 5}),
     )
     .await
@@ -884,7 +887,8 @@ async fn input_method_composition_reaches_the_shell_as_utf8() {
     // An input method composing 日本 (Chromium's own IME events: compositionstart, updates,
     // compositionend), then Enter.
     for (text, at) in [("に", 1), ("にほ", 2), ("にほん", 3)] {
-        b.cdp("Input.imeSetComposition",
+        b.cdp(
+            "Input.imeSetComposition",
             json!({"text": text, "selectionStart": at, "selectionEnd": at}),
         )
         .await

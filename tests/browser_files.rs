@@ -102,8 +102,11 @@ async fn upload_with_the_button_then_download_by_path() {
         Some("true")
     );
     assert_eq!(
-        b.js("return document.getElementById('files-platform').hidden;", vec![])
-            .await,
+        b.js(
+            "return document.getElementById('files-platform').hidden;",
+            vec![]
+        )
+        .await,
         true,
         "a Linux node: no word about platforms"
     );
@@ -268,7 +271,9 @@ async fn transfer_progress_shows_the_bytes_as_they_go() {
     open_session(&b, &gw, "alice").await;
     // A slow network (about 1 MB/s each way, Chromium's own throttling), so that a transfer
     // takes seconds.
-    b.cdp("Network.enable", serde_json::json!({})).await.unwrap();
+    b.cdp("Network.enable", serde_json::json!({}))
+        .await
+        .unwrap();
     b.cdp(
         "Network.emulateNetworkConditions",
         serde_json::json!({"offline": false, "latency": 5,
@@ -330,8 +335,9 @@ async fn transfer_progress_shows_the_bytes_as_they_go() {
     let said: Vec<String> =
         serde_json::from_value(b.js("return window.said;", vec![]).await).unwrap();
     assert!(
-        said.iter()
-            .any(|m| m.starts_with("Downloading ") && m.contains(" of 2.9 MiB…") && !m.contains("2.9 MiB of")),
+        said.iter().any(|m| m.starts_with("Downloading ")
+            && m.contains(" of 2.9 MiB…")
+            && !m.contains("2.9 MiB of")),
         "the bytes received, in words: {said:?}"
     );
     b.close().await;
@@ -369,7 +375,12 @@ async fn the_files_panel_says_a_windows_node_cannot_move_files() {
         .unwrap();
     b.wait_for_attr("#conn-state", "data-state", "connected")
         .await;
-    let title = b.wait_for_shown("#files-open").await.attr("title").await.unwrap();
+    let title = b
+        .wait_for_shown("#files-open")
+        .await
+        .attr("title")
+        .await
+        .unwrap();
     assert!(
         title.as_deref().unwrap_or_default().contains("Linux nodes"),
         "{title:?}"
