@@ -6,7 +6,11 @@
 //! menu button on a phone), the dialog fits; by keyboard, the first Tab reaches the skip link
 //! and it moves focus to the main content; the reason error is tied to its box; a disabled
 //! Connect says why in text; and axe-core (web/node_modules, from npm; injected by the test,
-//! never served) finds nothing serious or critical, colour contrast included. Screenshots of
+//! never served) finds nothing serious or critical, colour contrast included. The terminal
+//! page's parts are checked opened, the same way: the tab strip with three tabs, Settings, Find,
+//! Files, Share, the paste and close-tab questions, the key bar on a touch screen (and the Live
+//! page's "Shared with you"), each on the screen with its controls at least 24×24 px; the light
+//! theme once. Screenshots of
 //! each page at each size are kept as artefacts (tests/common/browser.rs, `artefact_dir`).
 
 #[path = "common/browser.rs"]
