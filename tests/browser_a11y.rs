@@ -10,8 +10,8 @@
 //! page's parts are checked opened, the same way: the tab strip with three tabs, Settings, Find,
 //! Files, Share, the paste and close-tab questions, the key bar on a touch screen (and the Live
 //! page's "Shared with you"), each on the screen with its controls at least 24×24 px; the light
-//! theme once. Screenshots of
-//! each page at each size are kept as artefacts (tests/common/browser.rs, `artefact_dir`).
+//! theme once. Screenshots of each page at each size are kept as artefacts
+//! (tests/common/browser.rs, `artefact_dir`).
 
 #[path = "common/browser.rs"]
 #[allow(dead_code)] // shared with tests/browser.rs, which uses all of it
