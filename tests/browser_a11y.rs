@@ -6,8 +6,12 @@
 //! menu button on a phone), the dialog fits; by keyboard, the first Tab reaches the skip link
 //! and it moves focus to the main content; the reason error is tied to its box; a disabled
 //! Connect says why in text; and axe-core (web/node_modules, from npm; injected by the test,
-//! never served) finds nothing serious or critical, colour contrast included. Screenshots of
-//! each page at each size are kept as artefacts (tests/common/browser.rs, `artefact_dir`).
+//! never served) finds nothing serious or critical, colour contrast included. The terminal
+//! page's parts are checked opened, the same way: the tab strip with three tabs, Settings, Find,
+//! Files, Share, the paste and close-tab questions, the key bar on a touch screen (and the Live
+//! page's "Shared with you"), each on the screen with its controls at least 24×24 px; the light
+//! theme once. Screenshots of each page at each size are kept as artefacts
+//! (tests/common/browser.rs, `artefact_dir`).
 
 #[path = "common/browser.rs"]
 #[allow(dead_code)] // shared with tests/browser.rs, which uses all of it
@@ -714,6 +718,247 @@ async fn the_requests_page_with_requests_to_decide_fits_a_phone_and_a_desktop() 
         p.skip_link_first("requests-to-decide", w, "main").await;
         p.check("requests-to-decide", w, h).await;
     }
+    assert!(
+        p.failures.is_empty(),
+        "{} problems (screenshots in {}):\n{}",
+        p.failures.len(),
+        browser::artefact_dir().display(),
+        p.failures.join("\n")
+    );
+    p.b.close().await;
+    gw.stop().await;
+}
+
+/// What is wrong with the opened part matching arguments[0] (a panel, a bar, a dialog): any of
+/// it off the screen, and each of its controls off the screen or smaller than 24×24 px (a
+/// checkbox counts with its label, which takes the tap). Empty: nothing.
+const OPENED_PROBLEMS: &str = r#"
+const part = document.querySelector(arguments[0]);
+if (!part || !part.getClientRects().length) return [`${arguments[0]} is not shown`];
+const vw = innerWidth, vh = innerHeight;
+const problems = [];
+const off = (r) => r.left < -0.5 || r.right > vw + 0.5 || r.top < -0.5 || r.bottom > vh + 0.5;
+const at = (r) => `${Math.round(r.left)},${Math.round(r.top)}..${Math.round(r.right)},${Math.round(r.bottom)} of ${vw}×${vh}`;
+const box = part.getBoundingClientRect();
+if (off(box)) problems.push(`${arguments[0]} is (partly) off the screen: ${at(box)}`);
+if (part.scrollWidth > part.clientWidth + 1) problems.push(`${arguments[0]} scrolls sideways: ${part.scrollWidth} > ${part.clientWidth}`);
+if (document.scrollingElement.scrollWidth > vw) problems.push(`the page scrolls sideways: ${document.scrollingElement.scrollWidth} > ${vw}`);
+let checked = 0;
+for (const el of part.querySelectorAll('button, a[href], select, input, textarea, summary')) {
+  if (!el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
+  if (el.classList.contains('visually-hidden')) continue;
+  const target = ['checkbox', 'radio'].includes(el.type) ? (el.closest('label') ?? el) : el;
+  const r = target.getBoundingClientRect();
+  const what = `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${(el.textContent || el.getAttribute('aria-label') || '').trim().slice(0, 20)}"`;
+  checked += 1;
+  if (off(r)) problems.push(`${what} is off the screen: ${at(r)}`);
+  if (r.width < 24 || r.height < 24) problems.push(`${what} is ${r.width.toFixed(1)}×${r.height.toFixed(1)} px`);
+}
+if (checked === 0) problems.push(`${arguments[0]} has no controls shown`);
+return problems;
+"#;
+
+/// The terminal page's opening parts: sessions in tabs, Share, Files, Settings.
+const PANELS_POLICY: &str = r#"
+[[roles]]
+name = "movers"
+targets = [{ ids = ["*"] }]
+file_transfer = "both"
+join_others = true
+"#;
+
+impl Pages {
+    /// Checks the part `css` the page has just opened, as the user sees it at `width`: on the
+    /// screen, its controls on the screen and large enough, and the whole page (layout, axe).
+    async fn opened(&mut self, page: &str, css: &str, width: u32, height: u32) {
+        self.b.wait_for_shown(css).await;
+        let problems = self.b.js(OPENED_PROBLEMS, vec![json!(css)]).await;
+        for problem in problems.as_array().unwrap() {
+            self.failures.push(format!(
+                "{page} at {width} px: {}",
+                problem.as_str().unwrap()
+            ));
+        }
+        self.check(page, width, height).await;
+    }
+}
+
+/// Sizes for the terminal's parts: the small phone, the phone of the issue, a desktop.
+const PANEL_SIZES: [(u32, u32); 3] = [(360, 740), (390, 844), (1280, 800)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_pages_panels_and_dialogs_fit_a_phone_and_a_desktop() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.toml");
+    std::fs::write(&file, PANELS_POLICY).unwrap();
+    let gw = gateway::start(gateway::Backend::Sqlite, |c| {
+        c.policy.file = Some(file.clone());
+    })
+    .await;
+    gw.user("alice", &[Role::parse("movers").unwrap()]).await;
+    gw.user("bob", &[Role::parse("movers").unwrap()]).await;
+    let mut alice = Api::new(&gw);
+    alice.login("alice").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            alice
+                .open(
+                    NODE,
+                    &format!("INC-7110 tab {n} of the terminal at every size"),
+                )
+                .await,
+        );
+    }
+    let invited = alice
+        .post(
+            &format!("/api/v1/sessions/{}/participants", ids[0]),
+            &json!({"user": "bob", "mode": "write"}),
+        )
+        .await;
+    assert!(invited.status.is_success(), "{}", invited.text);
+
+    let mut p = Pages {
+        b: Browser::start().await,
+        url: gw.url.clone(),
+        axe: axe_source(),
+        failures: Vec::new(),
+    };
+    p.b.sign_in(&gw.url, "alice", PASSWORD).await;
+    let page = format!("/sessions/{}?tabs={},{}", ids[0], ids[1], ids[2]);
+    for (w, h) in PANEL_SIZES {
+        p.size(w, h).await;
+        p.goto(&page).await;
+        p.b.wait_for_attr("#session", "data-tabs", "3").await;
+        p.b.wait_for_attr("#conn-state", "data-state", "connected")
+            .await;
+        p.b.wait_for_attr("#session", "data-settings", "applied")
+            .await;
+
+        // The tab strip with three tabs: every tab and its close button on the screen.
+        p.opened("tab-strip", "#tab-strip", w, h).await;
+
+        p.b.click("#settings-open").await;
+        p.opened("settings-panel", "#settings-panel", w, h).await;
+        p.b.click("#settings-close").await;
+
+        p.b.click("#find-open").await;
+        p.opened("find-bar", "#find-bar", w, h).await;
+        p.b.click("#find-close").await;
+
+        p.b.click("#files-open").await;
+        p.opened("files-panel", "#files-panel", w, h).await;
+        p.b.click("#files-close").await;
+
+        p.b.click("#share-open").await;
+        p.b.wait_for_text("#share-list", "bob").await;
+        p.opened("share-dialog", "#share-dialog", w, h).await;
+        p.b.click("#share-close").await;
+
+        // A paste of several lines asks first (when the program has not turned bracketed
+        // paste on: the shell is told not to).
+        p.b.type_in_terminal(&format!(
+            "bind 'set enable-bracketed-paste off'{}",
+            char::from(Key::Enter)
+        ))
+        .await;
+        p.b.wait_for("bracketed paste off", || async {
+            let on =
+                p.b.js(
+                    "return window.portholeTerm.modes.bracketedPasteMode;",
+                    vec![],
+                )
+                .await;
+            (on == json!(false)).then_some(())
+        })
+        .await;
+        p.b.js(
+            "const data = new DataTransfer(); data.setData('text/plain', arguments[0]); \
+             document.querySelector('textarea.xterm-helper-textarea').dispatchEvent( \
+               new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));",
+            vec![json!(
+                "echo one with a rather long line that has to wrap on a phone's narrow screen\n\
+                 echo two\necho three\necho four\necho five\necho six\n"
+            )],
+        )
+        .await;
+        p.opened("paste-dialog", "#paste-dialog", w, h).await;
+        p.b.click("#paste-cancel").await;
+
+        // Closing a tab asks: detach or end.
+        p.b.click(&format!(".tab[data-session='{}'] .tab-close", ids[2]))
+            .await;
+        p.opened("close-dialog", "#close-dialog", w, h).await;
+        p.b.click("#close-cancel").await;
+        p.b.wait_for("the close dialog to close", || async {
+            let open =
+                p.b.js(
+                    "return document.getElementById('close-dialog').open;",
+                    vec![],
+                )
+                .await;
+            (open == json!(false)).then_some(())
+        })
+        .await;
+
+        // The key bar, on a touch screen (Chromium's touch emulation; the default `auto`).
+        p.b.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": true, "maxTouchPoints": 5}),
+        )
+        .await
+        .unwrap();
+        p.b.client.refresh().await.unwrap();
+        p.b.wait_for_attr("#conn-state", "data-state", "connected")
+            .await;
+        p.opened("key-bar", "#key-bar", w, h).await;
+        p.b.cdp(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": false}),
+        )
+        .await
+        .unwrap();
+    }
+
+    // The light theme, once, with its settings panel open: axe-core on its colours.
+    let light = alice
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/me/settings",
+            Some(br#"{"theme": "light"}"#),
+        )
+        .await;
+    assert_eq!(light.status, StatusCode::OK, "{}", light.text);
+    p.size(1280, 800).await;
+    p.goto(&page).await;
+    p.b.wait_for_attr("#session", "data-theme", "light").await;
+    p.b.wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    p.b.click("#settings-open").await;
+    p.opened("settings-panel-light", "#settings-panel", 1280, 800)
+        .await;
+    p.b.click("#files-open").await;
+    p.opened("files-panel-light", "#files-panel", 1280, 800)
+        .await;
+    p.b.close().await;
+
+    // The colleague's Live page: the sessions shared with them.
+    let mut p = Pages {
+        b: Browser::start().await,
+        url: gw.url.clone(),
+        axe: p.axe,
+        failures: p.failures,
+    };
+    p.b.sign_in(&gw.url, "bob", PASSWORD).await;
+    for (w, h) in PANEL_SIZES {
+        p.size(w, h).await;
+        p.goto("/live").await;
+        p.b.wait_for_shown(&format!("#shared tr[data-session-id='{}'] a.join", ids[0]))
+            .await;
+        p.opened("live-shared", ".table-wrap:has(#shared)", w, h)
+            .await;
+    }
+
     assert!(
         p.failures.is_empty(),
         "{} problems (screenshots in {}):\n{}",

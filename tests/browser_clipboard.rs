@@ -1,14 +1,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Browser tests of copy and paste and of the keyboard in the terminal page (Debian's Chromium,
 //! headless, in front of a real gateway and the emulator): the paste splitter's pure functions
-//! (`web/static/paste.js`, `keys.js`, imported in a page of the gateway); a paste of several
-//! lines that asks first, one into a program that turned bracketed paste on (wrapped, with an
-//! injected end marker stripped), and a large one that arrives whole in pieces; copy with
-//! Ctrl+Shift+C, on selection and from the context menu (reached by keyboard); a role with
-//! `clipboard = false` whose paste never reaches the shell; Ctrl+W / Ctrl+T / Ctrl+N reaching
-//! the shell; the warning before leaving a live shell; the on-screen key bar; and input-method
-//! (CJK) composition. What the shell received is read back with `od`. The assets come from
-//! `web/dist` (`scripts/web-build`).
+//! (`web/static/paste.js`, `keys.js`, imported in a page of the gateway); a paste of several lines
+//! that asks first, one into a program that turned bracketed paste on (wrapped, with an injected
+//! end marker stripped), and a large one that arrives whole in pieces, each waiting while the
+//! socket holds too much unsent; copy with Ctrl+Shift+C, on selection and from the context menu
+//! (reached by keyboard); Ctrl+Shift+V pasting the browser's clipboard, once; a role with
+//! `clipboard = false` whose paste never reaches the shell; Ctrl+W / Ctrl+T / Ctrl+N reaching the
+//! shell, the page cancelling the browser's own shortcut in the terminal only; the warning before
+//! leaving a live shell; the on-screen key bar; and input-method (CJK) composition. What the shell
+//! received is read back with `od`. The assets come from `web/dist` (`scripts/web-build`).
 
 #[path = "common/browser.rs"]
 #[allow(dead_code)] // shared with tests/browser.rs, which uses all of it
@@ -17,10 +18,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use fantoccini::Locator;
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_RIGHT, MouseActions, PointerAction};
 use fantoccini::key::Key;
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Locator, error::CmdError};
 use porthole::gateway::identity::users::Role;
 use serde_json::{Value, json};
 
@@ -47,54 +47,6 @@ fn ctrl_shift(c: char) -> String {
         key(Key::Shift),
         key(Key::Null)
     )
-}
-
-/// A WebDriver command chromedriver has beyond fantoccini's: `POST /session/{id}/PATH`.
-#[derive(Debug)]
-struct Post {
-    path: &'static str,
-    body: Value,
-}
-
-impl WebDriverCompatibleCommand for Post {
-    fn endpoint(
-        &self,
-        base_url: &reqwest::Url,
-        session_id: Option<&str>,
-    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
-        base_url.join(&format!(
-            "session/{}/{}",
-            session_id.unwrap_or(""),
-            self.path
-        ))
-    }
-
-    fn method_and_body(&self, _: &reqwest::Url) -> (reqwest::Method, Option<String>) {
-        (reqwest::Method::POST, Some(self.body.to_string()))
-    }
-}
-
-/// A Chrome DevTools Protocol command, through chromedriver.
-async fn cdp(b: &Browser, cmd: &str, params: Value) -> Result<Value, CmdError> {
-    b.client
-        .issue_cmd(Post {
-            path: "goog/cdp/execute",
-            body: json!({"cmd": cmd, "params": params}),
-        })
-        .await
-}
-
-/// Lets the page read and write the clipboard without asking (WebDriver's Set Permission).
-async fn grant_clipboard(b: &Browser) {
-    for name in ["clipboard-read", "clipboard-write"] {
-        b.client
-            .issue_cmd(Post {
-                path: "permissions",
-                body: json!({"descriptor": {"name": name}, "state": "granted"}),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("granting {name}: {e}"));
-    }
 }
 
 /// Runs `script` (a function body that may `await`) in the page and returns its value.
@@ -413,12 +365,18 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
     assert!(!bracketed(&b).await);
     let line = format!("{}\n", "0123456789".repeat(5)); // 51 bytes
     let big = line.repeat(4000);
-    // The binary messages the page sends from here on, by size.
+    // The binary messages the page sends from here on, by size. Flow control: once the first
+    // piece is sent, the socket says it holds a lot unsent (`bufferedAmount`, as a slow network
+    // would) until the test lets go: no further piece may leave meanwhile.
     b.js(
-        "window.sentSizes = []; const send = WebSocket.prototype.send; \
+        "window.sentSizes = []; window.held = false; window.asked = 0; \
+         const send = WebSocket.prototype.send; \
          WebSocket.prototype.send = function (data) { \
-           if (typeof data !== 'string') window.sentSizes.push(data.byteLength); \
-           return send.call(this, data); };",
+           if (typeof data !== 'string') { window.sentSizes.push(data.byteLength); if (window.sentSizes.length === 1) window.held = true; } \
+           return send.call(this, data); }; \
+         const buffered = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'bufferedAmount').get; \
+         Object.defineProperty(WebSocket.prototype, 'bufferedAmount', {configurable: true, \
+           get() { if (window.held) { window.asked += 1; return 1 << 20; } return buffered.call(this); }});",
         vec![],
     )
     .await;
@@ -426,6 +384,23 @@ async fn pastes_ask_before_several_lines_respect_bracketed_paste_and_arrive_whol
     b.wait_for_shown("#paste-dialog").await;
     b.wait_for_text("#paste-summary", "4000 lines").await;
     b.click("#paste-confirm").await;
+    b.wait_for("the paste to wait for the socket", || async {
+        let asked = b.js("return window.asked;", vec![]).await;
+        (asked.as_u64().unwrap_or(0) >= 20).then_some(())
+    })
+    .await;
+    let waiting = b
+        .js(
+            "return [window.sentSizes.length, document.getElementById('session').dataset.paste];",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        waiting,
+        json!([1, "sending"]),
+        "one piece sent; the next waits for the socket to drain"
+    );
+    b.js("window.held = false; return null;", vec![]).await;
     b.wait_for_attr("#session", "data-paste", "sent").await;
     let sizes: Vec<u64> =
         serde_json::from_value(b.js("return window.sentSizes;", vec![]).await).unwrap();
@@ -515,7 +490,7 @@ async fn copy_with_the_keyboard_on_selection_and_from_the_context_menu() {
     gw.user("alice", &[Role::Operator]).await;
     let b = Browser::start().await;
     open_session(&b, &gw, "alice").await;
-    grant_clipboard(&b).await;
+    b.grant_clipboard().await;
 
     run(&b, "printf 'CP-%s\\n' $((40+2))").await;
     b.wait_for_screen("the marker", |s| s.contains("CP-42"))
@@ -604,7 +579,7 @@ async fn a_role_without_clipboard_turns_copy_and_paste_off_in_the_page() {
     let (gw, _dir) = gateway_with_policy(NO_CLIPBOARD, "alice", &["regulated"]).await;
     let b = Browser::start().await;
     open_session(&b, &gw, "alice").await;
-    grant_clipboard(&b).await;
+    b.grant_clipboard().await;
 
     // Said where it stays visible.
     b.wait_for_shown("#clipboard-note").await;
@@ -690,17 +665,97 @@ async fn wait_for_bytes(b: &Browser, hex: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_shift_v_pastes_the_clipboard_into_the_shell() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let b = Browser::start().await;
+    open_session(&b, &gw, "alice").await;
+    b.grant_clipboard().await;
+
+    // The browser's own paste (Chromium reads its clipboard on Ctrl+Shift+V); the page's
+    // handler sends it; xterm.js sends no ^V (0x16) of its own.
+    set_clipboard(&b, "vx!").await;
+    read_bytes(&b, 3).await;
+    b.type_in_terminal(&ctrl_shift('v')).await;
+    wait_for_bytes(&b, "76 78 21").await;
+    // Once: nothing more follows at the prompt (Chromium hands the page this key press's paste
+    // more than once; the page pastes it once).
+    run(&b, "echo AFTER-$((2+3))").await;
+    let screen = b
+        .wait_for_screen("the next command's output", |s| {
+            s.lines().any(|l| l.trim() == "AFTER-5")
+        })
+        .await;
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.trim_end().ends_with("# echo AFTER-$((2+3))")
+                || l.trim_end().ends_with("$ echo AFTER-$((2+3))")),
+        "nothing pasted before the command: {screen}"
+    );
+
+    // The shell's prompt turns bracketed paste on; the shell is told not to, so that a paste
+    // of several lines asks.
+    run(&b, "bind 'set enable-bracketed-paste off'").await;
+    wait_bracketed(&b, false).await;
+
+    // Several lines ask first, as any paste does; then they run.
+    set_clipboard(&b, "echo SV-$((6*7))\necho SV-$((7*7))\n").await;
+    b.type_in_terminal(&ctrl_shift('v')).await;
+    b.wait_for_shown("#paste-dialog").await;
+    b.wait_for_text("#paste-summary", "2 lines").await;
+    b.click("#paste-confirm").await;
+    b.wait_for_screen("both pasted commands' output", |s| {
+        s.lines().any(|l| l.trim() == "SV-42") && s.lines().any(|l| l.trim() == "SV-49")
+    })
+    .await;
+    b.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_shortcuts_reach_the_shell_and_leaving_a_live_shell_warns() {
     let gw = gateway::start(Backend::Sqlite, |_| {}).await;
     gw.user("alice", &[Role::Operator]).await;
     let b = Browser::start().await;
     open_session(&b, &gw, "alice").await;
 
-    // Ctrl+W, Ctrl+T and Ctrl+N: the page sends their control bytes to the shell.
+    // Ctrl+W, Ctrl+T and Ctrl+N: the page sends their control bytes to the shell, once each,
+    // and cancels the key press before anything else sees it (the browser's default: close the
+    // tab, open one, open a window). A listener on the window in the same (capture) phase,
+    // added after the page's, sees what the page did; xterm.js's own handler (on its textarea)
+    // comes later.
+    b.js(
+        "window.shortcuts = []; window.addEventListener('keydown', (e) => { \
+           if (e.ctrlKey && !e.shiftKey && e.code.startsWith('Key')) window.shortcuts.push([e.code, e.defaultPrevented]); }, true);",
+        vec![],
+    )
+    .await;
     read_bytes(&b, 3).await;
     b.type_in_terminal(&format!("{}{}{}", ctrl('w'), ctrl('t'), ctrl('n')))
         .await;
     wait_for_bytes(&b, "17 14 0e").await;
+    assert_eq!(
+        b.js("return window.shortcuts;", vec![]).await,
+        json!([["KeyW", true], ["KeyT", true], ["KeyN", true]]),
+        "the page cancels the browser's shortcut"
+    );
+    // Elsewhere on the page (the find box), they are the browser's: the page leaves them be.
+    b.click("#find-open").await;
+    b.wait_for_shown("#find-input").await;
+    b.js("window.shortcuts = [];", vec![]).await;
+    b.client
+        .find(Locator::Css("#find-input"))
+        .await
+        .unwrap()
+        .send_keys(&ctrl('w'))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.js("return window.shortcuts;", vec![]).await,
+        json!([["KeyW", false]])
+    );
+    b.click("#find-close").await;
     assert_eq!(
         b.client.windows().await.unwrap().len(),
         1,
@@ -798,8 +853,7 @@ async fn the_key_bar_sends_terminal_keys_and_shows_on_touch_screens() {
     // Off: hidden, even on a touch screen; auto: shown on one (Chromium's touch emulation).
     choose_key_bar(&b, "off").await;
     assert!(!key_bar_shown(&b).await);
-    cdp(
-        &b,
+    b.cdp(
         "Emulation.setTouchEmulationEnabled",
         json!({"enabled": true, "maxTouchPoints": 5}),
     )
@@ -833,15 +887,14 @@ async fn input_method_composition_reaches_the_shell_as_utf8() {
     // An input method composing 日本 (Chromium's own IME events: compositionstart, updates,
     // compositionend), then Enter.
     for (text, at) in [("に", 1), ("にほ", 2), ("にほん", 3)] {
-        cdp(
-            &b,
+        b.cdp(
             "Input.imeSetComposition",
             json!({"text": text, "selectionStart": at, "selectionEnd": at}),
         )
         .await
         .unwrap();
     }
-    cdp(&b, "Input.insertText", json!({"text": "日本"}))
+    b.cdp("Input.insertText", json!({"text": "日本"}))
         .await
         .unwrap();
     b.type_in_terminal(&key(Key::Enter)).await;

@@ -5,7 +5,8 @@
 //! the shell, and on disk: the emulator's nodes are this machine), drops another on the
 //! terminal, downloads one by path, and is
 //! told clearly when a path names no file. A role without `file_transfer` sees no Files
-//! control. Debian's Chromium, headless, through chromedriver (tests/common/browser.rs); the
+//! control. On a slow (throttled) network, the bar and the words follow an upload's bytes and
+//! a download's. On a Windows node, the panel says file transfer works on Linux nodes only. Debian's Chromium, headless, through chromedriver (tests/common/browser.rs); the
 //! assets come from `web/dist` (`scripts/web-build`).
 
 #[path = "common/browser.rs"]
@@ -15,11 +16,13 @@ mod common;
 
 use fantoccini::Locator;
 use fantoccini::key::Key;
+use porthole::emulator::nodes::Node;
 use porthole::gateway::identity::users::Role;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use browser::Browser;
+use common::api::Api;
 use common::gateway::{self, Backend, Gateway, PASSWORD};
 
 /// The emulator's default online node.
@@ -97,6 +100,15 @@ async fn upload_with_the_button_then_download_by_path() {
             .unwrap()
             .as_deref(),
         Some("true")
+    );
+    assert_eq!(
+        b.js(
+            "return document.getElementById('files-platform').hidden;",
+            vec![]
+        )
+        .await,
+        true,
+        "a Linux node: no word about platforms"
     );
     b.fill("#files-dir", &node_dir.path().display().to_string())
         .await;
@@ -207,6 +219,201 @@ async fn upload_with_the_button_then_download_by_path() {
         )
         .await;
     assert_eq!(hidden, serde_json::json!([true, true]));
+    b.close().await;
+    gw.stop().await;
+}
+
+/// Records every value the transfer's progress bar takes (as `[value, max]`, while it shows a
+/// value) and every message of the panel, in `window.bar` and `window.said`.
+async fn watch_progress(b: &Browser) {
+    b.js(
+        "window.bar = []; window.said = []; \
+         const bar = document.getElementById('files-progress'); \
+         new MutationObserver(() => { if (bar.hasAttribute('value')) window.bar.push([bar.value, bar.max]); }) \
+           .observe(bar, {attributes: true, attributeFilter: ['value', 'max']}); \
+         const status = document.getElementById('files-status'); \
+         new MutationObserver(() => window.said.push(status.textContent)) \
+           .observe(status, {childList: true, characterData: true, subtree: true});",
+        vec![],
+    )
+    .await;
+}
+
+/// The values the bar took strictly between nothing and all of `total`, and the last one.
+async fn progress_between(b: &Browser, total: usize) -> (Vec<f64>, Vec<f64>) {
+    let bar: Vec<(f64, f64)> =
+        serde_json::from_value(b.js("return window.bar;", vec![]).await).unwrap();
+    #[allow(clippy::cast_precision_loss)] // a few MiB
+    let total = total as f64;
+    let between = bar
+        .iter()
+        .filter(|(v, m)| (*m - total).abs() < 0.5 && *v > 0.0 && *v < total)
+        .map(|(v, _)| *v)
+        .collect();
+    let last = bar.last().map(|(v, m)| vec![*v, *m]).unwrap_or_default();
+    (between, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_progress_shows_the_bytes_as_they_go() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let file = policy_dir.path().join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let gw = gateway::start(Backend::Sqlite, |c| c.policy.file = Some(file.clone())).await;
+    gw.user("alice", &[Role::parse("movers").unwrap()]).await;
+    let local = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let source = local.path().join("big.bin");
+    std::fs::write(&source, &content).unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
+
+    let b = Browser::start().await;
+    open_session(&b, &gw, "alice").await;
+    // A slow network (about 1 MB/s each way, Chromium's own throttling), so that a transfer
+    // takes seconds.
+    b.cdp("Network.enable", serde_json::json!({}))
+        .await
+        .unwrap();
+    b.cdp(
+        "Network.emulateNetworkConditions",
+        serde_json::json!({"offline": false, "latency": 5,
+                           "downloadThroughput": 1_000_000, "uploadThroughput": 1_000_000}),
+    )
+    .await
+    .unwrap();
+    b.click("#files-open").await;
+    b.wait_for_shown("#files-panel").await;
+    b.fill("#files-dir", &node_dir.path().display().to_string())
+        .await;
+    watch_progress(&b).await;
+    b.client
+        .find(Locator::Css("#files-input"))
+        .await
+        .unwrap()
+        .send_keys(&source.display().to_string())
+        .await
+        .unwrap();
+    b.wait_for_text("#files-status", "Uploaded big.bin").await;
+    let (between, last) = progress_between(&b, content.len()).await;
+    assert!(
+        between.len() >= 2,
+        "the upload's bar moved through values between 0 and {}: {between:?}",
+        content.len()
+    );
+    assert!(between.windows(2).all(|w| w[0] <= w[1]), "{between:?}");
+    assert_eq!(last, vec![1.0, 1.0], "done: a full bar");
+    let said: Vec<String> =
+        serde_json::from_value(b.js("return window.said;", vec![]).await).unwrap();
+    assert!(
+        said.iter()
+            .any(|m| m.contains("KiB of 2.9 MiB") || m.contains(" MiB of 2.9 MiB")),
+        "the bytes sent, in words: {said:?}"
+    );
+    assert_eq!(
+        std::fs::read(node_dir.path().join("big.bin")).unwrap(),
+        content
+    );
+
+    // Download it back: the bar and the words follow the bytes received.
+    watch_progress(&b).await;
+    b.fill(
+        "#files-path",
+        &node_dir.path().join("big.bin").display().to_string(),
+    )
+    .await;
+    b.click("#files-get").await;
+    let done = b.wait_for_text("#files-status", "Downloaded").await;
+    assert!(done.contains("2.9 MiB"), "{done}");
+    let (between, last) = progress_between(&b, content.len()).await;
+    assert!(
+        between.len() >= 2,
+        "the download's bar moved through values between 0 and {}: {between:?}",
+        content.len()
+    );
+    assert!(between.windows(2).all(|w| w[0] <= w[1]), "{between:?}");
+    assert_eq!(last, vec![1.0, 1.0], "done: a full bar");
+    let said: Vec<String> =
+        serde_json::from_value(b.js("return window.said;", vec![]).await).unwrap();
+    assert!(
+        said.iter().any(|m| m.starts_with("Downloading ")
+            && m.contains(" of 2.9 MiB…")
+            && !m.contains("2.9 MiB of")),
+        "the bytes received, in words: {said:?}"
+    );
+    b.close().await;
+    gw.stop().await;
+}
+
+/// The emulator's Windows node (added by the test).
+const WINDOWS: &str = "i-0wind0ws00000001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_panel_says_a_windows_node_cannot_move_files() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let file = policy_dir.path().join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let gw = gateway::start_with(
+        Backend::Sqlite,
+        |e| {
+            let mut windows = Node::new(WINDOWS, "win-1");
+            windows.platform = "Windows".into();
+            e.nodes.push(windows);
+        },
+        |c| c.policy.file = Some(file.clone()),
+    )
+    .await;
+    gw.user("alice", &[Role::parse("movers").unwrap()]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let win = api.open(WINDOWS, "INC-8103 files on a Windows node").await;
+
+    let b = Browser::start().await;
+    b.sign_in(&gw.url, "alice", PASSWORD).await;
+    b.client
+        .goto(&format!("{}/sessions/{win}", gw.url))
+        .await
+        .unwrap();
+    b.wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    let title = b
+        .wait_for_shown("#files-open")
+        .await
+        .attr("title")
+        .await
+        .unwrap();
+    assert!(
+        title.as_deref().unwrap_or_default().contains("Linux nodes"),
+        "{title:?}"
+    );
+    b.click("#files-open").await;
+    b.wait_for_shown("#files-panel").await;
+    let note = b.wait_for_text("#files-platform", "Linux nodes only").await;
+    assert_eq!(
+        note,
+        "File transfer works on Linux nodes only: win-1 is a Windows node."
+    );
+    let offered = b
+        .js(
+            "return ['files-upload', 'files-download'].map((id) => document.getElementById(id).getClientRects().length > 0) \
+               .concat(document.activeElement.id);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        offered,
+        serde_json::json!([false, false, "files-close"]),
+        "nothing to choose that the gateway would refuse"
+    );
+    b.screenshot("files-windows.png").await;
+    // A file dropped on the terminal opens the panel that says why (the page stays).
+    b.click("#files-close").await;
+    b.js(
+        "const data = new DataTransfer(); data.items.add(new File(['x'], 'x.txt')); \
+         document.getElementById('terminal').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));",
+        vec![],
+    )
+    .await;
+    b.wait_for_shown("#files-platform").await;
     b.close().await;
     gw.stop().await;
 }

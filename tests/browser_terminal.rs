@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Browser tests of the terminal page's own tools (Debian's Chromium, headless, in front of a
 //! real gateway and the emulator): the settings panel, whose choices the gateway keeps per
-//! person and the page applies to xterm.js at once and after a reload; and find in the
+//! person and the page applies to xterm.js at once and after a reload (font, theme; cursor
+//! shape, scrollback, bell and screen reader mode checked by what the terminal then does: the
+//! cursor drawn, the lines kept, the flash or tone, the screen reader's tree); and find in the
 //! scrollback (xterm.js's search addon) with Ctrl+Shift+F, Enter / Shift+Enter, Esc. The
 //! assets come from `web/dist` (`scripts/web-build`).
 
@@ -127,6 +129,178 @@ async fn settings_chosen_on_the_terminal_page_apply_at_once_and_after_a_reload()
         )
         .await;
     assert_eq!(field, json!(["15", "light"]));
+    b.close().await;
+    gw.stop().await;
+}
+
+/// Chooses `value` in the settings panel's list `css` (saved at once).
+async fn choose(b: &Browser, css: &str, value: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// What the settings do to the terminal as shown: the cursor's shape drawn in the rows, the
+/// screen reader's tree, the lines kept, and each bell the page gave (flash, tone).
+async fn effects(b: &Browser) -> Value {
+    b.js(
+        "const t = window.portholeTerm; const rows = document.querySelector('.xterm-rows'); \
+         const shape = ['bar', 'block', 'underline'].find((s) => rows.querySelector('.xterm-cursor-' + s)); \
+         const tree = document.querySelector('#terminal .xterm-accessibility-tree'); \
+         return {cursor: shape ?? null, tree: tree ? tree.textContent.length > 0 : false, \
+                 live: document.querySelector('#terminal .xterm-accessibility [aria-live]') !== null, \
+                 lines: t.buffer.active.length, first: t.buffer.active.getLine(0).translateToString(true).trim(), \
+                 flashes: window.flashes ?? null, tones: window.tones ?? null};",
+        vec![],
+    )
+    .await
+}
+
+/// Counts the bells the page gives from now on: flashes of the terminal and tones started.
+async fn count_bells(b: &Browser) {
+    b.js(
+        "window.flashes = 0; window.tones = 0; \
+         const host = document.getElementById('terminal'); let lit = false; \
+         new MutationObserver(() => { const now = host.classList.contains('bell-flash'); \
+           if (now && !lit) window.flashes += 1; lit = now; }) \
+           .observe(host, {attributes: true, attributeFilter: ['class']}); \
+         const start = OscillatorNode.prototype.start; \
+         OscillatorNode.prototype.start = function (...a) { window.tones += 1; return start.apply(this, a); };",
+        vec![],
+    )
+    .await;
+}
+
+/// Rings the terminal's bell from the shell and waits for the command to be done.
+async fn ring(b: &Browser, n: u32) {
+    let enter = char::from(Key::Enter);
+    b.type_in_terminal(&format!("printf '\\a'; echo RANG-$((40+{n})){enter}"))
+        .await;
+    let done = format!("RANG-{}", 40 + n);
+    b.wait_for_screen(&done, |s| s.lines().any(|l| l.trim() == done))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_scrollback_bell_and_screen_reader_settings_change_the_terminal() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    let b = Browser::start().await;
+    open_session(&b, &gw, "alice").await;
+    b.type_in_terminal("").await; // the focus: the cursor is drawn with its shape
+
+    // The defaults: a block cursor, no screen reader tree, no bell.
+    let before = term_options(&b).await;
+    assert_eq!(before["cursor_style"], "block", "{before}");
+    assert_eq!(before["screen_reader"], false, "{before}");
+    count_bells(&b).await;
+    ring(&b, 1).await;
+    let seen = effects(&b).await;
+    assert_eq!(seen["cursor"], "block", "{seen}");
+    assert_eq!(seen["tree"], false, "{seen}");
+    assert_eq!(seen["flashes"], 0, "the default bell is silent: {seen}");
+    assert_eq!(seen["tones"], 0, "{seen}");
+
+    // The panel: a bar cursor, 1000 lines of scrollback, the bell as a flash, screen reader
+    // mode.
+    b.click("#settings-open").await;
+    b.wait_for_shown("#settings-panel").await;
+    choose(&b, "#set-cursor_style", "bar").await;
+    b.wait_for("the bar cursor", || async {
+        (term_options(&b).await["cursor_style"] == "bar").then_some(())
+    })
+    .await;
+    b.fill("#set-scrollback", "1000").await;
+    b.click("#settings-save").await;
+    b.wait_for("1000 lines of scrollback", || async {
+        (term_options(&b).await["scrollback"] == 1000).then_some(())
+    })
+    .await;
+    choose(&b, "#set-bell", "visual").await;
+    b.wait_for_text("#settings-status", "Saved").await;
+    b.click("#set-screen_reader").await;
+    b.wait_for("screen reader mode", || async {
+        (term_options(&b).await["screen_reader"] == true).then_some(())
+    })
+    .await;
+    b.click("#settings-close").await;
+
+    // Their effects in the terminal.
+    ring(&b, 2).await;
+    let seen = b
+        .wait_for("a flash", || async {
+            let e = effects(&b).await;
+            (e["flashes"] == 1).then_some(e)
+        })
+        .await;
+    assert_eq!(seen["tree"], true, "the screen reader's tree: {seen}");
+    assert_eq!(seen["cursor"], "bar", "{seen}");
+    assert_eq!(seen["tones"], 0, "a flash, not a sound: {seen}");
+    assert_eq!(seen["live"], true, "what is printed is announced: {seen}");
+    let enter = char::from(Key::Enter);
+    b.type_in_terminal(&format!("seq 1 3000{enter}")).await;
+    b.wait_for_screen("the last of 3000 lines", |s| {
+        s.lines().any(|l| l.trim() == "3000")
+    })
+    .await;
+    let seen = effects(&b).await;
+    let rows = b.js("return window.portholeTerm.rows;", vec![]).await;
+    assert!(
+        seen["lines"].as_u64().unwrap() <= 1000 + rows.as_u64().unwrap(),
+        "1000 lines kept above the screen: {seen}"
+    );
+    let first: u64 = seen["first"].as_str().unwrap().parse().unwrap_or(0);
+    assert!(first > 1500, "the oldest lines are gone: {seen}");
+
+    // Kept by the gateway: after a reload, the same; the sound bell plays a tone.
+    b.client.refresh().await.unwrap();
+    b.wait_for_attr("#session", "data-settings", "applied")
+        .await;
+    b.wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    let after = term_options(&b).await;
+    assert_eq!(after["cursor_style"], "bar", "{after}");
+    assert_eq!(after["scrollback"], 1000, "{after}");
+    assert_eq!(after["screen_reader"], true, "{after}");
+    let fields = b
+        .js(
+            "return ['cursor_style', 'scrollback', 'bell'].map((k) => document.getElementById('set-' + k).value) \
+               .concat(document.getElementById('set-screen_reader').checked);",
+            vec![],
+        )
+        .await;
+    assert_eq!(fields, json!(["bar", "1000", "visual", true]));
+    count_bells(&b).await;
+    b.type_in_terminal("").await;
+    ring(&b, 3).await;
+    b.wait_for("a flash after the reload", || async {
+        let e = effects(&b).await;
+        (e["flashes"] == 1 && e["tree"] == true && e["cursor"] == "bar").then_some(())
+    })
+    .await;
+    b.click("#settings-open").await;
+    b.wait_for_shown("#settings-panel").await;
+    choose(&b, "#set-bell", "sound").await;
+    b.wait_for_text("#settings-status", "Saved").await;
+    b.click("#set-screen_reader").await;
+    b.wait_for("screen reader mode off", || async {
+        (term_options(&b).await["screen_reader"] == false).then_some(())
+    })
+    .await;
+    b.click("#settings-close").await;
+    ring(&b, 4).await;
+    let seen = b
+        .wait_for("a tone", || async {
+            let e = effects(&b).await;
+            (e["tones"] == 1).then_some(e)
+        })
+        .await;
+    assert_eq!(seen["flashes"], 1, "no more flashes: {seen}");
+    assert_eq!(seen["tree"], false, "the tree is gone: {seen}");
     b.close().await;
     gw.stop().await;
 }

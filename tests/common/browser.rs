@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use fantoccini::error::CmdError;
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -38,6 +40,31 @@ pub fn artefact_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A WebDriver command chromedriver has beyond fantoccini's: `POST /session/{id}/PATH`.
+#[derive(Debug)]
+struct Post {
+    path: &'static str,
+    body: Value,
+}
+
+impl WebDriverCompatibleCommand for Post {
+    fn endpoint(
+        &self,
+        base_url: &reqwest::Url,
+        session_id: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or(""),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (reqwest::Method, Option<String>) {
+        (reqwest::Method::POST, Some(self.body.to_string()))
+    }
 }
 
 /// A running chromedriver and a browser session; both end on [`Browser::close`] (or drop).
@@ -316,5 +343,30 @@ impl Browser {
             self.client.accept_alert().await.ok()
         })
         .await;
+    }
+
+    /// A Chrome DevTools Protocol command, through chromedriver.
+    #[allow(dead_code)] // each browser test binary compiles this file; not all use CDP
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, CmdError> {
+        self.client
+            .issue_cmd(Post {
+                path: "goog/cdp/execute",
+                body: json!({"cmd": cmd, "params": params}),
+            })
+            .await
+    }
+
+    /// Lets the page read and write the clipboard without asking (WebDriver's Set Permission).
+    #[allow(dead_code)] // each browser test binary compiles this file; not all use the clipboard
+    pub async fn grant_clipboard(&self) {
+        for name in ["clipboard-read", "clipboard-write"] {
+            self.client
+                .issue_cmd(Post {
+                    path: "permissions",
+                    body: json!({"descriptor": {"name": name}, "state": "granted"}),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("granting {name}: {e}"));
+        }
     }
 }

@@ -4,8 +4,9 @@
 //
 // Shown only to the session's owner while it runs, and only the ways the policy allows
 // (data-file-transfer: none, download, upload or both; the role's `file_transfer`). Uploads go
-// through XMLHttpRequest for its upload progress; downloads through fetch, so that an error
-// answer is shown as words rather than saved as a file.
+// through XMLHttpRequest for its upload progress; downloads through fetch, read as it arrives
+// (the bar and the words show the bytes received of the length the gateway gives), so that an
+// error answer is shown as words rather than saved as a file.
 import { csrfToken, errorMessage } from './common.js';
 
 const root = document.getElementById('session');
@@ -15,6 +16,12 @@ const mayUpload = rule === 'upload' || rule === 'both';
 const mayDownload = rule === 'download' || rule === 'both';
 const usable =
   data.mode !== 'observe' && data.live === 'true' && data.canAttach === 'true' && (mayUpload || mayDownload);
+/**
+ * The node's platform when the gateway knows it. File transfer works on Linux nodes only: on
+ * another, the Files panel says so instead of offering what the gateway would refuse.
+ */
+const platform = data.nodePlatform || '';
+const unsupported = platform !== '' && platform !== 'Linux';
 
 const openButton = document.getElementById('files-open');
 const panel = document.getElementById('files-panel');
@@ -143,7 +150,30 @@ async function download(path) {
     fail(errorMessage({ status: response.status, data: answer }, 'The download failed.'));
     return;
   }
-  const blob = await response.blob();
+  // Read as it arrives, so that the bar and the words show how much came (of how much, when
+  // the gateway says: it sends the length).
+  const total = Number(response.headers.get('content-length')) || 0;
+  if (total > 0) {
+    progress.max = total;
+    progress.value = 0;
+  }
+  const chunks = [];
+  let received = 0;
+  try {
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      if (total > 0) progress.value = Math.min(received, total);
+      say(`Downloading ${path}: ${size(received)}${total > 0 ? ` of ${size(total)}` : ''}…`);
+    }
+  } catch (e) {
+    fail(`The download failed after ${size(received)}: the connection was lost (${e.message}).`);
+    return;
+  }
+  const blob = new Blob(chunks);
   const link = document.createElement('a');
   link.href = URL.createObjectURL(blob);
   link.download = path.split('/').pop() || 'download';
@@ -159,7 +189,43 @@ async function download(path) {
   say(`Downloaded ${path} (${size(blob.size)}${sha ? `, SHA-256 ${sha.slice(0, 12)}…` : ''}).`);
 }
 
-if (usable) {
+if (usable && unsupported) {
+  openButton.hidden = false;
+  openButton.title = `File transfer works on Linux nodes; this is a ${platform} node`;
+  const note = document.getElementById('files-platform');
+  note.textContent = `File transfer works on Linux nodes only: ${data.nodeName || data.target} is a ${platform} node.`;
+  note.hidden = false;
+  panel.dataset.platform = platform;
+  // Files dropped on the terminal: the panel says why nothing is sent (rather than the browser
+  // opening the file in place of the page).
+  const carriesFiles = (event) => Array.from(event.dataTransfer?.types ?? []).includes('Files');
+  termHost.addEventListener('dragover', (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'none';
+  });
+  termHost.addEventListener('drop', (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    toggle(true);
+    closeButton.focus();
+  });
+  openButton.addEventListener('click', () => {
+    toggle();
+    if (!panel.hidden) closeButton.focus();
+  });
+  closeButton.addEventListener('click', () => {
+    toggle(false);
+    openButton.focus();
+  });
+  panel.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      toggle(false);
+      openButton.focus();
+    }
+  });
+} else if (usable) {
   openButton.hidden = false;
   uploadPart.hidden = !mayUpload;
   downloadForm.hidden = !mayDownload;

@@ -1,6 +1,6 @@
 // The bytes of the terminal keys that a phone's keyboard lacks (the on-screen key bar of
 // terminal.js), and of Ctrl held with a key: pure functions, tested in
-// tests/browser_terminal.rs.
+// tests/browser_clipboard.rs.
 
 /**
  * The bytes of Ctrl plus `ch` (a key typed after the key bar's sticky Ctrl), or null when Ctrl

@@ -1,5 +1,5 @@
 // Pasting into the terminal: pure functions (no DOM, no socket), so that they can be tested on
-// their own (tests/browser_terminal.rs imports this module in a page of the gateway).
+// their own (tests/browser_clipboard.rs imports this module in a page of the gateway).
 //
 // What a paste becomes, in order:
 //   1. line breaks normalised to CR, as terminals do (xterm.js's prepareTextForTerminal):

@@ -144,6 +144,9 @@ struct TerminalPage {
     layout: Layout,
     view: SessionView,
     node_name: String,
+    /// The node's platform (Linux, Windows, MacOS; empty when not known): file transfer works
+    /// on Linux nodes only, which the Files panel says.
+    node_platform: String,
     live: bool,
     can_attach: bool,
     can_terminate: bool,
@@ -390,12 +393,21 @@ pub(super) async fn require_sign_in(state: &AppState, parts: &Parts) -> Result<S
 /// Node names by id, best effort: an empty map when AWS is slow or failing (pages then show
 /// ids only; the targets page reports such errors itself).
 pub(super) async fn node_names(state: &AppState) -> HashMap<String, String> {
+    node_facts(state)
+        .await
+        .into_iter()
+        .map(|(id, (name, _))| (id, name))
+        .collect()
+}
+
+/// Each node's name and platform (Linux, Windows, MacOS), by id; as [`node_names`].
+async fn node_facts(state: &AppState) -> HashMap<String, (String, String)> {
     let engine = &state.engine;
     match tokio::time::timeout(NAMES_TIMEOUT, engine.targets.all(&engine.aws)).await {
         Ok(Ok(list)) => list
             .targets
             .iter()
-            .map(|t| (t.id.clone(), t.name.clone()))
+            .map(|t| (t.id.clone(), (t.name.clone(), t.platform.clone())))
             .collect(),
         Ok(Err(e)) => {
             tracing::debug!("node names for a page: {e}");
@@ -604,7 +616,7 @@ async fn terminal_page(
             Ok(found) => found,
             Err(e) => return PageError::new(e.into(), &signed).into_response(),
         };
-    let node_name = node_names(&state)
+    let (node_name, node_platform) = node_facts(&state)
         .await
         .remove(&view.target)
         .unwrap_or_default();
@@ -620,6 +632,7 @@ async fn terminal_page(
     let mut response = render(&TerminalPage {
         layout: Layout::signed_in(&signed, "", "terminal.js"),
         node_name,
+        node_platform,
         live,
         observe,
         can_share: policy::may_invite(&signed.user, &view.user, view.user_id()).is_ok(),
