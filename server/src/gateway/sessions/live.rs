@@ -1586,12 +1586,16 @@ impl Task {
                 self.tell_observers().await;
             }
             Command::SetMode { name, joiner } => {
+                let mut changed = false;
                 for w in &mut self.observers {
-                    if w.joiner.is_participant() && w.name == name {
+                    if w.joiner.is_participant() && w.name == name && w.joiner != joiner {
                         w.joiner = joiner;
+                        changed = true;
                     }
                 }
-                self.tell_presence();
+                if changed {
+                    self.tell_presence();
+                }
             }
             Command::ScreenText(reply) => {
                 self.stir();
