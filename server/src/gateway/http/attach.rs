@@ -341,7 +341,7 @@ async fn relay(
                         break "browser gone".into();
                     }
                 }
-                Some(ToBrowser::TooSlow | ToBrowser::Revoked(_) | ToBrowser::Refused) => {}
+                Some(ToBrowser::TooSlow | ToBrowser::Revoked(_) | ToBrowser::Refused | ToBrowser::Size { .. }) => {}
                 Some(ToBrowser::HandedOver) => {
                     let _ = socket.send(close(CLOSE_HANDED_OVER, HANDED_OVER)).await;
                     break "handed over to another gateway".into();
@@ -530,6 +530,7 @@ async fn observe_relay(
                     Some(ToBrowser::Status(s)) => Message::Text(json!({"type": "status", "state": s}).to_string().into()),
                     Some(ToBrowser::Sync(offset)) => Message::Text(json!({"type": "sync", "offset": offset}).to_string().into()),
                     Some(ToBrowser::Presence(presence)) => presence_message(&presence),
+                    Some(ToBrowser::Size { cols, rows }) => Message::Text(json!({"type": "size", "cols": cols, "rows": rows}).to_string().into()),
                     Some(ToBrowser::Refused) => Message::Text(
                         json!({"type": "refused", "message": "you were invited read-only: what you type is not sent"})
                             .to_string()
