@@ -3,8 +3,10 @@
 //! the owner invites a colleague from the terminal page's Share dialog; the colleague finds the
 //! session on their Live page, joins it, sees the shell and who is present, and types; the
 //! owner's page shows the colleague's command and "last typed by" them; the owner revokes the
-//! colleague from the dialog and the colleague's page says so. Debian's Chromium through
-//! chromedriver (tests/common/browser.rs); screenshots kept as artefacts.
+//! colleague from the dialog and the colleague's page says so. A participant's and an
+//! observer's terminal take the owner's size whatever their window, and never change the
+//! shell's. Debian's Chromium through chromedriver (tests/common/browser.rs); screenshots kept
+//! as artefacts.
 
 #[path = "common/browser.rs"]
 #[allow(dead_code)] // shared with tests/browser.rs, which uses all of it
@@ -131,5 +133,132 @@ async fn the_owner_shares_from_the_page_and_the_colleague_types_along() {
 
     owner.close().await;
     colleague.close().await;
+    gw.stop().await;
+}
+
+/// The columns and rows of the page's xterm.js terminal.
+async fn term_size(b: &Browser) -> (u64, u64) {
+    let size = b
+        .js(
+            "return [window.portholeTerm.cols, window.portholeTerm.rows];",
+            vec![],
+        )
+        .await;
+    (size[0].as_u64().unwrap(), size[1].as_u64().unwrap())
+}
+
+/// Waits until the page's terminal is `size`.
+async fn until_size(b: &Browser, what: &str, size: (u64, u64)) {
+    b.wait_for(what, || async {
+        (term_size(b).await == size).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_and_an_observer_take_the_owners_size_and_leave_the_shells() {
+    let gw = gateway::start(Backend::Sqlite, |_| {}).await;
+    gw.user("alice", &[Role::Operator]).await;
+    gw.user("bob", &[Role::Operator]).await;
+    gw.user("root", &[Role::Admin]).await;
+    let mut api = Api::new(&gw);
+    api.login("alice").await;
+    let id = api.open(NODE, "INC-1902 sizes when sharing").await;
+    let reply = api
+        .post(
+            &format!("/api/v1/sessions/{id}/participants"),
+            &serde_json::json!({"user": "bob", "mode": "write"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let page = format!("{}/sessions/{id}", gw.url);
+
+    // The owner's page fits its window; the shell has that size.
+    let owner = Browser::start().await;
+    owner.client.set_window_size(1100, 760).await.unwrap();
+    owner.sign_in(&gw.url, "alice", PASSWORD).await;
+    owner.client.goto(&page).await.unwrap();
+    owner
+        .wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    let first = term_size(&owner).await;
+    owner.type_in_terminal("echo SIZE=$(stty size)=\n").await;
+    let said = format!("SIZE={} {}=", first.1, first.0);
+    owner.wait_for_screen(&said, |s| s.contains(&said)).await;
+
+    // Bob's smaller window: his terminal has the owner's size all the same.
+    let colleague = Browser::start().await;
+    colleague.client.set_window_size(700, 480).await.unwrap();
+    colleague.sign_in(&gw.url, "bob", PASSWORD).await;
+    colleague.client.goto(&page).await.unwrap();
+    colleague
+        .wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    until_size(&colleague, "bob's terminal to take alice's size", first).await;
+    colleague
+        .wait_for_attr("#term-size", "data-cols", &first.0.to_string())
+        .await;
+
+    // The owner's window shrinks: the shell and bob's terminal follow it.
+    owner.client.set_window_size(820, 560).await.unwrap();
+    let second = owner
+        .wait_for("alice's terminal to fit the smaller window", || async {
+            let size = term_size(&owner).await;
+            (size.0 < first.0 && size.1 < first.1).then_some(size)
+        })
+        .await;
+    until_size(&colleague, "bob's terminal to follow alice's", second).await;
+
+    // Bob's window grows past the owner's: his terminal keeps her size, and so does the
+    // shell (what he runs there says so).
+    colleague.client.set_window_size(1300, 900).await.unwrap();
+    colleague
+        .type_in_terminal("echo BOB-SIZE=$(stty size)=\n")
+        .await;
+    let said = format!("BOB-SIZE={} {}=", second.1, second.0);
+    colleague
+        .wait_for_screen(&said, |s| s.contains(&said))
+        .await;
+    owner.wait_for_screen(&said, |s| s.contains(&said)).await;
+    assert_eq!(
+        term_size(&colleague).await,
+        second,
+        "bob's terminal refitted"
+    );
+    assert_eq!(term_size(&owner).await, second, "alice's terminal changed");
+    colleague
+        .screenshot("participants-size-colleague.png")
+        .await;
+
+    // An observer with yet another window: the owner's size too.
+    let observer = Browser::start().await;
+    observer.client.set_window_size(1250, 850).await.unwrap();
+    observer.sign_in(&gw.url, "root", PASSWORD).await;
+    observer
+        .client
+        .goto(&format!("{page}?mode=observe"))
+        .await
+        .unwrap();
+    observer
+        .wait_for_attr("#conn-state", "data-state", "connected")
+        .await;
+    // (Alice's status bar now names three people and may wrap: her terminal, and so the
+    // shell, can lose a row or two; the observer follows whatever it is.)
+    let third = observer
+        .wait_for("the observer's terminal to take alice's size", || async {
+            let (hers, his) = (term_size(&owner).await, term_size(&observer).await);
+            (hers == his).then_some(hers)
+        })
+        .await;
+    owner.type_in_terminal("echo AGAIN=$(stty size)=\n").await;
+    let said = format!("AGAIN={} {}=", third.1, third.0);
+    observer.wait_for_screen(&said, |s| s.contains(&said)).await;
+    assert_eq!(term_size(&observer).await, third);
+    assert_eq!(term_size(&colleague).await, third);
+    observer.screenshot("participants-size-observer.png").await;
+
+    owner.close().await;
+    colleague.close().await;
+    observer.close().await;
     gw.stop().await;
 }

@@ -3,7 +3,9 @@
 //! observe that reaches a gateway which does not run the session is forwarded to the one that
 //! does, signed with the cluster's key; terminate and the live counters work through any
 //! gateway; forged, replayed and misaddressed requests between gateways are refused; a second
-//! process cannot take a live gateway's id; the survivors end what a killed gateway left.
+//! process cannot take a live gateway's id; the survivors end what a killed gateway left; a
+//! participant revoked (or changed to read-only) through another gateway is told at once by
+//! the gateway running the session.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
@@ -96,11 +98,15 @@ impl Setup {
     }
 
     fn serve(&self, id: &str) -> Gw {
+        self.serve_with(id, &[])
+    }
+
+    /// `porthole serve` as gateway `id`, with these environment variables too.
+    fn serve_with(&self, id: &str, env: &[(&str, &str)]) -> Gw {
         let port = free_port();
-        let mut proc = Proc::spawn(
-            self.command(id, port),
-            self.dir.path().join(format!("{id}.stderr")),
-        );
+        let mut command = self.command(id, port);
+        command.envs(env.iter().copied());
+        let mut proc = Proc::spawn(command, self.dir.path().join(format!("{id}.stderr")));
         proc.line_with("porthole listening on");
         Gw {
             proc,
@@ -756,6 +762,203 @@ async fn an_attach_while_the_session_moves_is_told_to_try_again() {
     let mut tab = through(&alice, &b).attach(&id).await.unwrap();
     tab.type_text("echo BA''CK\n").await;
     tab.expect("BACK").await;
+    db.pool().close().await;
+    drop((a, b));
+    setup.drop_database().await;
+}
+
+/// Sockets that look at their invitation only hourly: whatever closes them sooner is the push
+/// from the gateway that made the change.
+const HOURLY_RECHECK: &[(&str, &str)] =
+    &[("PORTHOLE_SESSIONS__PARTICIPANT_RECHECK_SECONDS", "3600")];
+
+fn participants(id: &str) -> String {
+    format!("/api/v1/sessions/{id}/participants")
+}
+
+/// Reads `tab` until a presence message in which `name` takes part as `mode` arrived.
+async fn until_mode(tab: &mut common::api::Attach, name: &str, mode: &str) {
+    let deadline = Instant::now() + BOUND;
+    let holds = |t: &Value| {
+        t["type"] == "presence"
+            && t["people"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["name"] == name && p["mode"] == mode))
+    };
+    while !tab
+        .texts
+        .iter()
+        .rev()
+        .find(|t| t["type"] == "presence")
+        .is_some_and(holds)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{name} never shown as {mode}: {:?}",
+            tab.texts
+        );
+        tab.read_within(Duration::from_millis(200)).await;
+        assert!(tab.close.is_none(), "closed: {:?}", tab.close);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_through_another_gateway_closes_the_participants_socket_at_once() {
+    let setup = Setup::new().await;
+    setup.add_user("bob", "operator");
+    setup.add_user("carol", "operator");
+    let a = setup.serve_with("gw-a", HOURLY_RECHECK);
+    let b = setup.serve_with("gw-b", HOURLY_RECHECK);
+
+    // The session runs on A; its owner shares it through B.
+    let mut alice_a = setup.client(&a, "alice").await;
+    let id = alice_a.open(NODE, REASON).await;
+    let mut owner = alice_a.attach(&id).await.unwrap();
+    owner.until_synced().await;
+    let mut alice_b = through(&alice_a, &b);
+    for (who, mode) in [("bob", "write"), ("carol", "read")] {
+        let reply = alice_b
+            .post(&participants(&id), &json!({"user": who, "mode": mode}))
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text);
+    }
+    // Bob joins through B (forwarded to A), carol straight at A.
+    let bob = setup.client(&b, "bob").await;
+    let mut bob_tab = bob.attach(&id).await.unwrap();
+    bob_tab.until_synced().await;
+    let carol = setup.client(&a, "carol").await;
+    let mut carol_tab = carol.attach(&id).await.unwrap();
+    carol_tab.until_synced().await;
+    let at = owner.screen.len();
+    bob_tab.type_text("echo BOB-$((6*7))\n").await;
+    owner.expect_from(at, "BOB-42").await;
+
+    // Write to read, through B: A applies it at once; bob's keys are refused from then on.
+    let reply = alice_b
+        .post(&participants(&id), &json!({"user": "bob", "mode": "read"}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    until_mode(&mut bob_tab, "bob", "read").await;
+    bob_tab.type_text("echo NOT''-SENT\n").await;
+    while !bob_tab.texts.iter().any(|t| t["type"] == "refused") {
+        assert!(bob_tab.read_within(BOUND).await, "{:?}", bob_tab.close);
+    }
+
+    // Revoked through B: bob's socket (through B, held by A) closes with 4005 at once.
+    let asked = Instant::now();
+    let reply = alice_b.delete(&format!("{}/bob", participants(&id))).await;
+    assert_eq!(reply.status, 204, "{}", reply.text);
+    let (code, why) = tokio::time::timeout(BOUND, bob_tab.closed()).await.unwrap();
+    assert_eq!(code, 4005, "{why}");
+    assert!(why.contains("alice stopped sharing"), "{why}");
+    eprintln!("revoked through B, closed by A after {:?}", asked.elapsed());
+    assert!(!String::from_utf8_lossy(&owner.screen).contains("NOT-SENT"));
+    let removed = setup.events(&id, "session.participant.remove", 1).await;
+    assert_eq!(removed[0]["actor"], "alice");
+    assert_eq!(removed[0]["detail"]["participant"], "bob");
+    assert_eq!(removed[0]["detail"]["mode"], "read");
+
+    // The internal request is taken only signed by a live gateway. Carol's invitation goes
+    // from the database alone (as if a revocation had not been pushed): unsigned or badly
+    // signed requests to apply it are refused, and her socket stays open.
+    let db = setup.db().await;
+    sqlx::query(
+        "DELETE FROM session_participants WHERE session_id = $1 AND user_id = \
+         (SELECT id FROM users WHERE name = 'carol')",
+    )
+    .bind(&id)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let path = participants(&id).replacen("/api/", "/internal/", 1);
+    let body = json!({"user": "carol"});
+    let (status, text) = send_raw(&a, &path, &serde_json::to_vec(&body).unwrap(), &[]).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("x-porthole-from header is missing"), "{text}");
+    let other = Keys::derive(b"not the cluster secret, but as long");
+    let (status, text, _) = signed_post(&a, "gw-b", &other, &path, &body, |_| {}).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("bad signature"), "{text}");
+    let keys = Keys::derive(SECRET.as_bytes());
+    let (status, text, _) = signed_post(
+        &a,
+        "gw-b",
+        &keys,
+        &path,
+        &json!({"user": "carol", "mode": "write"}),
+        |_| {},
+    )
+    .await;
+    assert_eq!(status, 400, "an unknown field: {text}");
+    let at = owner.screen.len();
+    owner.type_text("echo STILL-$((3+4))\n").await;
+    owner.expect_from(at, "STILL-7").await;
+    carol_tab.expect("STILL-7").await;
+    assert!(carol_tab.close.is_none());
+    // Signed with the cluster's key: applied, her socket closed at once.
+    let (status, text, _) = signed_post(&a, "gw-b", &keys, &path, &body, |_| {}).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"user": "carol", "mode": null})
+    );
+    let (code, why) = tokio::time::timeout(BOUND, carol_tab.closed())
+        .await
+        .unwrap();
+    assert_eq!(code, 4005, "{why}");
+    // Asked of a gateway that does not run the session: 409, nothing done.
+    let (status, text, _) = signed_post(&b, "gw-a", &keys, &path, &body, |_| {}).await;
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("not running on this gateway"), "{text}");
+
+    // The owner's shell is untouched throughout.
+    let at = owner.screen.len();
+    owner.type_text("echo MINE-$((9+9))\n").await;
+    owner.expect_from(at, "MINE-18").await;
+    db.pool().close().await;
+    drop((a, b));
+    setup.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_the_running_gateway_cannot_be_told_of_still_stands_and_the_recheck_applies_it()
+ {
+    let setup = Setup::new().await;
+    setup.add_user("bob", "operator");
+    // The default look at the table: every 2 s.
+    let a = setup.serve("gw-a");
+    let b = setup.serve("gw-b");
+    let mut alice_a = setup.client(&a, "alice").await;
+    let id = alice_a.open(NODE, REASON).await;
+    let reply = alice_a
+        .post(&participants(&id), &json!({"user": "bob", "mode": "write"}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let bob = setup.client(&a, "bob").await;
+    let mut bob_tab = bob.attach(&id).await.unwrap();
+    bob_tab.until_synced().await;
+
+    // B can no longer reach A (its registered address answers nothing).
+    let db = setup.db().await;
+    sqlx::query("UPDATE gateways SET internal_url = $1 WHERE id = 'gw-a'")
+        .bind(format!("http://127.0.0.1:{}", free_port()))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let mut alice_b = through(&alice_a, &b);
+    let reply = alice_b.delete(&format!("{}/bob", participants(&id))).await;
+    assert_eq!(reply.status, 204, "the revocation stands: {}", reply.text);
+    let (code, why) = tokio::time::timeout(BOUND, bob_tab.closed()).await.unwrap();
+    assert_eq!(code, 4005, "{why}");
+    assert!(why.contains("alice stopped sharing"), "{why}");
+    let said = std::fs::read_to_string(setup.dir.path().join("gw-b.stderr")).unwrap();
+    assert!(
+        said.contains("could not tell the gateway running the session")
+            && said.contains("notices it within 2 s"),
+        "B says why and what follows: {said}"
+    );
+    let refused = bob.attach(&id).await.err().expect("no longer invited");
+    assert_eq!(refused.0, 404, "{refused:?}");
     db.pool().close().await;
     drop((a, b));
     setup.drop_database().await;

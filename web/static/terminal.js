@@ -12,7 +12,10 @@
 // Sharing (`data-mode` "write" or "read"): a person the owner invited into their session. The
 // socket asks for nothing special (the gateway knows the invitation); they get the screen, then
 // the output; what a "write" participant types reaches the shell, a "read" one's is refused.
-// They never resize the terminal (the owner's does). Everyone attached gets
+// They never resize the terminal: the owner's page decides its size, and an observer's or a
+// participant's terminal takes it ({"type":"size","cols","rows"} when they join and whenever
+// it changes) rather than fitting its own window (it scrolls when the window is smaller).
+// Everyone attached gets
 // {"type":"presence","people":[{"name","mode"}],"last_typed"} whenever that changes; the owner
 // gets a Share button (invite by name, list, revoke). A revoked participant's socket closes with
 // 4005 and the page says so.
@@ -52,6 +55,11 @@ const sessionId = data.sessionId;
 const observing = data.mode === 'observe';
 /** `write` or `read` when this person was invited into someone else's session; else null. */
 let joinMode = ['write', 'read'].includes(data.mode) ? data.mode : null;
+/**
+ * Whether this terminal takes the owner's size (an observer, a participant) instead of fitting
+ * its window: the shell has the owner's size, and the screen is drawn for it.
+ */
+const followsOwner = observing || joinMode !== null;
 /** Whether what is typed here is not sent (an observer, a read-only participant). */
 const readOnly = () => observing || joinMode === 'read';
 /** The signed-in person's name (the top bar). */
@@ -209,7 +217,7 @@ function showSize() {
 
 let fitPending = false;
 function scheduleFit() {
-  if (fitPending || tabHidden) return;
+  if (fitPending || tabHidden || followsOwner) return;
   fitPending = true;
   requestAnimationFrame(() => {
     fitPending = false;
@@ -224,8 +232,19 @@ function scheduleFit() {
 }
 new ResizeObserver(scheduleFit).observe(document.getElementById('terminal'));
 window.addEventListener('resize', scheduleFit);
-if (!tabHidden) fit.fit();
+if (followsOwner) {
+  document.getElementById('terminal').classList.add('follows');
+} else if (!tabHidden) {
+  fit.fit();
+}
 showSize();
+
+/** The owner's terminal size, sent by the gateway to an observer or a participant. */
+function takeSize(cols, rows) {
+  if (!followsOwner || !Number.isInteger(cols) || !Number.isInteger(rows)) return;
+  if (cols < 1 || rows < 1 || (cols === term.cols && rows === term.rows)) return;
+  term.resize(cols, rows);
+}
 
 // --- The connection --------------------------------------------------------------------------
 
@@ -269,7 +288,7 @@ function sendBytes(bytes) {
 }
 
 function sendSize() {
-  if (observing || joinMode) return; // the owner's terminal decides the size
+  if (followsOwner) return; // the owner's terminal decides the size
   send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
 }
 
@@ -451,6 +470,8 @@ function connect() {
       showWatchers(message.names);
     } else if (message.type === 'presence') {
       showPresence(message);
+    } else if (message.type === 'size') {
+      takeSize(message.cols, message.rows);
     }
   });
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -622,7 +623,33 @@ pub struct SessionsConfig {
     /// until the next output or attach (1 to 86,400).
     #[serde(deserialize_with = "compact_after_seconds")]
     pub compact_after_seconds: u64,
+    /// How often an attached participant's socket looks at the database for their invitation
+    /// (1 to [`PARTICIPANT_RECHECK_MAX`]): the fallback when a revocation or a change of mode
+    /// made on another gateway could not be pushed to the one running the session.
+    #[serde(deserialize_with = "participant_recheck_seconds")]
+    pub participant_recheck_seconds: u64,
 }
+
+impl SessionsConfig {
+    /// [`SessionsConfig::participant_recheck_seconds`] as a duration.
+    pub fn participant_recheck(&self) -> Duration {
+        Duration::from_secs(self.participant_recheck_seconds)
+    }
+}
+
+/// `sessions.participant_recheck_seconds`: a whole number of seconds, or an error naming the
+/// key.
+fn participant_recheck_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole_number(d, |got| {
+        format!(
+            "sessions.participant_recheck_seconds must be a whole number of seconds between 1 \
+             and {PARTICIPANT_RECHECK_MAX}, got {got}"
+        )
+    })
+}
+
+/// The longest `sessions.participant_recheck_seconds` (an hour).
+pub const PARTICIPANT_RECHECK_MAX: u64 = 3600;
 
 /// `sessions.compact_after_seconds`: a whole number of seconds, or an error naming the key
 /// (serde's own, "invalid value: integer `-3`, expected u64", does not).
@@ -669,6 +696,7 @@ impl Default for SessionsConfig {
             detached_grace_seconds: 10 * 60,
             retransmit_give_up_seconds: 300,
             compact_after_seconds: 30,
+            participant_recheck_seconds: 2,
         }
     }
 }
@@ -847,6 +875,14 @@ impl Config {
             return Err(ConfigError(format!(
                 "sessions.compact_after_seconds must be between 1 and {COMPACT_AFTER_MAX} (how \
                  long a session is quiet before it compacts itself), got {compact}"
+            )));
+        }
+        let recheck = self.sessions.participant_recheck_seconds;
+        if !(1..=PARTICIPANT_RECHECK_MAX).contains(&recheck) {
+            return Err(ConfigError(format!(
+                "sessions.participant_recheck_seconds must be between 1 and \
+                 {PARTICIPANT_RECHECK_MAX} (how often a participant's socket looks at their \
+                 invitation), got {recheck}"
             )));
         }
         self.server.trusted_networks()?;
@@ -1318,6 +1354,44 @@ mod tests {
             "sessions.compact_after_seconds must be a whole number of seconds between 1 and \
              86400, got \"later\""
         );
+    }
+
+    #[test]
+    fn participant_recheck_seconds_is_read_and_bad_values_are_refused() {
+        let base = format!("[auth]\njwt_secret = \"{SECRET}\"\n");
+        let c = Config::from_toml_and_env(&base, []).unwrap();
+        assert_eq!(c.sessions.participant_recheck(), Duration::from_secs(2));
+        let c = Config::from_toml_and_env(
+            &base,
+            env(&[("PORTHOLE_SESSIONS__PARTICIPANT_RECHECK_SECONDS", "3600")]),
+        )
+        .unwrap();
+        assert_eq!(c.sessions.participant_recheck_seconds, 3600);
+        for (value, words) in [
+            (
+                "0",
+                "sessions.participant_recheck_seconds must be between 1 and 3600 (how often a participant's socket looks at their invitation), got 0",
+            ),
+            (
+                "3601",
+                "sessions.participant_recheck_seconds must be between 1 and 3600 (how often a participant's socket looks at their invitation), got 3601",
+            ),
+            (
+                "-1",
+                "sessions.participant_recheck_seconds must be a whole number of seconds between 1 and 3600, got -1",
+            ),
+            (
+                "0.5",
+                "sessions.participant_recheck_seconds must be a whole number of seconds between 1 and 3600, got 0.5",
+            ),
+        ] {
+            let err = Config::from_toml_and_env(
+                &format!("{base}[sessions]\nparticipant_recheck_seconds = {value}\n"),
+                [],
+            )
+            .unwrap_err();
+            assert!(err.0.contains(words), "{value}: {}", err.0);
+        }
     }
 
     #[test]

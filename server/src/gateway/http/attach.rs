@@ -20,9 +20,9 @@ use super::error::ApiError;
 use super::extract::{self as auth, SignedIn, origin_ok};
 use super::forward;
 use super::state::AppState;
-use crate::gateway::policy;
+use crate::gateway::policy::{self, JoinMode};
 use crate::gateway::sessions::live::{Joiner, LiveSession, ObserveError, Presence, ToBrowser};
-use crate::gateway::sessions::participants::{self, PARTICIPANT_RECHECK};
+use crate::gateway::sessions::participants;
 use crate::gateway::store::audit::{self, Event, kind};
 use crate::gateway::telemetry::{self, Denied};
 
@@ -341,7 +341,7 @@ async fn relay(
                         break "browser gone".into();
                     }
                 }
-                Some(ToBrowser::TooSlow | ToBrowser::Revoked(_) | ToBrowser::Refused) => {}
+                Some(ToBrowser::TooSlow | ToBrowser::Revoked(_) | ToBrowser::Refused | ToBrowser::Size { .. }) => {}
                 Some(ToBrowser::HandedOver) => {
                     let _ = socket.send(close(CLOSE_HANDED_OVER, HANDED_OVER)).await;
                     break "handed over to another gateway".into();
@@ -430,10 +430,11 @@ fn presence_message(presence: &Presence) -> Message {
 /// it when they were invited to write and refuses it ([`ToBrowser::Refused`]) when to read.
 /// Like the owner's relay it checks again every [`RECHECK`] that the sign-in holds, and also
 /// that the policy in force still lets this person observe (a role can lose `observe_others`
-/// in a reload), or, for a participant, every [`PARTICIPANT_RECHECK`] that they are still
-/// invited and their roles still allow the session: otherwise it closes with 4003 (4005 when
-/// the invitation was revoked). A revocation on this gateway closes the socket at once
-/// ([`ToBrowser::Revoked`], 4005).
+/// in a reload), or, for a participant, every `sessions.participant_recheck_seconds` that they
+/// are still invited (with which mode) and their roles still allow the session: otherwise it
+/// closes with 4003 (4005 when the invitation was revoked). A revocation on this gateway, or
+/// pushed here by the gateway that made it, closes the socket at once ([`ToBrowser::Revoked`],
+/// 4005); the look at the table is the fallback when the push could not be made.
 async fn observe_relay(
     state: Arc<AppState>,
     signed: SignedIn,
@@ -492,17 +493,28 @@ async fn observe_relay(
     telemetry::attached(true);
     let mut told = false;
     let mut recheck = tokio::time::interval(if participant {
-        PARTICIPANT_RECHECK
+        state.engine.config.sessions.participant_recheck()
     } else {
         RECHECK
     });
+    // The mode this relay last knew of (the session task holds the one in force).
+    let mut joiner = watching.joiner;
     recheck.tick().await;
     let why: String = loop {
         tokio::select! {
             _ = recheck.tick() => {
                 let still = auth::signed_in(&state, &headers, signed.client.clone()).await;
                 let refusal = match still {
-                    Ok(Some(now)) if participant => still_invited(&state, &now, &live).await,
+                    Ok(Some(now)) if participant => match still_invited(&state, &now, &live, &watching.owner).await {
+                        Ok(Some(mode)) if Joiner::of(mode) != joiner => {
+                            // Changed on another gateway and not pushed here: follow it now.
+                            joiner = Joiner::of(mode);
+                            live.set_mode(&now.user.name, mode).await;
+                            None
+                        }
+                        Ok(_) => None,
+                        Err(refusal) => Some(refusal),
+                    },
                     Ok(Some(now)) if policy::may_observe(&now.user, watching.owner_id) => None,
                     Ok(Some(_)) => Some((CLOSE_NOT_ALLOWED, "you may no longer observe this session".to_owned(), "observe no longer allowed")),
                     _ => Some((CLOSE_NOT_ALLOWED, "your sign-in ended".to_owned(), "sign-in ended")),
@@ -518,6 +530,7 @@ async fn observe_relay(
                     Some(ToBrowser::Status(s)) => Message::Text(json!({"type": "status", "state": s}).to_string().into()),
                     Some(ToBrowser::Sync(offset)) => Message::Text(json!({"type": "sync", "offset": offset}).to_string().into()),
                     Some(ToBrowser::Presence(presence)) => presence_message(&presence),
+                    Some(ToBrowser::Size { cols, rows }) => Message::Text(json!({"type": "size", "cols": cols, "rows": rows}).to_string().into()),
                     Some(ToBrowser::Refused) => Message::Text(
                         json!({"type": "refused", "message": "you were invited read-only: what you type is not sent"})
                             .to_string()
@@ -587,38 +600,40 @@ async fn observe_relay(
     let _ = record(&state, &signed, &live, ended, json!({"why": why})).await;
 }
 
-/// Why a participant's socket must close now: their invitation was revoked (4005), or their
-/// roles no longer allow the session (4003); `None` while they may stay.
+/// Why a participant's socket must close now (`Err`): their invitation was revoked (4005), or
+/// their roles no longer allow the session (4003). While they may stay, the mode of their
+/// invitation (`None`: the database could not be asked this time; looked at again next tick).
 async fn still_invited(
     state: &AppState,
     now: &SignedIn,
     live: &LiveSession,
-) -> Option<(u16, String, &'static str)> {
+    owner: &str,
+) -> Result<Option<JoinMode>, (u16, String, &'static str)> {
     let engine = &state.engine;
     let seen = participants::visible_or_invited(engine, &now.user, &live.id).await;
-    let view = match seen {
-        Ok((view, Some(_))) => view,
+    let (view, invited) = match seen {
+        Ok((view, Some(invited))) => (view, invited),
         Ok((_, None)) | Err(crate::gateway::sessions::Error::UnknownSession(_)) => {
-            return Some((
+            return Err((
                 CLOSE_REVOKED,
-                "the owner stopped sharing the session with you".to_owned(),
+                participants::revoked_reason(owner),
                 "invitation revoked",
             ));
         }
         Err(e) => {
             // The database failed for a moment: looked at again at the next tick.
             tracing::warn!(session = %live.id, "checking an invitation: {e}");
-            return None;
+            return Ok(None);
         }
     };
     match participants::may_join(engine, &now.user, &view).await {
-        Ok(()) => None,
+        Ok(()) => Ok(Some(participants::mode_of(&invited))),
         Err(crate::gateway::sessions::Error::Forbidden(why)) => {
-            Some((CLOSE_NOT_ALLOWED, why, "join no longer allowed"))
+            Err((CLOSE_NOT_ALLOWED, why, "join no longer allowed"))
         }
         Err(e) => {
             tracing::warn!(session = %live.id, "checking an invitation: {e}");
-            None
+            Ok(None)
         }
     }
 }

@@ -9,6 +9,10 @@
 //!   ([`super::forward`]), with the browser's cookie: the person is checked here as usual.
 //! - `POST /internal/v1/sessions/{id}/end`: ends a session this gateway runs (a terminate
 //!   asked of another gateway, which has checked and audited it).
+//! - `POST /internal/v1/sessions/{id}/participants`: applies an invitation into a session this
+//!   gateway runs as the database now holds it (another gateway revoked it, or changed its
+//!   mode, and has written and audited that): a revoked participant's socket closes with 4005
+//!   at once ([`participants::apply_here`]).
 //! - `POST /internal/v1/sessions/stats`: the live counters of sessions this gateway runs.
 //! - `POST /internal/v1/sessions/{id}/take`: takes over a session the sending gateway (which
 //!   is stopping) left for this one ([`handover::take`]).
@@ -36,7 +40,7 @@ use super::state::AppState;
 use crate::gateway::cluster::WhoAmI;
 use crate::gateway::cluster::signing::{Refusal, Request as Signable, Signed};
 use crate::gateway::sessions::live::Stats;
-use crate::gateway::sessions::{engine, handover};
+use crate::gateway::sessions::{engine, handover, participants};
 
 /// `GET /internal/v1/whoami`.
 pub async fn whoami(State(state): State<Arc<AppState>>) -> Json<WhoAmI> {
@@ -136,6 +140,39 @@ pub async fn end(
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     engine::end_here(&state.engine, &id, &asked.how).await?;
     Ok(Json(serde_json::json!({"ended": id})))
+}
+
+/// The body of `POST /internal/v1/sessions/{id}/participants`.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantChanged {
+    /// The participant's user name.
+    pub user: String,
+}
+
+/// `POST /internal/v1/sessions/{id}/participants`: `{"user": NAME, "mode": "write" | "read" |
+/// null}`, the invitation now in force (`null`: revoked, their socket was closed).
+pub async fn participant_changed(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    verified(
+        &state,
+        "POST",
+        &path_and_query(&parts),
+        &parts.headers,
+        &body,
+    )
+    .await?;
+    let asked: ParticipantChanged = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let mode = participants::apply_here(&state.engine, &id, &asked.user).await?;
+    Ok(Json(serde_json::json!({
+        "user": asked.user,
+        "mode": mode.map(|m| m.as_str()),
+    })))
 }
 
 /// The body of `POST /internal/v1/sessions/stats`.

@@ -124,6 +124,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(internal::forwarded_attach),
         )
         .route("/internal/v1/sessions/{id}/end", post(internal::end))
+        .route(
+            "/internal/v1/sessions/{id}/participants",
+            post(internal::participant_changed),
+        )
         .route("/internal/v1/sessions/stats", post(internal::stats))
         .route("/internal/v1/sessions/{id}/take", post(internal::take))
         .route("/healthz", get(|| async { "ok" }))

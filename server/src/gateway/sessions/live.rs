@@ -98,6 +98,15 @@ pub enum ToBrowser {
     Presence(Presence),
     /// The owner revoked this participant's invitation; why, in words.
     Revoked(String),
+    /// The terminal's size, which the owner's page decides (sent to everyone watching when
+    /// they join and whenever it changes, so that their terminal takes it rather than fit
+    /// their own window).
+    Size {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
     /// Input from a read-only participant was not sent.
     Refused,
 }
@@ -1514,10 +1523,17 @@ impl Task {
                 if let Some(r) = &mut self.recorder {
                     r.resize(cols, rows);
                 }
-                self.size = (
+                let size = (
                     u16::try_from(rows).unwrap_or(u16::MAX),
                     u16::try_from(cols).unwrap_or(u16::MAX),
                 );
+                if size != self.size {
+                    self.size = size;
+                    self.send_observers(ToBrowser::Size {
+                        cols: size.1,
+                        rows: size.0,
+                    });
+                }
                 self.model
                     .resize(
                         u16::try_from(rows).unwrap_or(u16::MAX),
@@ -1563,6 +1579,11 @@ impl Task {
                     } else {
                         "connecting"
                     }),
+                    // The size before the screen drawn at it.
+                    ToBrowser::Size {
+                        cols: self.size.1,
+                        rows: self.size.0,
+                    },
                     ToBrowser::Output(snapshot),
                     ToBrowser::Sync(self.bytes_out),
                 ];
@@ -1592,12 +1613,16 @@ impl Task {
                 self.tell_observers().await;
             }
             Command::SetMode { name, joiner } => {
+                let mut changed = false;
                 for w in &mut self.observers {
-                    if w.joiner.is_participant() && w.name == name {
+                    if w.joiner.is_participant() && w.name == name && w.joiner != joiner {
                         w.joiner = joiner;
+                        changed = true;
                     }
                 }
-                self.tell_presence();
+                if changed {
+                    self.tell_presence();
+                }
             }
             Command::ScreenText(reply) => {
                 self.stir();

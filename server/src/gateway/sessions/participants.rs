@@ -6,25 +6,37 @@
 //! (`store::participants`), so every gateway sharing the database honours them; each change is
 //! audited in the transaction that makes it (`session.participant.add` / `.remove`).
 //!
-//! A revocation closes the participant's socket at once on the gateway that runs the session
-//! ([`crate::gateway::sessions::live::LiveSession::kick`]); a socket held elsewhere (a
-//! forwarded attach reaches the session's own gateway, so only during a hand-over) notices it
-//! at its next look at the table, within [`PARTICIPANT_RECHECK`].
-
-use std::time::Duration;
+//! A participant's socket always lives on the gateway that runs the session (an attach that
+//! reaches another gateway is forwarded to it). A revocation, or a change of mode, takes effect
+//! there at once: made on that gateway, directly
+//! ([`crate::gateway::sessions::live::LiveSession::kick`], `set_mode`); made on another, the database is changed first and the running
+//! gateway is then told to apply the invitation as the database now holds it
+//! (`POST /internal/v1/sessions/{id}/participants`, signed, [`apply_here`]). When it cannot be
+//! told (it does not answer within [`PEER_TIMEOUT`]), the change still stands — the database is
+//! the truth — and the socket notices it at its next look at the table, every
+//! `sessions.participant_recheck_seconds` (2 s by default); that is logged.
 
 use serde_json::json;
 
 use super::{Engine, Error, approvals};
+use crate::gateway::cluster::PEER_TIMEOUT;
 use crate::gateway::facts::{Target, User};
 use crate::gateway::policy::{self, JoinMode, Parameters};
 use crate::gateway::store::audit::{self, Client, Event, kind};
+use crate::gateway::store::gateways;
 use crate::gateway::store::participants::{self as rows, Participant};
 use crate::gateway::store::sessions::{self as sessions_rows, SessionView};
 
-/// How often a participant's socket looks at the table for its invitation (a revocation on
-/// another gateway, a policy that no longer lets them join).
-pub const PARTICIPANT_RECHECK: Duration = Duration::from_secs(2);
+/// The path of the internal request that tells the gateway running session `id` to apply an
+/// invitation into it as the database holds it now ([`apply_here`]).
+pub fn internal_path(id: &str) -> String {
+    format!("/internal/v1/sessions/{id}/participants")
+}
+
+/// What a participant whose invitation was revoked is told (the close reason of 4005).
+pub fn revoked_reason(owner: &str) -> String {
+    format!("{owner} stopped sharing the session with you")
+}
 
 /// Session `id` as `user` may see it: their own, everyone's for roles that see every session,
 /// or one they are invited into (with their invitation). Others are told it does not exist.
@@ -135,8 +147,9 @@ pub async fn invite(
     )
     .await?;
     tx.commit().await?;
-    if let Some(live) = engine.live.get(id) {
-        live.set_mode(&invitee.name, mode).await;
+    match engine.live.get(id) {
+        Some(live) => live.set_mode(&invitee.name, mode).await,
+        None => tell_owner(engine, &view, &invitee.name, client).await,
     }
     rows::find(&engine.db, id, invitee.id)
         .await?
@@ -145,7 +158,8 @@ pub async fn invite(
 
 /// Revokes the invitation of the user named `name` into session `id`, for its owner (at any
 /// time, whatever their roles now); audited (`session.participant.remove`). Their socket is
-/// closed at once (close code 4005) when this gateway runs the session.
+/// closed at once (close code 4005): here when this gateway runs the session, else by the
+/// gateway that does, once told ([`tell_owner`]).
 pub async fn revoke(
     engine: &Engine,
     owner: &User,
@@ -182,14 +196,92 @@ pub async fn revoke(
     )
     .await?;
     tx.commit().await?;
-    if let Some(live) = live {
-        live.kick(
-            name,
-            &format!("{} stopped sharing the session with you", owner.name),
-        )
-        .await;
+    match live {
+        Some(live) => live.kick(name, &revoked_reason(&owner.name)).await,
+        None => tell_owner(engine, &view, name, client).await,
     }
     Ok(())
+}
+
+/// Tells the gateway running `view` (not this one) that the invitation of `name` changed in
+/// the database, so that it applies it to their socket at once. Never fails the change: when
+/// there is no such gateway, or it cannot be told, the socket's own look at the table
+/// (every `sessions.participant_recheck_seconds`) applies it, and that is logged.
+async fn tell_owner(engine: &Engine, view: &SessionView, name: &str, client: &Client) {
+    if !engine.cluster.is_clustered() || !view.is_running() {
+        return;
+    }
+    let recheck = engine.config.sessions.participant_recheck_seconds;
+    let owner = match gateways::owner_of(&engine.db, &view.id).await {
+        Ok(owner) => {
+            owner.filter(|g| g.id != engine.cluster.id && g.is_alive(engine.cluster.fresh_after()))
+        }
+        Err(e) => {
+            tracing::warn!(
+                session = %view.id,
+                participant = %name,
+                "cannot find the gateway running the session to apply an invitation change \
+                 ({e}); its socket notices within {recheck} s"
+            );
+            return;
+        }
+    };
+    // None: the session is moving between gateways (its taker's sockets look at the table)
+    // or has just ended.
+    let Some(owner) = owner else { return };
+    let told = engine
+        .cluster
+        .post::<serde_json::Value>(
+            &owner,
+            &internal_path(&view.id),
+            &client.addr,
+            &json!({"user": name}),
+            PEER_TIMEOUT,
+        )
+        .await;
+    match told {
+        Ok(_) => {
+            tracing::debug!(session = %view.id, participant = %name, owner = %owner.id, "invitation change pushed");
+        }
+        Err(e) => tracing::warn!(
+            session = %view.id,
+            participant = %name,
+            owner = %owner.id,
+            "could not tell the gateway running the session about an invitation change \
+             ({e}); the change stands, and the participant's socket notices it within \
+             {recheck} s (sessions.participant_recheck_seconds)"
+        ),
+    }
+}
+
+/// Applies the invitation of the user named `name` into session `id`, which this gateway
+/// runs, as the database holds it now (asked by another gateway that changed it): no
+/// invitation closes their socket (4005, naming the owner); one with a mode makes their socket
+/// follow it. Returns the mode in force (`None`: not invited).
+pub async fn apply_here(engine: &Engine, id: &str, name: &str) -> Result<Option<JoinMode>, Error> {
+    let Some(live) = engine.live.get(id) else {
+        return Err(Error::SessionEnded(format!(
+            "session {id} is not running on this gateway"
+        )));
+    };
+    let Some(view) = sessions_rows::load(&engine.db, id).await? else {
+        return Err(Error::UnknownSession(format!("no session {id:?}")));
+    };
+    let invited = rows::list(&engine.db, id)
+        .await?
+        .into_iter()
+        .find(|p| p.user == name);
+    match invited {
+        None => {
+            live.kick(name, &revoked_reason(&view.user)).await;
+            Ok(None)
+        }
+        Some(p) => {
+            let mode = mode_of(&p);
+            live.set_mode(name, mode).await;
+            Ok(Some(mode))
+        }
+    }
 }
 
 /// The people invited into session `id`, for its owner and for those invited into it (and
