@@ -417,3 +417,77 @@ async fn the_files_panel_says_a_windows_node_cannot_move_files() {
     b.close().await;
     gw.stop().await;
 }
+
+/// Roles that may download only, or not move files at all.
+const DROP_POLICY: &str = r#"
+[[roles]]
+name = "fetchers"
+targets = [{ ids = ["*"] }]
+file_transfer = "download"
+
+[[roles]]
+name = "shell-only"
+targets = [{ ids = ["*"] }]
+"#;
+
+/// Drops a file on the terminal the way a person's drag does (a `drop` event carrying a file);
+/// whether the page took the event for itself (the browser then does not open the file in
+/// place of the page and its shell).
+async fn drop_a_file(b: &Browser) -> bool {
+    let taken = b
+        .js(
+            "const data = new DataTransfer(); data.items.add(new File(['x'], 'notes.txt')); \
+             const event = new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}); \
+             document.getElementById('terminal').dispatchEvent(event); \
+             return event.defaultPrevented;",
+            vec![],
+        )
+        .await;
+    taken.as_bool().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_dropped_where_uploads_are_not_allowed_is_refused_in_the_page() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let file = policy_dir.path().join("policy.toml");
+    std::fs::write(&file, DROP_POLICY).unwrap();
+    let gw = gateway::start(Backend::Sqlite, |c| c.policy.file = Some(file.clone())).await;
+    gw.user("dana", &[Role::parse("fetchers").unwrap()]).await;
+    gw.user("ed", &[Role::parse("shell-only").unwrap()]).await;
+
+    // Download only: the panel offers the download, and a dropped file opens it with the reason.
+    let b = Browser::start().await;
+    open_session(&b, &gw, "dana").await;
+    b.wait_for_shown("#files-open").await;
+    assert!(drop_a_file(&b).await, "the page takes the drop");
+    b.wait_for_shown("#files-panel").await;
+    let said = b.wait_for_text("#files-error", "not upload").await;
+    assert_eq!(
+        said,
+        "Your role may download files from this node but not upload them (file_transfer = download)."
+    );
+    let offered = b
+        .js(
+            "return ['files-upload', 'files-download'].map((id) => document.getElementById(id).getClientRects().length > 0);",
+            vec![],
+        )
+        .await;
+    assert_eq!(offered, serde_json::json!([false, true]), "download only");
+    b.screenshot("files-drop-download-only.png").await;
+    b.close().await;
+
+    // No file transfer at all: no Files control, and the drop is still the page's (the shell
+    // stays on screen).
+    let b = Browser::start().await;
+    open_session(&b, &gw, "ed").await;
+    assert!(drop_a_file(&b).await, "the page takes the drop");
+    let state = b
+        .js(
+            "return [document.getElementById('files-open').hidden, document.getElementById('files-panel').hidden, location.pathname.startsWith('/sessions/')];",
+            vec![],
+        )
+        .await;
+    assert_eq!(state, serde_json::json!([true, true, true]));
+    b.close().await;
+    gw.stop().await;
+}

@@ -198,16 +198,7 @@ if (usable && unsupported) {
   panel.dataset.platform = platform;
   // Files dropped on the terminal: the panel says why nothing is sent (rather than the browser
   // opening the file in place of the page).
-  const carriesFiles = (event) => Array.from(event.dataTransfer?.types ?? []).includes('Files');
-  termHost.addEventListener('dragover', (event) => {
-    if (!carriesFiles(event)) return;
-    event.preventDefault();
-    event.dataTransfer.dropEffect = 'none';
-  });
-  termHost.addEventListener('drop', (event) => {
-    if (!carriesFiles(event)) return;
-    event.preventDefault();
-    event.stopPropagation();
+  refuseDroppedFiles(() => {
     toggle(true);
     closeButton.focus();
   });
@@ -272,5 +263,32 @@ if (usable && unsupported) {
       root.classList.remove('dropping-files');
       uploadAll(Array.from(event.dataTransfer.files));
     });
+  } else {
+    // Download only: a file dropped on the terminal opens the panel, which says why it is not
+    // sent (rather than the browser opening the file in place of the page and its shell).
+    refuseDroppedFiles(() => {
+      toggle(true);
+      fail('Your role may download files from this node but not upload them (file_transfer = download).');
+    });
   }
+} else {
+  // No file transfer here (the role's file_transfer = none, an observer, an ended session): a
+  // file dropped on the terminal is refused, never opened by the browser in place of the page.
+  refuseDroppedFiles(() => {});
+}
+
+/** Files dragged over or dropped on the terminal are not taken, and `why` is called on a drop. */
+function refuseDroppedFiles(why) {
+  const carriesFiles = (event) => Array.from(event.dataTransfer?.types ?? []).includes('Files');
+  termHost.addEventListener('dragover', (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = 'none';
+  });
+  termHost.addEventListener('drop', (event) => {
+    if (!carriesFiles(event)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    why();
+  });
 }
