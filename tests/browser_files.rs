@@ -5,7 +5,7 @@
 //! the shell, and on disk: the emulator's nodes are this machine), drops another on the
 //! terminal, downloads one by path, and is
 //! told clearly when a path names no file. A role without `file_transfer` sees no Files
-//! control. On a slow (throttled) network, the bar and the words follow an upload's bytes and
+//! control; a download-only role is offered the download, and no upload. On a slow (throttled) network, the bar and the words follow an upload's bytes and
 //! a download's. On a Windows node, the panel says file transfer works on Linux nodes only. Debian's Chromium, headless, through chromedriver (tests/common/browser.rs); the
 //! assets come from `web/dist` (`scripts/web-build`).
 
@@ -38,6 +38,11 @@ file_transfer = "both"
 [[roles]]
 name = "shell-only"
 targets = [{ ids = ["*"] }]
+
+[[roles]]
+name = "readers"
+targets = [{ ids = ["*"] }]
+file_transfer = "download"
 "#;
 
 /// Signs in as `user` and opens a session on `NODE`; waits for a connected terminal with a
@@ -219,6 +224,48 @@ async fn upload_with_the_button_then_download_by_path() {
         )
         .await;
     assert_eq!(hidden, serde_json::json!([true, true]));
+    b.close().await;
+    gw.stop().await;
+}
+
+/// A role with `file_transfer = "download"`: the Files panel offers the download by path (and
+/// it works) but no upload, neither the button nor the folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_only_role_is_offered_download_but_no_upload() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let file = policy_dir.path().join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let gw = gateway::start(Backend::Sqlite, |c| c.policy.file = Some(file.clone())).await;
+    gw.user("rita", &[Role::parse("readers").unwrap()]).await;
+    let node_dir = tempfile::tempdir().unwrap();
+    let on_node = node_dir.path().join("app.log");
+    std::fs::write(&on_node, b"one line of log\n").unwrap();
+
+    let b = Browser::start().await;
+    open_session(&b, &gw, "rita").await;
+    b.click("#files-open").await;
+    b.wait_for_shown("#files-panel").await;
+    let offered = b
+        .js(
+            "return ['files-download', 'files-path', 'files-get', 'files-upload', 'files-choose', 'files-dir'] \
+               .map((id) => document.getElementById(id).getClientRects().length > 0) \
+               .concat(document.activeElement.id);",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        offered,
+        serde_json::json!([true, true, true, false, false, false, "files-path"]),
+        "download by path, focused; no upload"
+    );
+    b.screenshot("files-download-only.png").await;
+    b.fill("#files-path", &on_node.display().to_string()).await;
+    b.click("#files-get").await;
+    let done = b.wait_for_text("#files-status", "Downloaded").await;
+    assert!(
+        done.contains(&on_node.display().to_string()) && done.contains("16 bytes"),
+        "{done}"
+    );
     b.close().await;
     gw.stop().await;
 }

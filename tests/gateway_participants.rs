@@ -561,3 +561,89 @@ async fn the_table_and_the_policy_are_looked_at_again_while_attached() {
     );
     gw.stop().await;
 }
+
+/// `gated` reaches every node only after an access request approved by `leads`.
+const GATED_POLICY: &str = r#"
+[[roles]]
+name = "web"
+targets = [{ ids = ["*"] }]
+join_others = true
+
+[[roles]]
+name = "gated"
+targets = [{ ids = ["*"] }]
+[roles.approval]
+approvers = ["leads"]
+
+[[roles]]
+name = "leads"
+"#;
+
+/// An invitee whose roles allow the node only after an approved access request is refused,
+/// saying so, until they hold an approved grant for it; then the invitation is taken and they
+/// type along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_whose_roles_need_approval_is_refused_until_granted() {
+    let file: PolicyFile = toml::from_str(GATED_POLICY).unwrap();
+    let gw = gateway::start(Backend::Sqlite, move |c| {
+        c.policy.roles = Some(file.roles);
+    })
+    .await;
+    let mut alice = signed_in(&gw, "alice", &["web"]).await;
+    let mut carol = signed_in(&gw, "carol", &["gated"]).await;
+    let mut lead = signed_in(&gw, "lead", &["leads"]).await;
+    let id = alice.open(NODE, REASON).await;
+
+    let reply = invite(&mut alice, &id, "carol", "write").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(reply.code(), "forbidden");
+    assert_eq!(
+        reply.message(),
+        "carol may not join a session on this node: their roles need an approved access \
+         request for it first (1 approval by leads, grants up to 3600 s)",
+        "{}",
+        reply.text
+    );
+    let added = porthole::gateway::store::audit::list(&gw.state.engine.db, Some(&id))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "session.participant.add")
+        .count();
+    assert_eq!(added, 0, "nothing refused is added");
+
+    // A pending request is not a grant.
+    let asked = carol
+        .post(
+            "/api/v1/requests",
+            &json!({"target": NODE, "reason": "INC-1900 pairing with alice", "duration_seconds": 600}),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::CREATED, "{}", asked.text);
+    let request = asked.body["id"].as_str().unwrap().to_owned();
+    let reply = invite(&mut alice, &id, "carol", "write").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert!(
+        reply.message().contains("need an approved access request"),
+        "{}",
+        reply.text
+    );
+
+    // Approved: the invitation is taken, and carol's keys reach the shell.
+    let approved = lead
+        .post(
+            &format!("/api/v1/requests/{request}/approve"),
+            &json!({"comment": "go ahead"}),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    assert_eq!(approved.body["state"], "approved", "{}", approved.text);
+    let reply = invite(&mut alice, &id, "carol", "write").await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["mode"], "write");
+    let mut pair = carol.attach(&id).await.unwrap();
+    pair.until_synced().await;
+    pair.type_text("echo CAROL-$((5*5))\n").await;
+    pair.expect("CAROL-25").await;
+    gw.stop().await;
+}

@@ -42,6 +42,30 @@ pub fn artefact_dir() -> PathBuf {
     dir
 }
 
+/// The name of the screenshot saved when a wait times out: `failure-TEST.png`, after the test
+/// that failed (libtest runs each test on a thread named after it), so that the failures of
+/// several tests in one run each keep their own.
+fn failure_name() -> String {
+    let test = std::thread::current()
+        .name()
+        .filter(|name| *name != "main")
+        .map_or_else(
+            || "unnamed".to_owned(),
+            |name| {
+                name.chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '_' {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .collect()
+            },
+        );
+    format!("failure-{test}.png")
+}
+
 /// A WebDriver command chromedriver has beyond fantoccini's: `POST /session/{id}/PATH`.
 #[derive(Debug)]
 struct Post {
@@ -200,7 +224,7 @@ impl Browser {
                 return value;
             }
             if tokio::time::Instant::now() >= deadline {
-                let shot = self.screenshot("failure.png").await;
+                let shot = self.screenshot(&failure_name()).await;
                 let url = self.client.current_url().await.map(|u| u.to_string());
                 let screen = self.screen().await;
                 panic!(
