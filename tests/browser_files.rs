@@ -465,18 +465,6 @@ async fn the_files_panel_says_a_windows_node_cannot_move_files() {
     gw.stop().await;
 }
 
-/// Roles that may download only, or not move files at all.
-const DROP_POLICY: &str = r#"
-[[roles]]
-name = "fetchers"
-targets = [{ ids = ["*"] }]
-file_transfer = "download"
-
-[[roles]]
-name = "shell-only"
-targets = [{ ids = ["*"] }]
-"#;
-
 /// Drops a file on the terminal the way a person's drag does (a `drop` event carrying a file);
 /// whether the page took the event for itself (the browser then does not open the file in
 /// place of the page and its shell).
@@ -497,9 +485,9 @@ async fn drop_a_file(b: &Browser) -> bool {
 async fn a_file_dropped_where_uploads_are_not_allowed_is_refused_in_the_page() {
     let policy_dir = tempfile::tempdir().unwrap();
     let file = policy_dir.path().join("policy.toml");
-    std::fs::write(&file, DROP_POLICY).unwrap();
+    std::fs::write(&file, POLICY).unwrap();
     let gw = gateway::start(Backend::Sqlite, |c| c.policy.file = Some(file.clone())).await;
-    gw.user("dana", &[Role::parse("fetchers").unwrap()]).await;
+    gw.user("dana", &[Role::parse("readers").unwrap()]).await;
     gw.user("ed", &[Role::parse("shell-only").unwrap()]).await;
 
     // Download only: the panel offers the download, and a dropped file opens it with the reason.
