@@ -113,6 +113,18 @@ pub async fn forwarded_attach(
     attach::attach(State(state), Path(id), query, parts, upgrade).await
 }
 
+/// A signed `POST`'s JSON body: the signature checked ([`verified`]) before the body is read,
+/// then the body parsed (400 `invalid_request` naming what is wrong).
+async fn signed_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    verified(state, "POST", &path_and_query(parts), &parts.headers, body).await?;
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+}
+
 /// The body of `POST /internal/v1/sessions/{id}/end`.
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -128,16 +140,7 @@ pub async fn end(
     parts: Parts,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    verified(
-        &state,
-        "POST",
-        &path_and_query(&parts),
-        &parts.headers,
-        &body,
-    )
-    .await?;
-    let asked: EndRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let asked: EndRequest = signed_json(&state, &parts, &body).await?;
     engine::end_here(&state.engine, &id, &asked.how).await?;
     Ok(Json(serde_json::json!({"ended": id})))
 }
@@ -150,24 +153,16 @@ pub struct ParticipantChanged {
     pub user: String,
 }
 
-/// `POST /internal/v1/sessions/{id}/participants`: `{"user": NAME, "mode": "write" | "read" |
-/// null}`, the invitation now in force (`null`: revoked, their socket was closed).
+/// `POST /internal/v1/sessions/{id}/participants` with `{"user": NAME}`: the person's
+/// invitation changed; answers `{"user": NAME, "mode": "write" | "read" | null}`, the
+/// invitation now in force (`null`: revoked, their socket was closed).
 pub async fn participant_changed(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     parts: Parts,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    verified(
-        &state,
-        "POST",
-        &path_and_query(&parts),
-        &parts.headers,
-        &body,
-    )
-    .await?;
-    let asked: ParticipantChanged = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let asked: ParticipantChanged = signed_json(&state, &parts, &body).await?;
     let mode = participants::apply_here(&state.engine, &id, &asked.user).await?;
     Ok(Json(serde_json::json!({
         "user": asked.user,
@@ -192,16 +187,7 @@ pub async fn stats(
     parts: Parts,
     body: Bytes,
 ) -> Result<Json<BTreeMap<String, BTreeMap<String, Stats>>>, ApiError> {
-    verified(
-        &state,
-        "POST",
-        &path_and_query(&parts),
-        &parts.headers,
-        &body,
-    )
-    .await?;
-    let asked: StatsRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let asked: StatsRequest = signed_json(&state, &parts, &body).await?;
     if asked.ids.len() > MAX_STATS_IDS {
         return Err(ApiError::bad_request(
             "invalid_request",
