@@ -206,31 +206,13 @@ if (usable && unsupported) {
     toggle();
     if (!panel.hidden) closeButton.focus();
   });
-  closeButton.addEventListener('click', () => {
-    toggle(false);
-    openButton.focus();
-  });
-  panel.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      toggle(false);
-      openButton.focus();
-    }
-  });
+  closeable();
 } else if (usable) {
   openButton.hidden = false;
   uploadPart.hidden = !mayUpload;
   downloadForm.hidden = !mayDownload;
   openButton.addEventListener('click', () => toggle());
-  closeButton.addEventListener('click', () => {
-    toggle(false);
-    openButton.focus();
-  });
-  panel.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      toggle(false);
-      openButton.focus();
-    }
-  });
+  closeable();
   downloadForm.addEventListener('submit', (event) => {
     event.preventDefault();
     const path = pathInput.value.trim();
@@ -248,7 +230,6 @@ if (usable && unsupported) {
       uploadAll(files);
     });
     // Files dropped on the terminal (text dropped there is pasted: terminal.js).
-    const carriesFiles = (event) => Array.from(event.dataTransfer?.types ?? []).includes('Files');
     termHost.addEventListener('dragover', (event) => {
       if (!carriesFiles(event)) return;
       event.preventDefault();
@@ -277,9 +258,25 @@ if (usable && unsupported) {
   refuseDroppedFiles(() => {});
 }
 
+/** The panel closes by its Close button and by Escape, the focus going back to Files. */
+function closeable() {
+  const close = () => {
+    toggle(false);
+    openButton.focus();
+  };
+  closeButton.addEventListener('click', close);
+  panel.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') close();
+  });
+}
+
+/** Whether a drag carries files (text dropped on the terminal is pasted: terminal.js). */
+function carriesFiles(event) {
+  return Array.from(event.dataTransfer?.types ?? []).includes('Files');
+}
+
 /** Files dragged over or dropped on the terminal are not taken, and `why` is called on a drop. */
 function refuseDroppedFiles(why) {
-  const carriesFiles = (event) => Array.from(event.dataTransfer?.types ?? []).includes('Files');
   termHost.addEventListener('dragover', (event) => {
     if (!carriesFiles(event)) return;
     event.preventDefault();
