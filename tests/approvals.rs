@@ -325,6 +325,12 @@ async fn request_approve_start_end(backend: Backend) {
     let ended = alice.delete(&format!("/api/v1/sessions/{session}")).await;
     assert!(ended.status.is_success(), "{}", ended.text);
     audit_log::wait_for_event(&gw.state.engine.db, Some(&session), "session.end").await;
+    // The ended session closes the page's socket, and that detach is the last row written:
+    // wait for it, or the chain below may count one row more than the list it is compared with.
+    tokio::time::timeout(Duration::from_secs(20), term.closed())
+        .await
+        .expect("the ended session's socket stayed open");
+    audit_log::wait_for_event(&gw.state.engine.db, Some(&session), "session.detach").await;
 
     // Every step is in the chain, in order, with who and what they said.
     let all = audit::list(&gw.state.engine.db, None).await.unwrap();
