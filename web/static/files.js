@@ -18,10 +18,12 @@ const usable =
   data.mode !== 'observe' && data.live === 'true' && data.canAttach === 'true' && (mayUpload || mayDownload);
 /**
  * The node's platform when the gateway knows it. File transfer works on Linux nodes only: on
- * another, the Files panel says so instead of offering what the gateway would refuse.
+ * another, or one whose platform is not known (the gateway refuses both), the Files panel says
+ * so instead of offering what the gateway would refuse.
  */
 const platform = data.nodePlatform || '';
-const unsupported = platform !== '' && platform !== 'Linux';
+const unsupported = platform !== 'Linux';
+const nodeIs = platform === '' ? 'a node whose platform is not known' : `a ${platform} node`;
 
 const openButton = document.getElementById('files-open');
 const panel = document.getElementById('files-panel');
@@ -191,11 +193,11 @@ async function download(path) {
 
 if (usable && unsupported) {
   openButton.hidden = false;
-  openButton.title = `File transfer works on Linux nodes; this is a ${platform} node`;
+  openButton.title = `File transfer works on Linux nodes; this is ${nodeIs}`;
   const note = document.getElementById('files-platform');
-  note.textContent = `File transfer works on Linux nodes only: ${data.nodeName || data.target} is a ${platform} node.`;
+  note.textContent = `File transfer works on Linux nodes only: ${data.nodeName || data.target} is ${nodeIs}.`;
   note.hidden = false;
-  panel.dataset.platform = platform;
+  panel.dataset.platform = platform || 'unknown';
   // Files dropped on the terminal: the panel says why nothing is sent (rather than the browser
   // opening the file in place of the page).
   refuseDroppedFiles(() => {

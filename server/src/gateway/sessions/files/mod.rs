@@ -119,23 +119,26 @@ async fn allowed(
         .find(&engine.aws, &view.target)
         .await?
         .map(|t| t.platform);
-    match platform.as_deref() {
-        Some("Linux") => {}
-        Some(other) => {
-            return Err(Error::UnsupportedPlatform(format!(
-                "file transfer works on Linux nodes; {} is a {other} node",
-                view.target
-            )));
-        }
-        None => {
-            return Err(Error::UnsupportedPlatform(format!(
-                "file transfer works on Linux nodes, and the platform of {} is not known (it is \
-                 not among the managed nodes)",
-                view.target
-            )));
-        }
+    if let Some(refusal) = platform_refusal(&view.target, platform.as_deref()) {
+        return Err(Error::UnsupportedPlatform(refusal));
     }
     Ok((view, live))
+}
+
+/// Why files cannot move to or from `target`, whose platform is `platform` (as
+/// DescribeInstanceInformation gives it: `None` when the node is not listed, empty when the
+/// listing does not say); `None` on a Linux node.
+fn platform_refusal(target: &str, platform: Option<&str>) -> Option<String> {
+    match platform.filter(|p| !p.is_empty()) {
+        Some("Linux") => None,
+        Some(other) => Some(format!(
+            "file transfer works on Linux nodes; {target} is a {other} node"
+        )),
+        None => Some(format!(
+            "file transfer works on Linux nodes, and the platform of {target} is not known (it \
+             is not among the managed nodes, or they do not say)"
+        )),
+    }
 }
 
 /// Whether `user` may move a file at `path` through session `id` in `direction` now (checked
@@ -542,5 +545,26 @@ async fn terminate(live: &LiveSession, ssm_id: &str) {
         .await
     {
         tracing::warn!(ssm_session = %ssm_id, "terminating a file transfer's session: {}", aws::aws_message(&e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::platform_refusal;
+
+    #[test]
+    fn only_a_linux_node_moves_files_and_the_refusal_names_the_node_and_why() {
+        assert_eq!(platform_refusal("i-0abc", Some("Linux")), None);
+        assert_eq!(
+            platform_refusal("i-0abc", Some("Windows")).as_deref(),
+            Some("file transfer works on Linux nodes; i-0abc is a Windows node")
+        );
+        for unknown in [None, Some("")] {
+            let said = platform_refusal("mi-0def", unknown).unwrap();
+            assert!(
+                said.contains("the platform of mi-0def is not known"),
+                "{said}"
+            );
+        }
     }
 }
