@@ -123,6 +123,28 @@ async fn stop(d: Deployment, keep: bool) {
     d.stop(keep).await;
 }
 
+/// Waits `settle`, saying the gateway's RSS every [`SETTLE_STEP`] meanwhile (when its pid is
+/// known): whether its memory had stopped falling when it is read is there to see.
+async fn settle_watching(settle: Duration, target: &Target) {
+    const SETTLE_STEP: Duration = Duration::from_secs(5);
+    let until = Instant::now() + settle;
+    let began = Instant::now();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(SETTLE_STEP)).await;
+        if let Some(Ok(s)) = target.gateway_pid.map(stats::sample) {
+            eprintln!(
+                "  {:>4.0} s: gateway RSS {:.1} MiB",
+                began.elapsed().as_secs_f64(),
+                s.rss_kib as f64 / 1024.0
+            );
+        }
+    }
+}
+
 /// CPU and RSS of the gateway and the emulator, when their pids are known.
 #[derive(Clone, Copy)]
 struct Samples {
@@ -175,7 +197,7 @@ async fn drive(
     if !profile.settle.is_zero() {
         eprintln!("settling for {} s …", profile.settle.as_secs_f64());
     }
-    tokio::time::sleep(profile.settle).await;
+    settle_watching(profile.settle, target).await;
     let up = sample(target, &errors);
 
     let sessions = Sessions {
